@@ -1,0 +1,87 @@
+//! Command-line arguments, exactly as the interface contract names them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// stirgate: a SIP B2BUA that verifies STIR/SHAKEN caller ID and routes calls by the result.
+#[derive(Debug, Parser)]
+#[command(name = "stirgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of the contract.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the B2BUA (embedded defaults without --config).
+    Run(RunArgs),
+    /// Load and validate a config; print the effective values or every error.
+    CheckConfig(RunArgs),
+    /// Verify Identity header value(s) for a call exactly as the B2BUA would.
+    Verify(VerifyArgs),
+    /// Print an Identity header value signed with a key (tests, demos, load generation).
+    Sign(SignArgs),
+}
+
+/// Arguments of `run` and `check-config`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; without it the embedded defaults are used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// An Identity header value; repeat for several headers.
+    #[arg(long = "identity", required = true)]
+    pub identity: Vec<String>,
+    /// The calling number (From / P-Asserted-Identity).
+    #[arg(long)]
+    pub from: String,
+    /// The called number (To / Request-URI).
+    #[arg(long)]
+    pub to: String,
+    /// Verification clock as UNIX seconds (iat freshness, certificate validity).
+    #[arg(long)]
+    pub now: Option<u64>,
+    /// PEM file or directory of STI-CA roots; repeatable. Defaults to the configured trust store.
+    #[arg(long = "trust-anchors")]
+    pub trust_anchors: Vec<PathBuf>,
+    /// Allow http:// and loopback x5u URLs (tests against a local certificate server only).
+    #[arg(long)]
+    pub allow_http_x5u: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// PEM file with the P-256 private key.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Certificate URL to put in the PASSporT and the info parameter.
+    #[arg(long)]
+    pub x5u: String,
+    /// Attestation level: A, B or C.
+    #[arg(long)]
+    pub attest: String,
+    /// Originating telephone number.
+    #[arg(long)]
+    pub orig: String,
+    /// Destination telephone number; repeatable.
+    #[arg(long, required = true)]
+    pub dest: Vec<String>,
+    /// Origination identifier (a UUID); random when absent.
+    #[arg(long)]
+    pub origid: Option<String>,
+    /// Issued-at time as UNIX seconds; now when absent.
+    #[arg(long)]
+    pub iat: Option<u64>,
+}

@@ -1,0 +1,1 @@
+//! certserver helpers.
