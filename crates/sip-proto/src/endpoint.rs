@@ -1,0 +1,833 @@
+//! The transaction layer: matches messages to transactions (RFC 3261 §17.1.3, §17.2.3), runs
+//! their timers, answers what the transaction layer answers by itself (100 Trying, 400 to a
+//! malformed request, retransmissions), and hands the rest to the transaction user as
+//! [`Event`]s.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::ParseError;
+use crate::headers::Via;
+use crate::message::{Message, Method, Request, Response, SipHeaders};
+use crate::transaction::{
+    ClientTransaction, ClientVerdict, ServerTransaction, TimerAction, TimerConfig,
+};
+
+/// Which transport a message uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP (unreliable: the transaction layer retransmits).
+    Udp,
+    /// TCP (reliable).
+    Tcp,
+}
+
+impl Transport {
+    /// True for stream transports.
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Self::Tcp)
+    }
+
+    /// The Via token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        }
+    }
+}
+
+/// Identifies a stream connection in the I/O shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Transport.
+    pub transport: Transport,
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// The stream connection it arrived on (responses go back on it while it is open).
+    pub conn: Option<ConnId>,
+}
+
+/// Identifies a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxKey {
+    /// Client or server side.
+    pub side: Side,
+    /// The top Via branch (or, for RFC 2543 peers, a key built from Call-ID and CSeq).
+    pub branch: String,
+    /// The CSeq method, with ACK counted as INVITE.
+    pub method: Method,
+}
+
+impl fmt::Display for TxKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}/{}/{}", self.side, self.branch, self.method)
+    }
+}
+
+/// The side of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// We sent the request.
+    Client,
+    /// We received the request.
+    Server,
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub peer: Peer,
+    /// The serialized message.
+    pub bytes: Bytes,
+    /// The client transaction this is the request of, so a send failure can be reported.
+    pub tx: Option<TxKey>,
+}
+
+/// What the transaction layer tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new request (not a retransmission); answer it with [`Endpoint::send_response`].
+    Request {
+        /// Its server transaction.
+        tx: TxKey,
+        /// The request (top Via annotated with received/rport).
+        request: Request,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// An ACK for a 2xx (or one that matched no transaction).
+    Ack {
+        /// The ACK.
+        request: Request,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// A response to one of our requests.
+    Response {
+        /// The client transaction.
+        tx: TxKey,
+        /// The response.
+        response: Response,
+    },
+    /// Timer B or F fired: the request got no final response.
+    Timeout {
+        /// The client transaction.
+        tx: TxKey,
+    },
+    /// A 2xx or error response we sent was never acknowledged (Timer H or L).
+    AckTimeout {
+        /// The server transaction.
+        tx: TxKey,
+    },
+    /// The request of a client transaction could not be sent.
+    TransportError {
+        /// The client transaction.
+        tx: TxKey,
+    },
+    /// A message was dropped or answered because it was malformed.
+    Malformed {
+        /// Where it came from.
+        source: Peer,
+        /// Why.
+        error: ParseError,
+    },
+}
+
+struct ClientEntry {
+    tx: ClientTransaction,
+    request: Request,
+    peer: Peer,
+}
+
+struct ServerEntry {
+    tx: ServerTransaction,
+    peer: Peer,
+    /// The To tag of our final response, kept so CANCEL and ACK can be matched to a dialog.
+    request: Request,
+}
+
+/// The transaction layer of one SIP stack: all client and server transactions.
+pub struct Endpoint {
+    timers: TimerConfig,
+    user_agent: String,
+    client: HashMap<TxKey, ClientEntry>,
+    server: HashMap<TxKey, ServerEntry>,
+    deadlines: BinaryHeap<Reverse<(Instant, TxKey)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// A transaction layer with these timers; `user_agent` goes in the Server header of the
+    /// responses it makes itself.
+    pub fn new(timers: TimerConfig, user_agent: impl Into<String>) -> Self {
+        Self {
+            timers,
+            user_agent: user_agent.into(),
+            client: HashMap::new(),
+            server: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The timers in use.
+    pub fn timers(&self) -> &TimerConfig {
+        &self.timers
+    }
+
+    /// How many transactions are alive (client, server).
+    pub fn transaction_count(&self) -> (usize, usize) {
+        (self.client.len(), self.server.len())
+    }
+
+    /// Feeds bytes received from `source` (one datagram or one framed stream message).
+    pub fn handle_bytes(&mut self, now: Instant, source: Peer, bytes: &[u8]) {
+        match Message::parse(bytes) {
+            Ok(message) => self.handle_message(now, source, message),
+            Err(error) => self.events.push_back(Event::Malformed { source, error }),
+        }
+    }
+
+    /// Feeds a parsed message received from `source`.
+    pub fn handle_message(&mut self, now: Instant, source: Peer, message: Message) {
+        match message {
+            Message::Request(request) => self.handle_request(now, source, request),
+            Message::Response(response) => self.handle_response(now, source, response),
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, source: Peer, mut request: Request) {
+        if let Err(error) = request.validate() {
+            // Answer when the response can be routed at all (RFC 3261 §8.2 / §16.3).
+            if request.method != Method::Ack && request.top_via().is_some() {
+                annotate_via(&mut request, source);
+                let mut resp = Response::for_request(
+                    &request,
+                    error.status_code(),
+                    &error.reason_phrase(),
+                    None,
+                );
+                resp.headers.push("Server", self.user_agent.as_str());
+                let peer = via_peer(resp.top_via(), source);
+                self.transmits.push_back(Transmit {
+                    peer,
+                    bytes: resp.to_bytes(),
+                    tx: None,
+                });
+            }
+            self.events.push_back(Event::Malformed { source, error });
+            return;
+        }
+        annotate_via(&mut request, source);
+        let Some(key) = server_key(&request) else {
+            return;
+        };
+
+        if request.method == Method::Ack {
+            let cfg = self.timers;
+            let to_tu = match self.server.get_mut(&key) {
+                Some(entry) => entry.tx.handle_ack(now, &cfg),
+                None => true,
+            };
+            if let Some(deadline) = self.server.get(&key).and_then(|e| e.tx.next_deadline()) {
+                self.deadlines.push(Reverse((deadline, key)));
+            }
+            if to_tu {
+                self.events.push_back(Event::Ack { request, source });
+            }
+            return;
+        }
+
+        if let Some(entry) = self.server.get(&key) {
+            // A retransmission: the transaction answers it, the TU never sees it.
+            if let Some(bytes) = entry.tx.handle_retransmission() {
+                self.transmits.push_back(Transmit {
+                    peer: entry.peer,
+                    bytes,
+                    tx: None,
+                });
+            }
+            return;
+        }
+
+        let invite = request.method == Method::Invite;
+        let peer = via_peer(request.top_via(), source);
+        let mut tx = ServerTransaction::new(invite, source.transport.is_reliable());
+        if invite {
+            // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
+            let mut trying = Response::for_request(&request, 100, "Trying", None);
+            trying.headers.push("Server", self.user_agent.as_str());
+            let bytes = trying.to_bytes();
+            tx.send_response(now, &self.timers, 100, bytes.clone());
+            self.transmits.push_back(Transmit {
+                peer,
+                bytes,
+                tx: None,
+            });
+        }
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                peer,
+                request: request.clone(),
+            },
+        );
+        self.events.push_back(Event::Request {
+            tx: key,
+            request,
+            source,
+        });
+    }
+
+    fn handle_response(&mut self, now: Instant, source: Peer, mut response: Response) {
+        if let Err(error) = response.validate() {
+            self.events.push_back(Event::Malformed { source, error });
+            return;
+        }
+        let Some(key) = client_key(&response) else {
+            return;
+        };
+        let cfg = self.timers;
+        let Some(entry) = self.client.get_mut(&key) else {
+            // A stray response (its transaction is gone): nothing to do (RFC 3261 §18.1.2).
+            return;
+        };
+        match entry.tx.handle_response(now, &cfg, response.status) {
+            ClientVerdict::Deliver => {
+                self.events.push_back(Event::Response {
+                    tx: key.clone(),
+                    response,
+                });
+            }
+            ClientVerdict::DeliverAndAck => {
+                let ack = ack_for_error(&entry.request, &response).to_bytes();
+                entry.tx.set_ack(ack.clone());
+                self.transmits.push_back(Transmit {
+                    peer: entry.peer,
+                    bytes: ack,
+                    tx: None,
+                });
+                self.events.push_back(Event::Response {
+                    tx: key.clone(),
+                    response,
+                });
+            }
+            ClientVerdict::ResendAck(ack) | ClientVerdict::Absorb(Some(ack)) => {
+                self.transmits.push_back(Transmit {
+                    peer: entry.peer,
+                    bytes: ack,
+                    tx: None,
+                });
+            }
+            ClientVerdict::Absorb(None) => {}
+        }
+        if let Some(deadline) = self.client.get(&key).and_then(|e| e.tx.next_deadline()) {
+            self.deadlines.push(Reverse((deadline, key)));
+        }
+    }
+
+    /// Sends a request in a new client transaction; the request must carry a top Via with a
+    /// fresh branch. ACK is not sent this way (see [`Self::send_ack`]).
+    pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> Option<TxKey> {
+        let via = request.top_via()?;
+        let key = TxKey {
+            side: Side::Client,
+            branch: via.branch()?.to_owned(),
+            method: request.method.clone(),
+        };
+        let bytes = request.to_bytes();
+        let tx = ClientTransaction::new(
+            now,
+            &self.timers,
+            request.method == Method::Invite,
+            peer.transport.is_reliable(),
+            bytes.clone(),
+        );
+        if let Some(deadline) = tx.next_deadline() {
+            self.deadlines.push(Reverse((deadline, key.clone())));
+        }
+        self.client
+            .insert(key.clone(), ClientEntry { tx, request, peer });
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes,
+            tx: Some(key.clone()),
+        });
+        Some(key)
+    }
+
+    /// Sends the ACK for a 2xx that `tx` received; it is re-sent automatically when the 2xx is
+    /// retransmitted.
+    pub fn send_ack(&mut self, tx: &TxKey, ack: &Request, peer: Peer) {
+        let bytes = ack.to_bytes();
+        if let Some(entry) = self.client.get_mut(tx) {
+            entry.tx.set_ack(bytes.clone());
+        }
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes,
+            tx: None,
+        });
+    }
+
+    /// Sends a response in server transaction `tx`. Returns false when the transaction is gone
+    /// or does not accept that response (nothing is sent then).
+    pub fn send_response(&mut self, now: Instant, tx: &TxKey, mut response: Response) -> bool {
+        let cfg = self.timers;
+        let Some(entry) = self.server.get_mut(tx) else {
+            return false;
+        };
+        if response.headers.get("Server").is_none() {
+            response.headers.push("Server", self.user_agent.as_str());
+        }
+        let bytes = response.to_bytes();
+        if !entry
+            .tx
+            .send_response(now, &cfg, response.status, bytes.clone())
+        {
+            return false;
+        }
+        self.transmits.push_back(Transmit {
+            peer: entry.peer,
+            bytes,
+            tx: None,
+        });
+        if let Some(deadline) = entry.tx.next_deadline() {
+            self.deadlines.push(Reverse((deadline, tx.clone())));
+        }
+        true
+    }
+
+    /// The request that created server transaction `tx`.
+    pub fn server_request(&self, tx: &TxKey) -> Option<&Request> {
+        self.server.get(tx).map(|e| &e.request)
+    }
+
+    /// The INVITE server transaction a CANCEL refers to (RFC 3261 §9.2).
+    pub fn cancel_target(&self, cancel: &Request) -> Option<TxKey> {
+        let mut key = server_key(cancel)?;
+        key.method = Method::Invite;
+        self.server.contains_key(&key).then_some(key)
+    }
+
+    /// The request of client transaction `tx` (to build a CANCEL or an ACK from).
+    pub fn client_request(&self, tx: &TxKey) -> Option<(&Request, Peer)> {
+        self.client.get(tx).map(|e| (&e.request, e.peer))
+    }
+
+    /// The shell could not send the request of client transaction `tx`.
+    pub fn handle_transport_error(&mut self, tx: &TxKey) {
+        if let Some(mut entry) = self.client.remove(tx) {
+            entry.tx.handle_transport_error();
+            self.events
+                .push_back(Event::TransportError { tx: tx.clone() });
+        }
+    }
+
+    /// The next instant at which [`Self::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let cfg = self.timers;
+        while let Some(Reverse((at, _))) = self.deadlines.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.deadlines.pop() else {
+                break;
+            };
+            match key.side {
+                Side::Client => {
+                    let Some(entry) = self.client.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.tx.next_deadline().is_none_or(|d| d > now) {
+                        continue; // a stale heap entry; the live one is still queued
+                    }
+                    let mut terminated = false;
+                    for action in entry.tx.handle_timeout(now, &cfg) {
+                        match action {
+                            TimerAction::Retransmit(bytes) => self.transmits.push_back(Transmit {
+                                peer: entry.peer,
+                                bytes,
+                                tx: Some(key.clone()),
+                            }),
+                            TimerAction::Timeout => {
+                                self.events.push_back(Event::Timeout { tx: key.clone() })
+                            }
+                            TimerAction::AckTimeout => {}
+                            TimerAction::Terminated => terminated = true,
+                        }
+                    }
+                    if terminated {
+                        self.client.remove(&key);
+                    } else if let Some(d) = entry.tx.next_deadline() {
+                        self.deadlines.push(Reverse((d, key)));
+                    }
+                }
+                Side::Server => {
+                    let Some(entry) = self.server.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.tx.next_deadline().is_none_or(|d| d > now) {
+                        continue;
+                    }
+                    let mut terminated = false;
+                    for action in entry.tx.handle_timeout(now, &cfg) {
+                        match action {
+                            TimerAction::Retransmit(bytes) => self.transmits.push_back(Transmit {
+                                peer: entry.peer,
+                                bytes,
+                                tx: None,
+                            }),
+                            TimerAction::AckTimeout => {
+                                self.events.push_back(Event::AckTimeout { tx: key.clone() })
+                            }
+                            TimerAction::Timeout => {}
+                            TimerAction::Terminated => terminated = true,
+                        }
+                    }
+                    if terminated {
+                        self.server.remove(&key);
+                    } else if let Some(d) = entry.tx.next_deadline() {
+                        self.deadlines.push(Reverse((d, key)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Sends a message outside any transaction (stateless responses, ACK without a transaction).
+    pub fn send_stateless(&mut self, bytes: Bytes, peer: Peer) {
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes,
+            tx: None,
+        });
+    }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581: record where the request really came from.
+fn annotate_via(request: &mut Request, source: Peer) {
+    let Some(top) = request.headers.get_list("Via").next() else {
+        return;
+    };
+    let Ok(mut via) = Via::parse(top) else {
+        return;
+    };
+    let source_ip = source.addr.ip().to_string();
+    let mut changed = false;
+    if via.host.trim_matches(['[', ']']).parse::<IpAddr>().ok() != Some(source.addr.ip())
+        || via.received().is_some()
+    {
+        via.params.set("received", Some(&source_ip));
+        changed = true;
+    }
+    if via.rport() == Some(None) {
+        let port = source.addr.port().to_string();
+        via.params.set("rport", Some(&port));
+        if via.received().is_none() {
+            via.params.set("received", Some(&source_ip));
+        }
+        changed = true;
+    }
+    if changed {
+        let text = via.to_string();
+        request.headers.replace_first_element("Via", &text);
+    }
+}
+
+/// Where responses go (RFC 3261 §18.2.2, RFC 3581 §4), judged from the top Via of the request
+/// (or of a response built from it): on a stream, back on its connection; on UDP, to received
+/// (else the source) at rport, else at the sent-by port.
+fn via_peer(via: Option<Via>, source: Peer) -> Peer {
+    if source.transport.is_reliable() {
+        return source;
+    }
+    let Some(via) = via else {
+        return source;
+    };
+    let ip = via
+        .received()
+        .and_then(|r| r.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+        .unwrap_or_else(|| source.addr.ip());
+    let port = match via.rport() {
+        Some(Some(port)) => port,
+        _ => via.port.unwrap_or(5060),
+    };
+    Peer {
+        transport: source.transport,
+        addr: SocketAddr::new(ip, port),
+        conn: None,
+    }
+}
+
+fn server_key(request: &Request) -> Option<TxKey> {
+    let via = request.top_via()?;
+    let method = match &request.method {
+        Method::Ack => Method::Invite,
+        m => m.clone(),
+    };
+    let branch = if via.is_rfc3261() {
+        // Branch plus sent-by (RFC 3261 §17.2.3).
+        let port = via.port.unwrap_or(5060);
+        format!("{}|{}:{}", via.branch().unwrap_or_default(), via.host, port)
+    } else {
+        // RFC 2543 peers: Call-ID, CSeq number, From tag and sent-by identify the transaction.
+        let cseq = request.cseq()?;
+        let from_tag = request
+            .from_header()
+            .and_then(|f| f.tag().map(str::to_owned));
+        format!(
+            "2543|{}|{}|{}|{}:{:?}",
+            request.call_id()?,
+            cseq.seq,
+            from_tag.unwrap_or_default(),
+            via.host,
+            via.port
+        )
+    };
+    Some(TxKey {
+        side: Side::Server,
+        branch,
+        method,
+    })
+}
+
+fn client_key(response: &Response) -> Option<TxKey> {
+    let via = response.top_via()?;
+    Some(TxKey {
+        side: Side::Client,
+        branch: via.branch()?.to_owned(),
+        method: response.cseq()?.method,
+    })
+}
+
+/// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 §17.1.1.3).
+fn ack_for_error(invite: &Request, response: &Response) -> Request {
+    let mut headers = crate::message::Headers::new();
+    if let Some(via) = invite.headers.get_list("Via").next() {
+        headers.push("Via", via);
+    }
+    for route in invite.headers.get_all("Route") {
+        headers.push("Route", route);
+    }
+    headers.push("Max-Forwards", "70");
+    if let Some(from) = invite.headers.get("From") {
+        headers.push("From", from);
+    }
+    if let Some(to) = response.headers.get("To") {
+        headers.push("To", to);
+    }
+    if let Some(call_id) = invite.headers.get("Call-ID") {
+        headers.push("Call-ID", call_id);
+    }
+    let seq = invite.cseq().map_or(1, |c| c.seq);
+    headers.push("CSeq", format!("{seq} ACK"));
+    Request {
+        method: Method::Ack,
+        uri: invite.uri.clone(),
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+// The virtual clock needs one base instant; time then only advances by addition.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn udp(port: u16) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            conn: None,
+        }
+    }
+
+    fn invite(branch: &str) -> String {
+        format!(
+            "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:6000;branch={branch};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\n\
+Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn drain_transmits(ep: &mut Endpoint) -> Vec<Transmit> {
+        std::iter::from_fn(|| ep.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn invite_gets_100_and_retransmission_is_absorbed() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        ep.handle_bytes(now, udp(6001), invite("z9hG4bK1").as_bytes());
+        let tx = drain_transmits(&mut ep);
+        assert_eq!(tx.len(), 1);
+        assert!(tx[0].bytes.starts_with(b"SIP/2.0 100 Trying"));
+        let text = std::str::from_utf8(&tx[0].bytes).unwrap();
+        assert!(text.contains("rport=6001"), "{text}");
+        assert!(text.contains("received=127.0.0.1"), "{text}");
+        assert_eq!(
+            tx[0].peer.addr.port(),
+            6001,
+            "rport: back to the source port"
+        );
+        let Some(Event::Request { tx: key, .. }) = ep.poll_event() else {
+            panic!("expected a request event");
+        };
+        // A retransmitted INVITE is answered with the last response, and not passed up.
+        ep.handle_bytes(now, udp(6001), invite("z9hG4bK1").as_bytes());
+        assert_eq!(ep.poll_event(), None);
+        assert!(drain_transmits(&mut ep)[0]
+            .bytes
+            .starts_with(b"SIP/2.0 100"));
+        // Final 486, then the ACK is absorbed, then Timer I cleans up.
+        let req = ep.server_request(&key).unwrap().clone();
+        assert!(ep.send_response(
+            now,
+            &key,
+            Response::for_request(&req, 486, "Busy Here", Some("t"))
+        ));
+        ep.handle_bytes(
+            now,
+            udp(6001),
+            invite("z9hG4bK1")
+                .replace("INVITE sip", "ACK sip")
+                .replace("1 INVITE", "1 ACK")
+                .as_bytes(),
+        );
+        assert_eq!(
+            ep.poll_event(),
+            None,
+            "ACK for a non-2xx stays in the transaction"
+        );
+        ep.handle_timeout(now + Duration::from_secs(6));
+        assert_eq!(ep.transaction_count(), (0, 0));
+    }
+
+    #[test]
+    fn client_invite_timer_b_reports_timeout() {
+        let mut ep = Endpoint::new(TimerConfig::from_t1(Duration::from_millis(100)), "test");
+        let now = Instant::now();
+        let Message::Request(req) = Message::parse(invite("z9hG4bKc1").as_bytes()).unwrap() else {
+            panic!()
+        };
+        let key = ep.send_request(now, req, udp(7000)).unwrap();
+        assert_eq!(drain_transmits(&mut ep).len(), 1);
+        let mut t = now;
+        let mut sent = 0;
+        while let Some(at) = ep.poll_timeout() {
+            t = at;
+            ep.handle_timeout(at);
+            sent += drain_transmits(&mut ep).len();
+        }
+        assert_eq!(t - now, Duration::from_millis(6400), "Timer B = 64·T1");
+        assert_eq!(sent, 6, "Timer A retransmissions before B");
+        assert_eq!(ep.poll_event(), Some(Event::Timeout { tx: key }));
+    }
+
+    #[test]
+    fn client_acks_error_response_itself() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        let Message::Request(req) = Message::parse(invite("z9hG4bKc2").as_bytes()).unwrap() else {
+            panic!()
+        };
+        let key = ep.send_request(now, req.clone(), udp(7000)).unwrap();
+        drain_transmits(&mut ep);
+        let busy = Response::for_request(&req, 486, "Busy Here", Some("callee")).to_bytes();
+        ep.handle_bytes(now, udp(7000), &busy);
+        let tx = drain_transmits(&mut ep);
+        assert_eq!(tx.len(), 1);
+        let ack = std::str::from_utf8(&tx[0].bytes).unwrap();
+        assert!(
+            ack.starts_with("ACK sip:bob@127.0.0.1:5060 SIP/2.0"),
+            "{ack}"
+        );
+        assert!(
+            ack.contains("tag=callee") && ack.contains("CSeq: 1 ACK"),
+            "{ack}"
+        );
+        assert!(
+            matches!(ep.poll_event(), Some(Event::Response { tx, response }) if tx == key && response.status == 486)
+        );
+        // The retransmitted 486 is re-ACKed, not passed up again.
+        ep.handle_bytes(now, udp(7000), &busy);
+        assert_eq!(drain_transmits(&mut ep).len(), 1);
+        assert_eq!(ep.poll_event(), None);
+    }
+
+    #[test]
+    fn malformed_request_gets_400_with_reason() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let text = invite("z9hG4bK3").replace("Call-ID: c1@test\r\n", "");
+        ep.handle_bytes(Instant::now(), udp(6001), text.as_bytes());
+        let tx = drain_transmits(&mut ep);
+        assert_eq!(tx.len(), 1);
+        assert!(tx[0]
+            .bytes
+            .starts_with(b"SIP/2.0 400 Missing Call-ID header\r\n"));
+        assert!(matches!(ep.poll_event(), Some(Event::Malformed { .. })));
+        ep.handle_bytes(Instant::now(), udp(6001), b"\x00\x01garbage");
+        assert!(drain_transmits(&mut ep).is_empty(), "unparsable: dropped");
+        assert!(matches!(
+            ep.poll_event(),
+            Some(Event::Malformed {
+                error: ParseError::Syntax,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn cancel_finds_its_invite() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        ep.handle_bytes(now, udp(6001), invite("z9hG4bK4").as_bytes());
+        let Some(Event::Request { tx: invite_key, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        let cancel = invite("z9hG4bK4")
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
+        ep.handle_bytes(now, udp(6001), cancel.as_bytes());
+        let Some(Event::Request { request, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        assert_eq!(request.method, Method::Cancel);
+        assert_eq!(ep.cancel_target(&request), Some(invite_key));
+    }
+}

@@ -1,0 +1,513 @@
+//! Typed views of the headers a B2BUA reads and writes: Via, From/To/Contact (name-addr),
+//! CSeq, and SIP URIs.
+//!
+//! These parsers are deliberately small: they read what RFC 3261 §25 allows for these headers
+//! and keep every parameter they do not interpret, so a re-printed header says the same thing.
+
+use std::fmt;
+
+use crate::message::Method;
+
+/// A header value that did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed header value")]
+pub struct HeaderError;
+
+/// `;name=value` parameters, in order, names compared case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, Option<String>)>);
+
+impl Params {
+    /// Parses `;a=1;b;c=2` (the leading `;` optional).
+    pub fn parse(text: &str) -> Self {
+        let mut params = Vec::new();
+        for part in split_outside_quotes(text, ';') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            match part.split_once('=') {
+                Some((n, v)) => params.push((n.trim().to_owned(), Some(v.trim().to_owned()))),
+                None => params.push((part.to_owned(), None)),
+            }
+        }
+        Self(params)
+    }
+
+    /// The value of `name`: `Some(Some(v))` for `name=v`, `Some(None)` for a bare `name`.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// The value of `name` when it has one.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).flatten()
+    }
+
+    /// Sets (or adds) `name`.
+    pub fn set(&mut self, name: &str, value: Option<&str>) {
+        let value = value.map(str::to_owned);
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value) in &self.0 {
+            match value {
+                Some(v) => write!(f, ";{name}={v}")?,
+                None => write!(f, ";{name}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Via element: `SIP/2.0/UDP host:port;branch=...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Transport token (UDP, TCP, TLS, ...), upper-cased.
+    pub transport: String,
+    /// sent-by host (IPv6 references keep their brackets).
+    pub host: String,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters (branch, received, rport, ...).
+    pub params: Params,
+}
+
+impl Via {
+    /// Parses one Via element.
+    pub fn parse(text: &str) -> Result<Self, HeaderError> {
+        let text = text.trim();
+        let (proto, rest) = text.split_once(char::is_whitespace).ok_or(HeaderError)?;
+        let mut proto_parts = proto.split('/').map(str::trim);
+        let (Some(name), Some(version), Some(transport), None) = (
+            proto_parts.next(),
+            proto_parts.next(),
+            proto_parts.next(),
+            proto_parts.next(),
+        ) else {
+            return Err(HeaderError);
+        };
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+            return Err(HeaderError);
+        }
+        let rest = rest.trim_start();
+        let (sent_by, params) = match rest.find(';') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let (host, port) = split_host_port(sent_by.trim())?;
+        Ok(Self {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            params: Params::parse(params),
+        })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.params.value("branch")
+    }
+
+    /// The received parameter (RFC 3261 §18.2.1).
+    pub fn received(&self) -> Option<&str> {
+        self.params.value("received")
+    }
+
+    /// The rport parameter (RFC 3581): `Some(None)` when requested but unset.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// True when the branch carries the RFC 3261 magic cookie.
+    pub fn is_rfc3261(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write!(f, "{}", self.params)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route, P-Asserted-Identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name as written (quotes kept).
+    pub display: Option<String>,
+    /// The URI text.
+    pub uri: String,
+    /// Header parameters after the address (tag, expires, ...).
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// Parses `"Name" <uri>;params`, `<uri>;params` or `uri;params`.
+    pub fn parse(text: &str) -> Result<Self, HeaderError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(HeaderError);
+        }
+        if let Some(open) = find_outside_quotes(text, '<') {
+            let close = text[open..].find('>').ok_or(HeaderError)? + open;
+            let display = text[..open].trim();
+            let uri = text[open + 1..close].trim();
+            if uri.is_empty() {
+                return Err(HeaderError);
+            }
+            if display.starts_with('"') && (display.len() < 2 || !display.ends_with('"')) {
+                return Err(HeaderError);
+            }
+            Ok(Self {
+                display: (!display.is_empty()).then(|| display.to_owned()),
+                uri: uri.to_owned(),
+                params: Params::parse(&text[close + 1..]),
+            })
+        } else {
+            // addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10).
+            let (uri, params) = match text.find(';') {
+                Some(at) => (&text[..at], &text[at..]),
+                None => (text, ""),
+            };
+            if uri.contains(char::is_whitespace) || !uri.contains(':') {
+                return Err(HeaderError);
+            }
+            Ok(Self {
+                display: None,
+                uri: uri.to_owned(),
+                params: Params::parse(params),
+            })
+        }
+    }
+
+    /// The tag parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.params.value("tag")
+    }
+
+    /// The URI, parsed.
+    pub fn sip_uri(&self) -> Option<SipUri> {
+        SipUri::parse(&self.uri).ok()
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(display) = &self.display {
+            write!(f, "{display} ")?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+/// CSeq: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number (RFC 3261: below 2^31).
+    pub seq: u32,
+    /// Method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `314159 INVITE`.
+    pub fn parse(text: &str) -> Result<Self, HeaderError> {
+        let mut parts = text.split_whitespace();
+        let (Some(seq), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(HeaderError);
+        };
+        let seq: u32 = seq.parse().map_err(|_| HeaderError)?;
+        if seq >= 1 << 31 {
+            return Err(HeaderError);
+        }
+        Ok(Self {
+            seq,
+            method: Method::parse(method),
+        })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// The parts of a SIP/SIPS/tel URI that routing needs, read by rsip's URI parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    /// `sip`, `sips` or `tel`.
+    pub scheme: String,
+    /// User part (the telephone number for trunk calls), unescaped as written.
+    pub user: Option<String>,
+    /// Host (IPv6 without brackets).
+    pub host: String,
+    /// Port when given.
+    pub port: Option<u16>,
+    /// The `transport` URI parameter, lower-cased.
+    pub transport: Option<String>,
+}
+
+impl SipUri {
+    /// Parses a URI.
+    pub fn parse(text: &str) -> Result<Self, HeaderError> {
+        let text = text.trim();
+        if let Some(number) = text.strip_prefix("tel:") {
+            let number = number.split(';').next().unwrap_or("");
+            if number.is_empty() {
+                return Err(HeaderError);
+            }
+            return Ok(Self {
+                scheme: "tel".to_owned(),
+                user: Some(number.to_owned()),
+                host: String::new(),
+                port: None,
+                transport: None,
+            });
+        }
+        let uri = rsip::Uri::try_from(text).map_err(|_| HeaderError)?;
+        let scheme = match &uri.scheme {
+            Some(rsip::Scheme::Sips) => "sips",
+            Some(rsip::Scheme::Sip) => "sip",
+            _ => return Err(HeaderError),
+        };
+        let host = match &uri.host_with_port.host {
+            rsip::Host::Domain(d) => d.to_string(),
+            rsip::Host::IpAddr(ip) => ip.to_string(),
+        };
+        if host.is_empty() {
+            return Err(HeaderError);
+        }
+        let port = uri.host_with_port.port.as_ref().map(|p| *p.value());
+        let transport = uri.params.iter().find_map(|p| match p {
+            rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
+            _ => None,
+        });
+        Ok(Self {
+            scheme: scheme.to_owned(),
+            user: uri.user().map(str::to_owned),
+            host,
+            port,
+            transport,
+        })
+    }
+}
+
+/// Sets a URI parameter in URI text (`sip:u@h;a=b?hdr` keeps its headers part), replacing an
+/// existing one of that name. Used to stamp `verstat` on From / P-Asserted-Identity.
+pub fn set_uri_param(uri: &str, name: &str, value: &str) -> String {
+    let (base, headers) = match uri.find('?') {
+        Some(at) => (&uri[..at], &uri[at..]),
+        None => (uri, ""),
+    };
+    let mut parts = base.split(';');
+    let mut out = parts.next().unwrap_or("").to_owned();
+    for part in parts {
+        let pname = part.split('=').next().unwrap_or("");
+        if !pname.eq_ignore_ascii_case(name) {
+            out.push(';');
+            out.push_str(part);
+        }
+    }
+    out.push(';');
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(headers);
+    out
+}
+
+/// Splits a header value at commas that are outside quotes and angle brackets (list headers).
+pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0usize);
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty())
+}
+
+fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut start) = (false, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn find_outside_quotes(text: &str, target: char) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == target && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn split_host_port(text: &str) -> Result<(String, Option<u16>), HeaderError> {
+    if text.is_empty() || text.contains(char::is_whitespace) {
+        return Err(HeaderError);
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let close = rest.find(']').ok_or(HeaderError)?;
+        let host = format!("[{}]", &rest[..close]);
+        let after = &rest[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().map_err(|_| HeaderError)?),
+            None if after.is_empty() => None,
+            None => return Err(HeaderError),
+        };
+        return Ok((host, port));
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => Ok((
+            host.to_owned(),
+            Some(port.parse().map_err(|_| HeaderError)?),
+        )),
+        Some(_) => Err(HeaderError),
+        None => Ok((text.to_owned(), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_print_and_parse() {
+        let via = Via::parse("SIP/2.0/udp 10.0.0.1:5070;branch=z9hG4bKabc;rport").unwrap();
+        assert_eq!(via.transport, "UDP");
+        assert_eq!(via.host, "10.0.0.1");
+        assert_eq!(via.port, Some(5070));
+        assert_eq!(via.branch(), Some("z9hG4bKabc"));
+        assert_eq!(via.rport(), Some(None));
+        assert!(via.is_rfc3261());
+        let printed = via.to_string();
+        assert_eq!(printed, "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKabc;rport");
+        assert_eq!(Via::parse(&printed).unwrap(), via);
+        let v6 = Via::parse("SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bK1").unwrap();
+        assert_eq!(v6.host, "[2001:db8::1]");
+        assert_eq!(v6.port, Some(5060));
+        assert!(Via::parse("SIP/2.0/UDP").is_err());
+        assert!(Via::parse("SIP/3.0/UDP host").is_err());
+        assert!(Via::parse("SIP/2.0/UDP host:notaport").is_err());
+    }
+
+    #[test]
+    fn name_addr_print_and_parse() {
+        let a = NameAddr::parse("\"Bob, Jr\" <sip:+1555@example.com;user=phone>;tag=xyz").unwrap();
+        assert_eq!(a.display.as_deref(), Some("\"Bob, Jr\""));
+        assert_eq!(a.uri, "sip:+1555@example.com;user=phone");
+        assert_eq!(a.tag(), Some("xyz"));
+        assert_eq!(NameAddr::parse(&a.to_string()).unwrap(), a);
+        let b = NameAddr::parse("sip:alice@atlanta.com;tag=88").unwrap();
+        assert_eq!(b.uri, "sip:alice@atlanta.com");
+        assert_eq!(b.tag(), Some("88"));
+        assert_eq!(b.to_string(), "<sip:alice@atlanta.com>;tag=88");
+        assert!(NameAddr::parse("<>").is_err());
+        assert!(NameAddr::parse("").is_err());
+    }
+
+    #[test]
+    fn cseq_print_and_parse() {
+        let c = CSeq::parse("42  INVITE").unwrap();
+        assert_eq!(
+            c,
+            CSeq {
+                seq: 42,
+                method: Method::Invite
+            }
+        );
+        assert_eq!(c.to_string(), "42 INVITE");
+        assert!(CSeq::parse("x INVITE").is_err());
+        assert!(CSeq::parse("4294967295 INVITE").is_err());
+        assert!(CSeq::parse("1").is_err());
+    }
+
+    #[test]
+    fn uri_parts() {
+        let u = SipUri::parse("sip:+15551230002@127.0.0.1:5070;transport=tcp").unwrap();
+        assert_eq!(u.user.as_deref(), Some("+15551230002"));
+        assert_eq!(u.host, "127.0.0.1");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.transport.as_deref(), Some("tcp"));
+        let t = SipUri::parse("tel:+1-555-123-0002;phone-context=x").unwrap();
+        assert_eq!(t.user.as_deref(), Some("+1-555-123-0002"));
+        assert!(SipUri::parse("http://example.com").is_err());
+    }
+
+    #[test]
+    fn uri_param_is_set_once() {
+        let s = set_uri_param("sip:+1555@h;user=phone", "verstat", "TN-Validation-Passed");
+        assert_eq!(s, "sip:+1555@h;user=phone;verstat=TN-Validation-Passed");
+        let again = set_uri_param(&s, "verstat", "No-TN-Validation");
+        assert_eq!(again, "sip:+1555@h;user=phone;verstat=No-TN-Validation");
+        assert_eq!(
+            set_uri_param("sip:a@h?subject=x", "verstat", "v"),
+            "sip:a@h;verstat=v?subject=x"
+        );
+    }
+
+    #[test]
+    fn comma_split_respects_quotes_and_brackets() {
+        let parts: Vec<_> = split_comma("\"A, B\" <sip:a@x;p=1,2>, <sip:b@y>").collect();
+        assert_eq!(parts, vec!["\"A, B\" <sip:a@x;p=1,2>", "<sip:b@y>"]);
+    }
+}

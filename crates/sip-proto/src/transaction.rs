@@ -1,0 +1,643 @@
+//! RFC 3261 §17 transactions as plain state machines, with the RFC 6026 "Accepted" states.
+//!
+//! A transaction owns the bytes it may have to retransmit and its timers; it never sends
+//! anything itself. Every method takes `now` and returns what should happen, so the
+//! [`crate::Endpoint`] (or a test on a virtual clock) decides when time passes.
+//!
+//! ```text
+//! client INVITE:      Calling ─1xx─▶ Proceeding ─300-699─▶ Completed ─D─▶ Terminated
+//!                        │  A (retransmit, doubling), B (timeout)   └─2xx─▶ Accepted ─M─▶ Terminated
+//! client non-INVITE:  Trying ─1xx─▶ Proceeding ─final─▶ Completed ─K─▶ Terminated
+//!                        E (retransmit, doubling to T2), F (timeout)
+//! server INVITE:      Proceeding ─300-699─▶ Completed ─ACK─▶ Confirmed ─I─▶ Terminated
+//!                        │ (100 sent at once)     G (retransmit), H (no ACK)
+//!                        └─2xx─▶ Accepted ─L─▶ Terminated (2xx retransmitted until the ACK)
+//! server non-INVITE:  Trying ─1xx─▶ Proceeding ─final─▶ Completed ─J─▶ Terminated
+//! ```
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// The RFC 3261 timer base values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate (500 ms).
+    pub t1: Duration,
+    /// Longest retransmit interval for non-INVITE requests and INVITE responses (4 s).
+    pub t2: Duration,
+    /// Longest time a message stays in the network (5 s).
+    pub t4: Duration,
+    /// Timer B / F / H / L / M (64·T1 unless overridden, e.g. to answer 408 sooner).
+    pub timeout: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self::from_t1(Duration::from_millis(500))
+    }
+}
+
+impl TimerConfig {
+    /// The RFC defaults scaled from `t1` (T2 = 8·T1, T4 = 10·T1, timeouts 64·T1).
+    pub fn from_t1(t1: Duration) -> Self {
+        Self {
+            t1,
+            t2: t1 * 8,
+            t4: t1 * 10,
+            timeout: t1 * 64,
+        }
+    }
+
+    /// Timer D: at least 32 s on unreliable transports (64·T1, which scales with a test T1),
+    /// 0 on reliable ones.
+    fn timer_d(&self, reliable: bool) -> Duration {
+        if reliable {
+            Duration::ZERO
+        } else {
+            self.t1 * 64
+        }
+    }
+
+    /// Timers I and K: T4 on unreliable transports, 0 on reliable.
+    fn timer_t4(&self, reliable: bool) -> Duration {
+        if reliable {
+            Duration::ZERO
+        } else {
+            self.t4
+        }
+    }
+
+    /// Timer J: 64·T1 on unreliable transports, 0 on reliable.
+    fn timer_j(&self, reliable: bool) -> Duration {
+        if reliable {
+            Duration::ZERO
+        } else {
+            self.t1 * 64
+        }
+    }
+}
+
+/// Client transaction states (RFC 3261 §17.1, RFC 6026 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// INVITE sent, nothing heard.
+    Calling,
+    /// Non-INVITE sent, nothing heard.
+    Trying,
+    /// A provisional response arrived.
+    Proceeding,
+    /// A final response arrived; absorbing retransmissions.
+    Completed,
+    /// A 2xx to INVITE arrived; further 2xx are passed up (RFC 6026).
+    Accepted,
+    /// Done; the transaction can be removed.
+    Terminated,
+}
+
+/// Server transaction states (RFC 3261 §17.2, RFC 6026 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Non-INVITE request received, nothing answered.
+    Trying,
+    /// A provisional response was sent (INVITE starts here: 100 goes out at once).
+    Proceeding,
+    /// A final response was sent; retransmitting it on request retransmissions.
+    Completed,
+    /// The ACK for a non-2xx final response arrived.
+    Confirmed,
+    /// A 2xx to INVITE was sent; retransmitting it until the ACK (RFC 6026).
+    Accepted,
+    /// Done; the transaction can be removed.
+    Terminated,
+}
+
+/// What a client transaction says about a response it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientVerdict {
+    /// Pass the response to the TU.
+    Deliver,
+    /// Pass it to the TU and send the ACK for this non-2xx final response (the endpoint builds it).
+    DeliverAndAck,
+    /// A retransmitted final non-2xx: re-send the stored ACK, do not tell the TU.
+    ResendAck(Bytes),
+    /// A retransmitted 2xx in Accepted: re-send the TU's ACK if it gave one, do not tell the TU.
+    Absorb(Option<Bytes>),
+}
+
+/// What a timer asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerAction {
+    /// Send these bytes again.
+    Retransmit(Bytes),
+    /// Timer B or F: the request got no final response (the TU answers 408).
+    Timeout,
+    /// Timer H, or Timer L with a 2xx never acknowledged: the ACK never came.
+    AckTimeout,
+    /// The transaction is over; remove it.
+    Terminated,
+}
+
+/// A client transaction.
+#[derive(Debug, Clone)]
+pub struct ClientTransaction {
+    invite: bool,
+    reliable: bool,
+    state: ClientState,
+    request: Bytes,
+    ack: Option<Bytes>,
+    retransmit: Option<(Instant, Duration)>,
+    timeout: Option<Instant>,
+    end: Option<Instant>,
+}
+
+impl ClientTransaction {
+    /// Starts a transaction whose request bytes were just sent at `now`.
+    pub fn new(
+        now: Instant,
+        cfg: &TimerConfig,
+        invite: bool,
+        reliable: bool,
+        request: Bytes,
+    ) -> Self {
+        Self {
+            invite,
+            reliable,
+            state: if invite {
+                ClientState::Calling
+            } else {
+                ClientState::Trying
+            },
+            request,
+            ack: None,
+            // Timer A / E: only on unreliable transports.
+            retransmit: (!reliable).then(|| (now + cfg.t1, cfg.t1)),
+            // Timer B / F.
+            timeout: Some(now + cfg.timeout),
+            end: None,
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The original request's bytes.
+    pub fn request_bytes(&self) -> &Bytes {
+        &self.request
+    }
+
+    /// Stores the ACK to re-send when the final response is retransmitted.
+    pub fn set_ack(&mut self, ack: Bytes) {
+        self.ack = Some(ack);
+    }
+
+    /// Feeds a response with status `status`.
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        cfg: &TimerConfig,
+        status: u16,
+    ) -> ClientVerdict {
+        use ClientState::*;
+        match (self.state, status) {
+            (Calling | Trying | Proceeding, 100..=199) => {
+                if self.state == Trying {
+                    self.state = Proceeding;
+                    // Timer E keeps firing in Proceeding, at T2 (RFC 3261 §17.1.2.2).
+                    if let Some((_, _)) = self.retransmit {
+                        self.retransmit = Some((now + cfg.t2, cfg.t2));
+                    }
+                } else if self.state == Calling {
+                    self.state = Proceeding;
+                    self.retransmit = None;
+                }
+                ClientVerdict::Deliver
+            }
+            (Calling | Proceeding, 200..=299) if self.invite => {
+                self.state = Accepted;
+                self.retransmit = None;
+                self.timeout = None;
+                self.end = Some(now + cfg.t1 * 64); // Timer M
+                ClientVerdict::Deliver
+            }
+            (Calling | Proceeding, _) if self.invite => {
+                self.state = Completed;
+                self.retransmit = None;
+                self.timeout = None;
+                self.end = Some(now + cfg.timer_d(self.reliable));
+                ClientVerdict::DeliverAndAck
+            }
+            (Trying | Proceeding, _) => {
+                self.state = Completed;
+                self.retransmit = None;
+                self.timeout = None;
+                self.end = Some(now + cfg.timer_t4(self.reliable));
+                ClientVerdict::Deliver
+            }
+            (Accepted, 200..=299) => ClientVerdict::Absorb(self.ack.clone()),
+            (Completed, 300..) if self.invite => match &self.ack {
+                Some(ack) => ClientVerdict::ResendAck(ack.clone()),
+                None => ClientVerdict::Absorb(None),
+            },
+            _ => ClientVerdict::Absorb(None),
+        }
+    }
+
+    /// The transport failed to deliver the request: the transaction ends (the TU answers 503).
+    pub fn handle_transport_error(&mut self) {
+        self.state = ClientState::Terminated;
+        self.retransmit = None;
+        self.timeout = None;
+        self.end = None;
+    }
+
+    /// The earliest instant at which [`Self::handle_timeout`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, cfg: &TimerConfig) -> Vec<TimerAction> {
+        let mut out = Vec::new();
+        if self.timeout.is_some_and(|at| at <= now) {
+            self.timeout = None;
+            self.retransmit = None;
+            self.end = None;
+            self.state = ClientState::Terminated;
+            out.push(TimerAction::Timeout);
+            out.push(TimerAction::Terminated);
+            return out;
+        }
+        if let Some((at, interval)) = self.retransmit {
+            if at <= now {
+                out.push(TimerAction::Retransmit(self.request.clone()));
+                // Timer A doubles without bound; Timer E doubles up to T2 (and stays at T2
+                // in Proceeding).
+                let next = if self.invite {
+                    interval * 2
+                } else if self.state == ClientState::Proceeding {
+                    cfg.t2
+                } else {
+                    (interval * 2).min(cfg.t2)
+                };
+                self.retransmit = Some((now + next, next));
+            }
+        }
+        if self.end.is_some_and(|at| at <= now) {
+            self.end = None;
+            self.state = ClientState::Terminated;
+            out.push(TimerAction::Terminated);
+        }
+        out
+    }
+}
+
+/// A server transaction.
+#[derive(Debug, Clone)]
+pub struct ServerTransaction {
+    invite: bool,
+    reliable: bool,
+    state: ServerState,
+    last_response: Option<Bytes>,
+    retransmit: Option<(Instant, Duration)>,
+    timeout: Option<Instant>,
+    end: Option<Instant>,
+    acked: bool,
+}
+
+impl ServerTransaction {
+    /// Starts a transaction for a request received at `now`.
+    pub fn new(invite: bool, reliable: bool) -> Self {
+        Self {
+            invite,
+            reliable,
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
+            last_response: None,
+            retransmit: None,
+            timeout: None,
+            end: None,
+            acked: false,
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    /// The request was retransmitted: returns the response to send again, if any.
+    pub fn handle_retransmission(&self) -> Option<Bytes> {
+        match self.state {
+            ServerState::Proceeding | ServerState::Completed | ServerState::Accepted => {
+                self.last_response.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// The TU sends a response; returns false when the state does not allow it (e.g. a second
+    /// final response), in which case nothing must be sent.
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        cfg: &TimerConfig,
+        status: u16,
+        bytes: Bytes,
+    ) -> bool {
+        use ServerState::*;
+        match (self.state, status) {
+            (Trying | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                self.last_response = Some(bytes);
+                true
+            }
+            (Proceeding, 200..=299) if self.invite => {
+                self.state = Accepted;
+                self.last_response = Some(bytes);
+                // The 2xx is retransmitted (T1 doubling to T2) until the ACK (RFC 3261
+                // §13.3.1.4; done here rather than in the TU) and Timer L bounds the wait.
+                self.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1));
+                self.timeout = Some(now + cfg.t1 * 64);
+                true
+            }
+            (Proceeding, 300..) if self.invite => {
+                self.state = Completed;
+                self.last_response = Some(bytes);
+                self.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1)); // Timer G
+                self.timeout = Some(now + cfg.t1 * 64); // Timer H
+                true
+            }
+            (Trying | Proceeding, 200..) if !self.invite => {
+                self.state = Completed;
+                self.last_response = Some(bytes);
+                self.end = Some(now + cfg.timer_j(self.reliable)); // Timer J
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An ACK matched this INVITE transaction. Returns true when the ACK belongs to the TU (it
+    /// acknowledges a 2xx) and false when the transaction absorbed it.
+    pub fn handle_ack(&mut self, now: Instant, cfg: &TimerConfig) -> bool {
+        match self.state {
+            ServerState::Completed => {
+                self.state = ServerState::Confirmed;
+                self.retransmit = None;
+                self.timeout = None;
+                self.end = Some(now + cfg.timer_t4(self.reliable)); // Timer I
+                false
+            }
+            ServerState::Accepted => {
+                let first = !self.acked;
+                self.acked = true;
+                self.retransmit = None;
+                first
+            }
+            ServerState::Confirmed => false,
+            _ => true,
+        }
+    }
+
+    /// The earliest instant at which [`Self::handle_timeout`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, cfg: &TimerConfig) -> Vec<TimerAction> {
+        let mut out = Vec::new();
+        if let Some((at, interval)) = self.retransmit {
+            if at <= now {
+                if let Some(resp) = &self.last_response {
+                    out.push(TimerAction::Retransmit(resp.clone()));
+                }
+                let next = (interval * 2).min(cfg.t2);
+                self.retransmit = Some((now + next, next));
+            }
+        }
+        if self.timeout.is_some_and(|at| at <= now) {
+            self.timeout = None;
+            self.retransmit = None;
+            if !self.acked {
+                out.push(TimerAction::AckTimeout);
+            }
+            self.state = ServerState::Terminated;
+            out.push(TimerAction::Terminated);
+            return out;
+        }
+        if self.end.is_some_and(|at| at <= now) {
+            self.end = None;
+            self.state = ServerState::Terminated;
+            out.push(TimerAction::Terminated);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+// The virtual clock needs one base instant; time then only advances by addition.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Runs the transaction's timers on a virtual clock up to `until`, recording when each
+    /// retransmission happened (relative to `start`).
+    fn run_client(
+        tx: &mut ClientTransaction,
+        cfg: &TimerConfig,
+        start: Instant,
+        until: Duration,
+    ) -> (Vec<u64>, Vec<TimerAction>) {
+        let mut retransmits = Vec::new();
+        let mut others = Vec::new();
+        while let Some(at) = tx.next_deadline() {
+            if at > start + until {
+                break;
+            }
+            for action in tx.handle_timeout(at, cfg) {
+                match action {
+                    TimerAction::Retransmit(_) => retransmits.push((at - start).as_millis() as u64),
+                    other => others.push(other),
+                }
+            }
+        }
+        (retransmits, others)
+    }
+
+    #[test]
+    fn timer_a_doubles_and_timer_b_times_out_at_64_t1() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        let (retx, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(40));
+        // A fires at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s; B at 32 s.
+        assert_eq!(retx, vec![500, 1500, 3500, 7500, 15500, 31500]);
+        assert_eq!(others, vec![TimerAction::Timeout, TimerAction::Terminated]);
+        assert_eq!(tx.state(), ClientState::Terminated);
+    }
+
+    #[test]
+    fn timer_e_caps_at_t2_and_f_times_out() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ClientTransaction::new(start, &cfg, false, false, Bytes::from_static(b"BYE"));
+        let (retx, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(40));
+        assert_eq!(&retx[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
+        assert!(retx.windows(2).all(|w| w[1] - w[0] <= 4000));
+        assert_eq!(others, vec![TimerAction::Timeout, TimerAction::Terminated]);
+    }
+
+    #[test]
+    fn reliable_transport_has_no_retransmissions() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ClientTransaction::new(start, &cfg, true, true, Bytes::from_static(b"INVITE"));
+        let (retx, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(40));
+        assert!(retx.is_empty());
+        assert_eq!(others, vec![TimerAction::Timeout, TimerAction::Terminated]);
+    }
+
+    #[test]
+    fn provisional_stops_timer_a_and_final_error_acks_then_d_ends() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        assert_eq!(
+            tx.handle_response(start + ms(100), &cfg, 180),
+            ClientVerdict::Deliver
+        );
+        assert_eq!(tx.state(), ClientState::Proceeding);
+        assert_eq!(
+            tx.handle_response(start + ms(200), &cfg, 486),
+            ClientVerdict::DeliverAndAck
+        );
+        tx.set_ack(Bytes::from_static(b"ACK"));
+        assert_eq!(
+            tx.handle_response(start + ms(300), &cfg, 486),
+            ClientVerdict::ResendAck(Bytes::from_static(b"ACK")),
+            "a retransmitted 486 is absorbed and re-ACKed"
+        );
+        let (retx, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(60));
+        assert!(retx.is_empty());
+        assert_eq!(others, vec![TimerAction::Terminated]);
+    }
+
+    #[test]
+    fn invite_2xx_goes_to_accepted_and_reacks_retransmissions() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        assert_eq!(tx.handle_response(start, &cfg, 200), ClientVerdict::Deliver);
+        assert_eq!(tx.state(), ClientState::Accepted);
+        assert_eq!(
+            tx.handle_response(start, &cfg, 200),
+            ClientVerdict::Absorb(None)
+        );
+        tx.set_ack(Bytes::from_static(b"ACK"));
+        assert_eq!(
+            tx.handle_response(start, &cfg, 200),
+            ClientVerdict::Absorb(Some(Bytes::from_static(b"ACK")))
+        );
+    }
+
+    #[test]
+    fn server_invite_error_retransmits_g_until_h() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ServerTransaction::new(true, false);
+        assert!(tx.send_response(start, &cfg, 486, Bytes::from_static(b"486")));
+        assert!(
+            !tx.send_response(start, &cfg, 200, Bytes::from_static(b"200")),
+            "one final only"
+        );
+        let mut retx = Vec::new();
+        let mut others = Vec::new();
+        while let Some(at) = tx.next_deadline() {
+            for a in tx.handle_timeout(at, &cfg) {
+                match a {
+                    TimerAction::Retransmit(_) => retx.push((at - start).as_millis() as u64),
+                    o => others.push(o),
+                }
+            }
+        }
+        assert_eq!(&retx[..5], &[500, 1500, 3500, 7500, 11500]);
+        assert_eq!(
+            others,
+            vec![TimerAction::AckTimeout, TimerAction::Terminated]
+        );
+    }
+
+    #[test]
+    fn server_ack_confirms_and_i_ends() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ServerTransaction::new(true, false);
+        tx.send_response(start, &cfg, 487, Bytes::from_static(b"487"));
+        assert_eq!(tx.handle_retransmission(), Some(Bytes::from_static(b"487")));
+        assert!(!tx.handle_ack(start + ms(10), &cfg), "absorbed");
+        assert_eq!(tx.state(), ServerState::Confirmed);
+        assert_eq!(tx.next_deadline(), Some(start + ms(10) + cfg.t4));
+        assert_eq!(
+            tx.handle_timeout(start + ms(10) + cfg.t4, &cfg),
+            vec![TimerAction::Terminated]
+        );
+    }
+
+    #[test]
+    fn server_2xx_is_retransmitted_until_ack() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ServerTransaction::new(true, false);
+        tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        assert_eq!(
+            tx.handle_timeout(start + ms(500), &cfg),
+            vec![TimerAction::Retransmit(Bytes::from_static(b"200"))]
+        );
+        assert!(
+            tx.handle_ack(start + ms(600), &cfg),
+            "first ACK goes to the TU"
+        );
+        assert!(
+            !tx.handle_ack(start + ms(700), &cfg),
+            "a repeated ACK does not"
+        );
+        assert_eq!(
+            tx.handle_timeout(start + cfg.t1 * 64, &cfg),
+            vec![TimerAction::Terminated]
+        );
+    }
+
+    #[test]
+    fn server_non_invite_j() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx = ServerTransaction::new(false, false);
+        assert_eq!(tx.handle_retransmission(), None);
+        tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        assert_eq!(tx.handle_retransmission(), Some(Bytes::from_static(b"200")));
+        assert_eq!(tx.next_deadline(), Some(start + cfg.t1 * 64));
+        let mut reliable = ServerTransaction::new(false, true);
+        reliable.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        assert_eq!(reliable.next_deadline(), Some(start));
+    }
+}
