@@ -604,7 +604,7 @@ fn server_key(request: &Request) -> Option<TxKey> {
         // RFC 2543 peers: Call-ID, CSeq number, From tag and sent-by identify the transaction.
         let cseq = request.cseq()?;
         let from_tag = request
-            .from_addr()
+            .header_from()
             .and_then(|f| f.tag().map(str::to_owned));
         format!(
             "2543|{}|{}|{}|{}:{:?}",

@@ -288,14 +288,14 @@ pub trait SipHeaders {
     }
 
     /// The From header, parsed.
-    fn from_addr(&self) -> Option<NameAddr> {
+    fn header_from(&self) -> Option<NameAddr> {
         self.headers()
             .get("From")
             .and_then(|v| NameAddr::parse(v).ok())
     }
 
     /// The To header, parsed.
-    fn to_addr(&self) -> Option<NameAddr> {
+    fn header_to(&self) -> Option<NameAddr> {
         self.headers()
             .get("To")
             .and_then(|v| NameAddr::parse(v).ok())
@@ -642,7 +642,7 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         req.validate().unwrap();
         assert_eq!(&req.body[..], b"v=0\n", "body cut to Content-Length");
         assert_eq!(req.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
-        assert_eq!(req.from_addr().unwrap().tag(), Some("1928301774"));
+        assert_eq!(req.header_from().unwrap().tag(), Some("1928301774"));
         assert_eq!(req.cseq().unwrap().seq, 314159);
     }
 
@@ -712,7 +712,7 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         parsed.validate().unwrap();
         assert_eq!(parsed.status, 180);
         assert_eq!(parsed.reason, "Ringing");
-        assert_eq!(parsed.to_addr().unwrap().tag(), Some("abc"));
+        assert_eq!(parsed.header_to().unwrap().tag(), Some("abc"));
         assert_eq!(parsed.call_id(), Some("a84b4c76e66710@pc33"));
     }
 
