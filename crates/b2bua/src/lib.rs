@@ -1,1 +1,23 @@
-//! Sans-io B2BUA.
+//! Sans-io B2BUA: a [`B2bua`] turns each inbound INVITE into a [`call::Call`] of two legs — the
+//! inbound dialog (we are its UAS) and a new outbound dialog towards the forward target (we are
+//! its UAC) — and relays what one leg says to the other.
+//!
+//! No sockets, no clock, no thread-local randomness: the shell feeds messages, timer ticks and
+//! `now`, injects an RNG, and drains [`sip_proto::Transmit`]s and [`Output`]s.
+//!
+//! ```text
+//!   trunk ──INVITE──▶ [UAS leg A] ══ Call ══ [UAC leg B] ──INVITE──▶ forward target
+//!         ◀─18x/2xx──                                    ◀─18x/2xx──
+//!   BYE / CANCEL / re-INVITE / UPDATE / INFO relayed across; ACK generated per leg
+//! ```
+//!
+//! Later issues add verification, routing and the media flows in front of and beside the
+//! forward flow implemented here.
+
+pub mod b2bua;
+pub mod call;
+pub mod error;
+
+pub use b2bua::{B2bua, Config, Output};
+pub use call::{Call, CallRecord, Outcome};
+pub use error::{CallError, ErrorSide};

@@ -1,0 +1,992 @@
+//! The B2BUA core: owns the transaction [`Endpoint`] and the calls of one shard.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::RngCore;
+use sip_proto::endpoint::{Event, Peer, Transmit, Transport, TxKey};
+use sip_proto::headers::{NameAddr, SipUri};
+use sip_proto::message::{Headers, SipHeaders};
+use sip_proto::transaction::TimerConfig;
+use sip_proto::{Endpoint, Method, Request, Response};
+
+use crate::call::{Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome};
+use crate::error::CallError;
+
+/// Methods we answer or relay; the Allow header of our responses.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// Headers of the inbound INVITE that the outbound INVITE carries over unchanged.
+const CARRIED_HEADERS: &[&str] = &[
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Privacy",
+    "Identity",
+    "Allow",
+    "Accept",
+    "Subject",
+    "Session-Expires",
+    "Min-SE",
+];
+
+/// What the B2BUA needs to know about its surroundings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SIP URI calls are forwarded to (Request-URI of the outbound INVITE).
+    pub forward_target: String,
+    /// Where the outbound INVITE is sent (resolved by the shell from the target).
+    pub forward_peer: Peer,
+    /// Our UDP address (Via sent-by and Contact), if we listen on UDP.
+    pub local_udp: Option<SocketAddr>,
+    /// Our TCP address, if we listen on TCP.
+    pub local_tcp: Option<SocketAddr>,
+    /// Server / User-Agent header value.
+    pub user_agent: String,
+    /// Prefix of the Call-IDs we make (the shell shards messages by it).
+    pub call_id_prefix: String,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// Retry-After seconds in the 503 sent while draining.
+    pub retry_after_s: u32,
+}
+
+/// What the shell must do besides sending bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// A call was created (the active-calls gauge goes up).
+    CallStarted,
+    /// A call ended (the gauge goes down; write the CDR).
+    CallEnded(CallRecord),
+    /// A call was refused before it became a call (CDR only).
+    Refused(CallRecord),
+}
+
+/// Why a client transaction exists.
+#[derive(Debug, Clone)]
+enum Purpose {
+    OutboundInvite,
+    /// A request relayed from the other leg; its response goes back on `server_tx`.
+    Relay {
+        server_tx: TxKey,
+        side: LegSide,
+    },
+    /// BYE or CANCEL we originated; the response needs nothing.
+    Fire,
+}
+
+/// The B2BUA of one shard.
+pub struct B2bua<R> {
+    cfg: Config,
+    endpoint: Endpoint,
+    rng: R,
+    calls: HashMap<CallId, Call>,
+    dialogs: HashMap<String, (CallId, LegSide)>,
+    client_txs: HashMap<TxKey, (CallId, Purpose)>,
+    outputs: VecDeque<Output>,
+    accepting: bool,
+    next_id: u64,
+}
+
+impl<R: RngCore> B2bua<R> {
+    /// A B2BUA with `cfg`, drawing tags, branches and Call-IDs from `rng`.
+    pub fn new(cfg: Config, rng: R) -> Self {
+        let endpoint = Endpoint::new(cfg.timers, cfg.user_agent.clone());
+        Self {
+            cfg,
+            endpoint,
+            rng,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            client_txs: HashMap::new(),
+            outputs: VecDeque::new(),
+            accepting: true,
+            next_id: 1,
+        }
+    }
+
+    /// Number of calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The transaction layer (for feeding bytes and polling transmits).
+    pub fn endpoint(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
+    /// Stops accepting new INVITEs (they get 503 with Retry-After); calls in progress go on.
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    /// Feeds bytes received from `source`.
+    pub fn handle_bytes(&mut self, now: Instant, source: Peer, bytes: &[u8]) {
+        self.endpoint.handle_bytes(now, source, bytes);
+        self.process_events(now);
+    }
+
+    /// Feeds a parsed message received from `source`.
+    pub fn handle_message(&mut self, now: Instant, source: Peer, message: sip_proto::Message) {
+        self.endpoint.handle_message(now, source, message);
+        self.process_events(now);
+    }
+
+    /// The shell could not send the request of client transaction `tx`.
+    pub fn handle_transport_error(&mut self, now: Instant, tx: &TxKey) {
+        self.endpoint.handle_transport_error(tx);
+        self.process_events(now);
+    }
+
+    /// The next instant [`Self::handle_timeout`] wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+
+    /// Runs timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.process_events(now);
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// The next output for the shell.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Ends every call now (drain grace expired): BYE on answered legs, CANCEL on pending
+    /// outbound INVITEs and 503 to their callers.
+    pub fn hangup_all(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            let Some(call) = self.calls.get(&id) else {
+                continue;
+            };
+            match call.state {
+                CallState::Answered | CallState::Confirmed => {
+                    self.send_bye(now, id, LegSide::Inbound);
+                    self.send_bye(now, id, LegSide::Outbound);
+                    self.finish(now, id, Outcome::Forwarded);
+                }
+                CallState::Early | CallState::Cancelling => {
+                    self.send_cancel(now, id);
+                    self.answer_inbound(now, id, 503, "Service Unavailable", None);
+                    self.finish(now, id, Outcome::Rejected);
+                }
+            }
+        }
+    }
+
+    fn process_events(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::Request {
+                    tx,
+                    request,
+                    source,
+                } => self.on_request(now, tx, request, source),
+                Event::Ack { request, .. } => self.on_ack(now, &request),
+                Event::Response { tx, response } => self.on_response(now, &tx, &response),
+                Event::Timeout { tx } => {
+                    self.on_client_failure(now, &tx, &CallError::OutboundTimeout)
+                }
+                Event::TransportError { tx } => {
+                    self.on_client_failure(now, &tx, &CallError::OutboundTransport)
+                }
+                Event::AckTimeout { tx } => self.on_ack_timeout(now, &tx),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, tx: TxKey, request: Request, source: Peer) {
+        let to_tag = request.header_to().and_then(|t| t.tag().map(str::to_owned));
+        if request.method == Method::Cancel {
+            self.on_cancel(now, &tx, &request);
+            return;
+        }
+        if to_tag.is_some() {
+            self.on_in_dialog(now, tx, &request);
+            return;
+        }
+        match &request.method {
+            Method::Invite => self.on_invite(now, tx, request, source),
+            Method::Options => {
+                let mut resp = Response::for_request(&request, 200, "OK", Some(&self.tag()));
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                self.endpoint.send_response(now, &tx, resp);
+            }
+            Method::Bye | Method::Ack | Method::Info | Method::Update | Method::Prack => {
+                let resp =
+                    Response::for_request(&request, 481, "Call/Transaction Does Not Exist", None);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+            Method::Other(_) => {
+                let mut resp = Response::for_request(&request, 501, "Not Implemented", None);
+                resp.headers.push("Allow", ALLOW);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+            _ => {
+                let mut resp = Response::for_request(&request, 405, "Method Not Allowed", None);
+                resp.headers.push("Allow", ALLOW);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, tx: TxKey, invite: Request, source: Peer) {
+        let call_id = invite.call_id().unwrap_or_default().to_owned();
+        if self.dialogs.contains_key(&call_id) {
+            // A second INVITE for a call we already handle, on a new branch: a loop or a fork.
+            let resp = Response::for_request(&invite, 482, "Loop Detected", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        }
+        let from = invite
+            .header_from()
+            .and_then(|f| f.sip_uri())
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        let to = invite
+            .header_to()
+            .and_then(|t| t.sip_uri())
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        if !self.accepting {
+            let mut resp =
+                Response::for_request(&invite, 503, "Service Unavailable", Some(&self.tag()));
+            resp.headers
+                .push("Retry-After", self.cfg.retry_after_s.to_string());
+            self.endpoint.send_response(now, &tx, resp);
+            self.outputs.push_back(Output::Refused(CallRecord {
+                call_id,
+                from,
+                to,
+                route: "forward",
+                outcome: Outcome::Rejected,
+                final_status: 503,
+                started: now,
+                answered: None,
+                ended: now,
+            }));
+            return;
+        }
+        let max_forwards = invite
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if max_forwards == 0 {
+            let err = CallError::TooManyHops;
+            let (status, reason) = err.response();
+            let resp = Response::for_request(&invite, status, reason, Some(&self.tag()));
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        }
+
+        let id = CallId(self.next_id);
+        self.next_id += 1;
+        let a_tag = self.tag();
+        let inbound = inbound_leg(&invite, source, &a_tag);
+        let Some(inbound) = inbound else {
+            let resp = Response::for_request(&invite, 400, "Bad Request", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        };
+
+        // The outbound leg: a new dialog of our own towards the forward target.
+        let b_call_id = format!(
+            "{}{:016x}{:08x}",
+            self.cfg.call_id_prefix,
+            self.rng.next_u64(),
+            self.rng.next_u32()
+        );
+        let b_tag = self.tag();
+        let from_hdr = invite.header_from();
+        let local_header = match &from_hdr {
+            Some(f) => {
+                let mut f = f.clone();
+                f.params.set("tag", Some(&b_tag));
+                f.to_string()
+            }
+            None => format!("<sip:anonymous@anonymous.invalid>;tag={b_tag}"),
+        };
+        let remote_header = invite
+            .header_to()
+            .map(|mut t| {
+                t.params.remove("tag");
+                t.to_string()
+            })
+            .unwrap_or_else(|| format!("<{}>", self.cfg.forward_target));
+        let outbound = Leg {
+            call_id: b_call_id.clone(),
+            local_tag: b_tag,
+            local_header,
+            remote_header,
+            remote_tag: None,
+            remote_target: self.cfg.forward_target.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            peer: self.cfg.forward_peer,
+        };
+
+        let mut headers = Headers::new();
+        headers.push("Via", self.via(outbound.peer.transport));
+        headers.push("Max-Forwards", (max_forwards - 1).min(70).to_string());
+        headers.push("From", outbound.local_header.as_str());
+        headers.push("To", outbound.remote_header.as_str());
+        headers.push("Call-ID", b_call_id.as_str());
+        headers.push("CSeq", "1 INVITE");
+        headers.push("Contact", self.contact(outbound.peer.transport));
+        headers.push("User-Agent", self.cfg.user_agent.as_str());
+        for name in CARRIED_HEADERS {
+            for value in invite.headers.get_all(name) {
+                headers.push(*name, value);
+            }
+        }
+        if let Some(ct) = invite.headers.get("Content-Type") {
+            headers.push("Content-Type", ct);
+        }
+        let out_invite = Request {
+            method: Method::Invite,
+            uri: self.cfg.forward_target.clone(),
+            headers,
+            body: invite.body.clone(),
+        };
+        let call = Call {
+            id,
+            inbound,
+            outbound,
+            inbound_tx: tx,
+            inbound_invite: invite,
+            outbound_tx: None,
+            state: CallState::Early,
+            outbound_provisional: false,
+            deferred_ack: None,
+            from,
+            to,
+            final_status: 0,
+            started: now,
+            answered: None,
+        };
+        self.dialogs
+            .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
+        self.dialogs.insert(b_call_id, (id, LegSide::Outbound));
+        let peer = call.outbound.peer;
+        self.calls.insert(id, call);
+        self.outputs.push_back(Output::CallStarted);
+        match self.endpoint.send_request(now, out_invite, peer) {
+            Some(key) => {
+                self.client_txs
+                    .insert(key.clone(), (id, Purpose::OutboundInvite));
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.outbound_tx = Some(key);
+                }
+            }
+            None => {
+                self.answer_inbound(now, id, 500, "Server Internal Error", None);
+                self.finish(now, id, Outcome::Rejected);
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, tx: &TxKey, cancel: &Request) {
+        let target = self.endpoint.cancel_target(cancel);
+        let call = target.and_then(|invite_tx| {
+            self.calls
+                .values()
+                .find(|c| c.inbound_tx == invite_tx)
+                .map(|c| (c.id, c.state))
+        });
+        let Some((id, state)) = call else {
+            let resp = Response::for_request(cancel, 481, "Call/Transaction Does Not Exist", None);
+            self.endpoint.send_response(now, tx, resp);
+            return;
+        };
+        let ok = Response::for_request(cancel, 200, "OK", None);
+        self.endpoint.send_response(now, tx, ok);
+        if state != CallState::Early {
+            return; // already answered: the CANCEL has no effect (RFC 3261 §9.2)
+        }
+        self.answer_inbound(now, id, 487, "Request Terminated", None);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.state = CallState::Cancelling;
+            if call.outbound_provisional {
+                self.send_cancel(now, id);
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: &TxKey, response: &Response) {
+        let Some((id, purpose)) = self.client_txs.get(tx).cloned() else {
+            return;
+        };
+        if response.status >= 200 {
+            self.client_txs.remove(tx);
+        }
+        match purpose {
+            Purpose::OutboundInvite => self.on_outbound_invite_response(now, id, tx, response),
+            Purpose::Relay { server_tx, side } => {
+                self.relay_response(now, id, tx, &server_tx, side, response);
+            }
+            Purpose::Fire => {}
+        }
+    }
+
+    fn on_outbound_invite_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        tx: &TxKey,
+        response: &Response,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let status = response.status;
+        if status == 100 {
+            return;
+        }
+        if let Some(to) = response.headers.get("To") {
+            if let Ok(addr) = NameAddr::parse(to) {
+                if let Some(tag) = addr.tag() {
+                    call.outbound.remote_tag = Some(tag.to_owned());
+                    call.outbound.remote_header = to.to_owned();
+                }
+            }
+        }
+        if let Some(contact) = response.contact() {
+            call.outbound.remote_target = contact.uri;
+        }
+        if status < 200 {
+            call.outbound_provisional = true;
+            match call.state {
+                CallState::Cancelling => self.send_cancel(now, id),
+                CallState::Early => {
+                    let body = body_of(response);
+                    self.answer_inbound(now, id, status, &response.reason, body);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if status < 300 {
+            // Route set: the Record-Route of the 2xx, reversed (RFC 3261 §12.1.2).
+            let mut routes: Vec<String> = response
+                .headers
+                .get_list("Record-Route")
+                .map(str::to_owned)
+                .collect();
+            routes.reverse();
+            call.outbound.route_set = routes;
+            let late_offer = call.inbound_invite.body.is_empty() && !response.body.is_empty();
+            let state = call.state;
+            if state == CallState::Cancelling {
+                // The callee answered after the caller cancelled: ACK it, then hang it up.
+                self.send_outbound_ack(now, id, tx, Bytes::new(), None);
+                self.send_bye(now, id, LegSide::Outbound);
+                self.finish(now, id, Outcome::Cancelled);
+                return;
+            }
+            if late_offer {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.deferred_ack = Some(tx.clone());
+                }
+            } else {
+                self.send_outbound_ack(now, id, tx, Bytes::new(), None);
+            }
+            let body = body_of(response);
+            self.answer_inbound(now, id, status, &response.reason, body);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.state = CallState::Answered;
+                call.answered = Some(now);
+            }
+            return;
+        }
+        // 3xx–6xx: relay to the caller (unless it already cancelled).
+        if call.state == CallState::Cancelling {
+            self.finish(now, id, Outcome::Cancelled);
+            return;
+        }
+        let body = body_of(response);
+        self.answer_inbound(now, id, status, &response.reason, body);
+        self.finish(now, id, Outcome::ForwardFailed);
+    }
+
+    fn on_client_failure(&mut self, now: Instant, tx: &TxKey, err: &CallError) {
+        let Some((id, purpose)) = self.client_txs.remove(tx) else {
+            return;
+        };
+        match purpose {
+            Purpose::OutboundInvite => {
+                let state = self.calls.get(&id).map(|c| c.state);
+                if state == Some(CallState::Early) {
+                    let (status, reason) = err.response();
+                    self.answer_inbound(now, id, status, reason, None);
+                    self.finish(now, id, Outcome::ForwardUnreachable);
+                } else if state == Some(CallState::Cancelling) {
+                    self.finish(now, id, Outcome::Cancelled);
+                }
+            }
+            Purpose::Relay { server_tx, .. } => {
+                let (status, reason) = err.response();
+                if let Some(req) = self.endpoint.server_request(&server_tx).cloned() {
+                    let resp = Response::for_request(&req, status, reason, None);
+                    self.endpoint.send_response(now, &server_tx, resp);
+                }
+            }
+            Purpose::Fire => {}
+        }
+    }
+
+    fn on_ack_timeout(&mut self, now: Instant, tx: &TxKey) {
+        // The caller never acknowledged our 2xx: the call cannot go on (RFC 3261 §13.3.1.4).
+        let id = self
+            .calls
+            .values()
+            .find(|c| &c.inbound_tx == tx && c.state == CallState::Answered)
+            .map(|c| c.id);
+        if let Some(id) = id {
+            self.send_bye(now, id, LegSide::Inbound);
+            self.send_bye(now, id, LegSide::Outbound);
+            self.finish(now, id, Outcome::Forwarded);
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: &Request) {
+        let Some(&(id, side)) = ack.call_id().and_then(|c| self.dialogs.get(c)) else {
+            return;
+        };
+        if side != LegSide::Inbound {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Answered {
+            call.state = CallState::Confirmed;
+        }
+        if let Some(tx) = call.deferred_ack.take() {
+            let ct = ack.headers.get("Content-Type").map(str::to_owned);
+            self.send_outbound_ack(now, id, &tx, ack.body.clone(), ct);
+        }
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, tx: TxKey, request: &Request) {
+        let Some(&(id, side)) = request.call_id().and_then(|c| self.dialogs.get(c)) else {
+            let resp = Response::for_request(request, 481, "Call/Transaction Does Not Exist", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        };
+        match request.method {
+            Method::Bye => {
+                let ok = Response::for_request(request, 200, "OK", None);
+                self.endpoint.send_response(now, &tx, ok);
+                let state = self.calls.get(&id).map(|c| c.state);
+                if matches!(state, Some(CallState::Answered | CallState::Confirmed)) {
+                    self.send_bye(now, id, side.other());
+                    self.finish(now, id, Outcome::Forwarded);
+                } else if side == LegSide::Outbound {
+                    // The callee hung up an early dialog: treat like a refusal.
+                    self.answer_inbound(now, id, 480, "Temporarily Unavailable", None);
+                    self.finish(now, id, Outcome::ForwardFailed);
+                }
+            }
+            Method::Invite
+            | Method::Update
+            | Method::Info
+            | Method::Other(_)
+            | Method::Message
+            | Method::Notify
+            | Method::Refer => {
+                self.relay_request(now, id, side, tx, request);
+            }
+            _ => {
+                let mut resp = Response::for_request(request, 405, "Method Not Allowed", None);
+                resp.headers.push("Allow", ALLOW);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+        }
+    }
+
+    fn relay_request(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        from_side: LegSide,
+        server_tx: TxKey,
+        request: &Request,
+    ) {
+        let to_side = from_side.other();
+        let mut extra = Headers::new();
+        for name in [
+            "Content-Type",
+            "Info-Package",
+            "Content-Disposition",
+            "Event",
+            "Session-Expires",
+            "Min-SE",
+            "Supported",
+            "Refer-To",
+        ] {
+            if let Some(v) = request.headers.get(name) {
+                extra.push(name, v);
+            }
+        }
+        let Some(req) = self.in_dialog_request(
+            id,
+            to_side,
+            request.method.clone(),
+            &extra,
+            request.body.clone(),
+        ) else {
+            return;
+        };
+        let Some(peer) = self.calls.get(&id).map(|c| c.leg(to_side).peer) else {
+            return;
+        };
+        if let Some(key) = self.endpoint.send_request(now, req, peer) {
+            self.client_txs.insert(
+                key,
+                (
+                    id,
+                    Purpose::Relay {
+                        server_tx,
+                        side: to_side,
+                    },
+                ),
+            );
+        }
+    }
+
+    fn relay_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        client_tx: &TxKey,
+        server_tx: &TxKey,
+        side: LegSide,
+        response: &Response,
+    ) {
+        if response.status == 100 {
+            return;
+        }
+        if response.status >= 200 && response.status < 300 && client_tx.method == Method::Invite {
+            // We ACK the re-INVITE's 2xx on this leg ourselves; the caller's ACK ends at us.
+            let seq = self
+                .endpoint
+                .client_request(client_tx)
+                .and_then(|(r, _)| r.cseq())
+                .map_or(1, |c| c.seq);
+            if let Some(mut ack) =
+                self.in_dialog_request(id, side, Method::Ack, &Headers::new(), Bytes::new())
+            {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
+                }
+                let peer = self.calls.get(&id).map(|c| c.leg(side).peer);
+                if let Some(peer) = peer {
+                    self.endpoint.send_ack(client_tx, &ack, peer);
+                }
+            }
+        }
+        let Some(req) = self.endpoint.server_request(server_tx).cloned() else {
+            return;
+        };
+        let mut resp = Response::for_request(&req, response.status, &response.reason, None);
+        if req.method == Method::Invite || req.method == Method::Update {
+            resp.headers
+                .push("Contact", self.contact(req_transport(&req)));
+        }
+        if let Some((ct, body)) = body_of(response) {
+            resp.headers.push("Content-Type", ct);
+            resp.body = body;
+        }
+        self.endpoint.send_response(now, server_tx, resp);
+    }
+
+    fn answer_inbound(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+        reason: &str,
+        body: Option<(String, Bytes)>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut resp = Response::for_request(
+            &call.inbound_invite,
+            status,
+            reason,
+            Some(&call.inbound.local_tag),
+        );
+        if (101..300).contains(&status) {
+            let transport = call.inbound.peer.transport;
+            resp.headers
+                .push("Contact", contact_for(&self.cfg, transport));
+            if status >= 200 {
+                // Record-Route of the INVITE is the inbound dialog's route set (UAS side).
+                for rr in call.inbound_invite.headers.get_all("Record-Route") {
+                    resp.headers.push("Record-Route", rr);
+                }
+                resp.headers.push("Allow", ALLOW);
+            }
+        }
+        if let Some((ct, body)) = body {
+            resp.headers.push("Content-Type", ct);
+            resp.body = body;
+        }
+        if status >= 200 {
+            call.final_status = status;
+        }
+        let tx = call.inbound_tx.clone();
+        self.endpoint.send_response(now, &tx, resp);
+    }
+
+    fn send_outbound_ack(
+        &mut self,
+        _now: Instant,
+        id: CallId,
+        tx: &TxKey,
+        body: Bytes,
+        content_type: Option<String>,
+    ) {
+        let mut extra = Headers::new();
+        if let Some(ct) = content_type {
+            extra.push("Content-Type", ct);
+        }
+        let Some(mut ack) =
+            self.in_dialog_request(id, LegSide::Outbound, Method::Ack, &extra, body)
+        else {
+            return;
+        };
+        let seq = self
+            .endpoint
+            .client_request(tx)
+            .and_then(|(r, _)| r.cseq())
+            .map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.outbound.local_cseq -= 1;
+        }
+        let Some(peer) = self.calls.get(&id).map(|c| c.outbound.peer) else {
+            return;
+        };
+        self.endpoint.send_ack(tx, &ack, peer);
+    }
+
+    fn send_cancel(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(tx) = call.outbound_tx.clone() else {
+            return;
+        };
+        let Some((invite, peer)) = self.endpoint.client_request(&tx) else {
+            return;
+        };
+        // CANCEL copies the INVITE's Request-URI, top Via, From, To, Call-ID and CSeq number
+        // (RFC 3261 §9.1).
+        let mut headers = Headers::new();
+        for name in ["Via", "Route"] {
+            if let Some(v) = invite.headers.get_list(name).next() {
+                headers.push(name, v);
+            }
+        }
+        headers.push("Max-Forwards", "70");
+        for name in ["From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(name) {
+                headers.push(name, v);
+            }
+        }
+        let seq = invite.cseq().map_or(1, |c| c.seq);
+        headers.push("CSeq", format!("{seq} CANCEL"));
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: invite.uri.clone(),
+            headers,
+            body: Bytes::new(),
+        };
+        if let Some(key) = self.endpoint.send_request(now, cancel, peer) {
+            self.client_txs.insert(key, (id, Purpose::Fire));
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, id: CallId, side: LegSide) {
+        let Some(bye) =
+            self.in_dialog_request(id, side, Method::Bye, &Headers::new(), Bytes::new())
+        else {
+            return;
+        };
+        let Some(peer) = self.calls.get(&id).map(|c| c.leg(side).peer) else {
+            return;
+        };
+        if let Some(key) = self.endpoint.send_request(now, bye, peer) {
+            self.client_txs.insert(key, (id, Purpose::Fire));
+        }
+    }
+
+    /// Builds a request inside the dialog of leg `side` (RFC 3261 §12.2.1.1).
+    fn in_dialog_request(
+        &mut self,
+        id: CallId,
+        side: LegSide,
+        method: Method,
+        extra: &Headers,
+        body: Bytes,
+    ) -> Option<Request> {
+        let branch_via = {
+            let transport = self.calls.get(&id)?.leg(side).peer.transport;
+            self.via(transport)
+        };
+        let contact = {
+            let transport = self.calls.get(&id)?.leg(side).peer.transport;
+            contact_for(&self.cfg, transport)
+        };
+        let call = self.calls.get_mut(&id)?;
+        let leg = call.leg_mut(side);
+        leg.local_cseq += 1;
+        let mut headers = Headers::new();
+        headers.push("Via", branch_via);
+        for route in &leg.route_set {
+            headers.push("Route", route.as_str());
+        }
+        headers.push("Max-Forwards", "70");
+        headers.push("From", leg.local_header.as_str());
+        headers.push("To", leg.remote_header.as_str());
+        headers.push("Call-ID", leg.call_id.as_str());
+        headers.push("CSeq", format!("{} {}", leg.local_cseq, method));
+        if method != Method::Bye && method != Method::Ack {
+            headers.push("Contact", contact);
+        }
+        for (name, value) in extra.iter() {
+            headers.push(name, value);
+        }
+        Some(Request {
+            method,
+            uri: leg.remote_target.clone(),
+            headers,
+            body,
+        })
+    }
+
+    fn finish(&mut self, now: Instant, id: CallId, outcome: Outcome) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.dialogs.remove(&call.inbound.call_id);
+        self.dialogs.remove(&call.outbound.call_id);
+        self.client_txs.retain(|_, (cid, _)| *cid != id);
+        self.outputs.push_back(Output::CallEnded(CallRecord {
+            call_id: call.inbound.call_id,
+            from: call.from,
+            to: call.to,
+            route: "forward",
+            outcome,
+            final_status: call.final_status,
+            started: call.started,
+            answered: call.answered,
+            ended: now,
+        }));
+    }
+
+    fn tag(&mut self) -> String {
+        format!("{:016x}", self.rng.next_u64())
+    }
+
+    fn via(&mut self, transport: Transport) -> String {
+        let addr = local_addr(&self.cfg, transport);
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{:016x}{:04x};rport",
+            transport.as_str(),
+            addr,
+            self.rng.next_u64(),
+            self.rng.next_u32() & 0xffff
+        )
+    }
+
+    fn contact(&self, transport: Transport) -> String {
+        contact_for(&self.cfg, transport)
+    }
+}
+
+fn local_addr(cfg: &Config, transport: Transport) -> SocketAddr {
+    let addr = match transport {
+        Transport::Udp => cfg.local_udp.or(cfg.local_tcp),
+        Transport::Tcp => cfg.local_tcp.or(cfg.local_udp),
+    };
+    addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+}
+
+fn contact_for(cfg: &Config, transport: Transport) -> String {
+    let addr = local_addr(cfg, transport);
+    match transport {
+        Transport::Udp => format!("<sip:stirgate@{addr}>"),
+        Transport::Tcp => format!("<sip:stirgate@{addr};transport=tcp>"),
+    }
+}
+
+fn req_transport(req: &Request) -> Transport {
+    match req.top_via().map(|v| v.transport) {
+        Some(t) if t == "TCP" => Transport::Tcp,
+        _ => Transport::Udp,
+    }
+}
+
+fn body_of(response: &Response) -> Option<(String, Bytes)> {
+    if response.body.is_empty() {
+        return None;
+    }
+    let ct = response
+        .headers
+        .get("Content-Type")
+        .unwrap_or("application/sdp");
+    Some((ct.to_owned(), response.body.clone()))
+}
+
+/// The inbound leg as the INVITE describes it (we are the UAS, RFC 3261 §12.1.1).
+fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Option<Leg> {
+    let to = invite.header_to()?;
+    let mut local = to;
+    local.params.set("tag", Some(local_tag));
+    let from = invite.header_from()?;
+    let remote_target = invite
+        .contact()
+        .map(|c| c.uri)
+        .or_else(|| from.sip_uri().map(|_| from.uri.clone()))?;
+    // Requests to the caller go back where it sent from (the trunk), like responses do.
+    let peer = match source.transport {
+        Transport::Udp => Peer {
+            conn: None,
+            ..source
+        },
+        Transport::Tcp => source,
+    };
+    let _ = SipUri::parse(&remote_target).ok()?;
+    Some(Leg {
+        call_id: invite.call_id()?.to_owned(),
+        local_tag: local_tag.to_owned(),
+        local_header: local.to_string(),
+        remote_header: invite.headers.get("From")?.to_owned(),
+        remote_tag: from.tag().map(str::to_owned),
+        remote_target,
+        route_set: invite
+            .headers
+            .get_list("Record-Route")
+            .map(str::to_owned)
+            .collect(),
+        local_cseq: 0,
+        peer,
+    })
+}

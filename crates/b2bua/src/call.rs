@@ -1,0 +1,167 @@
+//! A call: two legs and what has happened on them.
+
+use std::time::Instant;
+
+use sip_proto::endpoint::{Peer, TxKey};
+use sip_proto::Request;
+
+/// Identifies a call inside one [`crate::B2bua`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Which leg of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegSide {
+    /// The caller's leg: the trunk called us, we are its UAS.
+    Inbound,
+    /// The callee's leg: we called the forward target, we are its UAC.
+    Outbound,
+}
+
+impl LegSide {
+    /// The other leg.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Inbound => Self::Outbound,
+            Self::Outbound => Self::Inbound,
+        }
+    }
+}
+
+/// One dialog of a call, seen from our side (RFC 3261 §12).
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// The dialog's Call-ID.
+    pub call_id: String,
+    /// Our tag.
+    pub local_tag: String,
+    /// Our header value (From on the outbound leg, To on the inbound one), with our tag.
+    pub local_header: String,
+    /// The peer's header value, with its tag once known.
+    pub remote_header: String,
+    /// The peer's tag once known.
+    pub remote_tag: Option<String>,
+    /// The peer's Contact URI (in-dialog requests go there).
+    pub remote_target: String,
+    /// Route set for in-dialog requests (RFC 3261 §12.1).
+    pub route_set: Vec<String>,
+    /// Our last CSeq on this dialog.
+    pub local_cseq: u32,
+    /// Where requests on this leg are sent.
+    pub peer: Peer,
+}
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// The outbound INVITE is pending.
+    Early,
+    /// The caller cancelled; waiting for the outbound INVITE's final response.
+    Cancelling,
+    /// The callee answered and the 2xx went to the caller; waiting for its ACK.
+    Answered,
+    /// Both legs are up.
+    Confirmed,
+}
+
+/// How a call ended (the CDR's `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the forward target and later hung up.
+    Forwarded,
+    /// The forward target refused (4xx–6xx relayed to the caller).
+    ForwardFailed,
+    /// The forward target did not answer in time (408) or was unreachable (503).
+    ForwardUnreachable,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// stirgate refused the call itself (draining, loop, malformed).
+    Rejected,
+}
+
+impl Outcome {
+    /// The CDR text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::ForwardFailed => "forward_failed",
+            Self::ForwardUnreachable => "forward_unreachable",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// The call record handed to the shell when a call ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The caller's Call-ID as the trunk sent it.
+    pub call_id: String,
+    /// The calling number (From user part).
+    pub from: String,
+    /// The called number (To user part).
+    pub to: String,
+    /// The route taken.
+    pub route: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The final status the caller got to its INVITE.
+    pub final_status: u16,
+    /// When the INVITE arrived.
+    pub started: Instant,
+    /// When the call was answered, if it was.
+    pub answered: Option<Instant>,
+    /// When it ended.
+    pub ended: Instant,
+}
+
+/// A call of two legs.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Our id.
+    pub id: CallId,
+    /// The inbound leg.
+    pub inbound: Leg,
+    /// The outbound leg.
+    pub outbound: Leg,
+    /// The inbound INVITE's server transaction.
+    pub inbound_tx: TxKey,
+    /// The inbound INVITE.
+    pub inbound_invite: Request,
+    /// The outbound INVITE's client transaction.
+    pub outbound_tx: Option<TxKey>,
+    /// State.
+    pub state: CallState,
+    /// A provisional response arrived on the outbound leg (CANCEL may be sent).
+    pub outbound_provisional: bool,
+    /// The ACK to the callee's 2xx waits for the caller's ACK (late offer: the answer is in it).
+    pub deferred_ack: Option<TxKey>,
+    /// Calling number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// Final status sent to the caller.
+    pub final_status: u16,
+    /// Arrival time.
+    pub started: Instant,
+    /// Answer time.
+    pub answered: Option<Instant>,
+}
+
+impl Call {
+    /// The leg on `side`.
+    pub fn leg(&self, side: LegSide) -> &Leg {
+        match side {
+            LegSide::Inbound => &self.inbound,
+            LegSide::Outbound => &self.outbound,
+        }
+    }
+
+    /// The leg on `side`, mutably.
+    pub fn leg_mut(&mut self, side: LegSide) -> &mut Leg {
+        match side {
+            LegSide::Inbound => &mut self.inbound,
+            LegSide::Outbound => &mut self.outbound,
+        }
+    }
+}

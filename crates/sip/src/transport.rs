@@ -1,0 +1,557 @@
+//! Sockets: UDP and TCP listeners, outbound TCP connections, and the dispatcher to shards.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sip_proto::endpoint::{ConnId, Peer, Transmit, Transport, TxKey};
+use sip_proto::framing::{frame, Frame};
+use sip_proto::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{
+    first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_TCP_CONNECTIONS,
+};
+
+/// One `sip.listen` entry: `udp:HOST:PORT` or `tcp:HOST:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A UDP socket.
+    Udp(SocketAddr),
+    /// A TCP listener.
+    Tcp(SocketAddr),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (scheme, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not of the form udp:HOST:PORT or tcp:HOST:PORT"))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            format!("`{addr}` is not an IP address with a port (e.g. 0.0.0.0:5060 or [::]:5060)")
+        })?;
+        match scheme {
+            "udp" => Ok(Self::Udp(addr)),
+            "tcp" => Ok(Self::Tcp(addr)),
+            "tls" => Err("tls listeners are not supported yet; use udp: or tcp:".to_owned()),
+            other => Err(format!("unknown transport `{other}`; use udp: or tcp:")),
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Udp(a) => write!(f, "udp:{a}"),
+            Self::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Caps that keep one peer from hurting the others.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest message accepted (datagram or framed stream message).
+    pub max_message: usize,
+    /// Most TCP connections open at once (inbound and outbound).
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Outbound TCP connect timeout.
+    pub tcp_connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message: sip_proto::message::DEFAULT_MAX_MESSAGE,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout: Duration::from_secs(600),
+            tcp_connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What the transports hand to a shard.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A parsed message.
+    Message {
+        /// Where it came from.
+        peer: Peer,
+        /// The message.
+        message: Message,
+    },
+    /// A request of this client transaction could not be sent (connect failed, socket error).
+    SendFailed {
+        /// The transaction.
+        tx: TxKey,
+    },
+}
+
+/// Socket errors, with the address concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: ListenAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No socket for the transport of a transmit.
+    #[error("no {transport:?} transport to send to {peer}")]
+    NoTransport {
+        /// The transport asked for.
+        transport: Transport,
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// Sending failed.
+    #[error("send to {peer} failed: {source}")]
+    Send {
+        /// The peer.
+        peer: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Picks the shard for a Call-ID: ours carry `sgN-` with the shard index (so the outbound leg
+/// lands where its call lives); others are hashed.
+pub fn shard_of(call_id: &str, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    if let Some(rest) = call_id.strip_prefix("sg") {
+        if let Some((digits, _)) = rest.split_once('-') {
+            if let Ok(n) = digits.parse::<usize>() {
+                return n % shards;
+            }
+        }
+    }
+    // FNV-1a: stable and cheap; the distribution only needs to be fair, not secret.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in call_id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % shards as u64) as usize
+}
+
+struct Conn {
+    tx: mpsc::Sender<Bytes>,
+}
+
+struct Shared {
+    limits: Limits,
+    shards: Vec<mpsc::Sender<Inbound>>,
+    conns: Mutex<HashMap<ConnId, Conn>>,
+    by_addr: Mutex<HashMap<SocketAddr, ConnId>>,
+    next_conn: AtomicU64,
+    open_conns: AtomicUsize,
+    cancel: CancellationToken,
+}
+
+/// The bound sockets; cheap to clone, shared by every shard.
+#[derive(Clone)]
+pub struct Transports {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_local: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Transports {
+    /// Binds every listener and starts its receive loop; messages go to `shards` (by Call-ID).
+    pub async fn bind(
+        listen: &[ListenAddr],
+        limits: Limits,
+        shards: Vec<mpsc::Sender<Inbound>>,
+        cancel: CancellationToken,
+    ) -> Result<Self, TransportError> {
+        let shared = Arc::new(Shared {
+            limits,
+            shards,
+            conns: Mutex::new(HashMap::new()),
+            by_addr: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            open_conns: AtomicUsize::new(0),
+            cancel,
+        });
+        let mut tasks = JoinSet::new();
+        let mut udp = Vec::new();
+        let mut tcp_local = Vec::new();
+        for &addr in listen {
+            match addr {
+                ListenAddr::Udp(a) => {
+                    let socket = UdpSocket::bind(a)
+                        .await
+                        .map_err(|source| TransportError::Bind { addr, source })?;
+                    let socket = Arc::new(socket);
+                    tasks.spawn(udp_loop(Arc::clone(&socket), Arc::clone(&shared)));
+                    udp.push(socket);
+                }
+                ListenAddr::Tcp(a) => {
+                    let listener = TcpListener::bind(a)
+                        .await
+                        .map_err(|source| TransportError::Bind { addr, source })?;
+                    tcp_local.push(
+                        listener
+                            .local_addr()
+                            .map_err(|source| TransportError::Bind { addr, source })?,
+                    );
+                    tasks.spawn(tcp_accept_loop(listener, Arc::clone(&shared)));
+                }
+            }
+        }
+        Ok(Self {
+            udp,
+            tcp_local,
+            shared,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// The bound UDP addresses (with the real ports when 0 was asked for).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The bound TCP addresses.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp_local.clone()
+    }
+
+    /// Sends a transmit. UDP is sent at once; TCP goes to the connection's writer, connecting
+    /// first when needed (a failed connect is reported to the shard as [`Inbound::SendFailed`]).
+    pub fn send(&self, transmit: Transmit) -> Result<(), TransportError> {
+        let label = first_line_label(&transmit.bytes);
+        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => label)
+            .increment(1);
+        match transmit.peer.transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == transmit.peer.addr.is_ipv4())
+                    })
+                    .or_else(|| self.udp.first())
+                    .ok_or(TransportError::NoTransport {
+                        transport: Transport::Udp,
+                        peer: transmit.peer.addr,
+                    })?;
+                match socket.try_send_to(&transmit.bytes, transmit.peer.addr) {
+                    Ok(_) => Ok(()),
+                    // A full socket buffer loses this datagram like the network would; the
+                    // transaction layer retransmits.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                    Err(source) => Err(TransportError::Send {
+                        peer: transmit.peer.addr,
+                        source,
+                    }),
+                }
+            }
+            Transport::Tcp => {
+                self.send_tcp(transmit);
+                Ok(())
+            }
+        }
+    }
+
+    fn send_tcp(&self, transmit: Transmit) {
+        let shared = &self.shared;
+        let existing = transmit
+            .peer
+            .conn
+            .filter(|id| lock(&shared.conns).contains_key(id))
+            .or_else(|| lock(&shared.by_addr).get(&transmit.peer.addr).copied());
+        if let Some(id) = existing {
+            let sender = lock(&shared.conns).get(&id).map(|c| c.tx.clone());
+            if let Some(sender) = sender {
+                if sender.try_send(transmit.bytes.clone()).is_ok() {
+                    return;
+                }
+            }
+        }
+        // Connect (responses to a connection that closed also go this way: RFC 3261 §18.2.2).
+        let shared = Arc::clone(&self.shared);
+        let mut tasks = lock(&self.tasks);
+        tasks.spawn(async move {
+            let addr = transmit.peer.addr;
+            let connect =
+                tokio::time::timeout(shared.limits.tcp_connect_timeout, TcpStream::connect(addr))
+                    .await;
+            match connect {
+                Ok(Ok(stream)) => {
+                    if let Some(sender) = register_conn(&shared, stream, addr) {
+                        let _ = sender.send(transmit.bytes).await;
+                    }
+                }
+                _ => {
+                    tracing::debug!(%addr, "outbound TCP connect failed");
+                    if let Some(tx) = transmit.tx {
+                        report_send_failure(&shared, &transmit.bytes, tx).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Waits for the receive loops to stop (after the cancellation token fired).
+    pub async fn join(&self) {
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave the maps inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn report_send_failure(shared: &Shared, bytes: &[u8], tx: TxKey) {
+    let shard = Message::parse(bytes)
+        .ok()
+        .and_then(|m| m.call_id().map(|c| shard_of(c, shared.shards.len())))
+        .unwrap_or(0);
+    if let Some(sender) = shared.shards.get(shard) {
+        let _ = sender.send(Inbound::SendFailed { tx }).await;
+    }
+}
+
+async fn dispatch(shared: &Shared, peer: Peer, bytes: &[u8]) {
+    let message = match Message::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "unparsable").increment(1);
+            tracing::debug!(peer = %peer.addr, error = %e, "dropped unparsable SIP message");
+            return;
+        }
+    };
+    metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "in", "method_or_status" => first_line_label(bytes))
+        .increment(1);
+    let shard = shard_of(message.call_id().unwrap_or(""), shared.shards.len());
+    if let Some(sender) = shared.shards.get(shard) {
+        // A bounded queue: when a shard is saturated, UDP input waits here (the socket buffer
+        // then drops, and senders retransmit) instead of growing memory without bound.
+        let _ = sender.send(Inbound::Message { peer, message }).await;
+    }
+}
+
+async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; shared.limits.max_message.max(1500) + 1];
+    loop {
+        let received = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (len, addr) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port-unreachable surfaces here on some systems; keep serving.
+                tracing::trace!(error = %e, "udp recv error");
+                continue;
+            }
+        };
+        if len > shared.limits.max_message {
+            metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "too_large").increment(1);
+            continue;
+        }
+        let data = &buf[..len];
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // keep-alive
+        }
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr,
+            conn: None,
+        };
+        dispatch(&shared, peer, data).await;
+    }
+}
+
+async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if register_conn(&shared, stream, addr).is_none() {
+                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_connection_cap")
+                        .increment(1);
+                    tracing::warn!(%addr, "TCP connection refused: connection cap reached");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Starts the reader and writer of a connection; None when the cap is reached.
+fn register_conn(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<mpsc::Sender<Bytes>> {
+    if shared.open_conns.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_tcp_connections {
+        shared.open_conns.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    metrics::gauge!(SIP_TCP_CONNECTIONS).increment(1.0);
+    let _ = stream.set_nodelay(true);
+    let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    lock(&shared.conns).insert(
+        id,
+        Conn {
+            addr,
+            tx: tx.clone(),
+        },
+    );
+    lock(&shared.by_addr).insert(addr, id);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let (reader, writer) = stream.into_split();
+        let conn_cancel = shared.cancel.child_token();
+        let writer_task = tokio::spawn(tcp_writer(writer, rx, conn_cancel.clone()));
+        tcp_reader(reader, id, addr, &shared, &conn_cancel).await;
+        conn_cancel.cancel();
+        let _ = writer_task.await;
+        lock(&shared.conns).remove(&id);
+        let mut by_addr = lock(&shared.by_addr);
+        if by_addr.get(&addr) == Some(&id) {
+            by_addr.remove(&addr);
+        }
+        drop(by_addr);
+        shared.open_conns.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!(SIP_TCP_CONNECTIONS).decrement(1.0);
+    });
+    Some(tx)
+}
+
+async fn tcp_writer(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let bytes = tokio::select! {
+            () = cancel.cancelled() => break,
+            b = rx.recv() => match b { Some(b) => b, None => break },
+        };
+        if writer.write_all(&bytes).await.is_err() {
+            cancel.cancel();
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn tcp_reader(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    id: ConnId,
+    addr: SocketAddr,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) {
+    let max = shared.limits.max_message;
+    let mut buf = BytesMut::with_capacity(4096);
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr,
+        conn: Some(id),
+    };
+    loop {
+        // Frame everything already buffered before reading more.
+        loop {
+            match frame(&buf, max) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::KeepAlive { len, ping }) => {
+                    let _ = buf.split_to(len);
+                    if ping {
+                        let sender = lock(&shared.conns).get(&id).map(|c| c.tx.clone());
+                        if let Some(sender) = sender {
+                            let _ = sender.try_send(Bytes::from_static(b"\r\n"));
+                        }
+                    }
+                }
+                Ok(Frame::Message { len }) => {
+                    let message = buf.split_to(len).freeze();
+                    dispatch(shared, peer, &message).await;
+                }
+                Err(e) => {
+                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_framing").increment(1);
+                    tracing::debug!(%addr, error = %e, "closing TCP connection: bad framing");
+                    return;
+                }
+            }
+        }
+        let read = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = tokio::time::timeout(shared.limits.tcp_idle_timeout, reader.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_with_clear_errors() {
+        assert_eq!(
+            "udp:127.0.0.1:5060".parse::<ListenAddr>(),
+            Ok(ListenAddr::Udp("127.0.0.1:5060".parse().unwrap()))
+        );
+        assert_eq!(
+            "tcp:[::1]:5060".parse::<ListenAddr>(),
+            Ok(ListenAddr::Tcp("[::1]:5060".parse().unwrap()))
+        );
+        assert!("sctp:1.2.3.4:5060"
+            .parse::<ListenAddr>()
+            .unwrap_err()
+            .contains("unknown transport"));
+        assert!("udp:localhost".parse::<ListenAddr>().is_err());
+        assert!("5060".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn our_call_ids_pick_their_shard() {
+        assert_eq!(shard_of("sg1-abcdef", 2), 1);
+        assert_eq!(shard_of("sg0-abcdef", 2), 0);
+        let a = shard_of("a84b4c76e66710@pc33", 4);
+        assert_eq!(a, shard_of("a84b4c76e66710@pc33", 4), "stable");
+        assert!(a < 4);
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+}
