@@ -427,13 +427,7 @@ fn register_conn(
     let _ = stream.set_nodelay(true);
     let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    lock(&shared.conns).insert(
-        id,
-        Conn {
-            addr,
-            tx: tx.clone(),
-        },
-    );
+    lock(&shared.conns).insert(id, Conn { tx: tx.clone() });
     lock(&shared.by_addr).insert(addr, id);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
