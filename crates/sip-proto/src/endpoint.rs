@@ -164,6 +164,10 @@ pub struct Endpoint {
     user_agent: String,
     client: HashMap<TxKey, ClientEntry>,
     server: HashMap<TxKey, ServerEntry>,
+    /// INVITE server transactions that sent a 2xx, by (Call-ID, CSeq number): the ACK for a
+    /// 2xx is a new transaction with its own branch (RFC 3261 §17.1.1.3), so it is matched by
+    /// dialog to stop the 2xx retransmissions.
+    accepted: HashMap<(String, u32), TxKey>,
     deadlines: BinaryHeap<Reverse<(Instant, TxKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -178,6 +182,7 @@ impl Endpoint {
             user_agent: user_agent.into(),
             client: HashMap::new(),
             server: HashMap::new(),
+            accepted: HashMap::new(),
             deadlines: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -239,6 +244,18 @@ impl Endpoint {
 
         if request.method == Method::Ack {
             let cfg = self.timers;
+            let key = if self.server.contains_key(&key) {
+                key
+            } else {
+                let dialog = request
+                    .call_id()
+                    .zip(request.cseq())
+                    .map(|(c, s)| (c.to_owned(), s.seq));
+                match dialog.and_then(|d| self.accepted.get(&d)) {
+                    Some(k) => k.clone(),
+                    None => key,
+                }
+            };
             let to_tu = match self.server.get_mut(&key) {
                 Some(entry) => entry.tx.handle_ack(now, &cfg),
                 None => true,
@@ -410,6 +427,12 @@ impl Endpoint {
         if let Some(deadline) = entry.tx.next_deadline() {
             self.deadlines.push(Reverse((deadline, tx.clone())));
         }
+        if (200..300).contains(&response.status) && tx.method == Method::Invite {
+            if let (Some(call_id), Some(cseq)) = (response.call_id(), response.cseq()) {
+                self.accepted
+                    .insert((call_id.to_owned(), cseq.seq), tx.clone());
+            }
+        }
         true
     }
 
@@ -506,7 +529,13 @@ impl Endpoint {
                         }
                     }
                     if terminated {
-                        self.server.remove(&key);
+                        if let Some(entry) = self.server.remove(&key) {
+                            if let (Some(c), Some(s)) =
+                                (entry.request.call_id(), entry.request.cseq())
+                            {
+                                self.accepted.remove(&(c.to_owned(), s.seq));
+                            }
+                        }
                     } else if let Some(d) = entry.tx.next_deadline() {
                         self.deadlines.push(Reverse((d, key)));
                     }
@@ -810,6 +839,42 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn ack_for_2xx_on_a_new_branch_stops_retransmissions() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        ep.handle_bytes(now, udp(6001), invite("z9hG4bK5").as_bytes());
+        let Some(Event::Request { tx: key, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        drain_transmits(&mut ep);
+        let req = ep.server_request(&key).unwrap().clone();
+        assert!(ep.send_response(now, &key, Response::for_request(&req, 200, "OK", Some("t"))));
+        drain_transmits(&mut ep);
+        ep.handle_timeout(now + Duration::from_millis(500));
+        assert_eq!(
+            drain_transmits(&mut ep).len(),
+            1,
+            "2xx retransmitted while no ACK"
+        );
+        let ack = invite("z9hG4bKother")
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=t");
+        ep.handle_bytes(now + Duration::from_millis(600), udp(6001), ack.as_bytes());
+        assert!(
+            matches!(ep.poll_event(), Some(Event::Ack { .. })),
+            "the TU sees the ACK"
+        );
+        ep.handle_bytes(now + Duration::from_millis(700), udp(6001), ack.as_bytes());
+        assert_eq!(ep.poll_event(), None, "a repeated ACK is absorbed");
+        ep.handle_timeout(now + Duration::from_secs(10));
+        assert!(
+            drain_transmits(&mut ep).is_empty(),
+            "no retransmission after the ACK"
+        );
     }
 
     #[test]

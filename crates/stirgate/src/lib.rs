@@ -1,6 +1,10 @@
 //! stirgate: the binary crate's library half — CLI, configuration, the engine that runs the
-//! sans-io cores on tokio, the metrics exporter and signals.
+//! sans-io cores on tokio, the metrics exporter, call records and signals.
 
+pub mod cdr;
 pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod metrics;
 pub mod run;
 pub mod stir_cmd;

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Run(args) => stirgate::run::main(args),
-        Command::CheckConfig(args) => stirgate::run::check_config(args),
+        Command::Run(args) => stirgate::run::main(&args),
+        Command::CheckConfig(args) => stirgate::run::check_config(&args),
         Command::Verify(args) => stirgate::stir_cmd::verify(args),
         Command::Sign(args) => stirgate::stir_cmd::sign(args),
     };

@@ -1,15 +1,146 @@
-//! `stirgate run` and `stirgate check-config`.
+//! `stirgate run` and `stirgate check-config`: start-up order, signals and drain.
+//!
+//! | signal | effect |
+//! |---|---|
+//! | first SIGINT / SIGTERM | new INVITEs get 503 + Retry-After; ACK, BYE, CANCEL and in-dialog requests are still served |
+//! | (calls reach 0, or `shutdown.drain_timeout_s` passes) | remaining calls get BYE on both legs; 1 s later the transports close, CDRs are flushed, exit 0 |
+//! | second SIGINT / SIGTERM | exit at once (status 130) |
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
+use crate::config::{Config, ConfigErrors, DEFAULT_TOML};
+use crate::engine::{Engine, Phase};
 
 /// Runs the B2BUA until a signal; returns the exit status.
-pub fn main(args: RunArgs) -> u8 {
-    let _ = args;
-    0
+pub fn main(args: &RunArgs) -> u8 {
+    init_tracing();
+    let cfg = match load(args) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("stirgate: invalid configuration:\n{errors}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stirgate: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(cfg)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stirgate: {e:#}");
+            1
+        }
+    }
 }
 
 /// Validates a config and prints it; returns 0 when valid and 2 otherwise.
-pub fn check_config(args: RunArgs) -> u8 {
-    let _ = args;
-    0
+pub fn check_config(args: &RunArgs) -> u8 {
+    match load(args) {
+        Ok(cfg) => {
+            println!("configuration is valid; effective values:");
+            println!("{:#?}", cfg.raw);
+            0
+        }
+        Err(errors) => {
+            eprintln!("invalid configuration:\n{errors}");
+            2
+        }
+    }
+}
+
+fn load(args: &RunArgs) -> Result<Config, ConfigErrors> {
+    match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::from_toml(DEFAULT_TOML),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STIRGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<u8> {
+    crate::metrics::install(cfg.metrics_listen)?;
+    let cancel = CancellationToken::new();
+    let engine = Engine::start(&cfg, cancel.clone()).await?;
+    tracing::info!(
+        listen = ?cfg.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        udp = ?engine.transports.udp_addrs(),
+        tcp = ?engine.transports.tcp_addrs(),
+        forward = %cfg.forward_target,
+        metrics = %cfg.metrics_listen,
+        shards = cfg.shards,
+        "stirgate ready"
+    );
+
+    let mut signals = Signals::new()?;
+    signals.next().await;
+    tracing::info!(
+        active = engine.active_calls(),
+        "shutting down: draining calls"
+    );
+    engine.set_phase(Phase::Draining);
+    let drained = async {
+        while engine.active_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = drained => {}
+        () = tokio::time::sleep(cfg.drain_timeout) => {
+            tracing::info!(active = engine.active_calls(), "drain timeout: hanging up remaining calls");
+        }
+        () = signals.next() => {
+            tracing::warn!("second signal: exiting now");
+            return Ok(130);
+        }
+    }
+    engine.set_phase(Phase::HangUp);
+    // Give the BYEs a moment to leave and their answers to arrive.
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        () = signals.next() => return Ok(130),
+    }
+    cancel.cancel();
+    engine.join().await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

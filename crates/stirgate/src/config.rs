@@ -1,0 +1,458 @@
+//! Configuration: TOML read into raw structs (unknown keys rejected), then validated into the
+//! types the engine uses, collecting every error with its key (`check-config` prints them all).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sip::{Limits, ListenAddr};
+use sip_proto::endpoint::{Peer, Transport};
+use sip_proto::headers::SipUri;
+use sip_proto::transaction::TimerConfig;
+
+/// The embedded default configuration: the text of `configs/stirgate.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../../configs/stirgate.toml");
+
+/// A config value that is wrong, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `forward.target`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Every error of one config, printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The raw file, as TOML says it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[sip]`
+    pub sip: RawSip,
+    /// `[forward]`
+    pub forward: RawForward,
+    /// `[metrics]`
+    pub metrics: RawMetrics,
+    /// `[cdr]`
+    pub cdr: RawCdr,
+    /// `[shutdown]`
+    pub shutdown: RawShutdown,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSip {
+    /// `sip.listen`
+    pub listen: Vec<String>,
+    /// `sip.advertised_address`
+    pub advertised_address: String,
+    /// `sip.user_agent`
+    pub user_agent: String,
+    /// `sip.t1_ms`
+    pub t1_ms: u64,
+    /// `sip.transaction_timeout_ms`
+    pub transaction_timeout_ms: u64,
+    /// `sip.max_message_bytes`
+    pub max_message_bytes: usize,
+    /// `sip.max_tcp_connections`
+    pub max_tcp_connections: usize,
+    /// `sip.tcp_idle_timeout_s`
+    pub tcp_idle_timeout_s: u64,
+    /// `sip.shards`
+    pub shards: usize,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "udp:127.0.0.1:5060".to_owned(),
+                "tcp:127.0.0.1:5060".to_owned(),
+            ],
+            advertised_address: String::new(),
+            user_agent: concat!("stirgate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            t1_ms: 500,
+            transaction_timeout_ms: 32_000,
+            max_message_bytes: 65_535,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout_s: 600,
+            shards: 0,
+        }
+    }
+}
+
+/// `[forward]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForward {
+    /// `forward.target`
+    pub target: String,
+}
+
+impl Default for RawForward {
+    fn default() -> Self {
+        Self {
+            target: "sip:phone@127.0.0.1:5070".to_owned(),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `metrics.listen`
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9091".to_owned(),
+        }
+    }
+}
+
+/// `[cdr]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCdr {
+    /// `cdr.path`
+    pub path: String,
+}
+
+impl Default for RawCdr {
+    fn default() -> Self {
+        Self {
+            path: "stirgate-cdr.jsonl".to_owned(),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShutdown {
+    /// `shutdown.drain_timeout_s`
+    pub drain_timeout_s: u64,
+    /// `shutdown.retry_after_s`
+    pub retry_after_s: u32,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout_s: 30,
+            retry_after_s: 30,
+        }
+    }
+}
+
+/// The validated configuration the engine runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners.
+    pub listen: Vec<ListenAddr>,
+    /// IP written in Via and Contact (None: each listener's own address).
+    pub advertised_address: Option<IpAddr>,
+    /// Server / User-Agent value.
+    pub user_agent: String,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// Transport caps.
+    pub limits: Limits,
+    /// Number of call shards (one task each).
+    pub shards: usize,
+    /// Forward target URI.
+    pub forward_target: String,
+    /// Where the forward target is reached.
+    pub forward_peer: Peer,
+    /// Metrics endpoint.
+    pub metrics_listen: SocketAddr,
+    /// CDR file (None: no CDRs).
+    pub cdr_path: Option<PathBuf>,
+    /// How long running calls may go on after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Retry-After of the 503 sent while draining.
+    pub retry_after_s: u32,
+    /// The raw values, for `check-config` to print.
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Loads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                "(file)",
+                format!("cannot read {}: {e}", path.display()),
+            )])
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Validates TOML text (the embedded default when `text` is [`DEFAULT_TOML`]).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        Self::try_from(raw)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigErrors;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let mut errors = Vec::new();
+
+        let mut listen = Vec::new();
+        if raw.sip.listen.is_empty() {
+            errors.push(ConfigError::new(
+                "sip.listen",
+                "at least one listener is needed",
+            ));
+        }
+        for entry in &raw.sip.listen {
+            match entry.parse::<ListenAddr>() {
+                Ok(l) => listen.push(l),
+                Err(reason) => errors.push(ConfigError::new("sip.listen", reason)),
+            }
+        }
+        let advertised_address = if raw.sip.advertised_address.is_empty() {
+            None
+        } else {
+            match raw.sip.advertised_address.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        "sip.advertised_address",
+                        format!("`{}` is not an IP address", raw.sip.advertised_address),
+                    ));
+                    None
+                }
+            }
+        };
+        if raw.sip.t1_ms == 0 || raw.sip.t1_ms > 10_000 {
+            errors.push(ConfigError::new("sip.t1_ms", "must be between 1 and 10000"));
+        }
+        if raw.sip.transaction_timeout_ms < raw.sip.t1_ms
+            || raw.sip.transaction_timeout_ms > 300_000
+        {
+            errors.push(ConfigError::new(
+                "sip.transaction_timeout_ms",
+                "must be at least sip.t1_ms and at most 300000",
+            ));
+        }
+        if !(1024..=1 << 20).contains(&raw.sip.max_message_bytes) {
+            errors.push(ConfigError::new(
+                "sip.max_message_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if raw.sip.max_tcp_connections == 0 {
+            errors.push(ConfigError::new(
+                "sip.max_tcp_connections",
+                "must be at least 1",
+            ));
+        }
+        if raw.sip.shards > 64 {
+            errors.push(ConfigError::new(
+                "sip.shards",
+                "must be between 0 (one per core) and 64",
+            ));
+        }
+        let mut timers = TimerConfig::from_t1(Duration::from_millis(raw.sip.t1_ms.max(1)));
+        timers.timeout = Duration::from_millis(raw.sip.transaction_timeout_ms.max(1));
+
+        let forward_peer = match forward_peer(&raw.forward.target) {
+            Ok(peer) => Some(peer),
+            Err(reason) => {
+                errors.push(ConfigError::new("forward.target", reason));
+                None
+            }
+        };
+        let metrics_listen = match raw.metrics.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    "metrics.listen",
+                    format!(
+                        "`{}` is not HOST:PORT with an IP address",
+                        raw.metrics.listen
+                    ),
+                ));
+                None
+            }
+        };
+        if raw.shutdown.drain_timeout_s > 3600 {
+            errors.push(ConfigError::new(
+                "shutdown.drain_timeout_s",
+                "must be at most 3600",
+            ));
+        }
+
+        let (Some(forward_peer), Some(metrics_listen), true) =
+            (forward_peer, metrics_listen, errors.is_empty())
+        else {
+            return Err(ConfigErrors(errors));
+        };
+        let shards = if raw.sip.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            raw.sip.shards
+        };
+        Ok(Self {
+            listen,
+            advertised_address,
+            user_agent: raw.sip.user_agent.clone(),
+            timers,
+            limits: Limits {
+                max_message: raw.sip.max_message_bytes,
+                max_tcp_connections: raw.sip.max_tcp_connections,
+                tcp_idle_timeout: Duration::from_secs(raw.sip.tcp_idle_timeout_s.max(1)),
+                ..Limits::default()
+            },
+            shards,
+            forward_target: raw.forward.target.clone(),
+            forward_peer,
+            metrics_listen,
+            cdr_path: (!raw.cdr.path.is_empty()).then(|| PathBuf::from(&raw.cdr.path)),
+            drain_timeout: Duration::from_secs(raw.shutdown.drain_timeout_s),
+            retry_after_s: raw.shutdown.retry_after_s,
+            raw,
+        })
+    }
+}
+
+/// Resolves the forward target once, at start-up (RFC 3263 SRV/NAPTR lookups are not done:
+/// name the host and port, or an IP address).
+fn forward_peer(target: &str) -> Result<Peer, String> {
+    let uri = SipUri::parse(target)
+        .map_err(|_| format!("`{target}` is not a SIP URI (e.g. sip:phone@192.0.2.10:5060)"))?;
+    if uri.scheme == "tel" {
+        return Err("a tel: URI has no host to send to; use sip:".to_owned());
+    }
+    let transport = match uri.transport.as_deref() {
+        None | Some("udp") => Transport::Udp,
+        Some("tcp") => Transport::Tcp,
+        Some(other) => {
+            return Err(format!(
+                "transport `{other}` is not supported; use udp or tcp"
+            ))
+        }
+    };
+    let port = uri.port.unwrap_or(5060);
+    let addr = (uri.host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{}`: {e}", uri.host))?
+        .next()
+        .ok_or_else(|| format!("`{}` resolves to no address", uri.host))?;
+    Ok(Peer {
+        transport,
+        addr,
+        conn: None,
+    })
+}
+
+fn toml_error(e: &toml::de::Error) -> ConfigError {
+    // serde reports unknown keys as "unknown field `x`, expected one of ..."; the span tells
+    // where. Name the table when we can.
+    let message = e.message().to_owned();
+    ConfigError::new("(toml)", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_the_shipped_file() {
+        let on_disk = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/stirgate.toml"
+        ))
+        .unwrap();
+        assert_eq!(DEFAULT_TOML, on_disk);
+        let cfg = Config::from_toml(DEFAULT_TOML).unwrap();
+        assert_eq!(cfg.forward_target, "sip:phone@127.0.0.1:5070");
+        assert_eq!(cfg.timers.t1, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_file_naming_only_two_keys_is_valid() {
+        let cfg = Config::from_toml(
+            "[sip]\nlisten = [\"udp:127.0.0.1:5099\"]\n[forward]\ntarget = \"sip:pbx@127.0.0.1:5080;transport=tcp\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.listen,
+            vec![ListenAddr::Udp("127.0.0.1:5099".parse().unwrap())]
+        );
+        assert_eq!(cfg.forward_peer.transport, Transport::Tcp);
+        assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5080".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_every_table() {
+        for table in ["sip", "forward", "metrics", "cdr", "shutdown"] {
+            let text = format!("[{table}]\nbogus_key = 1\n");
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains("bogus_key"), "{table}: {err}");
+        }
+        let err = Config::from_toml("[nonsense]\na = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_key() {
+        let err = Config::from_toml(
+            "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "sip.listen",
+                "sip.t1_ms",
+                "forward.target",
+                "metrics.listen"
+            ]
+        );
+        assert!(err
+            .to_string()
+            .contains("forward.target: `mailto:x` is not a SIP URI"));
+    }
+}

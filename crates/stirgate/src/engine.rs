@@ -1,0 +1,261 @@
+//! The engine: runs one [`b2bua::B2bua`] per shard on tokio, feeds it what the transports
+//! receive and its timers, sends what it asks, and turns its outputs into metrics and CDRs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use b2bua::{B2bua, Output};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sip::{Inbound, ListenAddr, Transports};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cdr::{CdrLine, WallClock};
+use crate::config::Config;
+use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL};
+
+/// What the drain sequence asks of the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Normal service.
+    Serving,
+    /// New INVITEs get 503; calls go on.
+    Draining,
+    /// Hang up every call now.
+    HangUp,
+}
+
+/// A running engine.
+pub struct Engine {
+    /// The bound transports.
+    pub transports: Transports,
+    /// Calls in progress across shards.
+    pub active: Arc<AtomicUsize>,
+    phase: watch::Sender<Phase>,
+    shards: JoinSet<()>,
+    cdr_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Binds the listeners and starts the shards.
+    pub async fn start(cfg: &Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..cfg.shards {
+            let (tx, rx) = mpsc::channel::<Inbound>(4096);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let transports = Transports::bind(&cfg.listen, cfg.limits, senders, cancel.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("sip.listen: {e}"))?;
+
+        let (cdr_tx, cdr_task) = match &cfg.cdr_path {
+            Some(path) => {
+                let (tx, rx) = mpsc::channel::<CdrLine>(4096);
+                (
+                    Some(tx),
+                    Some(tokio::spawn(crate::cdr::writer(path.clone(), rx))),
+                )
+            }
+            None => (None, None),
+        };
+
+        let local_udp = local(
+            &transports.udp_addrs(),
+            &cfg.listen,
+            cfg.advertised_address,
+            true,
+        );
+        let local_tcp = local(
+            &transports.tcp_addrs(),
+            &cfg.listen,
+            cfg.advertised_address,
+            false,
+        );
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let active = Arc::new(AtomicUsize::new(0));
+        let clock = WallClock::now();
+        let mut shards = JoinSet::new();
+        for (index, rx) in receivers.into_iter().enumerate() {
+            let core_cfg = b2bua::Config {
+                forward_target: cfg.forward_target.clone(),
+                forward_peer: cfg.forward_peer,
+                local_udp,
+                local_tcp,
+                user_agent: cfg.user_agent.clone(),
+                call_id_prefix: format!("sg{index}-"),
+                timers: cfg.timers,
+                retry_after_s: cfg.retry_after_s,
+            };
+            let core = B2bua::new(core_cfg, StdRng::from_entropy());
+            let shard = Shard {
+                core,
+                rx,
+                transports: transports.clone(),
+                phase: phase_rx.clone(),
+                active: Arc::clone(&active),
+                cdr: cdr_tx.clone(),
+                clock,
+            };
+            shards.spawn(shard.run(cancel.clone()));
+        }
+        Ok(Self {
+            transports,
+            active,
+            phase,
+            shards,
+            cdr_task,
+        })
+    }
+
+    /// Moves every shard to `phase`.
+    pub fn set_phase(&self, phase: Phase) {
+        let _ = self.phase.send(phase);
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the shards and transports to stop (after cancellation) and flushes CDRs.
+    pub async fn join(mut self) {
+        while self.shards.join_next().await.is_some() {}
+        self.transports.join().await;
+        drop(self.transports);
+        if let Some(task) = self.cdr_task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The address written in Via/Contact for one transport.
+fn local(
+    bound: &[SocketAddr],
+    listen: &[ListenAddr],
+    advertised: Option<IpAddr>,
+    udp: bool,
+) -> Option<SocketAddr> {
+    let _ = listen;
+    let addr = *bound.first()?;
+    let ip = match advertised {
+        Some(ip) => ip,
+        None if addr.ip().is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        None => addr.ip(),
+    };
+    let _ = udp;
+    Some(SocketAddr::new(ip, addr.port()))
+}
+
+struct Shard {
+    core: B2bua<StdRng>,
+    rx: mpsc::Receiver<Inbound>,
+    transports: Transports,
+    phase: watch::Receiver<Phase>,
+    active: Arc<AtomicUsize>,
+    cdr: Option<mpsc::Sender<CdrLine>>,
+    clock: WallClock,
+}
+
+impl Shard {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let deadline = self.core.poll_timeout();
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let phase = *self.phase.borrow();
+                    match phase {
+                        Phase::Serving => {}
+                        Phase::Draining => self.core.stop_accepting(),
+                        Phase::HangUp => {
+                            self.core.stop_accepting();
+                            self.core.hangup_all(Instant::now());
+                        }
+                    }
+                }
+                inbound = self.rx.recv() => {
+                    let Some(inbound) = inbound else { break };
+                    let now = Instant::now();
+                    self.handle(now, inbound);
+                    // Take what else is queued before flushing: fewer wake-ups under load.
+                    for _ in 0..64 {
+                        match self.rx.try_recv() {
+                            Ok(more) => self.handle(now, more),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    self.core.handle_timeout(Instant::now());
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, now: Instant, inbound: Inbound) {
+        match inbound {
+            Inbound::Message { peer, message } => self.core.handle_message(now, peer, message),
+            Inbound::SendFailed { tx } => self.core.handle_transport_error(now, &tx),
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            let tx = transmit.tx.clone();
+            if let Err(e) = self.transports.send(transmit) {
+                tracing::debug!(error = %e, "send failed");
+                if let Some(tx) = tx {
+                    self.core.handle_transport_error(Instant::now(), &tx);
+                }
+            }
+        }
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::CallStarted => {
+                    self.active.fetch_add(1, Ordering::SeqCst);
+                    metrics::gauge!(ACTIVE_CALLS).increment(1.0);
+                }
+                Output::CallEnded(record) => {
+                    self.active.fetch_sub(1, Ordering::SeqCst);
+                    metrics::gauge!(ACTIVE_CALLS).decrement(1.0);
+                    self.record(&record);
+                }
+                Output::Refused(record) => self.record(&record),
+                _ => {}
+            }
+        }
+    }
+
+    fn record(&self, record: &b2bua::CallRecord) {
+        let line = CdrLine::new(record, &self.clock);
+        metrics::counter!(CALLS_TOTAL, "route" => record.route, "verstat" => line.verstat)
+            .increment(1);
+        metrics::counter!(CALL_OUTCOMES_TOTAL, "outcome" => line.outcome).increment(1);
+        tracing::info!(
+            call_id = %line.call_id, from = %line.from, to = %line.to, outcome = line.outcome,
+            status = line.final_status, "call ended"
+        );
+        if let Some(cdr) = &self.cdr {
+            if cdr.try_send(line).is_err() {
+                tracing::warn!("CDR queue full; a call record was dropped");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
