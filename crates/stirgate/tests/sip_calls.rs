@@ -1,0 +1,331 @@
+//! End-to-end: the built `stirgate` binary between two SIPp instances on 127.0.0.1.
+//!
+//! caller (SIPp uac) ──▶ stirgate ──▶ callee (SIPp uas); every test uses its own ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use test_support::net::{free_port, metric_value, udp_exchange};
+use test_support::sipp::{Sipp, Stirgate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
+
+fn scenario(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    sg_port: u16,
+    uas_port: u16,
+    metrics: SocketAddr,
+    stirgate: Stirgate,
+}
+
+impl Setup {
+    fn start(target_transport: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+        let config = format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
+             [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [cdr]\npath = \"cdr.jsonl\"\n\
+             [shutdown]\ndrain_timeout_s = 5\n"
+        );
+        let stirgate = Stirgate::start(BIN, dir.path(), &config);
+        Self {
+            dir,
+            sg_port,
+            uas_port,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            stirgate,
+        }
+    }
+
+    fn uas(&self, scenario: &str) -> Sipp {
+        Sipp::new(scenario, self.dir.path()).args(["-p".to_owned(), self.uas_port.to_string()])
+    }
+
+    fn uac(&self, scenario: &str, calls: u32) -> Sipp {
+        Sipp::new(scenario, self.dir.path()).args([
+            format!("127.0.0.1:{}", self.sg_port),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            calls.to_string(),
+            "-timeout".to_owned(),
+            "60s".to_owned(),
+        ])
+    }
+
+    fn metric(&self, selector: &str) -> f64 {
+        metric_value(&self.stirgate.metrics(self.metrics), selector)
+    }
+
+    /// Waits until `n` CDR lines exist and returns them.
+    fn cdrs(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let lines = self.stirgate.cdr_lines();
+            if lines.len() >= n {
+                return lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).expect("CDR is JSON"))
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "expected {n} CDR lines, got {:?}",
+            self.stirgate.cdr_lines()
+        );
+    }
+}
+
+fn assert_ok(what: &str, result: &test_support::sipp::SippResult) {
+    assert!(
+        result.success(),
+        "{what}: SIPp failed ({:?})\nstderr: {}\nerrors: {}",
+        result.status,
+        result.stderr,
+        &result.errors[..result.errors.len().min(4000)]
+    );
+}
+
+#[test]
+fn basic_calls_with_caller_hanging_up_are_forwarded() {
+    let s = Setup::start("", "");
+    let uas = s.uas("uas").spawn();
+    let result = s
+        .uac("uac", 10)
+        .args(["-r", "20"])
+        .run(Duration::from_secs(60));
+    uas.kill();
+    assert_ok("uac", &result);
+    let cdrs = s.cdrs(10);
+    assert!(
+        cdrs.iter()
+            .all(|c| c["outcome"] == "forwarded" && c["final_status"] == 200),
+        "{cdrs:?}"
+    );
+    assert!(cdrs
+        .iter()
+        .all(|c| c["route"] == "forward" && c["from"] == "sipp"));
+    assert_eq!(
+        s.metric("stirgate_calls_total{route=\"forward\",verstat=\"No-TN-Validation\"}"),
+        10.0
+    );
+    assert_eq!(s.metric("stirgate_active_calls"), 0.0);
+    assert_eq!(
+        s.metric("stirgate_sip_messages_total{direction=\"in\",method_or_status=\"INVITE\"}"),
+        10.0
+    );
+}
+
+#[test]
+fn callee_hanging_up_ends_both_legs() {
+    let s = Setup::start("", "");
+    let uas = s.uas(&scenario("uas_bye.xml")).args(["-m", "5"]).spawn();
+    let result = s
+        .uac(&scenario("uac_wait_bye.xml"), 5)
+        .args(["-r", "10"])
+        .run(Duration::from_secs(60));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert_ok("caller", &result);
+    assert_ok("callee", &uas);
+    let cdrs = s.cdrs(5);
+    assert!(cdrs.iter().all(|c| c["outcome"] == "forwarded"), "{cdrs:?}");
+    assert!(cdrs
+        .iter()
+        .all(|c| c["from"] == "+15551230001" && c["to"] == "+15551230002"));
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_callee_and_caller_gets_487() {
+    let s = Setup::start("", "");
+    let uas = s
+        .uas(&scenario("uas_ring_cancel.xml"))
+        .args(["-m", "3"])
+        .spawn();
+    let result = s
+        .uac(&scenario("uac_cancel.xml"), 3)
+        .args(["-r", "5"])
+        .run(Duration::from_secs(60));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert_ok("caller", &result);
+    assert_ok("callee (saw the CANCEL)", &uas);
+    let cdrs = s.cdrs(3);
+    assert!(
+        cdrs.iter()
+            .all(|c| c["outcome"] == "cancelled" && c["final_status"] == 487),
+        "{cdrs:?}"
+    );
+}
+
+#[test]
+fn busy_callee_is_relayed() {
+    let s = Setup::start("", "");
+    let uas = s.uas(&scenario("uas_busy.xml")).args(["-m", "3"]).spawn();
+    let result = s
+        .uac(&scenario("uac_busy.xml"), 3)
+        .run(Duration::from_secs(60));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert_ok("caller got 486", &result);
+    assert_ok("callee got its ACK", &uas);
+    let cdrs = s.cdrs(3);
+    assert!(
+        cdrs.iter()
+            .all(|c| c["outcome"] == "forward_failed" && c["final_status"] == 486),
+        "{cdrs:?}"
+    );
+}
+
+#[test]
+fn silent_callee_gives_408_after_timer_b() {
+    // Nobody listens at the forward target; Timer B is shortened to 2 s.
+    let s = Setup::start("", "t1_ms = 100\ntransaction_timeout_ms = 2000\n");
+    let result = s
+        .uac(&scenario("uac_timeout.xml"), 2)
+        .run(Duration::from_secs(60));
+    assert_ok("caller got 408", &result);
+    let cdrs = s.cdrs(2);
+    assert!(
+        cdrs.iter()
+            .all(|c| c["outcome"] == "forward_unreachable" && c["final_status"] == 408),
+        "{cdrs:?}"
+    );
+}
+
+#[test]
+fn calls_survive_udp_loss_through_retransmission() {
+    // SIPp drops 10% of what the caller sends and receives: lost INVITEs, 2xx, ACKs and BYEs
+    // must be recovered by retransmission on both sides (stirgate absorbs the duplicates and
+    // retransmits its 2xx until the ACK). The callee side runs lossless because SIPp's built-in
+    // uas aborts on a retransmitted INVITE after it has answered.
+    let s = Setup::start("", "t1_ms = 100\n");
+    let uas = s.uas("uas").spawn();
+    let result = s
+        .uac("uac", 20)
+        .args(["-r", "10", "-lost", "10", "-recv_timeout", "20000"])
+        .run(Duration::from_secs(90));
+    uas.kill();
+    assert_ok("uac with 10% loss", &result);
+    let cdrs = s.cdrs(20);
+    assert!(cdrs.iter().all(|c| c["outcome"] == "forwarded"), "{cdrs:?}");
+    assert!(
+        s.metric("stirgate_sip_messages_total{direction=\"out\",method_or_status=\"INVITE\"}")
+            >= 20.0,
+        "outbound INVITEs sent (retransmissions included)"
+    );
+}
+
+#[test]
+fn the_same_call_works_over_tcp() {
+    let s = Setup::start(";transport=tcp", "");
+    let uas = s.uas("uas").args(["-t", "t1"]).spawn();
+    let result = s
+        .uac("uac", 10)
+        .args(["-t", "t1", "-r", "20"])
+        .run(Duration::from_secs(60));
+    uas.kill();
+    assert_ok("uac over TCP", &result);
+    let cdrs = s.cdrs(10);
+    assert!(cdrs.iter().all(|c| c["outcome"] == "forwarded"), "{cdrs:?}");
+}
+
+#[test]
+fn malformed_and_truncated_messages_do_not_disturb_other_calls() {
+    let s = Setup::start("", "");
+    let sg = SocketAddr::from(([127, 0, 0, 1], s.sg_port));
+    let uas = s.uas("uas").spawn();
+    let calls = s.uac("uac", 30).args(["-r", "15"]).spawn();
+
+    // Unparsable bytes: dropped, no answer.
+    assert!(udp_exchange(sg, b"\x00\xffgarbage\r\n\r\n", Duration::from_millis(300)).is_empty());
+    let invite = "INVITE sip:+15551230002@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbad1;rport\r\n\
+        From: <sip:+15551230001@127.0.0.1>;tag=x\r\nTo: <sip:+15551230002@127.0.0.1>\r\n\
+        Call-ID: bad1@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    // Truncated in the middle of a header: dropped.
+    assert!(udp_exchange(sg, &invite.as_bytes()[..90], Duration::from_millis(300)).is_empty());
+    // Parsable but missing Call-ID: 400 with a reason phrase.
+    let no_call_id = invite.replace("Call-ID: bad1@test\r\n", "");
+    let replies = udp_exchange(sg, no_call_id.as_bytes(), Duration::from_millis(500));
+    assert_eq!(replies.len(), 1, "one answer");
+    assert!(
+        replies[0].starts_with(b"SIP/2.0 400 Missing Call-ID header\r\n"),
+        "{}",
+        String::from_utf8_lossy(&replies[0])
+    );
+    // A CSeq that does not match the method: 400.
+    let bad_cseq = invite.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    let replies = udp_exchange(sg, bad_cseq.as_bytes(), Duration::from_millis(500));
+    assert!(replies
+        .first()
+        .is_some_and(|r| r.starts_with(b"SIP/2.0 400 ")));
+    // A TCP peer that sends a bad frame is cut off, another that stalls mid-message is harmless.
+    {
+        use std::io::Write;
+        let mut bad = std::net::TcpStream::connect(sg).expect("tcp");
+        bad.write_all(b"OPTIONS sip:x@y SIP/2.0\r\nContent-Length: nope\r\n\r\n")
+            .unwrap();
+        let mut stalled = std::net::TcpStream::connect(sg).expect("tcp");
+        stalled.write_all(&invite.as_bytes()[..120]).unwrap();
+        let result = calls.wait(Duration::from_secs(60));
+        uas.kill();
+        assert_ok("calls alongside the garbage", &result);
+        drop(stalled);
+    }
+    // OPTIONS (trunk health check) is answered 200 with Allow.
+    let options = "OPTIONS sip:stirgate@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKopt1;rport\r\n\
+        From: <sip:ping@127.0.0.1>;tag=p\r\nTo: <sip:stirgate@127.0.0.1>\r\n\
+        Call-ID: opt1@test\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let replies = udp_exchange(sg, options.as_bytes(), Duration::from_millis(500));
+    let text = String::from_utf8_lossy(replies.first().expect("OPTIONS answered"));
+    assert!(
+        text.starts_with("SIP/2.0 200 OK\r\n") && text.contains("\r\nAllow: INVITE"),
+        "{text}"
+    );
+    assert!(s.metric("stirgate_sip_dropped_total{reason=\"unparsable\"}") >= 2.0);
+    assert_eq!(s.cdrs(30).len(), 30);
+}
+
+#[test]
+fn sigterm_drains_then_exits_zero() {
+    let mut s = Setup::start("", "");
+    let sg = SocketAddr::from(([127, 0, 0, 1], s.sg_port));
+    // A call in progress (the callee answers and the caller stays up ~1.5 s) …
+    let uas = s.uas("uas").spawn();
+    let call = s.uac("uac", 1).args(["-d", "1500"]).spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    s.stirgate.signal("TERM");
+    s.stirgate.wait_for_log("draining", Duration::from_secs(5));
+    // … while a new INVITE is refused with 503 and Retry-After.
+    let invite = "INVITE sip:+15551230002@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdrain;rport\r\n\
+        From: <sip:+15551230001@127.0.0.1>;tag=x\r\nTo: <sip:+15551230002@127.0.0.1>\r\n\
+        Call-ID: drain1@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let replies = udp_exchange(sg, invite.as_bytes(), Duration::from_millis(500));
+    let texts: Vec<String> = replies
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("SIP/2.0 503 ") && t.contains("Retry-After: 30")),
+        "{texts:?}"
+    );
+    let result = call.wait(Duration::from_secs(20));
+    uas.kill();
+    assert_ok("the call in progress finished normally", &result);
+    // The TERM started the drain; it ends by itself once the call is over.
+    let status = s.stirgate.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.and_then(|st| st.code()), Some(0), "{status:?}");
+}
