@@ -241,7 +241,7 @@ impl Shard {
         metrics::counter!(CALLS_TOTAL, "route" => record.route, "verstat" => line.verstat)
             .increment(1);
         metrics::counter!(CALL_OUTCOMES_TOTAL, "outcome" => line.outcome).increment(1);
-        tracing::info!(
+        tracing::debug!(
             call_id = %line.call_id, from = %line.from, to = %line.to, outcome = line.outcome,
             status = line.final_status, "call ended"
         );
