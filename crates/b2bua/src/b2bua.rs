@@ -990,3 +990,299 @@ fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Option<Leg> {
         peer,
     })
 }
+
+#[cfg(test)]
+// The virtual clock needs one base instant; time then only advances by addition.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use std::time::Duration;
+
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use sip_proto::message::Message;
+
+    use super::*;
+
+    const CALLER: &str = "127.0.0.1:6000";
+    const CALLEE: &str = "127.0.0.1:7000";
+
+    fn udp(addr: &str) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: addr.parse().unwrap(),
+            conn: None,
+        }
+    }
+
+    fn b2bua() -> B2bua<StdRng> {
+        B2bua::new(
+            Config {
+                forward_target: format!("sip:phone@{CALLEE}"),
+                forward_peer: udp(CALLEE),
+                local_udp: Some("127.0.0.1:5060".parse().unwrap()),
+                local_tcp: None,
+                user_agent: "test".into(),
+                call_id_prefix: "sg0-".into(),
+                timers: TimerConfig::default(),
+                retry_after_s: 30,
+            },
+            StdRng::seed_from_u64(7),
+        )
+    }
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+    fn invite() -> String {
+        format!(
+            "INVITE sip:+15551230002@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKin1;rport\r\nMax-Forwards: 70\r\n\
+From: \"Alice\" <sip:+15551230001@{CALLER}>;tag=caller1\r\nTo: <sip:+15551230002@127.0.0.1>\r\n\
+Call-ID: in-call-1\r\nCSeq: 10 INVITE\r\nContact: <sip:alice@{CALLER}>\r\n\
+P-Asserted-Identity: <sip:+15551230001@trunk>\r\n\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+            SDP.len()
+        )
+    }
+
+    /// Everything the B2BUA sent, parsed, with its destination.
+    fn sent(b: &mut B2bua<StdRng>) -> Vec<(SocketAddr, Message)> {
+        std::iter::from_fn(|| b.poll_transmit())
+            .map(|t| (t.peer.addr, Message::parse(&t.bytes).unwrap()))
+            .collect()
+    }
+
+    fn requests_to(out: &[(SocketAddr, Message)], to: &str, method: &Method) -> Vec<Request> {
+        out.iter()
+            .filter(|(a, _)| a.to_string() == to)
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) if &r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn statuses_to(out: &[(SocketAddr, Message)], to: &str) -> Vec<u16> {
+        out.iter()
+            .filter(|(a, _)| a.to_string() == to)
+            .filter_map(|(_, m)| match m {
+                Message::Response(r) => Some(r.status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(
+        b: &mut B2bua<StdRng>,
+        now: Instant,
+        req: &Request,
+        status: u16,
+        tag: &str,
+        body: &str,
+    ) {
+        let mut resp = Response::for_request(req, status, "X", Some(tag));
+        resp.headers
+            .push("Contact", format!("<sip:phone@{CALLEE}>"));
+        if !body.is_empty() {
+            resp.headers.push("Content-Type", "application/sdp");
+            resp.body = Bytes::from(body.to_owned());
+        }
+        b.handle_bytes(now, udp(CALLEE), &resp.to_bytes());
+    }
+
+    #[test]
+    fn forwards_a_call_and_bye_ends_both_legs() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![100]);
+        let outbound = requests_to(&out, CALLEE, &Method::Invite);
+        assert_eq!(outbound.len(), 1);
+        let inv = &outbound[0];
+        assert_eq!(inv.uri, format!("sip:phone@{CALLEE}"));
+        assert!(inv.call_id().unwrap().starts_with("sg0-"), "own Call-ID");
+        assert_ne!(
+            inv.header_from().unwrap().tag(),
+            Some("caller1"),
+            "own From tag"
+        );
+        assert_eq!(
+            inv.header_from().unwrap().uri,
+            format!("sip:+15551230001@{CALLER}"),
+            "caller ID kept"
+        );
+        assert_eq!(&inv.body[..], SDP.as_bytes(), "SDP carried over");
+        assert_eq!(inv.headers.get("Max-Forwards"), Some("69"));
+        assert_eq!(
+            inv.headers.get("P-Asserted-Identity"),
+            Some("<sip:+15551230001@trunk>")
+        );
+        assert_eq!(b.poll_output(), Some(Output::CallStarted));
+
+        reply(&mut b, now, inv, 180, "callee1", "");
+        reply(&mut b, now, inv, 200, "callee1", SDP);
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![180, 200]);
+        let acks = requests_to(&out, CALLEE, &Method::Ack);
+        assert_eq!(acks.len(), 1, "the outbound 2xx is ACKed by us");
+        assert_eq!(acks[0].cseq().unwrap().seq, 1);
+        assert_eq!(acks[0].header_to().unwrap().tag(), Some("callee1"));
+
+        // Caller ACKs, then hangs up.
+        let ack = invite()
+            .replace("INVITE sip", "ACK sip")
+            .replace("10 INVITE", "10 ACK")
+            .replace("branch=z9hG4bKin1", "branch=z9hG4bKin2")
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;tag=x",
+            );
+        b.handle_bytes(now, udp(CALLER), ack.as_bytes());
+        let bye = ack
+            .replace("ACK sip", "BYE sip")
+            .replace("10 ACK", "11 BYE")
+            .replace("branch=z9hG4bKin2", "branch=z9hG4bKin3");
+        b.handle_bytes(now + Duration::from_secs(3), udp(CALLER), bye.as_bytes());
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![200], "BYE answered");
+        let byes = requests_to(&out, CALLEE, &Method::Bye);
+        assert_eq!(byes.len(), 1);
+        assert_eq!(byes[0].call_id(), inv.call_id());
+        assert_eq!(byes[0].cseq().unwrap().seq, 2);
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!("call record expected")
+        };
+        assert_eq!(record.outcome, Outcome::Forwarded);
+        assert_eq!(
+            (record.from.as_str(), record.to.as_str()),
+            ("+15551230001", "+15551230002")
+        );
+        assert_eq!(record.final_status, 200);
+        assert_eq!(b.active_calls(), 0);
+    }
+
+    #[test]
+    fn cancel_waits_for_a_provisional_before_cancelling_the_outbound_leg() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
+        let cancel = invite()
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("10 INVITE", "10 CANCEL");
+        b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![200, 487]);
+        assert!(
+            requests_to(&out, CALLEE, &Method::Cancel).is_empty(),
+            "no CANCEL before a 1xx"
+        );
+        reply(&mut b, now, &inv, 180, "callee1", "");
+        let out = sent(&mut b);
+        let cancels = requests_to(&out, CALLEE, &Method::Cancel);
+        assert_eq!(cancels.len(), 1);
+        assert_eq!(
+            cancels[0].top_via().unwrap().branch(),
+            inv.top_via().unwrap().branch()
+        );
+        assert!(
+            statuses_to(&out, CALLER).is_empty(),
+            "the 180 is not relayed after the CANCEL"
+        );
+        reply(&mut b, now, &inv, 487, "callee1", "");
+        assert_eq!(requests_to(&sent(&mut b), CALLEE, &Method::Ack).len(), 1);
+        let _ = b.poll_output();
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!("call record expected")
+        };
+        assert_eq!(record.outcome, Outcome::Cancelled);
+        assert_eq!(record.final_status, 487);
+    }
+
+    #[test]
+    fn silent_callee_gives_408_at_timer_b() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        sent(&mut b);
+        let mut last = now;
+        while let Some(at) = b.poll_timeout() {
+            last = at;
+            b.handle_timeout(at);
+            if !statuses_to(&sent(&mut b), CALLER).is_empty() {
+                break;
+            }
+        }
+        assert_eq!(last - now, Duration::from_secs(32), "Timer B = 64·T1");
+        let _ = b.poll_output();
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!("call record expected")
+        };
+        assert_eq!(record.final_status, 408);
+        assert_eq!(record.outcome, Outcome::ForwardUnreachable);
+    }
+
+    #[test]
+    fn error_from_callee_is_relayed_and_draining_refuses_new_calls() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
+        reply(&mut b, now, &inv, 486, "callee1", "");
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![486]);
+        assert_eq!(
+            requests_to(&out, CALLEE, &Method::Ack).len(),
+            1,
+            "transaction ACKs the 486"
+        );
+
+        b.stop_accepting();
+        let second = invite()
+            .replace("in-call-1", "in-call-2")
+            .replace("z9hG4bKin1", "z9hG4bKin9");
+        b.handle_bytes(now, udp(CALLER), second.as_bytes());
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![100, 503]);
+        let Message::Response(resp) = &out[1].1 else {
+            panic!()
+        };
+        assert_eq!(resp.headers.get("Retry-After"), Some("30"));
+        assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
+    }
+
+    #[test]
+    fn options_and_unknown_methods() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        let options = invite()
+            .replace("INVITE sip", "OPTIONS sip")
+            .replace("10 INVITE", "10 OPTIONS");
+        b.handle_bytes(now, udp(CALLER), options.as_bytes());
+        let out = sent(&mut b);
+        let Message::Response(resp) = &out[0].1 else {
+            panic!()
+        };
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.headers.get("Allow"), Some(ALLOW));
+        let unknown = invite()
+            .replace("INVITE sip", "FOO sip")
+            .replace("10 INVITE", "10 FOO");
+        b.handle_bytes(now, udp(CALLER), unknown.as_bytes());
+        assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![501]);
+        let register = invite()
+            .replace("INVITE sip", "REGISTER sip")
+            .replace("10 INVITE", "10 REGISTER");
+        b.handle_bytes(now, udp(CALLER), register.as_bytes());
+        assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![405]);
+        let bye = invite()
+            .replace("INVITE sip", "BYE sip")
+            .replace("10 INVITE", "10 BYE")
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;tag=nope",
+            );
+        b.handle_bytes(now, udp(CALLER), bye.as_bytes());
+        assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![481]);
+    }
+}

@@ -340,7 +340,23 @@ impl Message {
         let body = &bytes[head_end + 4..];
 
         // rsip checks the grammar of the start line and header block; we keep the text.
-        if rsip::SipMessage::try_from(&bytes[..head_end + 4]).is_err() {
+        // rsip only knows the 14 methods it names, while RFC 3261 §8.2.1 wants extension
+        // methods parsed (and answered 501): validate those with a known method in their place.
+        let head_bytes = &bytes[..head_end + 4];
+        let method_end = head_bytes.iter().position(|&b| b == b' ').unwrap_or(0);
+        let method = &head_bytes[..method_end];
+        let valid = if method_end > 0
+            && !method.starts_with(b"SIP/")
+            && !RSIP_METHODS.contains(&method)
+            && method.iter().all(|&b| is_token_char(b))
+        {
+            let mut substituted = b"OPTIONS".to_vec();
+            substituted.extend_from_slice(&head_bytes[method_end..]);
+            rsip::SipMessage::try_from(substituted.as_slice()).is_ok()
+        } else {
+            rsip::SipMessage::try_from(head_bytes).is_ok()
+        };
+        if !valid {
             return Err(ParseError::Syntax);
         }
 
@@ -496,6 +512,29 @@ impl Response {
     pub fn is_provisional(&self) -> bool {
         self.status < 200
     }
+}
+
+/// The methods rsip's tokenizer accepts (case-insensitively); others are validated by stand-in.
+const RSIP_METHODS: &[&[u8]] = &[
+    b"ACK",
+    b"BYE",
+    b"CANCEL",
+    b"INFO",
+    b"INVITE",
+    b"MESSAGE",
+    b"NOTIFY",
+    b"OPTIONS",
+    b"PRACK",
+    b"PUBLISH",
+    b"REFER",
+    b"REGISTER",
+    b"SUBSCRIBE",
+    b"UPDATE",
+];
+
+/// RFC 3261 §25.1 `token` characters.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
 /// Looks for a byte sequence.
@@ -690,6 +729,19 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
             req.validate(),
             Err(ParseError::ContentLengthTooLarge { declared: 400, .. })
         ));
+    }
+
+    #[test]
+    fn extension_methods_parse() {
+        let text = INVITE
+            .replace("INVITE sip", "FOO sip")
+            .replace("314159 INVITE", "314159 FOO");
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
+        assert_eq!(req.method, Method::Other("FOO".to_owned()));
+        assert!(Message::parse(INVITE.replace("INVITE sip", "F@O sip").as_bytes()).is_err());
     }
 
     #[test]
