@@ -202,6 +202,22 @@ fn silent_callee_gives_408_after_timer_b() {
 }
 
 #[test]
+fn unreachable_tcp_target_gives_503() {
+    // The forward target is TCP and nobody listens there: the connect fails at once.
+    let s = Setup::start(";transport=tcp", "");
+    let result = s
+        .uac(&scenario("uac_unavailable.xml"), 2)
+        .run(Duration::from_secs(60));
+    assert_ok("caller got 503", &result);
+    let cdrs = s.cdrs(2);
+    assert!(
+        cdrs.iter()
+            .all(|c| c["outcome"] == "forward_unreachable" && c["final_status"] == 503),
+        "{cdrs:?}"
+    );
+}
+
+#[test]
 fn calls_survive_udp_loss_through_retransmission() {
     // SIPp drops 10% of what the caller sends and receives: lost INVITEs, 2xx, ACKs and BYEs
     // must be recovered by retransmission on both sides (stirgate absorbs the duplicates and
