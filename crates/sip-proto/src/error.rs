@@ -56,6 +56,9 @@ pub enum ParseError {
     /// The request URI is not a valid SIP URI.
     #[error("malformed Request-URI")]
     BadRequestUri,
+    /// The request URI is well formed but of a scheme we do not serve (RFC 3261 §8.2.2.1).
+    #[error("unsupported Request-URI scheme")]
+    UnsupportedUriScheme,
 }
 
 impl ParseError {
@@ -72,6 +75,7 @@ impl ParseError {
             Self::ContentLengthTooLarge { .. } => "Content-Length exceeds body".to_owned(),
             Self::TooLarge { .. } => "Message Too Large".to_owned(),
             Self::BadRequestUri => "Malformed Request-URI".to_owned(),
+            Self::UnsupportedUriScheme => "Unsupported URI Scheme".to_owned(),
         }
     }
 
@@ -80,6 +84,7 @@ impl ParseError {
         match self {
             Self::Version => 505,
             Self::TooLarge { .. } => 513,
+            Self::UnsupportedUriScheme => 416,
             _ => 400,
         }
     }

@@ -439,7 +439,16 @@ impl Request {
             return Err(ParseError::CSeqMethodMismatch);
         }
         if crate::headers::SipUri::parse(&self.uri).is_err() {
-            return Err(ParseError::BadRequestUri);
+            return Err(match uri_scheme(&self.uri) {
+                Some(s)
+                    if !["sip", "sips", "tel"]
+                        .iter()
+                        .any(|k| s.eq_ignore_ascii_case(k)) =>
+                {
+                    ParseError::UnsupportedUriScheme
+                }
+                _ => ParseError::BadRequestUri,
+            });
         }
         self.body = fit_body(&self.headers, &self.body)?;
         Ok(())
@@ -531,6 +540,15 @@ const RSIP_METHODS: &[&[u8]] = &[
     b"SUBSCRIBE",
     b"UPDATE",
 ];
+
+/// The scheme of an absolute URI (RFC 3986 §3.1), if it has one.
+fn uri_scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then_some(scheme)
+}
 
 /// RFC 3261 §25.1 `token` characters.
 fn is_token_char(b: u8) -> bool {
