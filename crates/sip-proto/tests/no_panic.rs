@@ -53,7 +53,7 @@ proptest! {
             None => format!("SIP/2.0/UDP {host};branch=z9hG4bK{branch}"),
         };
         let via = Via::parse(&text).unwrap();
-        prop_assert_eq!(via.to_string(), text.clone());
+        prop_assert_eq!(via.to_string(), text);
         prop_assert_eq!(Via::parse(&via.to_string()).unwrap(), via);
     }
 }
