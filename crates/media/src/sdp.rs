@@ -1,0 +1,582 @@
+//! SDP offer/answer (RFC 3264, RFC 4566) for one audio stream: G.711 (PCMU/PCMA) at 20 ms plus
+//! RFC 4733 telephone-event.
+//!
+//! Offers are parsed with the maintained `sdp` crate (webrtc-rs); this module only picks
+//! the codec, builds the answer text and reports why an offer cannot be accepted (answered 488).
+
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// An audio codec stirgate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// G.711 µ-law, static payload type 0.
+    Pcmu,
+    /// G.711 A-law, static payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    /// The RTP encoding name used in `a=rtpmap`.
+    #[must_use]
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+
+    /// The static RTP payload type (RFC 3551).
+    #[must_use]
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            Self::Pcmu => 0,
+            Self::Pcma => 8,
+        }
+    }
+
+    fn from_static_payload_type(pt: u8) -> Option<Self> {
+        match pt {
+            0 => Some(Self::Pcmu),
+            8 => Some(Self::Pcma),
+            _ => None,
+        }
+    }
+
+    fn from_encoding_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("PCMU") {
+            Some(Self::Pcmu)
+        } else if name.eq_ignore_ascii_case("PCMA") {
+            Some(Self::Pcma)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which way media flows, from stirgate's point of view (RFC 3264 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Both ways.
+    SendRecv,
+    /// stirgate sends only (the peer offered `recvonly`).
+    SendOnly,
+    /// stirgate receives only (the peer offered `sendonly`, e.g. call hold).
+    RecvOnly,
+    /// Neither way.
+    Inactive,
+}
+
+impl Direction {
+    fn attribute(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    /// Whether stirgate may send RTP.
+    #[must_use]
+    pub fn sends(self) -> bool {
+        matches!(self, Self::SendRecv | Self::SendOnly)
+    }
+}
+
+/// The result of a negotiation: what both sides agreed to use on one RTP leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The audio codec.
+    pub codec: Codec,
+    /// The payload type number for `codec` (the offerer's number).
+    pub payload_type: u8,
+    /// The telephone-event payload type, when both sides support RFC 4733.
+    pub telephone_event: Option<u8>,
+    /// Where the peer wants RTP (from its `c=` and `m=` lines); symmetric RTP may correct it.
+    pub remote_rtp: SocketAddr,
+    /// Media direction from stirgate's point of view.
+    pub direction: Direction,
+}
+
+/// stirgate's side of a negotiation: the address and port put in its SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalMedia {
+    /// The connection address (`media.address`).
+    pub address: IpAddr,
+    /// The local RTP port (RTCP is on `port + 1`).
+    pub port: u16,
+    /// The `o=` session id (random, injected by the caller).
+    pub session_id: u64,
+}
+
+/// An accepted offer: the agreed parameters and the answer to put in the 200 OK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// What was agreed.
+    pub negotiated: Negotiated,
+    /// The answer SDP text (CRLF line ends).
+    pub sdp: String,
+}
+
+/// Why an offer or answer could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdpError {
+    /// The body is not valid SDP.
+    #[error("malformed SDP: {0}")]
+    Parse(#[source] ::sdp::Error),
+    /// No `m=audio` line with a non-zero port and RTP/AVP transport.
+    #[error("no active RTP/AVP audio stream in the SDP")]
+    NoAudio,
+    /// The audio stream offers none of PCMU/PCMA.
+    #[error("no usable codec offered (formats: {offered:?}); stirgate supports PCMU and PCMA")]
+    NoUsableCodec {
+        /// The formats the peer listed.
+        offered: Vec<String>,
+    },
+    /// No `c=` line applies to the audio stream, or its address does not parse.
+    #[error("missing or invalid connection address {value:?}")]
+    BadConnection {
+        /// The address text, empty when absent.
+        value: String,
+    },
+    /// The media port is out of range.
+    #[error("invalid media port {value}")]
+    BadPort {
+        /// The port as written.
+        value: isize,
+    },
+}
+
+impl SdpError {
+    /// The SIP status to answer an INVITE whose offer failed this way: 400 for a body that is
+    /// not SDP, 488 Not Acceptable Here for everything that is SDP but cannot be accepted.
+    #[must_use]
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            Self::Parse(_) => 400,
+            _ => 488,
+        }
+    }
+}
+
+/// Answers an SDP offer (RFC 3264 §6): accepts the first audio stream that offers PCMU or PCMA,
+/// choosing whichever the offer lists first, plus telephone-event/8000 when offered. Other
+/// streams are refused with port 0. Errors map to a SIP status with [`SdpError::sip_status`].
+pub fn answer(offer: &str, local: &LocalMedia) -> Result<Answer, SdpError> {
+    let session = parse(offer)?;
+    let mut chosen: Option<(usize, Choice)> = None;
+    let mut first_error = None;
+    for (index, md) in session.media_descriptions.iter().enumerate() {
+        if chosen.is_some() || !is_active_audio(md) {
+            continue;
+        }
+        match choose(md) {
+            Ok(choice) => chosen = Some((index, choice)),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    let Some((index, choice)) = chosen else {
+        return Err(first_error.unwrap_or(SdpError::NoAudio));
+    };
+    let md = &session.media_descriptions[index];
+    let remote_rtp = remote_address(&session, md)?;
+    let direction = match offered_direction(&session, md) {
+        Direction::SendOnly => Direction::RecvOnly,
+        Direction::RecvOnly => Direction::SendOnly,
+        d => d,
+    };
+    let negotiated = Negotiated {
+        codec: choice.codec,
+        payload_type: choice.payload_type,
+        telephone_event: choice.telephone_event,
+        remote_rtp,
+        direction,
+    };
+    let mut sdp = session_header(local);
+    for (i, other) in session.media_descriptions.iter().enumerate() {
+        if i == index {
+            push_audio(&mut sdp, local, &negotiated);
+        } else {
+            // RFC 3264 §6: a refused stream keeps its place with port 0.
+            let fmt = other.media_name.formats.first().map_or("0", String::as_str);
+            let proto = other.media_name.protos.join("/");
+            let _ = write!(sdp, "m={} 0 {proto} {fmt}\r\n", other.media_name.media);
+        }
+    }
+    Ok(Answer { negotiated, sdp })
+}
+
+/// Builds an offer for an outbound leg (the callee side of a relay): PCMU, PCMA and
+/// telephone-event (payload type 101), 20 ms.
+#[must_use]
+pub fn offer(local: &LocalMedia) -> String {
+    let mut sdp = session_header(local);
+    let _ = write!(
+        sdp,
+        "m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
+        local.port
+    );
+    sdp
+}
+
+/// Reads the answer to an [`offer`]: the codec the answerer picked (its first format we know)
+/// and the telephone-event payload type if it kept it.
+pub fn parse_answer(answer: &str) -> Result<Negotiated, SdpError> {
+    let session = parse(answer)?;
+    let md = session
+        .media_descriptions
+        .iter()
+        .find(|md| is_active_audio(md))
+        .ok_or(SdpError::NoAudio)?;
+    let choice = choose(md)?;
+    Ok(Negotiated {
+        codec: choice.codec,
+        payload_type: choice.payload_type,
+        telephone_event: choice.telephone_event,
+        remote_rtp: remote_address(&session, md)?,
+        direction: match offered_direction(&session, md) {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        },
+    })
+}
+
+struct Choice {
+    codec: Codec,
+    payload_type: u8,
+    telephone_event: Option<u8>,
+}
+
+fn parse(text: &str) -> Result<::sdp::SessionDescription, SdpError> {
+    // The parser wants CRLF or LF line ends and no trailing blank noise.
+    let mut cursor = Cursor::new(text.trim_start().as_bytes());
+    ::sdp::SessionDescription::unmarshal(&mut cursor).map_err(SdpError::Parse)
+}
+
+fn is_active_audio(md: &::sdp::MediaDescription) -> bool {
+    md.media_name.media.eq_ignore_ascii_case("audio")
+        && md.media_name.port.value != 0
+        && md
+            .media_name
+            .protos
+            .join("/")
+            .eq_ignore_ascii_case("RTP/AVP")
+}
+
+/// rtpmap entries of a media description: payload type → (encoding name, clock rate).
+fn rtpmaps(md: &::sdp::MediaDescription) -> Vec<(u8, String, u32)> {
+    md.attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("rtpmap"))
+        .filter_map(|a| {
+            let value = a.value.as_deref()?;
+            let (pt, rest) = value.trim().split_once(char::is_whitespace)?;
+            let pt: u8 = pt.parse().ok()?;
+            let mut parts = rest.trim().split('/');
+            let name = parts.next()?.to_owned();
+            let rate = parts.next()?.parse().ok()?;
+            Some((pt, name, rate))
+        })
+        .collect()
+}
+
+fn choose(md: &::sdp::MediaDescription) -> Result<Choice, SdpError> {
+    let maps = rtpmaps(md);
+    let mut codec = None;
+    let mut telephone_event = None;
+    for fmt in &md.media_name.formats {
+        let Ok(pt) = fmt.parse::<u8>() else { continue };
+        let mapped = maps.iter().find(|(p, _, _)| *p == pt);
+        let known = match mapped {
+            Some((_, name, 8000)) => Codec::from_encoding_name(name),
+            Some(_) => None,
+            None => Codec::from_static_payload_type(pt),
+        };
+        if let Some(c) = known {
+            codec = codec.or(Some((c, pt)));
+        }
+        if let Some((_, name, 8000)) = mapped {
+            if name.eq_ignore_ascii_case("telephone-event") && telephone_event.is_none() {
+                telephone_event = Some(pt);
+            }
+        }
+    }
+    let Some((codec, payload_type)) = codec else {
+        return Err(SdpError::NoUsableCodec {
+            offered: md.media_name.formats.clone(),
+        });
+    };
+    Ok(Choice {
+        codec,
+        payload_type,
+        telephone_event,
+    })
+}
+
+fn remote_address(
+    session: &::sdp::SessionDescription,
+    md: &::sdp::MediaDescription,
+) -> Result<SocketAddr, SdpError> {
+    let conn = md
+        .connection_information
+        .as_ref()
+        .or(session.connection_information.as_ref());
+    let text = conn
+        .and_then(|c| c.address.as_ref())
+        .map(|a| a.address.clone())
+        .unwrap_or_default();
+    // Multicast addresses may carry "/ttl"; we only take the address part.
+    let host = text.split('/').next().unwrap_or_default();
+    let ip: IpAddr = host.parse().map_err(|_| SdpError::BadConnection {
+        value: text.clone(),
+    })?;
+    let port = u16::try_from(md.media_name.port.value).map_err(|_| SdpError::BadPort {
+        value: md.media_name.port.value,
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn offered_direction(
+    session: &::sdp::SessionDescription,
+    md: &::sdp::MediaDescription,
+) -> Direction {
+    let find = |attrs: &[::sdp::description::common::Attribute]| {
+        attrs.iter().find_map(|a| match a.key.as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        })
+    };
+    find(&md.attributes)
+        .or_else(|| find(&session.attributes))
+        .unwrap_or(Direction::SendRecv)
+}
+
+fn session_header(local: &LocalMedia) -> String {
+    let ip_type = if local.address.is_ipv4() {
+        "IP4"
+    } else {
+        "IP6"
+    };
+    let address = if local.address.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        local.address
+    };
+    format!(
+        "v=0\r\no=stirgate {id} {id} IN {ip_type} {address}\r\ns=stirgate\r\n\
+         c=IN {ip_type} {address}\r\nt=0 0\r\n",
+        id = local.session_id
+    )
+}
+
+fn push_audio(sdp: &mut String, local: &LocalMedia, n: &Negotiated) {
+    let _ = write!(sdp, "m=audio {} RTP/AVP {}", local.port, n.payload_type);
+    if let Some(te) = n.telephone_event {
+        let _ = write!(sdp, " {te}");
+    }
+    let _ = write!(
+        sdp,
+        "\r\na=rtpmap:{} {}/8000\r\n",
+        n.payload_type,
+        n.codec.encoding_name()
+    );
+    if let Some(te) = n.telephone_event {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+        );
+    }
+    let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", n.direction.attribute());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL: LocalMedia = LocalMedia {
+        address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        port: 20000,
+        session_id: 42,
+    };
+
+    fn offer_with(m: &str, attrs: &str) -> String {
+        format!(
+            "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+             c=IN IP4 198.51.100.7\r\nt=0 0\r\n{m}\r\n{attrs}"
+        )
+    }
+
+    #[test]
+    fn sipp_default_offer_gets_pcmu() {
+        let offer = offer_with("m=audio 6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000\r\n");
+        let a = answer(&offer, &LOCAL).expect("answer");
+        assert_eq!(a.negotiated.codec, Codec::Pcmu);
+        assert_eq!(a.negotiated.payload_type, 0);
+        assert_eq!(a.negotiated.telephone_event, None);
+        assert_eq!(
+            a.negotiated.remote_rtp,
+            "198.51.100.7:6000".parse().unwrap()
+        );
+        assert!(a.sdp.contains("m=audio 20000 RTP/AVP 0\r\n"), "{}", a.sdp);
+        assert!(a.sdp.contains("c=IN IP4 192.0.2.10\r\n"));
+        assert!(a.sdp.contains("a=ptime:20\r\n"));
+        assert!(!a.sdp.contains("telephone-event"));
+        // The answer itself parses as SDP and negotiates the same thing back.
+        let back = parse_answer(&a.sdp).expect("our answer parses");
+        assert_eq!(back.codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn offer_order_decides_the_codec_and_telephone_event_is_kept() {
+        let offer = offer_with(
+            "m=audio 7000 RTP/AVP 8 0 101",
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
+        );
+        let a = answer(&offer, &LOCAL).expect("answer");
+        assert_eq!(a.negotiated.codec, Codec::Pcma);
+        assert_eq!(a.negotiated.payload_type, 8);
+        assert_eq!(a.negotiated.telephone_event, Some(101));
+        assert!(
+            a.sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
+            "{}",
+            a.sdp
+        );
+        assert!(a.sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+    }
+
+    #[test]
+    fn static_payload_types_without_rtpmap_and_dynamic_numbers() {
+        let a = answer(&offer_with("m=audio 7000 RTP/AVP 18 8", ""), &LOCAL).expect("answer");
+        assert_eq!(a.negotiated.codec, Codec::Pcma);
+        let a = answer(
+            &offer_with(
+                "m=audio 7000 RTP/AVP 96 97",
+                "a=rtpmap:96 opus/48000/2\r\na=rtpmap:97 pcmu/8000\r\n",
+            ),
+            &LOCAL,
+        )
+        .expect("dynamic PCMU");
+        assert_eq!(
+            (a.negotiated.codec, a.negotiated.payload_type),
+            (Codec::Pcmu, 97)
+        );
+    }
+
+    #[test]
+    fn no_usable_codec_is_488() {
+        let e = answer(
+            &offer_with("m=audio 7000 RTP/AVP 18 96", "a=rtpmap:96 opus/48000/2\r\n"),
+            &LOCAL,
+        )
+        .expect_err("must refuse");
+        assert!(matches!(e, SdpError::NoUsableCodec { .. }), "{e}");
+        assert_eq!(e.sip_status(), 488);
+        let e = answer(&offer_with("m=video 7000 RTP/AVP 31", ""), &LOCAL).expect_err("no audio");
+        assert_eq!(e.sip_status(), 488);
+        let e = answer("this is not sdp", &LOCAL).expect_err("garbage");
+        assert_eq!(e.sip_status(), 400);
+    }
+
+    #[test]
+    fn extra_streams_are_refused_in_place_and_direction_is_mirrored() {
+        let offer = format!(
+            "{}m=video 9000 RTP/AVP 31\r\n",
+            offer_with("m=audio 7000 RTP/AVP 0", "a=sendonly\r\n")
+        );
+        let a = answer(&offer, &LOCAL).expect("answer");
+        assert_eq!(a.negotiated.direction, Direction::RecvOnly);
+        assert!(a.sdp.contains("a=recvonly\r\n"));
+        let audio = a.sdp.find("m=audio").unwrap();
+        let video = a.sdp.find("m=video 0 RTP/AVP 31").expect("video refused");
+        assert!(audio < video);
+    }
+
+    #[test]
+    fn media_level_connection_wins_and_ipv6_works() {
+        let offer = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\
+                     c=IN IP6 2001:db8::5\r\n";
+        let a = answer(offer, &LOCAL).expect("answer");
+        assert_eq!(
+            a.negotiated.remote_rtp,
+            "[2001:db8::5]:4000".parse().unwrap()
+        );
+        let e = answer(
+            "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+            &LOCAL,
+        )
+        .expect_err("no c=");
+        assert!(matches!(e, SdpError::BadConnection { .. }));
+    }
+
+    #[test]
+    fn real_world_variants_parse() {
+        // LF-only line ends, no final newline, session-level direction, bandwidth and ptime lines,
+        // a Linphone-style offer with many codecs and telephone-event at two rates.
+        let offers = [
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 5004 RTP/AVP 0\na=ptime:20",
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=call\r\nc=IN IP4 10.0.0.1\r\nb=AS:64\r\nt=0 0\r\n\
+             a=sendrecv\r\nm=audio 5004 RTP/AVP 0\r\nb=TIAS:64000\r\na=ptime:20\r\n",
+            "v=0\r\no=alice 123 456 IN IP4 10.0.0.1\r\ns=Talk\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+             a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n\
+             m=audio 7078 RTP/AVP 96 97 98 0 8 101 99\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n\
+             a=rtpmap:97 speex/16000\r\na=rtpmap:98 speex/8000\r\na=rtpmap:101 telephone-event/48000\r\n\
+             a=rtpmap:99 telephone-event/8000\r\na=rtcp-fb:* trr-int 1000\r\n",
+        ];
+        for (i, o) in offers.iter().enumerate() {
+            let a = answer(o, &LOCAL).unwrap_or_else(|e| panic!("offer {i}: {e}"));
+            assert_eq!(a.negotiated.remote_rtp.ip().to_string(), "10.0.0.1");
+            if i == 2 {
+                assert_eq!(a.negotiated.codec, Codec::Pcmu);
+                assert_eq!(a.negotiated.telephone_event, Some(99), "the 8 kHz one");
+            }
+        }
+    }
+
+    #[test]
+    fn our_offer_round_trips() {
+        let o = offer(&LOCAL);
+        let a = answer(
+            &o,
+            &LocalMedia {
+                port: 30000,
+                ..LOCAL
+            },
+        )
+        .expect("answer our own offer");
+        assert_eq!(a.negotiated.codec, Codec::Pcmu);
+        assert_eq!(a.negotiated.telephone_event, Some(101));
+        let n = parse_answer(&a.sdp).expect("parse answer");
+        assert_eq!(n.remote_rtp.port(), 30000);
+    }
+
+    proptest::proptest! {
+        /// The answer is a subset of the offer: the chosen payload types were offered.
+        #[test]
+        fn answer_is_subset_of_offer(fmts in proptest::collection::vec(proptest::sample::select(vec![0u8, 3, 8, 9, 18, 101]), 1..5)) {
+            let list: Vec<String> = fmts.iter().map(u8::to_string).collect();
+            let offer = offer_with(&format!("m=audio 7000 RTP/AVP {}", list.join(" ")), "a=rtpmap:101 telephone-event/8000\r\n");
+            match answer(&offer, &LOCAL) {
+                Ok(a) => {
+                    proptest::prop_assert!(fmts.contains(&a.negotiated.payload_type));
+                    let first = fmts.iter().find(|p| **p == 0 || **p == 8).copied();
+                    proptest::prop_assert_eq!(Some(a.negotiated.payload_type), first);
+                    proptest::prop_assert_eq!(a.negotiated.telephone_event.is_some(), fmts.contains(&101));
+                }
+                Err(e) => {
+                    proptest::prop_assert!(!fmts.contains(&0) && !fmts.contains(&8));
+                    proptest::prop_assert_eq!(e.sip_status(), 488);
+                }
+            }
+        }
+    }
+}
