@@ -7,13 +7,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::RngCore;
 use sip_proto::endpoint::{Event, Peer, Transmit, Transport, TxKey};
-use sip_proto::headers::{NameAddr, SipUri};
+use sip_proto::headers::{set_uri_param, NameAddr, SipUri};
 use sip_proto::message::{Headers, SipHeaders};
 use sip_proto::transaction::TimerConfig;
 use sip_proto::{Endpoint, Method, Request, Response};
+use stir::Verdict;
 
-use crate::call::{Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome};
+use crate::call::{Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome, Verification};
 use crate::error::CallError;
+use crate::router::{decide, Decision, Listing, Routes};
 
 /// Methods we answer or relay; the Allow header of our responses.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -50,6 +52,8 @@ pub struct Config {
     pub timers: TimerConfig,
     /// Retry-After seconds in the 503 sent while draining.
     pub retry_after_s: u32,
+    /// The policy table.
+    pub routes: Routes,
 }
 
 /// What the shell must do besides sending bytes.
@@ -62,6 +66,26 @@ pub enum Output {
     CallEnded(CallRecord),
     /// A call was refused before it became a call (CDR only).
     Refused(CallRecord),
+    /// Verify this call's Identity headers (within the time budget) and look the caller up on
+    /// the lists, then call [`B2bua::handle_verdict`].
+    Verify(VerifyJob),
+}
+
+/// A verification the shell runs for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyJob {
+    /// The call to hand the verdict back to.
+    pub call: CallId,
+    /// Every Identity header value.
+    pub identity: Vec<String>,
+    /// True when the INVITE carried at least one Identity header.
+    pub identity_present: bool,
+    /// The calling number (P-Asserted-Identity, else From).
+    pub orig: String,
+    /// The called number (Request-URI, else To).
+    pub dest: String,
+    /// `X-Twilio-VerStat` when the trunk sent one.
+    pub upstream_verstat: Option<String>,
 }
 
 /// Why a client transaction exists.
@@ -175,6 +199,10 @@ impl<R: RngCore> B2bua<R> {
                     self.send_bye(now, id, LegSide::Outbound);
                     self.finish(now, id, Outcome::Forwarded);
                 }
+                CallState::Verifying => {
+                    self.answer_inbound(now, id, 503, "Service Unavailable", None);
+                    self.finish(now, id, Outcome::Rejected);
+                }
                 CallState::Early | CallState::Cancelling => {
                     self.send_cancel(now, id);
                     self.answer_inbound(now, id, 503, "Service Unavailable", None);
@@ -270,7 +298,7 @@ impl<R: RngCore> B2bua<R> {
                 call_id,
                 from,
                 to,
-                route: "forward",
+                verification: Verification::default(),
                 outcome: Outcome::Rejected,
                 final_status: 503,
                 started: now,
@@ -338,28 +366,35 @@ impl<R: RngCore> B2bua<R> {
             peer: self.cfg.forward_peer,
         };
 
-        let mut headers = Headers::new();
-        headers.push("Via", self.via(outbound.peer.transport));
-        headers.push("Max-Forwards", (max_forwards - 1).min(70).to_string());
-        headers.push("From", outbound.local_header.as_str());
-        headers.push("To", outbound.remote_header.as_str());
-        headers.push("Call-ID", b_call_id.as_str());
-        headers.push("CSeq", "1 INVITE");
-        headers.push("Contact", self.contact(outbound.peer.transport));
-        headers.push("User-Agent", self.cfg.user_agent.as_str());
-        for name in CARRIED_HEADERS {
-            for value in invite.headers.get_all(name) {
-                headers.push(*name, value);
-            }
-        }
-        if let Some(ct) = invite.headers.get("Content-Type") {
-            headers.push("Content-Type", ct);
-        }
-        let out_invite = Request {
-            method: Method::Invite,
-            uri: self.cfg.forward_target.clone(),
-            headers,
-            body: invite.body.clone(),
+        let identity: Vec<String> = invite
+            .headers
+            .get_all("Identity")
+            .map(str::to_owned)
+            .collect();
+        // The calling number: P-Asserted-Identity when present (the trunk vouches for it),
+        // else From; the called number: the Request-URI user, else To (RFC 8224 §5.2).
+        let orig = invite
+            .headers
+            .get_list("P-Asserted-Identity")
+            .find_map(|v| {
+                NameAddr::parse(v)
+                    .ok()
+                    .and_then(|a| a.sip_uri())
+                    .and_then(|u| u.user)
+            })
+            .unwrap_or_else(|| from.clone());
+        let dest = SipUri::parse(&invite.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_else(|| to.clone());
+        let upstream_verstat = invite.headers.get("X-Twilio-VerStat").map(str::to_owned);
+        let job = VerifyJob {
+            call: id,
+            identity_present: !identity.is_empty(),
+            identity,
+            orig,
+            dest,
+            upstream_verstat: upstream_verstat.clone(),
         };
         let call = Call {
             id,
@@ -368,7 +403,7 @@ impl<R: RngCore> B2bua<R> {
             inbound_tx: tx,
             inbound_invite: invite,
             outbound_tx: None,
-            state: CallState::Early,
+            state: CallState::Verifying,
             outbound_provisional: false,
             deferred_ack: None,
             from,
@@ -376,13 +411,119 @@ impl<R: RngCore> B2bua<R> {
             final_status: 0,
             started: now,
             answered: None,
+            max_forwards,
+            verification: Verification {
+                upstream_verstat,
+                ..Verification::default()
+            },
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
         self.dialogs.insert(b_call_id, (id, LegSide::Outbound));
-        let peer = call.outbound.peer;
         self.calls.insert(id, call);
         self.outputs.push_back(Output::CallStarted);
+        self.outputs.push_back(Output::Verify(job));
+    }
+
+    /// The verification of `call` finished (within the shell's time budget): route the call.
+    pub fn handle_verdict(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        verdict: &Verdict,
+        listing: Listing,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return; // cancelled meanwhile
+        };
+        if c.state != CallState::Verifying {
+            return;
+        }
+        let identity_present = c.inbound_invite.headers.get("Identity").is_some();
+        let decision = decide(&self.cfg.routes, verdict, listing, identity_present);
+        c.verification.verstat = verdict.verstat.as_str();
+        c.verification.attest = verdict.attest.map(stir::Attest::as_str);
+        c.verification.reason = verdict.reason.label();
+        c.verification.route = decision.route();
+        c.verification.fast_pass = matches!(decision, Decision::Forward { fast_pass: true });
+        match decision {
+            Decision::Block => {
+                self.answer_inbound_with(now, call, 603, "Decline", None, &[]);
+                self.finish(now, call, Outcome::Blocked);
+            }
+            Decision::Reject { status, phrase } => {
+                let reason = verdict.reason_header();
+                let extra: Vec<(&str, &str)> =
+                    reason.iter().map(|r| ("Reason", r.as_str())).collect();
+                self.answer_inbound_with(now, call, status, phrase, None, &extra);
+                self.finish(now, call, Outcome::Rejected);
+            }
+            Decision::Forward { .. } => self.send_outbound_invite(now, call, verdict),
+        }
+    }
+
+    /// Sends the outbound INVITE of a call, stamped with the verification result (contract:
+    /// `verstat` on the From and P-Asserted-Identity URIs, `X-Stirgate-Verstat`).
+    fn send_outbound_invite(&mut self, now: Instant, id: CallId, verdict: &Verdict) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let verstat = verdict.verstat.as_str();
+        let transport = call.outbound.peer.transport;
+        let invite = &call.inbound_invite;
+        let mut from = NameAddr::parse(&call.outbound.local_header).ok();
+        if let Some(f) = from.as_mut() {
+            f.uri = set_uri_param(&f.uri, "verstat", verstat);
+        }
+        let from = from.map_or_else(|| call.outbound.local_header.clone(), |f| f.to_string());
+        let mut headers = Headers::new();
+        headers.push("Via", String::new()); // filled below (needs &mut self for the branch)
+        headers.push(
+            "Max-Forwards",
+            call.max_forwards.saturating_sub(1).min(70).to_string(),
+        );
+        headers.push("From", from.as_str());
+        headers.push("To", call.outbound.remote_header.as_str());
+        headers.push("Call-ID", call.outbound.call_id.as_str());
+        headers.push("CSeq", "1 INVITE");
+        headers.push("Contact", contact_for(&self.cfg, transport));
+        headers.push("User-Agent", self.cfg.user_agent.as_str());
+        for name in CARRIED_HEADERS {
+            for value in invite.headers.get_all(name) {
+                if name.eq_ignore_ascii_case("P-Asserted-Identity") {
+                    match NameAddr::parse(value) {
+                        Ok(mut pai) => {
+                            pai.uri = set_uri_param(&pai.uri, "verstat", verstat);
+                            headers.push(*name, pai.to_string());
+                        }
+                        Err(_) => headers.push(*name, value),
+                    }
+                } else {
+                    headers.push(*name, value);
+                }
+            }
+        }
+        headers.push("X-Stirgate-Verstat", verdict.twilio_style());
+        if let Some(reason) = verdict.reason_header() {
+            // RFC 9410: the call goes on, and the callee learns why verification failed.
+            headers.push("Reason", reason);
+        }
+        if let Some(ct) = invite.headers.get("Content-Type") {
+            headers.push("Content-Type", ct);
+        }
+        let mut out_invite = Request {
+            method: Method::Invite,
+            uri: self.cfg.forward_target.clone(),
+            headers,
+            body: invite.body.clone(),
+        };
+        let peer = call.outbound.peer;
+        let via = self.via(transport);
+        out_invite.headers.set("Via", via);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.outbound.local_header = from;
+            call.state = CallState::Early;
+        }
         match self.endpoint.send_request(now, out_invite, peer) {
             Some(key) => {
                 self.client_txs
@@ -413,6 +554,12 @@ impl<R: RngCore> B2bua<R> {
         };
         let ok = Response::for_request(cancel, 200, "OK", None);
         self.endpoint.send_response(now, tx, ok);
+        if state == CallState::Verifying {
+            // Nothing was sent onward yet; the verdict, when it comes, finds no call.
+            self.answer_inbound(now, id, 487, "Request Terminated", None);
+            self.finish(now, id, Outcome::Cancelled);
+            return;
+        }
         if state != CallState::Early {
             return; // already answered: the CANCEL has no effect (RFC 3261 §9.2)
         }
@@ -722,6 +869,18 @@ impl<R: RngCore> B2bua<R> {
         reason: &str,
         body: Option<(String, Bytes)>,
     ) {
+        self.answer_inbound_with(now, id, status, reason, body, &[]);
+    }
+
+    fn answer_inbound_with(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+        reason: &str,
+        body: Option<(String, Bytes)>,
+        extra: &[(&str, &str)],
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -742,6 +901,9 @@ impl<R: RngCore> B2bua<R> {
                 }
                 resp.headers.push("Allow", ALLOW);
             }
+        }
+        for (name, value) in extra {
+            resp.headers.push(*name, *value);
         }
         if let Some((ct, body)) = body {
             resp.headers.push("Content-Type", ct);
@@ -892,7 +1054,7 @@ impl<R: RngCore> B2bua<R> {
             call_id: call.inbound.call_id,
             from: call.from,
             to: call.to,
-            route: "forward",
+            verification: call.verification,
             outcome,
             final_status: call.final_status,
             started: call.started,
@@ -1002,6 +1164,7 @@ mod tests {
     use sip_proto::message::Message;
 
     use super::*;
+    use crate::router::RouteAction;
 
     const CALLER: &str = "127.0.0.1:6000";
     const CALLEE: &str = "127.0.0.1:7000";
@@ -1025,6 +1188,7 @@ mod tests {
                 call_id_prefix: "sg0-".into(),
                 timers: TimerConfig::default(),
                 retry_after_s: 30,
+                routes: Routes::default(),
             },
             StdRng::seed_from_u64(7),
         )
@@ -1042,6 +1206,29 @@ P-Asserted-Identity: <sip:+15551230001@trunk>\r\n\
 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             SDP.len()
         )
+    }
+
+    fn verified(attest: stir::Attest) -> Verdict {
+        let mut v = Verdict::from_reason(stir::Reason::Verified);
+        v.attest = Some(attest);
+        v
+    }
+
+    /// Delivers the INVITE and answers its verification job with `verdict`.
+    fn start_call(
+        b: &mut B2bua<StdRng>,
+        now: Instant,
+        text: &str,
+        verdict: &Verdict,
+        listing: Listing,
+    ) -> VerifyJob {
+        b.handle_bytes(now, udp(CALLER), text.as_bytes());
+        assert_eq!(b.poll_output(), Some(Output::CallStarted));
+        let Some(Output::Verify(job)) = b.poll_output() else {
+            panic!("a verification job is expected")
+        };
+        b.handle_verdict(now, job.call, verdict, listing);
+        job
     }
 
     /// Everything the B2BUA sent, parsed, with its destination.
@@ -1093,7 +1280,16 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn forwards_a_call_and_bye_ends_both_legs() {
         let mut b = b2bua();
         let now = Instant::now();
-        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        let job = start_call(
+            &mut b,
+            now,
+            &invite(),
+            &verified(stir::Attest::A),
+            Listing::Unlisted,
+        );
+        assert_eq!(job.orig, "+15551230001", "from P-Asserted-Identity");
+        assert_eq!(job.dest, "+15551230002", "from the Request-URI");
+        assert!(!job.identity_present);
         let out = sent(&mut b);
         assert_eq!(statuses_to(&out, CALLER), vec![100]);
         let outbound = requests_to(&out, CALLEE, &Method::Invite);
@@ -1108,16 +1304,19 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         );
         assert_eq!(
             inv.header_from().unwrap().uri,
-            format!("sip:+15551230001@{CALLER}"),
-            "caller ID kept"
+            format!("sip:+15551230001@{CALLER};verstat=TN-Validation-Passed"),
+            "caller ID kept, verstat stamped"
+        );
+        assert_eq!(
+            inv.headers.get("X-Stirgate-Verstat"),
+            Some("TN-Validation-Passed-A")
         );
         assert_eq!(&inv.body[..], SDP.as_bytes(), "SDP carried over");
         assert_eq!(inv.headers.get("Max-Forwards"), Some("69"));
         assert_eq!(
             inv.headers.get("P-Asserted-Identity"),
-            Some("<sip:+15551230001@trunk>")
+            Some("<sip:+15551230001@trunk;verstat=TN-Validation-Passed>")
         );
-        assert_eq!(b.poll_output(), Some(Output::CallStarted));
 
         reply(&mut b, now, inv, 180, "callee1", "");
         reply(&mut b, now, inv, 200, "callee1", SDP);
@@ -1158,6 +1357,8 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             ("+15551230001", "+15551230002")
         );
         assert_eq!(record.final_status, 200);
+        assert_eq!(record.verification.route, "forward");
+        assert_eq!(record.verification.attest, Some("A"));
         assert_eq!(b.active_calls(), 0);
     }
 
@@ -1165,7 +1366,13 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn cancel_waits_for_a_provisional_before_cancelling_the_outbound_leg() {
         let mut b = b2bua();
         let now = Instant::now();
-        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        start_call(
+            &mut b,
+            now,
+            &invite(),
+            &Verdict::from_reason(stir::Reason::NoIdentity),
+            Listing::Unlisted,
+        );
         let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
         let cancel = invite()
             .replace("INVITE sip", "CANCEL sip")
@@ -1191,7 +1398,6 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         );
         reply(&mut b, now, &inv, 487, "callee1", "");
         assert_eq!(requests_to(&sent(&mut b), CALLEE, &Method::Ack).len(), 1);
-        let _ = b.poll_output();
         let Some(Output::CallEnded(record)) = b.poll_output() else {
             panic!("call record expected")
         };
@@ -1203,7 +1409,13 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn silent_callee_gives_408_at_timer_b() {
         let mut b = b2bua();
         let now = Instant::now();
-        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        start_call(
+            &mut b,
+            now,
+            &invite(),
+            &Verdict::from_reason(stir::Reason::NoIdentity),
+            Listing::Unlisted,
+        );
         sent(&mut b);
         let mut last = now;
         while let Some(at) = b.poll_timeout() {
@@ -1214,7 +1426,6 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             }
         }
         assert_eq!(last - now, Duration::from_secs(32), "Timer B = 64·T1");
-        let _ = b.poll_output();
         let Some(Output::CallEnded(record)) = b.poll_output() else {
             panic!("call record expected")
         };
@@ -1226,7 +1437,13 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn error_from_callee_is_relayed_and_draining_refuses_new_calls() {
         let mut b = b2bua();
         let now = Instant::now();
-        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        start_call(
+            &mut b,
+            now,
+            &invite(),
+            &Verdict::from_reason(stir::Reason::NoIdentity),
+            Listing::Unlisted,
+        );
         let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
         reply(&mut b, now, &inv, 486, "callee1", "");
         let out = sent(&mut b);
@@ -1249,6 +1466,90 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         };
         assert_eq!(resp.headers.get("Retry-After"), Some("30"));
         assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
+    }
+
+    #[test]
+    fn reject_route_answers_the_rfc_8224_code_with_a_reason() {
+        let mut b = b2bua();
+        b.cfg.routes.failed = RouteAction::Reject;
+        let now = Instant::now();
+        let text = invite().replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nIdentity: x.y.z;info=<https://cert.example/a.pem>\r\n",
+        );
+        let bad = Verdict::from_reason(stir::Reason::BadTyp);
+        let job = start_call(&mut b, now, &text, &bad, Listing::Unlisted);
+        assert!(job.identity_present);
+        let out = sent(&mut b);
+        assert!(
+            requests_to(&out, CALLEE, &Method::Invite).is_empty(),
+            "nothing forwarded"
+        );
+        let Some(Message::Response(resp)) = out
+            .iter()
+            .map(|(_, m)| m)
+            .find(|m| matches!(m, Message::Response(r) if r.status >= 400))
+        else {
+            panic!("a rejection is expected")
+        };
+        assert_eq!(Some(resp.status), bad.sip_code());
+        assert!(
+            resp.headers
+                .get("Reason")
+                .is_some_and(|r| r.starts_with("STIR;cause=")),
+            "{resp:?}"
+        );
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!()
+        };
+        assert_eq!(record.outcome, Outcome::Rejected);
+        assert_eq!(record.verification.route, "reject");
+        assert_eq!(record.verification.verstat, "TN-Validation-Failed");
+    }
+
+    #[test]
+    fn blocklisted_callers_get_603_whatever_the_verdict() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        start_call(
+            &mut b,
+            now,
+            &invite(),
+            &verified(stir::Attest::A),
+            Listing::Blocked,
+        );
+        let out = sent(&mut b);
+        assert_eq!(statuses_to(&out, CALLER), vec![100, 603]);
+        assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!()
+        };
+        assert_eq!(record.outcome, Outcome::Blocked);
+    }
+
+    #[test]
+    fn cancel_during_verification_ends_the_call_and_the_late_verdict_is_ignored() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        b.handle_bytes(now, udp(CALLER), invite().as_bytes());
+        let _ = b.poll_output();
+        let Some(Output::Verify(job)) = b.poll_output() else {
+            panic!()
+        };
+        let cancel = invite()
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("10 INVITE", "10 CANCEL");
+        b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
+        assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![100, 200, 487]);
+        b.handle_verdict(now, job.call, &verified(stir::Attest::A), Listing::Unlisted);
+        assert!(
+            sent(&mut b).is_empty(),
+            "nothing is forwarded after the CANCEL"
+        );
+        let Some(Output::CallEnded(record)) = b.poll_output() else {
+            panic!()
+        };
+        assert_eq!(record.outcome, Outcome::Cancelled);
     }
 
     #[test]

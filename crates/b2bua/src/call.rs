@@ -54,6 +54,8 @@ pub struct Leg {
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
+    /// The Identity headers are being verified; nothing is sent yet.
+    Verifying,
     /// The outbound INVITE is pending.
     Early,
     /// The caller cancelled; waiting for the outbound INVITE's final response.
@@ -75,8 +77,10 @@ pub enum Outcome {
     ForwardUnreachable,
     /// The caller cancelled before the answer.
     Cancelled,
-    /// stirgate refused the call itself (draining, loop, malformed).
+    /// stirgate refused the call itself (reject route, draining, loop, malformed).
     Rejected,
+    /// The caller is on the blocklist (603).
+    Blocked,
 }
 
 impl Outcome {
@@ -88,6 +92,7 @@ impl Outcome {
             Self::ForwardUnreachable => "forward_unreachable",
             Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -101,8 +106,8 @@ pub struct CallRecord {
     pub from: String,
     /// The called number (To user part).
     pub to: String,
-    /// The route taken.
-    pub route: &'static str,
+    /// What verification found and where the call went.
+    pub verification: Verification,
     /// How it ended.
     pub outcome: Outcome,
     /// The final status the caller got to its INVITE.
@@ -146,6 +151,40 @@ pub struct Call {
     pub started: Instant,
     /// Answer time.
     pub answered: Option<Instant>,
+    /// Max-Forwards of the inbound INVITE.
+    pub max_forwards: u32,
+    /// Verification result and route.
+    pub verification: Verification,
+}
+
+/// What verification found for a call and the route it took (CDR fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// 3GPP verstat.
+    pub verstat: &'static str,
+    /// Attestation when verified.
+    pub attest: Option<&'static str>,
+    /// The verdict's reason label.
+    pub reason: &'static str,
+    /// The route taken (`forward`, `reject`, `block`; `none` before routing).
+    pub route: &'static str,
+    /// True when the fast-pass allow list decided the route.
+    pub fast_pass: bool,
+    /// `X-Twilio-VerStat` of the INVITE, when present.
+    pub upstream_verstat: Option<String>,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Self {
+            verstat: "No-TN-Validation",
+            attest: None,
+            reason: "not_verified",
+            route: "none",
+            fast_pass: false,
+            upstream_verstat: None,
+        }
+    }
 }
 
 impl Call {

@@ -17,7 +17,9 @@
 pub mod b2bua;
 pub mod call;
 pub mod error;
+pub mod router;
 
-pub use b2bua::{B2bua, Config, Output};
-pub use call::{Call, CallRecord, Outcome};
+pub use b2bua::{B2bua, Config, Output, VerifyJob};
+pub use call::{Call, CallId, CallRecord, Outcome, Verification};
 pub use error::{CallError, ErrorSide};
+pub use router::{Listing, RouteAction, Routes};

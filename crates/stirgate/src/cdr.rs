@@ -45,7 +45,13 @@ pub struct CdrLine {
     /// Verification result.
     pub verstat: &'static str,
     /// Attestation, when verified.
-    pub attest: Option<String>,
+    pub attest: Option<&'static str>,
+    /// Why verification ended as it did (a stable label).
+    pub reason: &'static str,
+    /// `X-Twilio-VerStat` of the INVITE, when the trunk sent one.
+    pub upstream_verstat: Option<String>,
+    /// True when the fast-pass allow list decided the route.
+    pub fast_pass: bool,
     /// Route taken.
     pub route: &'static str,
     /// How the call ended.
@@ -70,10 +76,12 @@ impl CdrLine {
             call_id: record.call_id.clone(),
             from: record.from.clone(),
             to: record.to.clone(),
-            // Verification is not wired into routing yet: no validation was performed.
-            verstat: "No-TN-Validation",
-            attest: None,
-            route: record.route,
+            verstat: record.verification.verstat,
+            attest: record.verification.attest,
+            reason: record.verification.reason,
+            upstream_verstat: record.verification.upstream_verstat.clone(),
+            fast_pass: record.verification.fast_pass,
+            route: record.verification.route,
             outcome: record.outcome.as_str(),
             final_status: record.final_status,
             started_at: fmt(record.started),

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use b2bua::{RouteAction, Routes};
 use serde::Deserialize;
 use sip::{Limits, ListenAddr};
 use sip_proto::endpoint::{Peer, Transport};
@@ -66,6 +67,67 @@ pub struct RawConfig {
     pub cdr: RawCdr,
     /// `[shutdown]`
     pub shutdown: RawShutdown,
+    /// `[stir]` (owned by the stir crate)
+    pub stir: stir::Config,
+    /// `[media]` (owned by the media crate)
+    pub media: media::Config,
+    /// `[routes]`
+    pub routes: RawRoutes,
+}
+
+/// `[routes]`: the action for each verification outcome.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoutes {
+    /// `routes.A`
+    #[serde(rename = "A")]
+    pub a: String,
+    /// `routes.B`
+    #[serde(rename = "B")]
+    pub b: String,
+    /// `routes.C`
+    #[serde(rename = "C")]
+    pub c: String,
+    /// `routes.failed`
+    pub failed: String,
+    /// `routes.missing`
+    pub missing: String,
+}
+
+impl Default for RawRoutes {
+    fn default() -> Self {
+        let forward = || "forward".to_owned();
+        Self {
+            a: forward(),
+            b: forward(),
+            c: forward(),
+            failed: forward(),
+            missing: forward(),
+        }
+    }
+}
+
+fn route_action(key: &str, value: &str, errors: &mut Vec<ConfigError>) -> RouteAction {
+    match value {
+        "forward" => RouteAction::Forward,
+        "reject" => RouteAction::Reject,
+        "screen" | "voicemail" | "captcha" => {
+            errors.push(ConfigError::new(
+                key,
+                format!("`{value}` is not available yet (the media call flows are being built); use forward or reject"),
+            ));
+            RouteAction::Forward
+        }
+        other => {
+            errors.push(ConfigError::new(
+                key,
+                format!(
+                    "unknown action `{other}`; use forward, screen, voicemail, captcha or reject"
+                ),
+            ));
+            RouteAction::Forward
+        }
+    }
 }
 
 /// `[sip]`
@@ -205,6 +267,12 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Retry-After of the 503 sent while draining.
     pub retry_after_s: u32,
+    /// Verification settings.
+    pub stir: stir::Config,
+    /// Media settings.
+    pub media: media::Config,
+    /// The policy table.
+    pub routes: Routes,
     /// The raw values, for `check-config` to print.
     pub raw: RawConfig,
 }
@@ -221,10 +289,31 @@ impl Config {
         Self::from_toml(&text)
     }
 
-    /// Validates TOML text (the embedded default when `text` is [`DEFAULT_TOML`]).
+    /// Validates TOML text (the embedded default when `text` is [`DEFAULT_TOML`]). Relative
+    /// paths (trust anchors, prompts, CDR file, ...) are relative to the working directory.
     pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        Self::try_from(raw)
+    }
+
+    /// Like [`Self::from_toml`], with the relative paths of `[stir]` and `[media]` taken
+    /// relative to `base` instead.
+    pub fn from_toml_at(text: &str, base: &Path) -> Result<Self, ConfigErrors> {
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        let rebase = |p: &Path| -> PathBuf {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                base.join(p)
+            } else {
+                p.to_owned()
+            }
+        };
+        raw.stir.trust_anchors = rebase(&raw.stir.trust_anchors);
+        raw.stir.intermediates = raw.stir.intermediates.as_deref().map(rebase);
+        raw.media.prompt_dir = rebase(Path::new(&raw.media.prompt_dir))
+            .display()
+            .to_string();
         Self::try_from(raw)
     }
 }
@@ -320,6 +409,25 @@ impl TryFrom<RawConfig> for Config {
                 "must be at most 3600",
             ));
         }
+        if let Err(stir_errors) = raw.stir.validate() {
+            errors.extend(stir_errors.into_iter().map(|e| ConfigError {
+                key: e.key,
+                reason: e.reason,
+            }));
+        }
+        if let Err(media_errors) = raw.media.validate() {
+            errors.extend(media_errors.into_iter().map(|e| ConfigError {
+                key: e.key,
+                reason: e.reason,
+            }));
+        }
+        let routes = Routes {
+            a: route_action("routes.A", &raw.routes.a, &mut errors),
+            b: route_action("routes.B", &raw.routes.b, &mut errors),
+            c: route_action("routes.C", &raw.routes.c, &mut errors),
+            failed: route_action("routes.failed", &raw.routes.failed, &mut errors),
+            missing: route_action("routes.missing", &raw.routes.missing, &mut errors),
+        };
 
         let (Some(forward_peer), Some(metrics_listen), true) =
             (forward_peer, metrics_listen, errors.is_empty())
@@ -349,6 +457,9 @@ impl TryFrom<RawConfig> for Config {
             cdr_path: (!raw.cdr.path.is_empty()).then(|| PathBuf::from(&raw.cdr.path)),
             drain_timeout: Duration::from_secs(raw.shutdown.drain_timeout_s),
             retry_after_s: raw.shutdown.retry_after_s,
+            stir: raw.stir.clone(),
+            media: raw.media.clone(),
+            routes,
             raw,
         })
     }
@@ -395,6 +506,10 @@ fn toml_error(e: &toml::de::Error) -> ConfigError {
 mod tests {
     use super::*;
 
+    fn repo() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
     #[test]
     fn embedded_default_is_the_shipped_file() {
         let on_disk = std::fs::read_to_string(concat!(
@@ -403,15 +518,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(DEFAULT_TOML, on_disk);
-        let cfg = Config::from_toml(DEFAULT_TOML).unwrap();
+        let cfg = Config::from_toml_at(DEFAULT_TOML, &repo()).unwrap();
         assert_eq!(cfg.forward_target, "sip:phone@127.0.0.1:5070");
         assert_eq!(cfg.timers.t1, Duration::from_millis(500));
     }
 
     #[test]
     fn a_file_naming_only_two_keys_is_valid() {
-        let cfg = Config::from_toml(
+        let cfg = Config::from_toml_at(
             "[sip]\nlisten = [\"udp:127.0.0.1:5099\"]\n[forward]\ntarget = \"sip:pbx@127.0.0.1:5080;transport=tcp\"\n",
+            &repo(),
         )
         .unwrap();
         assert_eq!(
@@ -424,12 +540,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_in_every_table() {
-        for table in ["sip", "forward", "metrics", "cdr", "shutdown"] {
+        for table in [
+            "sip", "forward", "metrics", "cdr", "shutdown", "stir", "media", "routes",
+        ] {
             let text = format!("[{table}]\nbogus_key = 1\n");
-            let err = Config::from_toml(&text).unwrap_err().to_string();
+            let err = Config::from_toml_at(&text, &repo())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("bogus_key"), "{table}: {err}");
         }
-        let err = Config::from_toml("[nonsense]\na = 1\n")
+        let err = Config::from_toml_at("[nonsense]\na = 1\n", &repo())
             .unwrap_err()
             .to_string();
         assert!(err.contains("nonsense"), "{err}");
@@ -437,8 +557,9 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_with_its_key() {
-        let err = Config::from_toml(
-            "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n",
+        let err = Config::from_toml_at(
+            "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"screen\"\nC = \"teleport\"\n",
+            &repo(),
         )
         .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
@@ -448,7 +569,9 @@ mod tests {
                 "sip.listen",
                 "sip.t1_ms",
                 "forward.target",
-                "metrics.listen"
+                "metrics.listen",
+                "routes.B",
+                "routes.C"
             ]
         );
         assert!(err

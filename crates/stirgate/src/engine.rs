@@ -4,9 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use b2bua::{B2bua, Output};
+use b2bua::{B2bua, CallId, Listing, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sip::{Inbound, ListenAddr, Transports};
@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cdr::{CdrLine, WallClock};
 use crate::config::Config;
-use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL};
+use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DISAGREEMENTS_TOTAL};
+
+/// A verdict on its way back to the shard that owns the call.
+type VerdictMsg = (CallId, stir::Verdict, Listing);
 
 /// What the drain sequence asks of the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,10 @@ pub struct Engine {
 impl Engine {
     /// Binds the listeners and starts the shards.
     pub async fn start(cfg: &Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let verifier = Arc::new(
+            stir::Verifier::new(&cfg.stir)
+                .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?,
+        );
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
         for _ in 0..cfg.shards {
@@ -91,11 +98,16 @@ impl Engine {
                 call_id_prefix: format!("sg{index}-"),
                 timers: cfg.timers,
                 retry_after_s: cfg.retry_after_s,
+                routes: cfg.routes,
             };
             let core = B2bua::new(core_cfg, StdRng::from_entropy());
+            let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
             let shard = Shard {
                 core,
                 rx,
+                verdict_tx,
+                verdict_rx,
+                verifier: Arc::clone(&verifier),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
                 active: Arc::clone(&active),
@@ -155,6 +167,10 @@ fn local(
 struct Shard {
     core: B2bua<StdRng>,
     rx: mpsc::Receiver<Inbound>,
+    // Unbounded is bounded here: at most one verdict per call in progress.
+    verdict_tx: mpsc::UnboundedSender<VerdictMsg>,
+    verdict_rx: mpsc::UnboundedReceiver<VerdictMsg>,
+    verifier: Arc<stir::Verifier>,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -166,7 +182,11 @@ impl Shard {
     async fn run(mut self, cancel: CancellationToken) {
         loop {
             let deadline = self.core.poll_timeout();
+            // Biased, in this order: shutdown and phase changes first (nothing new is accepted
+            // once draining is announced), then verdicts and timers, then new messages last so
+            // that a flood cannot starve calls already in progress.
             tokio::select! {
+                biased;
                 () = cancel.cancelled() => break,
                 changed = self.phase.changed() => {
                     if changed.is_err() {
@@ -182,6 +202,14 @@ impl Shard {
                         }
                     }
                 }
+                verdict = self.verdict_rx.recv() => {
+                    if let Some((call, verdict, listing)) = verdict {
+                        self.core.handle_verdict(Instant::now(), call, &verdict, listing);
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    self.core.handle_timeout(Instant::now());
+                }
                 inbound = self.rx.recv() => {
                     let Some(inbound) = inbound else { break };
                     let now = Instant::now();
@@ -193,9 +221,6 @@ impl Shard {
                             Err(_) => break,
                         }
                     }
-                }
-                () = sleep_until(deadline) => {
-                    self.core.handle_timeout(Instant::now());
                 }
             }
             self.flush();
@@ -231,14 +256,34 @@ impl Shard {
                     self.record(&record);
                 }
                 Output::Refused(record) => self.record(&record),
+                Output::Verify(job) => self.verify(job),
                 _ => {}
             }
         }
     }
 
+    /// Runs the verification of a call off the shard (the verifier honours its own time
+    /// budget) and sends the verdict back.
+    fn verify(&self, job: VerifyJob) {
+        let verifier = Arc::clone(&self.verifier);
+        let back = self.verdict_tx.clone();
+        tokio::spawn(async move {
+            let request =
+                stir::VerifyRequest::new(job.identity, job.orig, job.dest, SystemTime::now());
+            let verdict = verifier.verify(&request).await;
+            if let Some(upstream) = &job.upstream_verstat {
+                if upstream != verdict.twilio_style() {
+                    metrics::counter!(VERSTAT_DISAGREEMENTS_TOTAL).increment(1);
+                    tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");
+                }
+            }
+            let _ = back.send((job.call, verdict, Listing::Unlisted));
+        });
+    }
+
     fn record(&self, record: &b2bua::CallRecord) {
         let line = CdrLine::new(record, &self.clock);
-        metrics::counter!(CALLS_TOTAL, "route" => record.route, "verstat" => line.verstat)
+        metrics::counter!(CALLS_TOTAL, "route" => record.verification.route, "verstat" => line.verstat)
             .increment(1);
         metrics::counter!(CALL_OUTCOMES_TOTAL, "outcome" => line.outcome).increment(1);
         tracing::debug!(

@@ -88,13 +88,14 @@ async fn serve(cfg: Config) -> anyhow::Result<u8> {
         "stirgate ready"
     );
 
+    warn_if_test_anchors(&cfg.stir.trust_anchors);
     let mut signals = Signals::new()?;
     signals.next().await;
+    engine.set_phase(Phase::Draining);
     tracing::info!(
         active = engine.active_calls(),
         "shutting down: draining calls"
     );
-    engine.set_phase(Phase::Draining);
     let drained = async {
         while engine.active_calls() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,6 +121,34 @@ async fn serve(cfg: Config) -> anyhow::Result<u8> {
     engine.join().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The repository's test STI-CA has a public private key: anyone can mint "verified" calls
+/// under it. Say so loudly while it is trusted.
+fn warn_if_test_anchors(path: &std::path::Path) {
+    let text = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    } else {
+        std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    // The committed test PKI is marked in its file names and PEM comments; match the file name
+    // too since PEM bodies are base64.
+    if path.to_string_lossy().contains("test-sti-ca") || text.contains("NOT FOR PRODUCTION") {
+        tracing::warn!(
+            trust_anchors = %path.display(),
+            "stir.trust_anchors is the TEST STI-CA whose private key is public: set it to your \
+             STI-CA roots before taking real calls"
+        );
+    }
 }
 
 /// SIGINT and SIGTERM as one stream.

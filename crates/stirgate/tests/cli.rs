@@ -5,7 +5,13 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run stirgate");
+    // From the repository root, where the embedded default's relative paths (test trust
+    // anchors, prompts) point.
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("run stirgate");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -19,6 +19,10 @@ fn scenario(name: &str) -> String {
         .to_string()
 }
 
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     sg_port: u16,
@@ -36,7 +40,10 @@ impl Setup {
              [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [cdr]\npath = \"cdr.jsonl\"\n\
-             [shutdown]\ndrain_timeout_s = 5\n"
+             [shutdown]\ndrain_timeout_s = 5\n\
+             [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
+             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n",
+            repo = repo_root().display()
         );
         let stirgate = Stirgate::start(BIN, dir.path(), &config);
         Self {

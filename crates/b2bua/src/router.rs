@@ -1,0 +1,240 @@
+//! The router: from a verification verdict and the caller's list status to what happens to the
+//! call. Pure functions over a policy table; the shell supplies the verdict and the lists.
+
+use stir::{Attest, Verdict, Verstat};
+
+/// What a route does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RouteAction {
+    /// B2BUA leg to the forward target, verification result stamped on it.
+    Forward,
+    /// Refuse with the RFC 8224 code of the failure and a Reason header.
+    Reject,
+}
+
+impl RouteAction {
+    /// The name used in config, CDRs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// The verification outcome classes that the policy table is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Verified, attestation A.
+    A,
+    /// Verified, attestation B.
+    B,
+    /// Verified, attestation C.
+    C,
+    /// TN-Validation-Failed.
+    Failed,
+    /// No-TN-Validation: no Identity header, or it could not be verified in time.
+    Missing,
+}
+
+impl Class {
+    /// The class of a verdict.
+    pub fn of(verdict: &Verdict) -> Self {
+        match (verdict.verstat, verdict.attest) {
+            (Verstat::Passed, Some(Attest::A)) => Self::A,
+            (Verstat::Passed, Some(Attest::B)) => Self::B,
+            // A pass without attest cannot happen for SHAKEN; treat it as the weakest level.
+            (Verstat::Passed, _) => Self::C,
+            (Verstat::Failed, _) => Self::Failed,
+            _ => Self::Missing,
+        }
+    }
+}
+
+/// The policy table: one action per class (config keys `routes.A` … `routes.missing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    /// `routes.A`
+    pub a: RouteAction,
+    /// `routes.B`
+    pub b: RouteAction,
+    /// `routes.C`
+    pub c: RouteAction,
+    /// `routes.failed`
+    pub failed: RouteAction,
+    /// `routes.missing`
+    pub missing: RouteAction,
+}
+
+impl Default for Routes {
+    /// Forward everything: stirgate never blocks on attestation alone unless configured to.
+    fn default() -> Self {
+        Self {
+            a: RouteAction::Forward,
+            b: RouteAction::Forward,
+            c: RouteAction::Forward,
+            failed: RouteAction::Forward,
+            missing: RouteAction::Forward,
+        }
+    }
+}
+
+impl Routes {
+    /// The action for a class.
+    pub fn action(&self, class: Class) -> RouteAction {
+        match class {
+            Class::A => self.a,
+            Class::B => self.b,
+            Class::C => self.c,
+            Class::Failed => self.failed,
+            Class::Missing => self.missing,
+        }
+    }
+}
+
+/// The caller's number on the lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listing {
+    /// On neither list.
+    #[default]
+    Unlisted,
+    /// On the blocklist: refused before anything else (603 Decline).
+    Blocked,
+    /// On the fast-pass allow list: forwarded whatever the verdict.
+    Allowed,
+}
+
+/// What the router decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Blocklisted: 603 Decline.
+    Block,
+    /// Forward to the target.
+    Forward {
+        /// True when the fast-pass list decided it.
+        fast_pass: bool,
+    },
+    /// Refuse with this code and reason phrase.
+    Reject {
+        /// RFC 8224 code (428, 403, 436, 437, 438).
+        status: u16,
+        /// Reason phrase.
+        phrase: &'static str,
+    },
+}
+
+impl Decision {
+    /// The route label for CDRs and metrics.
+    pub fn route(&self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Forward { .. } => "forward",
+            Self::Reject { .. } => "reject",
+        }
+    }
+}
+
+/// Evaluation order: blocklist, then the fast-pass list, then the verdict's class.
+pub fn decide(
+    routes: &Routes,
+    verdict: &Verdict,
+    listing: Listing,
+    identity_present: bool,
+) -> Decision {
+    match listing {
+        Listing::Blocked => return Decision::Block,
+        Listing::Allowed => return Decision::Forward { fast_pass: true },
+        Listing::Unlisted => {}
+    }
+    match routes.action(Class::of(verdict)) {
+        RouteAction::Forward => Decision::Forward { fast_pass: false },
+        RouteAction::Reject => {
+            let status = verdict
+                .sip_code()
+                .unwrap_or(if identity_present { 436 } else { 428 });
+            Decision::Reject {
+                status,
+                phrase: phrase_for(status),
+            }
+        }
+    }
+}
+
+/// RFC 8224 §13.2 reason phrases (and RFC 3261 for 403).
+pub fn phrase_for(status: u16) -> &'static str {
+    match status {
+        403 => "Stale Date",
+        428 => "Use Identity Header",
+        436 => "Bad Identity Info",
+        437 => "Unsupported Credential",
+        438 => "Invalid Identity Header",
+        _ => "Forbidden",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stir::Reason;
+
+    use super::*;
+
+    fn passed(attest: Attest) -> Verdict {
+        let mut v = Verdict::from_reason(Reason::Verified);
+        v.attest = Some(attest);
+        v
+    }
+
+    #[test]
+    fn classes_follow_verstat_and_attest() {
+        assert_eq!(Class::of(&passed(Attest::A)), Class::A);
+        assert_eq!(Class::of(&passed(Attest::B)), Class::B);
+        assert_eq!(Class::of(&passed(Attest::C)), Class::C);
+        assert_eq!(
+            Class::of(&Verdict::from_reason(Reason::NoIdentity)),
+            Class::Missing
+        );
+        assert_eq!(
+            Class::of(&Verdict::from_reason(Reason::BadTyp)),
+            Class::Failed
+        );
+    }
+
+    #[test]
+    fn blocklist_first_then_fast_pass_then_policy() {
+        let all_reject = Routes {
+            a: RouteAction::Reject,
+            b: RouteAction::Reject,
+            c: RouteAction::Reject,
+            failed: RouteAction::Reject,
+            missing: RouteAction::Reject,
+        };
+        let v = passed(Attest::A);
+        assert_eq!(
+            decide(&Routes::default(), &v, Listing::Blocked, true),
+            Decision::Block
+        );
+        assert_eq!(
+            decide(&all_reject, &v, Listing::Allowed, true),
+            Decision::Forward { fast_pass: true }
+        );
+        assert_eq!(
+            decide(&Routes::default(), &v, Listing::Unlisted, true),
+            Decision::Forward { fast_pass: false }
+        );
+        let missing = Verdict::from_reason(Reason::NoIdentity);
+        assert_eq!(
+            decide(&all_reject, &missing, Listing::Unlisted, false),
+            Decision::Reject {
+                status: 428,
+                phrase: "Use Identity Header"
+            }
+        );
+        let bad = Verdict::from_reason(Reason::BadTyp);
+        let Decision::Reject { status, .. } = decide(&all_reject, &bad, Listing::Unlisted, true)
+        else {
+            panic!("reject expected")
+        };
+        assert_eq!(Some(status), bad.sip_code());
+    }
+}

@@ -1,0 +1,543 @@
+//! The certificate cache: validated chains keyed by x5u.
+//!
+//! - Lifetime from Cache-Control / Expires, `cache_default_ttl_s` (24 h) when the server sends
+//!   neither, clamped to `[cache_min_ttl_s, cache_max_ttl_s]` and never past the chain's
+//!   notAfter.
+//! - Single-flight: the first miss spawns one fetch task; every concurrent lookup of the same
+//!   x5u waits on that task's result. The task is spawned, so it completes (and warms the
+//!   cache) even when the verification that started it ran out of budget.
+//! - Failures (fetch or validation) are remembered for `negative_ttl_s`.
+//! - An entry past its lifetime but within `cache_stale_s` is served while one background
+//!   refresh runs.
+//! - Bounded to `cache_max_entries` (the entry closest to expiry is dropped first).
+//! - Optionally persisted to `cache_file` (JSON, written atomically, coalesced to one write per
+//!   half second) and reloaded — and re-validated against the current anchors — at start.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::cert::{self, CertError, TrustAnchors, ValidatedChain};
+use crate::check::unix;
+use crate::config::Config;
+use crate::fetch::{FetchError, FetchPolicy, Fetcher};
+use crate::metrics as m;
+use crate::verdict::Reason;
+
+type Outcome = Result<Arc<ValidatedChain>, Reason>;
+
+/// Delay between a fetch and the persistence write it triggers (writes are coalesced).
+const PERSIST_DELAY: Duration = Duration::from_millis(500);
+
+/// Lifetimes and bounds of the cache.
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    /// Most entries.
+    pub max_entries: usize,
+    /// Lifetime when the server gives none.
+    pub default_ttl: Duration,
+    /// Lower clamp.
+    pub min_ttl: Duration,
+    /// Upper clamp.
+    pub max_ttl: Duration,
+    /// Serve-stale period past the lifetime.
+    pub stale: Duration,
+    /// Negative-cache lifetime.
+    pub negative_ttl: Duration,
+    /// Complete chains from AIA caIssuers.
+    pub aia_fetch: bool,
+    /// Persistence file.
+    pub file: Option<PathBuf>,
+    /// Check CRL distribution points.
+    pub crl_check: bool,
+    /// CRL body cap.
+    pub crl_max_bytes: usize,
+}
+
+impl CachePolicy {
+    /// The policy of a `[stir]` config.
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            max_entries: cfg.cache_max_entries.max(1),
+            default_ttl: Duration::from_secs(cfg.cache_default_ttl_s),
+            min_ttl: Duration::from_secs(cfg.cache_min_ttl_s),
+            max_ttl: Duration::from_secs(cfg.cache_max_ttl_s),
+            stale: Duration::from_secs(cfg.cache_stale_s),
+            negative_ttl: Duration::from_secs(cfg.negative_ttl_s),
+            aia_fetch: cfg.aia_fetch,
+            file: cfg.cache_file.clone(),
+            crl_check: cfg.crl_check,
+            crl_max_bytes: cfg.max_crl_bytes,
+        }
+    }
+}
+
+/// A shared, cloneable handle on the cache.
+#[derive(Debug, Clone)]
+pub struct CertCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    slots: Mutex<HashMap<String, Slot>>,
+    fetcher: Fetcher,
+    anchors: TrustAnchors,
+    intermediates: Vec<Vec<u8>>,
+    policy: CachePolicy,
+    fetches: AtomicU64,
+    persist_scheduled: AtomicBool,
+    /// CRL bodies by URL (`None`: the fetch failed), with their expiry.
+    crls: Mutex<HashMap<String, CrlEntry>>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Ready {
+        chain: Arc<ValidatedChain>,
+        fresh_until: Instant,
+        stale_until: Instant,
+        expires_unix: i64,
+        refreshing: bool,
+    },
+    Failed {
+        reason: Reason,
+        until: Instant,
+    },
+    Pending(watch::Receiver<Option<Outcome>>),
+}
+
+/// A lookup's immediate answer: a result, or a fetch to wait for.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Answered from the cache.
+    Done(Result<Arc<ValidatedChain>, Reason>),
+    /// A fetch is running; [`Lookup::wait`] for it.
+    Wait(watch::Receiver<Option<Result<Arc<ValidatedChain>, Reason>>>),
+}
+
+impl Lookup {
+    /// The result, waiting for the fetch when there is one.
+    pub async fn wait(self) -> Result<Arc<ValidatedChain>, Reason> {
+        match self {
+            Self::Done(r) => r,
+            Self::Wait(mut rx) => loop {
+                if let Some(r) = rx.borrow_and_update().clone() {
+                    return r;
+                }
+                if rx.changed().await.is_err() {
+                    // The fetch task ended without a result (runtime shutting down).
+                    return Err(Reason::X5uUnavailable(
+                        crate::verdict::FetchFailure::Transport,
+                    ));
+                }
+            },
+        }
+    }
+}
+
+impl CertCache {
+    /// A cache that fetches with `fetch`, validates against `anchors` (plus configured
+    /// `intermediates`) and follows `policy`; loads the persistence file if there is one.
+    pub fn new(
+        fetch: FetchPolicy,
+        policy: CachePolicy,
+        anchors: TrustAnchors,
+        intermediates: Vec<Vec<u8>>,
+    ) -> Result<Self, FetchError> {
+        let inner = Inner {
+            slots: Mutex::new(HashMap::new()),
+            fetcher: Fetcher::new(fetch)?,
+            anchors,
+            intermediates,
+            policy,
+            fetches: AtomicU64::new(0),
+            persist_scheduled: AtomicBool::new(false),
+            crls: Mutex::new(HashMap::new()),
+        };
+        let cache = Self {
+            inner: Arc::new(inner),
+        };
+        cache.load();
+        Ok(cache)
+    }
+
+    /// Looks an x5u up; on a miss starts (or joins) the single fetch. Must run inside a tokio
+    /// runtime.
+    pub fn lookup(&self, x5u: &str) -> Lookup {
+        let now = Instant::now();
+        let mut slots = self.inner.lock();
+        match slots.get_mut(x5u) {
+            Some(Slot::Ready {
+                chain,
+                fresh_until,
+                stale_until,
+                refreshing,
+                ..
+            }) if now < *stale_until => {
+                metrics::counter!(m::CERT_CACHE_HITS_TOTAL).increment(1);
+                if now >= *fresh_until && !*refreshing {
+                    *refreshing = true;
+                    let (tx, _rx) = watch::channel(None);
+                    self.spawn_fetch(x5u.to_owned(), tx);
+                }
+                return Lookup::Done(Ok(chain.clone()));
+            }
+            Some(Slot::Failed { reason, until }) if now < *until => {
+                metrics::counter!(m::CERT_CACHE_HITS_TOTAL).increment(1);
+                return Lookup::Done(Err(reason.clone()));
+            }
+            Some(Slot::Pending(rx)) => {
+                metrics::counter!(m::CERT_CACHE_MISSES_TOTAL).increment(1);
+                return Lookup::Wait(rx.clone());
+            }
+            _ => {}
+        }
+        metrics::counter!(m::CERT_CACHE_MISSES_TOTAL).increment(1);
+        let (tx, rx) = watch::channel(None);
+        slots.insert(x5u.to_owned(), Slot::Pending(rx.clone()));
+        drop(slots);
+        self.spawn_fetch(x5u.to_owned(), tx);
+        Lookup::Wait(rx)
+    }
+
+    /// [`Self::lookup`] and wait.
+    pub async fn get(&self, x5u: &str) -> Result<Arc<ValidatedChain>, Reason> {
+        self.lookup(x5u).wait().await
+    }
+
+    /// How many fetches (x5u, not AIA) this cache has started.
+    pub fn fetch_count(&self) -> u64 {
+        self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries (fresh, stale, negative or pending).
+    pub fn len(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn spawn_fetch(&self, x5u: String, tx: watch::Sender<Option<Outcome>>) {
+        self.inner.fetches.fetch_add(1, Ordering::Relaxed);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = inner.fetch_and_validate(&x5u).await;
+            if let Err(reason) = &result {
+                tracing::warn!(x5u = %x5u, reason = %reason, "x5u certificate unavailable");
+            }
+            metrics::histogram!(m::CERT_FETCH_DURATION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            let now = Instant::now();
+            let outcome = {
+                let mut slots = inner.lock();
+                let outcome = match result {
+                    Ok((chain, ttl, expires_unix)) => {
+                        let chain = Arc::new(chain);
+                        slots.insert(
+                            x5u.clone(),
+                            Slot::Ready {
+                                chain: chain.clone(),
+                                fresh_until: now + ttl,
+                                stale_until: now + ttl + inner.policy.stale,
+                                expires_unix,
+                                refreshing: false,
+                            },
+                        );
+                        Ok(chain)
+                    }
+                    Err(reason) => {
+                        let until = now + inner.policy.negative_ttl;
+                        match slots.get_mut(&x5u) {
+                            // A failed refresh keeps serving the stale entry; retry later.
+                            Some(Slot::Ready {
+                                fresh_until,
+                                refreshing,
+                                stale_until,
+                                ..
+                            }) if now < *stale_until => {
+                                *refreshing = false;
+                                *fresh_until = until.min(*stale_until);
+                            }
+                            _ => {
+                                slots.insert(
+                                    x5u.clone(),
+                                    Slot::Failed {
+                                        reason: reason.clone(),
+                                        until,
+                                    },
+                                );
+                            }
+                        }
+                        Err(reason)
+                    }
+                };
+                inner.evict(&mut slots, now);
+                outcome
+            };
+            let persist = outcome.is_ok() && inner.policy.file.is_some();
+            // Receivers may all be gone (budget exhausted); the cache is updated regardless.
+            let _ = tx.send(Some(outcome));
+            // Debounced: one write covers every fetch that lands within PERSIST_DELAY.
+            if persist && !inner.persist_scheduled.swap(true, Ordering::AcqRel) {
+                tokio::time::sleep(PERSIST_DELAY).await;
+                inner.persist_scheduled.store(false, Ordering::Release);
+                let snapshot = inner.snapshot();
+                if let Some(path) = inner.policy.file.clone() {
+                    let written =
+                        tokio::task::spawn_blocking(move || write_atomically(&path, &snapshot))
+                            .await;
+                    if let Ok(Err(e)) = written {
+                        tracing::warn!(error = %e, "cannot persist the certificate cache");
+                    }
+                }
+            }
+        });
+    }
+
+    fn load(&self) {
+        let Some(path) = &self.inner.policy.file else {
+            return;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return;
+        };
+        let Ok(entries) = serde_json::from_slice::<Vec<Persisted>>(&bytes) else {
+            return;
+        };
+        let now = Instant::now();
+        let now_unix = unix(SystemTime::now());
+        let mut slots = self.inner.lock();
+        for e in entries {
+            let Some(ttl) = u64::try_from(e.expires_unix - now_unix)
+                .ok()
+                .filter(|t| *t > 0)
+            else {
+                continue;
+            };
+            let der: Result<Vec<Vec<u8>>, _> = e.der.iter().map(|d| STANDARD.decode(d)).collect();
+            let Ok(der) = der else { continue };
+            // Re-validate: the anchors may have changed since the file was written.
+            let Ok(chain) =
+                cert::validate_chain(&der, &self.inner.intermediates, &self.inner.anchors)
+            else {
+                continue;
+            };
+            let ttl = Duration::from_secs(ttl);
+            slots.insert(
+                e.x5u,
+                Slot::Ready {
+                    chain: Arc::new(chain),
+                    fresh_until: now + ttl,
+                    stale_until: now + ttl + self.inner.policy.stale,
+                    expires_unix: e.expires_unix,
+                    refreshing: false,
+                },
+            );
+        }
+        self.inner.evict(&mut slots, now);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn fetch_and_validate(
+        &self,
+        x5u: &str,
+    ) -> Result<(ValidatedChain, Duration, i64), Reason> {
+        let fetched = self
+            .fetcher
+            .fetch(x5u)
+            .await
+            .map_err(|e| Reason::X5uUnavailable(e.failure()))?;
+        let bundle = cert::parse_bundle(&fetched.body).map_err(Reason::Certificate)?;
+        let chain = match cert::validate_chain(&bundle, &self.intermediates, &self.anchors) {
+            Err(CertError::Untrusted {
+                ca_issuers: Some(url),
+            }) if self.policy.aia_fetch => {
+                // The server sent the leaf without its chain: complete it from AIA caIssuers,
+                // under the same fetch rules.
+                let issuer = self.fetcher.fetch(&url).await.map_err(|_| {
+                    Reason::Certificate(CertError::Untrusted {
+                        ca_issuers: Some(url.clone()),
+                    })
+                })?;
+                let mut extra = self.intermediates.clone();
+                extra.extend(cert::parse_bundle(&issuer.body).map_err(Reason::Certificate)?);
+                cert::validate_chain(&bundle, &extra, &self.anchors)
+            }
+            other => other,
+        }
+        .map_err(Reason::Certificate)?;
+        let now_unix = unix(SystemTime::now());
+        if self.policy.crl_check {
+            self.check_revocation(&chain, now_unix).await?;
+        }
+        let ttl = fetched
+            .max_age
+            .unwrap_or(self.policy.default_ttl)
+            // min/max rather than clamp: clamp panics when a config sets min above max.
+            .min(self.policy.max_ttl)
+            .max(self.policy.min_ttl);
+        let until_not_after =
+            Duration::from_secs(u64::try_from(chain.not_after() - now_unix).unwrap_or(0));
+        // Never cache past notAfter; an already expired chain is kept for the minimum
+        // lifetime so that calls signed with it fail fast (437) without refetching.
+        let ttl = if until_not_after.is_zero() {
+            self.policy.min_ttl
+        } else {
+            ttl.min(until_not_after)
+        };
+        let expires_unix =
+            now_unix.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        Ok((chain, ttl, expires_unix))
+    }
+
+    /// Fails a chain with a revoked certificate. A CRL that cannot be fetched, parsed or
+    /// verified is skipped (soft-fail): an unreachable CRL server must not fail every call.
+    async fn check_revocation(&self, chain: &ValidatedChain, now_unix: i64) -> Result<(), Reason> {
+        for target in chain.revocation_targets() {
+            for url in target.crl_urls() {
+                let Some(crl) = self.crl(url).await else {
+                    continue;
+                };
+                match target.is_revoked(&crl, now_unix) {
+                    Ok(true) => {
+                        return Err(Reason::Certificate(CertError::Revoked {
+                            depth: target.depth(),
+                        }))
+                    }
+                    Ok(false) => break,
+                    Err(_) => continue,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn crl(&self, url: &str) -> Option<Arc<Vec<u8>>> {
+        let now = Instant::now();
+        if let Some(e) = self.crl_lock().get(url) {
+            if now < e.until {
+                return e.body.clone();
+            }
+        }
+        let fetched = self
+            .fetcher
+            .fetch_limited(url, self.policy.crl_max_bytes)
+            .await
+            .ok();
+        let now = Instant::now();
+        let entry = match fetched {
+            Some(f) => {
+                let ttl = f
+                    .max_age
+                    .unwrap_or(self.policy.default_ttl)
+                    .min(self.policy.default_ttl)
+                    .max(self.policy.min_ttl);
+                CrlEntry {
+                    body: Some(Arc::new(f.body)),
+                    until: now + ttl,
+                }
+            }
+            None => CrlEntry {
+                body: None,
+                until: now + self.policy.negative_ttl,
+            },
+        };
+        let body = entry.body.clone();
+        let mut crls = self.crl_lock();
+        if crls.len() >= self.policy.max_entries {
+            crls.retain(|_, e| e.until > now);
+        }
+        crls.insert(url.to_owned(), entry);
+        body
+    }
+
+    fn crl_lock(&self) -> MutexGuard<'_, HashMap<String, CrlEntry>> {
+        self.crls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn evict(&self, slots: &mut HashMap<String, Slot>, now: Instant) {
+        if slots.len() <= self.policy.max_entries {
+            return;
+        }
+        slots.retain(|_, s| match s {
+            Slot::Ready { stale_until, .. } => *stale_until > now,
+            Slot::Failed { until, .. } => *until > now,
+            Slot::Pending(_) => true,
+        });
+        while slots.len() > self.policy.max_entries {
+            let victim = slots
+                .iter()
+                .filter_map(|(k, s)| match s {
+                    Slot::Ready { stale_until: t, .. } | Slot::Failed { until: t, .. } => {
+                        Some((k, *t))
+                    }
+                    Slot::Pending(_) => None,
+                })
+                .min_by_key(|(_, t)| *t)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { break };
+            slots.remove(&victim);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Persisted> {
+        self.lock()
+            .iter()
+            .filter_map(|(x5u, s)| match s {
+                Slot::Ready {
+                    chain,
+                    expires_unix,
+                    ..
+                } => Some(Persisted {
+                    x5u: x5u.clone(),
+                    expires_unix: *expires_unix,
+                    der: chain.der().iter().map(|d| STANDARD.encode(d)).collect(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A cached CRL body (`None`: the fetch failed) and its expiry.
+#[derive(Debug)]
+struct CrlEntry {
+    body: Option<Arc<Vec<u8>>>,
+    until: Instant,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Persisted {
+    x5u: String,
+    expires_unix: i64,
+    der: Vec<String>,
+}
+
+fn write_atomically(path: &std::path::Path, entries: &[Persisted]) -> std::io::Result<()> {
+    let json = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,468 @@
+//! The pure, synchronous check: Identity header values + certificates + `now` → [`Verdict`].
+//!
+//! ```text
+//!  identity values ──parse──▶ Parsed ──needed_x5us()──▶ (caller obtains chains)
+//!                                │                              │
+//!                                └──────── Checker::check ◀─────┘──▶ Verdict
+//! ```
+//!
+//! No I/O and no clock: the caller passes `now` and a [`ChainSource`]. The async
+//! `Verifier` (feature `fetch`) and tests use the same code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cert::{self, TrustAnchors, ValidatedChain};
+use crate::identity::{self, IdentityHeader};
+use crate::passport::Passport;
+use crate::replay::{ReplayCache, ReplayPolicy};
+use crate::tn;
+use crate::verdict::{Attest, Diversion, Reason, Verdict};
+
+/// What to verify: the request's Identity header values and the call's numbers.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// Every Identity header value of the request (each may hold comma-separated values).
+    pub identity: Vec<String>,
+    /// The calling number: the user part of P-Asserted-Identity when present, else of From.
+    pub from: String,
+    /// The called number: the user part of the Request-URI (or To).
+    pub to: String,
+    /// The verification clock (iat freshness, certificate validity).
+    pub now: SystemTime,
+}
+
+impl VerifyRequest {
+    /// A request verified at `now`.
+    pub fn new(
+        identity: Vec<String>,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            identity,
+            from: from.into(),
+            to: to.into(),
+            now,
+        }
+    }
+
+    /// `now` as UNIX seconds (0 before the epoch).
+    pub fn now_unix(&self) -> i64 {
+        unix(self.now)
+    }
+}
+
+/// Where the checker gets validated certificate chains by x5u URL.
+pub trait ChainSource {
+    /// The validated chain for `x5u`, or the reason it is unavailable.
+    fn chain(&self, x5u: &str) -> Result<Arc<ValidatedChain>, Reason>;
+}
+
+/// A fixed map from x5u to chain (or failure): what the async verifier hands the checker after
+/// fetching, and what offline users build with [`StaticChains::insert_bundle`].
+#[derive(Debug, Clone, Default)]
+pub struct StaticChains {
+    map: HashMap<String, Result<Arc<ValidatedChain>, Reason>>,
+}
+
+impl StaticChains {
+    /// An empty map (every x5u unavailable).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the result for an x5u.
+    pub fn insert(&mut self, x5u: impl Into<String>, chain: Result<Arc<ValidatedChain>, Reason>) {
+        self.map.insert(x5u.into(), chain);
+    }
+
+    /// Parses and validates a PEM/DER bundle for an x5u against the anchors and records it.
+    pub fn insert_bundle(&mut self, x5u: impl Into<String>, bundle: &[u8], anchors: &TrustAnchors) {
+        let chain = cert::parse_bundle(bundle)
+            .and_then(|b| cert::validate_chain(&b, &[], anchors))
+            .map(Arc::new)
+            .map_err(Reason::Certificate);
+        self.insert(x5u, chain);
+    }
+}
+
+impl ChainSource for StaticChains {
+    fn chain(&self, x5u: &str) -> Result<Arc<ValidatedChain>, Reason> {
+        self.map
+            .get(x5u)
+            .cloned()
+            .unwrap_or(Err(Reason::X5uUnavailable(
+                crate::verdict::FetchFailure::Transport,
+            )))
+    }
+}
+
+/// The Identity headers of one request, parsed and decoded, sorted into SHAKEN and `div`
+/// PASSporTs.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    shaken: Vec<Candidate>,
+    divs: Vec<Candidate>,
+    first_error: Option<Reason>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    header: IdentityHeader,
+    passport: Passport,
+}
+
+impl Parsed {
+    /// Parses every Identity value. `Err` is the verdict's reason when nothing usable remains:
+    /// [`Reason::NoIdentity`] when there is no value, else the first parse error or
+    /// [`Reason::NoShakenPassport`].
+    pub fn parse(values: &[String]) -> Result<Self, Reason> {
+        let mut parsed = Self {
+            shaken: Vec::new(),
+            divs: Vec::new(),
+            first_error: None,
+        };
+        let mut any = false;
+        for value in values.iter().flat_map(|v| identity::split_values(v)) {
+            any = true;
+            let candidate = IdentityHeader::parse(value)
+                .map_err(Reason::InvalidIdentityHeader)
+                .and_then(|header| match Passport::decode(&header.token) {
+                    Ok(passport) => Ok(Candidate { header, passport }),
+                    Err(e) => Err(Reason::MalformedPassport(e)),
+                });
+            let candidate = match candidate {
+                Ok(c) => c,
+                Err(reason) => {
+                    parsed.first_error.get_or_insert(reason);
+                    continue;
+                }
+            };
+            let ppt = candidate
+                .header
+                .ppt
+                .as_deref()
+                .or(candidate.passport.header.ppt.as_deref())
+                .unwrap_or_default();
+            match ppt {
+                p if p.eq_ignore_ascii_case("shaken") => parsed.shaken.push(candidate),
+                p if p.eq_ignore_ascii_case("div") => parsed.divs.push(candidate),
+                // Other PASSporT types (rcd, …) are outside SHAKEN verification.
+                _ => {}
+            }
+        }
+        if !any {
+            return Err(Reason::NoIdentity);
+        }
+        if parsed.shaken.is_empty() {
+            return Err(parsed
+                .first_error
+                .take()
+                .unwrap_or(Reason::NoShakenPassport));
+        }
+        Ok(parsed)
+    }
+
+    /// The `info` URL of the first SHAKEN Identity header.
+    pub fn first_x5u(&self) -> Option<&str> {
+        self.shaken.first().map(|c| c.header.info.as_str())
+    }
+
+    /// The x5u URLs whose chains the check needs: those of SHAKEN PASSporTs that pass the
+    /// claim checks, and of the `div` PASSporTs when the called number needs a diversion.
+    pub fn needed_x5us(&self, req: &VerifyRequest, window: Duration) -> Vec<String> {
+        let now = req.now_unix();
+        let mut out: Vec<String> = Vec::new();
+        let mut need_div = false;
+        for c in &self.shaken {
+            if let Ok(claims) = pre_check(c, "shaken", now, window) {
+                if tn::canonicalize(&req.from).as_deref() == Some(claims.orig.as_str()) {
+                    out.push(c.header.info.clone());
+                    need_div |= !matches_dest(&claims.dest, &req.to);
+                }
+            }
+        }
+        if need_div {
+            for d in &self.divs {
+                if pre_check(d, "div", now, window).is_ok() {
+                    out.push(d.header.info.clone());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Verification rules and the replay memory: the synchronous heart of the verifier.
+#[derive(Debug)]
+pub struct Checker {
+    iat_window: Duration,
+    replay_policy: ReplayPolicy,
+    replay: ReplayCache,
+}
+
+impl Checker {
+    /// A checker with an iat window, a replay policy and a replay memory bound.
+    pub fn new(iat_window: Duration, replay_policy: ReplayPolicy, replay_capacity: usize) -> Self {
+        Self {
+            iat_window,
+            replay_policy,
+            replay: ReplayCache::new(replay_capacity),
+        }
+    }
+
+    /// The iat freshness window.
+    pub fn iat_window(&self) -> Duration {
+        self.iat_window
+    }
+
+    /// Parses and checks a request in one go (`elapsed` is left zero for the caller to fill).
+    pub fn verify(&self, req: &VerifyRequest, chains: &dyn ChainSource) -> Verdict {
+        match Parsed::parse(&req.identity) {
+            Ok(parsed) => self.check(&parsed, req, chains),
+            Err(reason) => Verdict::from_reason(reason),
+        }
+    }
+
+    /// Checks parsed headers against the request, with chains from `chains`.
+    pub fn check(&self, parsed: &Parsed, req: &VerifyRequest, chains: &dyn ChainSource) -> Verdict {
+        let now = req.now_unix();
+        let mut first: Option<Verdict> = None;
+        for c in &parsed.shaken {
+            let v = self.check_shaken(c, parsed, req, now, chains);
+            if v.passed() {
+                return v;
+            }
+            first.get_or_insert(v);
+        }
+        // `Parsed::parse` guarantees at least one SHAKEN candidate.
+        first.unwrap_or_else(|| Verdict::from_reason(Reason::NoShakenPassport))
+    }
+
+    fn check_shaken(
+        &self,
+        c: &Candidate,
+        parsed: &Parsed,
+        req: &VerifyRequest,
+        now: i64,
+        chains: &dyn ChainSource,
+    ) -> Verdict {
+        let claims = &c.passport.claims;
+        let mut v = Verdict::from_reason(Reason::Verified);
+        v.attest = claims.attest.as_deref().and_then(Attest::parse);
+        v.x5u = Some(c.header.info.clone());
+        v.origid = claims.origid.clone();
+        v.orig = claims.orig.tn.as_deref().and_then(tn::canonicalize);
+        v.dest = claims
+            .dest
+            .tn
+            .iter()
+            .filter_map(|t| tn::canonicalize(t))
+            .collect();
+        v.iat = Some(claims.iat);
+        let result = (|| {
+            let ok = pre_check(c, "shaken", now, self.iat_window)?;
+            if tn::canonicalize(&req.from).as_deref() != Some(ok.orig.as_str()) {
+                return Err(Reason::OrigMismatch);
+            }
+            let chain = chains.chain(&c.header.info)?;
+            v.spc = chain.spc().map(str::to_owned);
+            check_signature(&c.passport, &chain, now)?;
+            if !matches_dest(&ok.dest, &req.to) {
+                v.diversions = self.check_divs(parsed, &ok, req, now, chains);
+                if !v.diversions.iter().any(|d| {
+                    d.verified
+                        && d.to
+                            .iter()
+                            .any(|t| matches_dest(std::slice::from_ref(t), &req.to))
+                }) {
+                    return Err(Reason::DestMismatch);
+                }
+            }
+            if self.replay.seen(
+                &c.passport.signature,
+                claims.iat.saturating_add(window_secs(self.iat_window)),
+                now,
+            ) {
+                v.replayed = true;
+                if self.replay_policy == ReplayPolicy::Fail {
+                    return Err(Reason::Replay);
+                }
+            }
+            Ok(())
+        })();
+        if let Err(reason) = result {
+            v.verstat = reason.verstat();
+            v.reason = reason;
+        }
+        v
+    }
+
+    /// Verifies the `div` PASSporTs and marks those that link the SHAKEN PASSporT's
+    /// destinations to the called number (possibly over several hops).
+    fn check_divs(
+        &self,
+        parsed: &Parsed,
+        shaken: &ClaimsOk,
+        req: &VerifyRequest,
+        now: i64,
+        chains: &dyn ChainSource,
+    ) -> Vec<Diversion> {
+        let mut results: Vec<(Diversion, Option<ClaimsOk>)> = parsed
+            .divs
+            .iter()
+            .map(|d| {
+                let r = pre_check(d, "div", now, self.iat_window).and_then(|ok| {
+                    if ok.orig != shaken.orig {
+                        return Err(Reason::OrigMismatch);
+                    }
+                    let chain = chains.chain(&d.header.info)?;
+                    check_signature(&d.passport, &chain, now)?;
+                    Ok(ok)
+                });
+                let div = Diversion {
+                    from: d
+                        .passport
+                        .claims
+                        .div
+                        .as_ref()
+                        .and_then(|x| x.tn.as_deref())
+                        .and_then(tn::canonicalize),
+                    to: d
+                        .passport
+                        .claims
+                        .dest
+                        .tn
+                        .iter()
+                        .filter_map(|t| tn::canonicalize(t))
+                        .collect(),
+                    verified: false,
+                    reason: r.as_ref().err().map_or("verified", Reason::label),
+                };
+                (div, r.ok())
+            })
+            .collect();
+        // Walk from the SHAKEN destinations through valid diversions; a diversion counts as
+        // verified only when it is reachable from the original call.
+        let mut reached: Vec<String> = shaken.dest.clone();
+        let target = tn::canonicalize(&req.to);
+        for _ in 0..results.len() {
+            let mut progressed = false;
+            for (div, ok) in &mut results {
+                let Some(ok) = ok else { continue };
+                if div.verified || !div.from.as_ref().is_some_and(|f| reached.contains(f)) {
+                    continue;
+                }
+                div.verified = true;
+                reached.extend(ok.dest.iter().cloned());
+                progressed = true;
+            }
+            if !progressed || target.as_ref().is_some_and(|t| reached.contains(t)) {
+                break;
+            }
+        }
+        for (div, ok) in &mut results {
+            if ok.is_some() && !div.verified {
+                div.reason = "div_not_linked";
+            }
+        }
+        results.into_iter().map(|(d, _)| d).collect()
+    }
+}
+
+struct ClaimsOk {
+    orig: String,
+    dest: Vec<String>,
+}
+
+/// Header and claim checks that need no certificate.
+fn pre_check(c: &Candidate, ppt: &str, now: i64, window: Duration) -> Result<ClaimsOk, Reason> {
+    let h = &c.passport.header;
+    let claims = &c.passport.claims;
+    if let Some(alg) = &c.header.alg {
+        if alg != "ES256" {
+            return Err(Reason::UnsupportedAlg {
+                alg: Some(alg.clone()),
+            });
+        }
+    }
+    if h.alg.as_deref() != Some("ES256") {
+        return Err(Reason::UnsupportedAlg { alg: h.alg.clone() });
+    }
+    if !h
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("passport"))
+    {
+        return Err(Reason::BadTyp);
+    }
+    if !h
+        .ppt
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case(ppt))
+    {
+        return Err(Reason::BadPpt);
+    }
+    if h.x5u.as_deref() != Some(c.header.info.as_str()) {
+        return Err(Reason::X5uMismatch);
+    }
+    if ppt == "shaken" {
+        if claims.attest.as_deref().and_then(Attest::parse).is_none() {
+            return Err(Reason::BadClaim { claim: "attest" });
+        }
+        if claims.origid.as_deref().is_none_or(str::is_empty) {
+            return Err(Reason::BadClaim { claim: "origid" });
+        }
+    } else if claims
+        .div
+        .as_ref()
+        .and_then(|d| d.tn.as_deref())
+        .and_then(tn::canonicalize)
+        .is_none()
+    {
+        return Err(Reason::BadClaim { claim: "div.tn" });
+    }
+    let orig = claims
+        .orig
+        .tn
+        .as_deref()
+        .and_then(tn::canonicalize)
+        .ok_or(Reason::BadClaim { claim: "orig.tn" })?;
+    let dest: Option<Vec<String>> = claims.dest.tn.iter().map(|t| tn::canonicalize(t)).collect();
+    let dest = dest
+        .filter(|d| !d.is_empty())
+        .ok_or(Reason::BadClaim { claim: "dest.tn" })?;
+    if (now - claims.iat).unsigned_abs() > window.as_secs() {
+        return Err(Reason::StaleDate {
+            iat: claims.iat,
+            now,
+        });
+    }
+    Ok(ClaimsOk { orig, dest })
+}
+
+fn check_signature(p: &Passport, chain: &ValidatedChain, now: i64) -> Result<(), Reason> {
+    chain.check_time(now).map_err(Reason::Certificate)?;
+    if p.signature.len() != 64 || !chain.verify_es256(p.signing_input(), &p.signature) {
+        return Err(Reason::BadSignature);
+    }
+    Ok(())
+}
+
+fn matches_dest(dest: &[String], to: &str) -> bool {
+    tn::canonicalize(to).is_some_and(|t| dest.contains(&t))
+}
+
+fn window_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,259 @@
+//! `[stir]` configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cert::TrustAnchors;
+use crate::replay::ReplayPolicy;
+
+/// The `[stir]` section. Every key has a default; unknown keys are rejected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// PEM file or directory of STI-CA root certificates. The default is the repository's
+    /// test STI-CA (`certs/test-sti-ca.pem`): production deployments must replace it.
+    pub trust_anchors: PathBuf,
+    /// Optional PEM file or directory of intermediates used to complete chains that x5u
+    /// servers send without them.
+    pub intermediates: Option<PathBuf>,
+    /// Lets x5u use http, any port and loopback/private addresses. Tests only.
+    pub allow_http_x5u: bool,
+    /// Ports an https x5u may use.
+    pub allowed_ports: Vec<u16>,
+    /// Upper bound on one verification, fetches included; past it the call proceeds as
+    /// No-TN-Validation and the fetch finishes in the background.
+    pub verify_budget_ms: u64,
+    /// Allowed distance between `iat` and the verification clock, both directions.
+    pub iat_window_s: u64,
+    /// TCP+TLS connect timeout for x5u (and AIA) fetches.
+    pub fetch_connect_timeout_ms: u64,
+    /// Total timeout of one fetch, body included.
+    pub fetch_timeout_ms: u64,
+    /// Largest x5u body accepted.
+    pub max_body_bytes: usize,
+    /// Complete a chain missing its intermediate from the leaf's AIA caIssuers URL.
+    pub aia_fetch: bool,
+    /// Check the CRL distribution points of the chain (ATIS-1000080) and fail revoked
+    /// certificates (437). CRLs that cannot be fetched or verified do not fail a call.
+    pub crl_check: bool,
+    /// Largest CRL body accepted.
+    pub max_crl_bytes: usize,
+    /// Most x5u URLs kept in the certificate cache.
+    pub cache_max_entries: usize,
+    /// Lifetime of a cached chain when the server sends no Cache-Control max-age / Expires.
+    pub cache_default_ttl_s: u64,
+    /// Lower clamp of a server-given lifetime.
+    pub cache_min_ttl_s: u64,
+    /// Upper clamp of a server-given lifetime (never past the certificate's notAfter).
+    pub cache_max_ttl_s: u64,
+    /// How long past its lifetime an entry may still serve while one refresh runs.
+    pub cache_stale_s: u64,
+    /// How long a failed fetch is remembered (negative cache).
+    pub negative_ttl_s: u64,
+    /// File where the cache is persisted so a restart starts warm; none by default.
+    pub cache_file: Option<PathBuf>,
+    /// What a replayed PASSporT does: `flag` (pass, mark `replayed`) or `fail` (438).
+    pub replay: ReplayPolicy,
+    /// Most PASSporTs remembered for replay detection (0 disables it).
+    pub replay_cache_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            trust_anchors: PathBuf::from("certs/test-sti-ca.pem"),
+            intermediates: None,
+            allow_http_x5u: false,
+            allowed_ports: vec![443, 8443],
+            verify_budget_ms: 2000,
+            iat_window_s: 60,
+            fetch_connect_timeout_ms: 500,
+            fetch_timeout_ms: 1500,
+            max_body_bytes: 64 * 1024,
+            aia_fetch: true,
+            crl_check: true,
+            max_crl_bytes: 1024 * 1024,
+            cache_max_entries: 10_000,
+            cache_default_ttl_s: 86_400,
+            cache_min_ttl_s: 60,
+            cache_max_ttl_s: 7 * 86_400,
+            cache_stale_s: 3600,
+            negative_ttl_s: 30,
+            cache_file: None,
+            replay: ReplayPolicy::Flag,
+            replay_cache_size: 100_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every key and returns all problems, each naming its key (`stir.…`).
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut err = |key: &str, reason: String| {
+            errors.push(ConfigError {
+                key: format!("stir.{key}"),
+                reason,
+            })
+        };
+        if let Err(e) = TrustAnchors::load(&self.trust_anchors) {
+            err("trust_anchors", e.to_string());
+        }
+        if let Some(path) = &self.intermediates {
+            if let Err(e) = TrustAnchors::load(path) {
+                err("intermediates", e.to_string());
+            }
+        }
+        if self.allowed_ports.is_empty() {
+            err("allowed_ports", "must list at least one port".into());
+        }
+        if self.allowed_ports.contains(&0) {
+            err("allowed_ports", "0 is not a port".into());
+        }
+        for (key, value) in [
+            ("verify_budget_ms", self.verify_budget_ms),
+            ("iat_window_s", self.iat_window_s),
+            ("fetch_connect_timeout_ms", self.fetch_connect_timeout_ms),
+            ("fetch_timeout_ms", self.fetch_timeout_ms),
+            ("cache_default_ttl_s", self.cache_default_ttl_s),
+        ] {
+            if value == 0 {
+                err(key, "must be greater than 0".into());
+            }
+        }
+        if self.fetch_connect_timeout_ms > self.fetch_timeout_ms {
+            err(
+                "fetch_connect_timeout_ms",
+                "must not exceed stir.fetch_timeout_ms".into(),
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            err(
+                "max_body_bytes",
+                "must be at least 1024 (a certificate chain is 1-10 KiB)".into(),
+            );
+        }
+        if self.cache_max_entries == 0 {
+            err("cache_max_entries", "must be greater than 0".into());
+        }
+        if self.cache_min_ttl_s > self.cache_max_ttl_s {
+            err(
+                "cache_min_ttl_s",
+                "must not exceed stir.cache_max_ttl_s".into(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The verification budget.
+    pub fn verify_budget(&self) -> Duration {
+        Duration::from_millis(self.verify_budget_ms)
+    }
+
+    /// The iat window.
+    pub fn iat_window(&self) -> Duration {
+        Duration::from_secs(self.iat_window_s)
+    }
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, e.g. `stir.trust_anchors`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_root() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    #[test]
+    fn default_trust_anchors_exist_in_the_repo() {
+        let cfg = Config {
+            trust_anchors: repo_root().join(Config::default().trust_anchors),
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn collects_every_error_with_its_key() {
+        let cfg = Config {
+            trust_anchors: "/nonexistent/anchors.pem".into(),
+            allowed_ports: vec![],
+            verify_budget_ms: 0,
+            max_body_bytes: 10,
+            ..Config::default()
+        };
+        let errors = cfg.validate().unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "stir.trust_anchors",
+                "stir.allowed_ports",
+                "stir.verify_budget_ms",
+                "stir.max_body_bytes"
+            ]
+        );
+        assert!(errors[0]
+            .to_string()
+            .starts_with("stir.trust_anchors: cannot read /nonexistent/anchors.pem"));
+    }
+
+    /// The documented `[stir]` section (pasted into `configs/stirgate.toml`) parses and names
+    /// exactly the defaults.
+    #[test]
+    fn example_section_is_the_defaults() {
+        #[derive(Debug, Deserialize)]
+        struct File {
+            stir: Config,
+        }
+        let text = include_str!("../config-example.toml");
+        let parsed: File = toml::from_str(text).unwrap();
+        assert_eq!(
+            format!("{:?}", parsed.stir),
+            format!("{:?}", Config::default())
+        );
+        let bogus = text.replace("[stir]", "[stir]\nbogus = 1");
+        assert!(toml::from_str::<File>(&bogus)
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_partial_tables_default() {
+        let err = serde_json::from_str::<Config>(r#"{"trust_anchor": "x"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `trust_anchor`"),
+            "{err}"
+        );
+        let cfg: Config =
+            serde_json::from_str(r#"{"replay": "fail", "iat_window_s": 30}"#).unwrap();
+        assert_eq!(cfg.replay, ReplayPolicy::Fail);
+        assert_eq!(cfg.iat_window_s, 30);
+        assert_eq!(cfg.verify_budget_ms, 2000);
+    }
+}

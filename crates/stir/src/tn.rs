@@ -1,0 +1,54 @@
+//! Telephone number canonicalization (RFC 8224 §8.3).
+
+/// Canonicalizes a telephone number as RFC 8224 §8.3 describes: URI parameters (`;npdi`,
+/// `;rn=...`) are cut, visual separators (`-`, `.`, `(`, `)`, spaces) and a leading `+` are
+/// dropped, and what remains must be a non-empty string of at most 32 digits.
+///
+/// Returns `None` when the input is not a telephone number (letters, an empty string, …).
+///
+/// ```
+/// assert_eq!(stir::tn::canonicalize("+1 (215) 555-1212").as_deref(), Some("12155551212"));
+/// assert_eq!(stir::tn::canonicalize("alice"), None);
+/// ```
+pub fn canonicalize(tn: &str) -> Option<String> {
+    let tn = tn.split(';').next().unwrap_or_default().trim();
+    let tn = tn.strip_prefix('+').unwrap_or(tn);
+    let mut out = String::with_capacity(tn.len());
+    for c in tn.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            '-' | '.' | '(' | ')' | ' ' | '\t' => {}
+            _ => return None,
+        }
+    }
+    if out.is_empty() || out.len() > 32 {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonicalize;
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("+12155551212", Some("12155551212")),
+            ("12155551212", Some("12155551212")),
+            ("+1-215-555-1212", Some("12155551212")),
+            ("+1.215.555.1212", Some("12155551212")),
+            ("+1 (215) 555 1212", Some("12155551212")),
+            ("+12155551212;npdi;rn=+12155550000", Some("12155551212")),
+            ("", None),
+            ("+", None),
+            ("alice", None),
+            ("+1215555121x", None),
+            ("123456789012345678901234567890123", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(canonicalize(input).as_deref(), want, "input {input:?}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! End-to-end: every INVITE is verified before routing. A PASSporT signed at test time by
+//! `stirgate sign` (rcgen test PKI, certificate served over HTTP on 127.0.0.1) reaches the
+//! callee stamped as verified; an unsigned call meets the reject policy with 428.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::certserver::{CertServer, Response};
+use test_support::net::{free_port, metric_value};
+use test_support::pki::{LeafSpec, TestPki};
+use test_support::sipp::{Sipp, Stirgate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
+
+fn scenario(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn sign(key: &Path, x5u: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["sign", "--key"])
+        .arg(key)
+        .args([
+            "--x5u",
+            x5u,
+            "--attest",
+            "A",
+            "--orig",
+            "15551230001",
+            "--dest",
+            "15551230002",
+        ])
+        .output()
+        .expect("stirgate sign");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn signed_calls_are_stamped_and_unsigned_calls_meet_the_policy() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = TestPki::new();
+    let leaf = pki.leaf(&LeafSpec::default());
+    let server = rt.block_on(CertServer::start());
+    server.set("/sp.pem", Response::ok(pki.chain_pem(&leaf)));
+    let x5u = server.url("/sp.pem");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("root.pem"), pki.root.pem()).unwrap();
+    std::fs::write(dir.path().join("leaf.key"), &leaf.key_pem).unwrap();
+    // Three calls, each with a fresh PASSporT (the value split at ';' for SIPp's CSV).
+    let mut csv = String::from("SEQUENTIAL\n");
+    for _ in 0..3 {
+        csv.push_str(&sign(&dir.path().join("leaf.key"), &x5u));
+        csv.push('\n');
+    }
+    std::fs::write(dir.path().join("ids.csv"), csv).unwrap();
+
+    let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\"]\n\
+         [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [cdr]\npath = \"cdr.jsonl\"\n\
+         [routes]\nmissing = \"reject\"\nfailed = \"reject\"\n\
+         [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\n\
+         [media]\nprompt_dir = \"{}/crates/media/prompts\"\n",
+        repo.display()
+    );
+    let stirgate = Stirgate::start(BIN, dir.path(), &config);
+
+    let uas = Sipp::new(&scenario("uas_expect_verified.xml"), dir.path())
+        .args([
+            "-p".to_owned(),
+            uas_port.to_string(),
+            "-m".to_owned(),
+            "3".to_owned(),
+        ])
+        .spawn();
+    let caller = Sipp::new(&scenario("uac_identity.xml"), dir.path())
+        .args([
+            format!("127.0.0.1:{sg_port}"),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            "3".to_owned(),
+            "-inf".to_owned(),
+            dir.path().join("ids.csv").display().to_string(),
+        ])
+        .run(Duration::from_secs(60));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert!(
+        caller.success(),
+        "signed caller: {:?}\n{}",
+        caller.status,
+        caller.errors
+    );
+    assert!(
+        uas.success(),
+        "callee saw the stamps: {:?}\n{}",
+        uas.status,
+        uas.errors
+    );
+    assert_eq!(server.hits("/sp.pem"), 1, "one fetch, then the cache");
+
+    // Unsigned: routes.missing = reject → 428 Use Identity Header.
+    let unsigned = Sipp::new(&scenario("uac_428.xml"), dir.path())
+        .args([
+            format!("127.0.0.1:{sg_port}"),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            "1".to_owned(),
+        ])
+        .run(Duration::from_secs(30));
+    assert!(
+        unsigned.success(),
+        "unsigned caller got 428: {:?}\n{}",
+        unsigned.status,
+        unsigned.errors
+    );
+
+    let mut cdrs = Vec::new();
+    for _ in 0..100 {
+        cdrs = stirgate.cdr_lines();
+        if cdrs.len() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cdrs: Vec<serde_json::Value> = cdrs
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(cdrs.len(), 4, "{cdrs:?}");
+    let verified: Vec<_> = cdrs
+        .iter()
+        .filter(|c| c["verstat"] == "TN-Validation-Passed")
+        .collect();
+    assert_eq!(verified.len(), 3, "{cdrs:?}");
+    assert!(verified
+        .iter()
+        .all(|c| c["attest"] == "A" && c["route"] == "forward" && c["outcome"] == "forwarded"));
+    let rejected: Vec<_> = cdrs.iter().filter(|c| c["route"] == "reject").collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["final_status"], 428);
+    assert_eq!(rejected[0]["verstat"], "No-TN-Validation");
+
+    let exposition = stirgate.metrics(SocketAddr::from(([127, 0, 0, 1], metrics_port)));
+    assert_eq!(
+        metric_value(
+            &exposition,
+            "stirgate_calls_total{route=\"forward\",verstat=\"TN-Validation-Passed\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_value(
+            &exposition,
+            "stirgate_calls_total{route=\"reject\",verstat=\"No-TN-Validation\"}"
+        ),
+        1.0
+    );
+    assert!(
+        exposition.contains("stirgate_verify_duration_seconds_bucket"),
+        "verification latency histogram"
+    );
+}
