@@ -1,6 +1,8 @@
 //! The B2BUA core: owns the transaction [`Endpoint`] and the calls of one shard.
 
-use std::collections::{HashMap, VecDeque};
+mod local;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -13,8 +15,11 @@ use sip_proto::transaction::TimerConfig;
 use sip_proto::{Endpoint, Method, Request, Response};
 use stir::Verdict;
 
-use crate::call::{Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome, Verification};
+use crate::call::{
+    Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome, Stamps, Verification,
+};
 use crate::error::CallError;
+use crate::flows::FlowConfig;
 use crate::router::{decide, Decision, Listing, Routes};
 
 /// Methods we answer or relay; the Allow header of our responses.
@@ -54,10 +59,12 @@ pub struct Config {
     pub retry_after_s: u32,
     /// The policy table.
     pub routes: Routes,
+    /// Settings of the flows stirgate runs itself (voicemail, CAPTCHA).
+    pub flows: FlowConfig,
 }
 
 /// What the shell must do besides sending bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Output {
     /// A call was created (the active-calls gauge goes up).
@@ -69,6 +76,78 @@ pub enum Output {
     /// Verify this call's Identity headers (within the time budget) and look the caller up on
     /// the lists, then call [`B2bua::handle_verdict`].
     Verify(VerifyJob),
+    /// Set up media for the caller's leg and answer its SDP offer, then call
+    /// [`B2bua::handle_media_answer`].
+    MediaAnswer {
+        /// The call.
+        call: CallId,
+        /// The caller's SDP offer.
+        offer: String,
+    },
+    /// Start the caller's media (its ACK arrived); report its events with
+    /// [`B2bua::handle_media_event`].
+    MediaStart {
+        /// The call.
+        call: CallId,
+    },
+    /// A command for the caller's media.
+    MediaCommand {
+        /// The call.
+        call: CallId,
+        /// The command.
+        command: media::Command,
+    },
+    /// A DTMF digit that arrived in a SIP INFO, for the caller's media.
+    MediaDigit {
+        /// The call.
+        call: CallId,
+        /// The key.
+        digit: media::Digit,
+    },
+    /// Set up media for a new outbound leg and make an SDP offer, then call
+    /// [`B2bua::handle_media_offer`].
+    MediaOffer {
+        /// The call.
+        call: CallId,
+    },
+    /// The callee answered our offer: start its media and bridge it with the caller's.
+    MediaBridge {
+        /// The call.
+        call: CallId,
+        /// The callee's SDP answer.
+        answer: String,
+    },
+    /// Close the call's media (a recording in progress is saved first).
+    MediaClose {
+        /// The call.
+        call: CallId,
+    },
+    /// Add this caller to the fast-pass allow list (it passed the CAPTCHA).
+    FastPass {
+        /// The calling number.
+        number: String,
+    },
+    /// A voicemail was saved: notify.
+    VoicemailSaved(VoicemailNote),
+}
+
+/// A saved voicemail, for the notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoicemailNote {
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// Calling number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// The verification result (X-Stirgate-Verstat value).
+    pub verstat: &'static str,
+    /// Attestation.
+    pub attest: Option<&'static str>,
+    /// The WAV file.
+    pub recording: std::path::PathBuf,
+    /// Its length.
+    pub duration: std::time::Duration,
 }
 
 /// A verification the shell runs for a call.
@@ -110,6 +189,7 @@ pub struct B2bua<R> {
     dialogs: HashMap<String, (CallId, LegSide)>,
     client_txs: HashMap<TxKey, (CallId, Purpose)>,
     outputs: VecDeque<Output>,
+    local_deadlines: BTreeSet<(Instant, CallId)>,
     accepting: bool,
     next_id: u64,
 }
@@ -126,6 +206,7 @@ impl<R: RngCore> B2bua<R> {
             dialogs: HashMap::new(),
             client_txs: HashMap::new(),
             outputs: VecDeque::new(),
+            local_deadlines: BTreeSet::new(),
             accepting: true,
             next_id: 1,
         }
@@ -166,13 +247,18 @@ impl<R: RngCore> B2bua<R> {
 
     /// The next instant [`Self::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let local = self.local_deadlines.iter().next().map(|(at, _)| *at);
+        match (self.endpoint.poll_timeout(), local) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.process_events(now);
+        self.handle_local_timeouts(now);
     }
 
     /// The next message to send.
@@ -199,7 +285,7 @@ impl<R: RngCore> B2bua<R> {
                     self.send_bye(now, id, LegSide::Outbound);
                     self.finish(now, id, Outcome::Forwarded);
                 }
-                CallState::Verifying => {
+                CallState::Verifying | CallState::LocalAnswering => {
                     self.answer_inbound(now, id, 503, "Service Unavailable", None);
                     self.finish(now, id, Outcome::Rejected);
                 }
@@ -406,6 +492,7 @@ impl<R: RngCore> B2bua<R> {
             state: CallState::Verifying,
             outbound_provisional: false,
             deferred_ack: None,
+            caller_number: job.orig.clone(),
             from,
             to,
             final_status: 0,
@@ -416,6 +503,8 @@ impl<R: RngCore> B2bua<R> {
                 upstream_verstat,
                 ..Verification::default()
             },
+            stamps: Stamps::default(),
+            flow: None,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
@@ -446,6 +535,11 @@ impl<R: RngCore> B2bua<R> {
         c.verification.reason = verdict.reason.label();
         c.verification.route = decision.route();
         c.verification.fast_pass = matches!(decision, Decision::Forward { fast_pass: true });
+        c.stamps = Stamps {
+            verstat: verdict.verstat.as_str(),
+            header: verdict.twilio_style(),
+            reason: verdict.reason_header(),
+        };
         match decision {
             Decision::Block => {
                 self.answer_inbound_with(now, call, 603, "Decline", None, &[]);
@@ -458,17 +552,21 @@ impl<R: RngCore> B2bua<R> {
                 self.answer_inbound_with(now, call, status, phrase, None, &extra);
                 self.finish(now, call, Outcome::Rejected);
             }
-            Decision::Forward { .. } => self.send_outbound_invite(now, call, verdict),
+            Decision::Forward { .. } => self.send_outbound_invite(now, call, None),
+            Decision::Local(flow) => self.start_local(now, call, flow),
         }
     }
 
     /// Sends the outbound INVITE of a call, stamped with the verification result (contract:
     /// `verstat` on the From and P-Asserted-Identity URIs, `X-Stirgate-Verstat`).
-    fn send_outbound_invite(&mut self, now: Instant, id: CallId, verdict: &Verdict) {
+    /// `body`: the SDP to offer (stirgate's own, for calls it answered itself); `None` carries
+    /// the caller's offer over unchanged.
+    pub(crate) fn send_outbound_invite(&mut self, now: Instant, id: CallId, body: Option<Bytes>) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let verstat = verdict.verstat.as_str();
+        let stamps = call.stamps.clone();
+        let verstat = stamps.verstat;
         let transport = call.outbound.peer.transport;
         let invite = &call.inbound_invite;
         let mut from = NameAddr::parse(&call.outbound.local_header).ok();
@@ -503,19 +601,28 @@ impl<R: RngCore> B2bua<R> {
                 }
             }
         }
-        headers.push("X-Stirgate-Verstat", verdict.twilio_style());
-        if let Some(reason) = verdict.reason_header() {
+        headers.push("X-Stirgate-Verstat", stamps.header);
+        if let Some(reason) = stamps.reason {
             // RFC 9410: the call goes on, and the callee learns why verification failed.
             headers.push("Reason", reason);
         }
-        if let Some(ct) = invite.headers.get("Content-Type") {
-            headers.push("Content-Type", ct);
-        }
+        let body = match body {
+            Some(sdp) => {
+                headers.push("Content-Type", "application/sdp");
+                sdp
+            }
+            None => {
+                if let Some(ct) = invite.headers.get("Content-Type") {
+                    headers.push("Content-Type", ct);
+                }
+                invite.body.clone()
+            }
+        };
         let mut out_invite = Request {
             method: Method::Invite,
             uri: self.cfg.forward_target.clone(),
             headers,
-            body: invite.body.clone(),
+            body,
         };
         let peer = call.outbound.peer;
         let via = self.via(transport);
@@ -554,7 +661,7 @@ impl<R: RngCore> B2bua<R> {
         };
         let ok = Response::for_request(cancel, 200, "OK", None);
         self.endpoint.send_response(now, tx, ok);
-        if state == CallState::Verifying {
+        if matches!(state, CallState::Verifying | CallState::LocalAnswering) {
             // Nothing was sent onward yet; the verdict, when it comes, finds no call.
             self.answer_inbound(now, id, 487, "Request Terminated", None);
             self.finish(now, id, Outcome::Cancelled);
@@ -595,6 +702,10 @@ impl<R: RngCore> B2bua<R> {
         tx: &TxKey,
         response: &Response,
     ) {
+        if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+            self.local_outbound_response(now, id, tx, response);
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -675,7 +786,9 @@ impl<R: RngCore> B2bua<R> {
         match purpose {
             Purpose::OutboundInvite => {
                 let state = self.calls.get(&id).map(|c| c.state);
-                if state == Some(CallState::Early) {
+                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+                    self.local_outbound_failed(id);
+                } else if state == Some(CallState::Early) {
                     let (status, reason) = err.response();
                     self.answer_inbound(now, id, status, reason, None);
                     self.finish(now, id, Outcome::ForwardUnreachable);
@@ -720,6 +833,10 @@ impl<R: RngCore> B2bua<R> {
         };
         if call.state == CallState::Answered {
             call.state = CallState::Confirmed;
+            if call.flow.is_some() {
+                self.local_begin(id);
+                return;
+            }
         }
         if let Some(tx) = call.deferred_ack.take() {
             let ct = ack.headers.get("Content-Type").map(str::to_owned);
@@ -738,7 +855,9 @@ impl<R: RngCore> B2bua<R> {
                 let ok = Response::for_request(request, 200, "OK", None);
                 self.endpoint.send_response(now, &tx, ok);
                 let state = self.calls.get(&id).map(|c| c.state);
-                if matches!(state, Some(CallState::Answered | CallState::Confirmed)) {
+                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+                    self.local_bye(now, id, side);
+                } else if matches!(state, Some(CallState::Answered | CallState::Confirmed)) {
                     self.send_bye(now, id, side.other());
                     self.finish(now, id, Outcome::Forwarded);
                 } else if side == LegSide::Outbound {
@@ -746,6 +865,31 @@ impl<R: RngCore> B2bua<R> {
                     self.answer_inbound(now, id, 480, "Temporarily Unavailable", None);
                     self.finish(now, id, Outcome::ForwardFailed);
                 }
+            }
+            Method::Info
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.flow.is_some() && side == LegSide::Inbound) =>
+            {
+                // DTMF by SIP INFO (application/dtmf-relay, application/dtmf) goes to our media.
+                let ct = request.headers.get("Content-Type").unwrap_or_default();
+                let body = String::from_utf8_lossy(&request.body);
+                let status = match media::dtmf::parse_sip_info(ct, &body) {
+                    Ok(digit) => {
+                        self.outputs
+                            .push_back(Output::MediaDigit { call: id, digit });
+                        200
+                    }
+                    Err(_) => 415,
+                };
+                let phrase = if status == 200 {
+                    "OK"
+                } else {
+                    "Unsupported Media Type"
+                };
+                let resp = Response::for_request(request, status, phrase, None);
+                self.endpoint.send_response(now, &tx, resp);
             }
             Method::Invite
             | Method::Update
@@ -986,6 +1130,14 @@ impl<R: RngCore> B2bua<R> {
     }
 
     fn send_bye(&mut self, now: Instant, id: CallId, side: LegSide) {
+        // A leg that never got a dialog (no remote tag) has nobody to say BYE to.
+        if self
+            .calls
+            .get(&id)
+            .is_none_or(|c| c.leg(side).remote_tag.is_none() && side == LegSide::Outbound)
+        {
+            return;
+        }
         let Some(bye) =
             self.in_dialog_request(id, side, Method::Bye, &Headers::new(), Bytes::new())
         else {
@@ -1050,6 +1202,10 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs.remove(&call.inbound.call_id);
         self.dialogs.remove(&call.outbound.call_id);
         self.client_txs.retain(|_, (cid, _)| *cid != id);
+        self.local_deadlines.retain(|(_, cid)| *cid != id);
+        if call.flow.is_some() {
+            self.outputs.push_back(Output::MediaClose { call: id });
+        }
         self.outputs.push_back(Output::CallEnded(CallRecord {
             call_id: call.inbound.call_id,
             from: call.from,
@@ -1189,6 +1345,7 @@ mod tests {
                 timers: TimerConfig::default(),
                 retry_after_s: 30,
                 routes: Routes::default(),
+                flows: test_flows(),
             },
             StdRng::seed_from_u64(7),
         )
@@ -1208,6 +1365,26 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         )
     }
 
+    fn test_flows() -> FlowConfig {
+        let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../media/prompts");
+        FlowConfig {
+            captcha: crate::flows::CaptchaConfig {
+                mode: crate::flows::CaptchaMode::Fixed {
+                    answer: "10".into(),
+                },
+                attempts: 2,
+                timeout: Duration::from_secs(5),
+            },
+            voicemail: crate::flows::VoicemailConfig {
+                dir: std::env::temp_dir(),
+                max_len: Duration::from_secs(30),
+            },
+            prompts: std::sync::Arc::new(
+                media::prompt::PromptSet::load(std::path::Path::new(prompts)).expect("prompts"),
+            ),
+        }
+    }
+
     fn verified(attest: stir::Attest) -> Verdict {
         let mut v = Verdict::from_reason(stir::Reason::Verified);
         v.attest = Some(attest);
@@ -1223,7 +1400,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         listing: Listing,
     ) -> VerifyJob {
         b.handle_bytes(now, udp(CALLER), text.as_bytes());
-        assert_eq!(b.poll_output(), Some(Output::CallStarted));
+        assert!(matches!(b.poll_output(), Some(Output::CallStarted)));
         let Some(Output::Verify(job)) = b.poll_output() else {
             panic!("a verification job is expected")
         };

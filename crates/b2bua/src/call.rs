@@ -56,6 +56,8 @@ pub struct Leg {
 pub enum CallState {
     /// The Identity headers are being verified; nothing is sent yet.
     Verifying,
+    /// stirgate answers the call itself: media is being set up.
+    LocalAnswering,
     /// The outbound INVITE is pending.
     Early,
     /// The caller cancelled; waiting for the outbound INVITE's final response.
@@ -81,6 +83,16 @@ pub enum Outcome {
     Rejected,
     /// The caller is on the blocklist (603).
     Blocked,
+    /// The caller left a voicemail that was saved.
+    VoicemailSaved,
+    /// The caller reached voicemail but left nothing.
+    VoicemailEmpty,
+    /// The caller passed the CAPTCHA (and was forwarded).
+    CaptchaPassed,
+    /// The caller failed the CAPTCHA and was hung up on.
+    CaptchaFailed,
+    /// stirgate answered the call and the caller hung up before its flow ended.
+    Abandoned,
 }
 
 impl Outcome {
@@ -93,6 +105,11 @@ impl Outcome {
             Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
             Self::Blocked => "blocked",
+            Self::VoicemailSaved => "voicemail_saved",
+            Self::VoicemailEmpty => "voicemail_empty",
+            Self::CaptchaPassed => "captcha_passed",
+            Self::CaptchaFailed => "captcha_failed",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -141,6 +158,8 @@ pub struct Call {
     pub outbound_provisional: bool,
     /// The ACK to the callee's 2xx waits for the caller's ACK (late offer: the answer is in it).
     pub deferred_ack: Option<TxKey>,
+    /// The calling number verification used (P-Asserted-Identity, else From).
+    pub caller_number: String,
     /// Calling number.
     pub from: String,
     /// Called number.
@@ -155,6 +174,32 @@ pub struct Call {
     pub max_forwards: u32,
     /// Verification result and route.
     pub verification: Verification,
+    /// What the outbound INVITE is stamped with.
+    pub stamps: Stamps,
+    /// The call flow when stirgate answered the call itself.
+    pub flow: Option<crate::flows::Flow>,
+}
+
+/// The verification stamps of an outbound INVITE (contract: verstat on From/PAI,
+/// X-Stirgate-Verstat, RFC 9410 Reason when verification failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps {
+    /// 3GPP verstat.
+    pub verstat: &'static str,
+    /// X-Stirgate-Verstat value.
+    pub header: &'static str,
+    /// Reason header value, when verification failed.
+    pub reason: Option<String>,
+}
+
+impl Default for Stamps {
+    fn default() -> Self {
+        Self {
+            verstat: "No-TN-Validation",
+            header: "No-TN-Validation",
+            reason: None,
+        }
+    }
 }
 
 /// What verification found for a call and the route it took (CDR fields).
@@ -172,6 +217,8 @@ pub struct Verification {
     pub fast_pass: bool,
     /// `X-Twilio-VerStat` of the INVITE, when present.
     pub upstream_verstat: Option<String>,
+    /// The voicemail recording, when one was saved.
+    pub recording: Option<std::path::PathBuf>,
 }
 
 impl Default for Verification {
@@ -183,6 +230,7 @@ impl Default for Verification {
             route: "none",
             fast_pass: false,
             upstream_verstat: None,
+            recording: None,
         }
     }
 }

@@ -17,9 +17,11 @@
 pub mod b2bua;
 pub mod call;
 pub mod error;
+pub mod flows;
 pub mod router;
 
-pub use b2bua::{B2bua, Config, Output, VerifyJob};
+pub use b2bua::{B2bua, Config, Output, VerifyJob, VoicemailNote};
 pub use call::{Call, CallId, CallRecord, Outcome, Verification};
 pub use error::{CallError, ErrorSide};
+pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, VoicemailConfig};
 pub use router::{Listing, RouteAction, Routes};

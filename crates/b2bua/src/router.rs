@@ -11,6 +11,11 @@ pub enum RouteAction {
     Forward,
     /// Refuse with the RFC 8224 code of the failure and a Reason header.
     Reject,
+    /// Answer, play a greeting and the beep, record a message, notify.
+    Voicemail,
+    /// Answer, ask for digits; forward on success (and add the caller to the fast-pass list),
+    /// hang up politely on failure.
+    Captcha,
 }
 
 impl RouteAction {
@@ -19,6 +24,8 @@ impl RouteAction {
         match self {
             Self::Forward => "forward",
             Self::Reject => "reject",
+            Self::Voicemail => "voicemail",
+            Self::Captcha => "captcha",
         }
     }
 }
@@ -115,6 +122,8 @@ pub enum Decision {
         /// True when the fast-pass list decided it.
         fast_pass: bool,
     },
+    /// Answer locally and run a call flow.
+    Local(RouteAction),
     /// Refuse with this code and reason phrase.
     Reject {
         /// RFC 8224 code (428, 403, 436, 437, 438).
@@ -130,6 +139,7 @@ impl Decision {
         match self {
             Self::Block => "block",
             Self::Forward { .. } => "forward",
+            Self::Local(action) => action.as_str(),
             Self::Reject { .. } => "reject",
         }
     }
@@ -149,6 +159,7 @@ pub fn decide(
     }
     match routes.action(Class::of(verdict)) {
         RouteAction::Forward => Decision::Forward { fast_pass: false },
+        action @ (RouteAction::Voicemail | RouteAction::Captcha) => Decision::Local(action),
         RouteAction::Reject => {
             let status = verdict
                 .sip_code()

@@ -66,6 +66,8 @@ pub struct CdrLine {
     pub ended_at: String,
     /// Seconds from answer to end (0 when not answered).
     pub duration_s: f64,
+    /// The voicemail recording, when one was saved.
+    pub recording: Option<String>,
 }
 
 impl CdrLine {
@@ -90,6 +92,11 @@ impl CdrLine {
             duration_s: record.answered.map_or(0.0, |a| {
                 record.ended.saturating_duration_since(a).as_secs_f64()
             }),
+            recording: record
+                .verification
+                .recording
+                .as_ref()
+                .map(|p| p.display().to_string()),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use b2bua::{RouteAction, Routes};
+use b2bua::{CaptchaConfig, CaptchaMode, RouteAction, Routes, VoicemailConfig};
 use serde::Deserialize;
 use sip::{Limits, ListenAddr};
 use sip_proto::endpoint::{Peer, Transport};
@@ -73,6 +73,63 @@ pub struct RawConfig {
     pub media: media::Config,
     /// `[routes]`
     pub routes: RawRoutes,
+    /// `[captcha]`
+    pub captcha: RawCaptcha,
+    /// `[voicemail]`
+    pub voicemail: RawVoicemail,
+}
+
+/// `[captcha]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCaptcha {
+    /// `captcha.mode`: `random` or `fixed`.
+    pub mode: String,
+    /// `captcha.digits`: length of a random challenge.
+    pub digits: usize,
+    /// `captcha.answer`: the expected digits in fixed mode.
+    pub answer: String,
+    /// `captcha.question`: the question spoken in fixed mode (rendered by text-to-speech).
+    pub question: String,
+    /// `captcha.attempts`: tries before hanging up.
+    pub attempts: u32,
+    /// `captcha.timeout_s`: how long to wait for digits.
+    pub timeout_s: u64,
+}
+
+impl Default for RawCaptcha {
+    fn default() -> Self {
+        Self {
+            mode: "random".to_owned(),
+            digits: 4,
+            answer: "10".to_owned(),
+            question: "Please enter the number that comes after nine, then press pound.".to_owned(),
+            attempts: 3,
+            timeout_s: 10,
+        }
+    }
+}
+
+/// `[voicemail]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawVoicemail {
+    /// `voicemail.dir`
+    pub dir: PathBuf,
+    /// `voicemail.max_seconds`
+    pub max_seconds: u64,
+    /// `voicemail.webhook`
+    pub webhook: String,
+}
+
+impl Default for RawVoicemail {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("voicemail"),
+            max_seconds: 120,
+            webhook: String::new(),
+        }
+    }
 }
 
 /// `[routes]`: the action for each verification outcome.
@@ -95,14 +152,15 @@ pub struct RawRoutes {
 }
 
 impl Default for RawRoutes {
+    /// The two well-known call flows: A forwarded, C to voicemail, unsigned or failed through
+    /// the CAPTCHA. B is forwarded until call screening exists.
     fn default() -> Self {
-        let forward = || "forward".to_owned();
         Self {
-            a: forward(),
-            b: forward(),
-            c: forward(),
-            failed: forward(),
-            missing: forward(),
+            a: "forward".to_owned(),
+            b: "forward".to_owned(),
+            c: "voicemail".to_owned(),
+            failed: "captcha".to_owned(),
+            missing: "captcha".to_owned(),
         }
     }
 }
@@ -111,7 +169,9 @@ fn route_action(key: &str, value: &str, errors: &mut Vec<ConfigError>) -> RouteA
     match value {
         "forward" => RouteAction::Forward,
         "reject" => RouteAction::Reject,
-        "screen" | "voicemail" | "captcha" => {
+        "voicemail" => RouteAction::Voicemail,
+        "captcha" => RouteAction::Captcha,
+        "screen" => {
             errors.push(ConfigError::new(
                 key,
                 format!("`{value}` is not available yet (the media call flows are being built); use forward or reject"),
@@ -273,6 +333,12 @@ pub struct Config {
     pub media: media::Config,
     /// The policy table.
     pub routes: Routes,
+    /// CAPTCHA settings.
+    pub captcha: CaptchaConfig,
+    /// The CAPTCHA question text (fixed mode), spoken by text-to-speech.
+    pub captcha_question: String,
+    /// Voicemail settings.
+    pub voicemail: VoicemailConfig,
     /// The raw values, for `check-config` to print.
     pub raw: RawConfig,
 }
@@ -421,6 +487,72 @@ impl TryFrom<RawConfig> for Config {
                 reason: e.reason,
             }));
         }
+        let captcha_mode = match raw.captcha.mode.as_str() {
+            "random" => {
+                if !(1..=12).contains(&raw.captcha.digits) {
+                    errors.push(ConfigError::new(
+                        "captcha.digits",
+                        "must be between 1 and 12",
+                    ));
+                }
+                CaptchaMode::Random {
+                    digits: raw.captcha.digits.clamp(1, 12),
+                }
+            }
+            "fixed" => {
+                if raw.captcha.answer.is_empty()
+                    || raw.captcha.answer.len() > 12
+                    || !raw
+                        .captcha
+                        .answer
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '*')
+                {
+                    errors.push(ConfigError::new(
+                        "captcha.answer",
+                        "must be 1 to 12 digits (0-9, *), e.g. \"10\"",
+                    ));
+                }
+                CaptchaMode::Fixed {
+                    answer: raw.captcha.answer.clone(),
+                }
+            }
+            other => {
+                errors.push(ConfigError::new(
+                    "captcha.mode",
+                    format!("unknown mode `{other}`; use random or fixed"),
+                ));
+                CaptchaMode::Random { digits: 4 }
+            }
+        };
+        if raw.captcha.attempts == 0 || raw.captcha.attempts > 10 {
+            errors.push(ConfigError::new(
+                "captcha.attempts",
+                "must be between 1 and 10",
+            ));
+        }
+        if raw.captcha.timeout_s == 0 || raw.captcha.timeout_s > 120 {
+            errors.push(ConfigError::new(
+                "captcha.timeout_s",
+                "must be between 1 and 120",
+            ));
+        }
+        if raw.voicemail.max_seconds == 0 || raw.voicemail.max_seconds > 3600 {
+            errors.push(ConfigError::new(
+                "voicemail.max_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        if raw.voicemail.dir.as_os_str().is_empty() {
+            errors.push(ConfigError::new("voicemail.dir", "must name a directory"));
+        }
+        let hook = &raw.voicemail.webhook;
+        if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
+            errors.push(ConfigError::new(
+                "voicemail.webhook",
+                "must be an http:// or https:// URL",
+            ));
+        }
         let routes = Routes {
             a: route_action("routes.A", &raw.routes.a, &mut errors),
             b: route_action("routes.B", &raw.routes.b, &mut errors),
@@ -460,6 +592,17 @@ impl TryFrom<RawConfig> for Config {
             stir: raw.stir.clone(),
             media: raw.media.clone(),
             routes,
+            captcha: CaptchaConfig {
+                mode: captcha_mode,
+                attempts: raw.captcha.attempts,
+                timeout: Duration::from_secs(raw.captcha.timeout_s),
+            },
+            captcha_question: raw.captcha.question.clone(),
+            voicemail: VoicemailConfig {
+                dir: std::path::absolute(&raw.voicemail.dir)
+                    .unwrap_or_else(|_| raw.voicemail.dir.clone()),
+                max_len: Duration::from_secs(raw.voicemail.max_seconds),
+            },
             raw,
         })
     }

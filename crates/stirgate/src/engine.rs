@@ -1,6 +1,7 @@
 //! The engine: runs one [`b2bua::B2bua`] per shard on tokio, feeds it what the transports
 //! receive and its timers, sends what it asks, and turns its outputs into metrics and CDRs.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,23 @@ use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DIS
 
 /// A verdict on its way back to the shard that owns the call.
 type VerdictMsg = (CallId, stir::Verdict, Listing);
+/// A media event on its way back to the shard that owns the call.
+type MediaMsg = (CallId, media::Event);
+
+/// The media of one locally answered call.
+#[derive(Default)]
+struct CallMedia {
+    /// The caller's session before the ACK.
+    prepared: Option<media::net::PreparedSession>,
+    /// The caller's running session.
+    caller: Option<media::net::MediaHandle>,
+    /// Commands issued before the caller's session started.
+    queued: Vec<media::Command>,
+    /// Our offer to the callee, waiting for its answer.
+    offer: Option<media::net::PendingOffer>,
+    /// The callee's running session.
+    callee: Option<media::net::MediaHandle>,
+}
 
 /// What the drain sequence asks of the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +64,9 @@ pub struct Engine {
 impl Engine {
     /// Binds the listeners and starts the shards.
     pub async fn start(cfg: &Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let media =
+            media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
+        let flows = flow_config(cfg)?;
         let verifier = Arc::new(
             stir::Verifier::new(&cfg.stir)
                 .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?,
@@ -99,14 +120,20 @@ impl Engine {
                 timers: cfg.timers,
                 retry_after_s: cfg.retry_after_s,
                 routes: cfg.routes,
+                flows: flows.clone(),
             };
             let core = B2bua::new(core_cfg, StdRng::from_entropy());
             let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
+            let (media_tx, media_rx) = mpsc::unbounded_channel();
             let shard = Shard {
                 core,
                 rx,
                 verdict_tx,
                 verdict_rx,
+                media_tx,
+                media_rx,
+                media: media.clone(),
+                calls_media: HashMap::new(),
                 verifier: Arc::clone(&verifier),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
@@ -146,6 +173,34 @@ impl Engine {
     }
 }
 
+/// Loads the prompts (rendering the CAPTCHA question with text-to-speech when configured) and
+/// composes the settings of the local call flows.
+fn flow_config(cfg: &Config) -> anyhow::Result<b2bua::FlowConfig> {
+    std::fs::create_dir_all(&cfg.voicemail.dir).map_err(|e| {
+        anyhow::anyhow!("voicemail.dir: cannot create {}: {e}", cfg.voicemail.dir.display())
+    })?;
+    let mut prompts = media::prompt::PromptSet::from_config(&cfg.media)
+        .map_err(|e| anyhow::anyhow!("media.prompt_dir: {e}"))?;
+    if matches!(cfg.captcha.mode, b2bua::CaptchaMode::Fixed { .. })
+        && !cfg.captcha_question.is_empty()
+    {
+        let cache = if cfg.media.tts_cache_dir.is_empty() {
+            std::env::temp_dir().join("stirgate-tts")
+        } else {
+            std::path::PathBuf::from(&cfg.media.tts_cache_dir)
+        };
+        let tts = media::prompt::Tts::new(&cfg.media.tts_command, &cache);
+        if !prompts.render_text("captcha_question", &cfg.captcha_question, tts.as_ref()) {
+            tracing::warn!("captcha.question could not be rendered (no text-to-speech); the generic \"enter the digits\" prompt plays instead");
+        }
+    }
+    Ok(b2bua::FlowConfig {
+        captcha: cfg.captcha.clone(),
+        voicemail: cfg.voicemail.clone(),
+        prompts: Arc::new(prompts),
+    })
+}
+
 /// The address written in Via/Contact for one transport.
 fn local(
     bound: &[SocketAddr],
@@ -171,6 +226,11 @@ struct Shard {
     verdict_tx: mpsc::UnboundedSender<VerdictMsg>,
     verdict_rx: mpsc::UnboundedReceiver<VerdictMsg>,
     verifier: Arc<stir::Verifier>,
+    // Unbounded for the same reason: a handful of events per call in progress.
+    media_tx: mpsc::UnboundedSender<MediaMsg>,
+    media_rx: mpsc::UnboundedReceiver<MediaMsg>,
+    media: media::net::MediaEngine,
+    calls_media: HashMap<CallId, CallMedia>,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -207,6 +267,11 @@ impl Shard {
                         self.core.handle_verdict(Instant::now(), call, &verdict, listing);
                     }
                 }
+                event = self.media_rx.recv() => {
+                    if let Some((call, event)) = event {
+                        self.core.handle_media_event(Instant::now(), call, event);
+                    }
+                }
                 () = sleep_until(deadline) => {
                     self.core.handle_timeout(Instant::now());
                 }
@@ -235,6 +300,17 @@ impl Shard {
     }
 
     fn flush(&mut self) {
+        // Outputs may feed the core again (media answers), which may produce more of both.
+        loop {
+            self.flush_transmits();
+            let Some(output) = self.core.poll_output() else {
+                break;
+            };
+            self.output(output);
+        }
+    }
+
+    fn flush_transmits(&mut self) {
         while let Some(transmit) = self.core.poll_transmit() {
             let tx = transmit.tx.clone();
             if let Err(e) = self.transports.send(transmit) {
@@ -244,7 +320,10 @@ impl Shard {
                 }
             }
         }
-        while let Some(output) = self.core.poll_output() {
+    }
+
+    fn output(&mut self, output: Output) {
+        {
             match output {
                 Output::CallStarted => {
                     self.active.fetch_add(1, Ordering::SeqCst);
@@ -257,8 +336,100 @@ impl Shard {
                 }
                 Output::Refused(record) => self.record(&record),
                 Output::Verify(job) => self.verify(job),
-                _ => {}
+                other => self.media_output(other),
             }
+        }
+    }
+
+    /// Carries out the media outputs of the local call flows.
+    fn media_output(&mut self, output: Output) {
+        let now = Instant::now();
+        match output {
+            Output::MediaAnswer { call, offer } => match self.media.answer(&offer) {
+                Ok(prepared) => {
+                    let sdp = prepared.answer_sdp().to_owned();
+                    self.calls_media.entry(call).or_default().prepared = Some(prepared);
+                    self.core.handle_media_answer(now, call, Ok(sdp));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot answer the caller's SDP offer");
+                    self.core
+                        .handle_media_answer(now, call, Err(e.sip_status()));
+                }
+            },
+            Output::MediaStart { call } => {
+                let back = self.media_tx.clone();
+                let slot = self.calls_media.entry(call).or_default();
+                if let Some(prepared) = slot.prepared.take() {
+                    match prepared.start_with(move |event| {
+                        let _ = back.send((call, event));
+                    }) {
+                        Ok(handle) => {
+                            for command in slot.queued.drain(..) {
+                                handle.command(command);
+                            }
+                            slot.caller = Some(handle);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot start media"),
+                    }
+                }
+            }
+            Output::MediaCommand { call, command } => {
+                let slot = self.calls_media.entry(call).or_default();
+                match &slot.caller {
+                    Some(handle) => handle.command(command),
+                    None => slot.queued.push(command),
+                }
+            }
+            Output::MediaDigit { call, digit } => {
+                if let Some(handle) = self.calls_media.get(&call).and_then(|m| m.caller.as_ref()) {
+                    handle.info_digit(digit);
+                }
+            }
+            Output::MediaOffer { call } => match self.media.offer() {
+                Ok(offer) => {
+                    let sdp = offer.offer_sdp().to_owned();
+                    self.calls_media.entry(call).or_default().offer = Some(offer);
+                    self.core.handle_media_offer(now, call, Ok(sdp));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no media for the outbound leg");
+                    self.core.handle_media_offer(now, call, Err(503));
+                }
+            },
+            Output::MediaBridge { call, answer } => {
+                let slot = self.calls_media.entry(call).or_default();
+                let Some(offer) = slot.offer.take() else {
+                    return;
+                };
+                match offer
+                    .accept(&answer)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.start().map_err(|e| e.to_string()))
+                {
+                    Ok(callee) => {
+                        if let Some(caller) = &slot.caller {
+                            caller.bridge(&callee);
+                        }
+                        slot.callee = Some(callee);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot bridge to the callee's media"),
+                }
+            }
+            Output::MediaClose { call } => {
+                if let Some(slot) = self.calls_media.remove(&call) {
+                    // Dropping the handles ends the sessions and frees their ports; a
+                    // recording in progress is saved first (media crate guarantee).
+                    drop(slot);
+                }
+            }
+            Output::FastPass { number } => {
+                tracing::info!(%number, "caller passed the CAPTCHA: fast-pass");
+            }
+            Output::VoicemailSaved(note) => {
+                tracing::info!(recording = %note.recording.display(), from = %note.from, "voicemail saved");
+            }
+            _ => {}
         }
     }
 

@@ -1,108 +1,11 @@
-//! End-to-end: the built `stirgate` binary between two SIPp instances on 127.0.0.1.
-//!
 //! caller (SIPp uac) ──▶ stirgate ──▶ callee (SIPp uas); every test uses its own ports.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use test_support::net::{free_port, metric_value, udp_exchange};
-use test_support::sipp::{Sipp, Stirgate};
+use test_support::net::udp_exchange;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
-
-fn scenario(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-    sg_port: u16,
-    uas_port: u16,
-    metrics: SocketAddr,
-    stirgate: Stirgate,
-}
-
-impl Setup {
-    fn start(target_transport: &str, extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
-        let config = format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
-             [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [cdr]\npath = \"cdr.jsonl\"\n\
-             [shutdown]\ndrain_timeout_s = 5\n\
-             [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
-             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n",
-            repo = repo_root().display()
-        );
-        let stirgate = Stirgate::start(BIN, dir.path(), &config);
-        Self {
-            dir,
-            sg_port,
-            uas_port,
-            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
-            stirgate,
-        }
-    }
-
-    fn uas(&self, scenario: &str) -> Sipp {
-        Sipp::new(scenario, self.dir.path()).args(["-p".to_owned(), self.uas_port.to_string()])
-    }
-
-    fn uac(&self, scenario: &str, calls: u32) -> Sipp {
-        Sipp::new(scenario, self.dir.path()).args([
-            format!("127.0.0.1:{}", self.sg_port),
-            "-p".to_owned(),
-            free_port().to_string(),
-            "-m".to_owned(),
-            calls.to_string(),
-            "-timeout".to_owned(),
-            "60s".to_owned(),
-        ])
-    }
-
-    fn metric(&self, selector: &str) -> f64 {
-        metric_value(&self.stirgate.metrics(self.metrics), selector)
-    }
-
-    /// Waits until `n` CDR lines exist and returns them.
-    fn cdrs(&self, n: usize) -> Vec<serde_json::Value> {
-        for _ in 0..100 {
-            let lines = self.stirgate.cdr_lines();
-            if lines.len() >= n {
-                return lines
-                    .iter()
-                    .map(|l| serde_json::from_str(l).expect("CDR is JSON"))
-                    .collect();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "expected {n} CDR lines, got {:?}",
-            self.stirgate.cdr_lines()
-        );
-    }
-}
-
-fn assert_ok(what: &str, result: &test_support::sipp::SippResult) {
-    assert!(
-        result.success(),
-        "{what}: SIPp failed ({:?})\nstderr: {}\nerrors: {}",
-        result.status,
-        result.stderr,
-        &result.errors[..result.errors.len().min(4000)]
-    );
-}
+use crate::common::{assert_ok, scenario, Setup};
 
 #[test]
 fn basic_calls_with_caller_hanging_up_are_forwarded() {

@@ -1,4 +1,4 @@
-//! End-to-end: every INVITE is verified before routing. A PASSporT signed at test time by
+//! Every INVITE is verified before routing. A PASSporT signed at test time by
 //! `stirgate sign` (rcgen test PKI, certificate served over HTTP on 127.0.0.1) reaches the
 //! callee stamped as verified; an unsigned call meets the reject policy with 428.
 
@@ -12,15 +12,7 @@ use test_support::net::{free_port, metric_value};
 use test_support::pki::{LeafSpec, TestPki};
 use test_support::sipp::{Sipp, Stirgate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
-
-fn scenario(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scenarios")
-        .join(name)
-        .display()
-        .to_string()
-}
+use crate::common::{scenario, BIN};
 
 fn sign(key: &Path, x5u: &str) -> String {
     let out = Command::new(BIN)

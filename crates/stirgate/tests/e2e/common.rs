@@ -1,0 +1,150 @@
+//! What the end-to-end tests share.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use test_support::net::{free_port, metric_value};
+use test_support::sipp::{Sipp, Stirgate};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_stirgate");
+
+/// The path of a scenario file in `tests/scenarios`.
+pub(crate) fn scenario(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The repository's root.
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What a test changes in the stirgate config.
+pub(crate) struct Options<'a> {
+    /// Appended to the forward target URI (e.g. `;transport=tcp`).
+    pub(crate) transport: &'a str,
+    /// Extra `[sip]` lines.
+    pub(crate) sip: &'a str,
+    /// The `[routes]` lines.
+    pub(crate) routes: &'a str,
+    /// Extra tables.
+    pub(crate) extra: &'a str,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            transport: "",
+            sip: "",
+            routes: "missing = \"forward\"\n",
+            extra: "",
+        }
+    }
+}
+
+/// A stirgate under test with its ports and work directory.
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) sg_port: u16,
+    pub(crate) uas_port: u16,
+    pub(crate) metrics: SocketAddr,
+    pub(crate) stirgate: Stirgate,
+}
+
+impl Setup {
+    /// Starts stirgate forwarding with `target_transport` and extra `[sip]` lines.
+    pub(crate) fn start(target_transport: &str, sip: &str) -> Self {
+        Self::with(&Options {
+            transport: target_transport,
+            sip,
+            ..Options::default()
+        })
+    }
+
+    /// Starts stirgate with `opts`.
+    pub(crate) fn with(opts: &Options<'_>) -> Self {
+        let (target_transport, extra) = (opts.transport, opts.sip);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+        let config = format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
+             [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [cdr]\npath = \"cdr.jsonl\"\n\
+             [shutdown]\ndrain_timeout_s = 5\n\
+             [routes]\n{routes}\n\
+             [voicemail]\ndir = \"voicemail\"\n\
+             [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
+             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n{more}",
+            repo = repo_root().display(),
+            routes = opts.routes,
+            more = opts.extra,
+        );
+        let stirgate = Stirgate::start(BIN, dir.path(), &config);
+        Self {
+            dir,
+            sg_port,
+            uas_port,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            stirgate,
+        }
+    }
+
+    /// A SIPp callee on the forward target's port.
+    pub(crate) fn uas(&self, scenario: &str) -> Sipp {
+        Sipp::new(scenario, self.dir.path()).args(["-p".to_owned(), self.uas_port.to_string()])
+    }
+
+    /// A SIPp caller towards stirgate.
+    pub(crate) fn uac(&self, scenario: &str, calls: u32) -> Sipp {
+        Sipp::new(scenario, self.dir.path()).args([
+            format!("127.0.0.1:{}", self.sg_port),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-mp".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            calls.to_string(),
+            "-timeout".to_owned(),
+            "60s".to_owned(),
+        ])
+    }
+
+    /// One metric's value.
+    pub(crate) fn metric(&self, selector: &str) -> f64 {
+        metric_value(&self.stirgate.metrics(self.metrics), selector)
+    }
+
+    /// Waits until `n` CDR lines exist and returns them.
+    pub(crate) fn cdrs(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let lines = self.stirgate.cdr_lines();
+            if lines.len() >= n {
+                return lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).expect("CDR is JSON"))
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "expected {n} CDR lines, got {:?}",
+            self.stirgate.cdr_lines()
+        );
+    }
+}
+
+/// Fails the test with SIPp's errors unless it succeeded.
+pub(crate) fn assert_ok(what: &str, result: &test_support::sipp::SippResult) {
+    assert!(
+        result.success(),
+        "{what}: SIPp failed ({:?})\nstderr: {}\nerrors: {}",
+        result.status,
+        result.stderr,
+        &result.errors[..result.errors.len().min(4000)]
+    );
+}

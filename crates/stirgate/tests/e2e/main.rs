@@ -1,0 +1,7 @@
+//! End-to-end tests: the built `stirgate` binary driven by SIPp and real sockets on 127.0.0.1.
+//! One test binary with a module per concern.
+
+mod common;
+mod local_flows;
+mod sip_calls;
+mod verified_calls;
