@@ -1729,6 +1729,240 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         assert_eq!(record.outcome, Outcome::Cancelled);
     }
 
+    /// Drains the outputs, keeping the media commands and the others apart.
+    fn outputs(b: &mut B2bua<StdRng>) -> (Vec<media::Command>, Vec<Output>) {
+        let mut commands = Vec::new();
+        let mut others = Vec::new();
+        while let Some(o) = b.poll_output() {
+            match o {
+                Output::MediaCommand { command, .. } => commands.push(command),
+                other => others.push(other),
+            }
+        }
+        (commands, others)
+    }
+
+    /// A call routed to a local flow, answered and ACKed; returns its id.
+    fn answered_local(b: &mut B2bua<StdRng>, now: Instant) -> CallId {
+        let job = start_call(
+            b,
+            now,
+            &invite(),
+            &Verdict::from_reason(stir::Reason::NoIdentity),
+            Listing::Unlisted,
+        );
+        let (_, others) = outputs(b);
+        assert!(
+            others
+                .iter()
+                .any(|o| matches!(o, Output::MediaAnswer { offer, .. } if offer == SDP)),
+            "media is asked to answer the caller's offer: {others:?}"
+        );
+        b.handle_media_answer(now, job.call, Ok("v=0\r\nour-sdp\r\n".into()));
+        let out = sent(b);
+        let Some(Message::Response(ok)) = out
+            .iter()
+            .map(|(_, m)| m)
+            .find(|m| matches!(m, Message::Response(r) if r.status == 200))
+        else {
+            panic!("the caller is answered")
+        };
+        assert_eq!(&ok.body[..], b"v=0\r\nour-sdp\r\n");
+        let ack = invite()
+            .replace("INVITE sip", "ACK sip")
+            .replace("10 INVITE", "10 ACK")
+            .replace("branch=z9hG4bKin1", "branch=z9hG4bKack")
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;tag=x",
+            );
+        b.handle_bytes(now, udp(CALLER), ack.as_bytes());
+        job.call
+    }
+
+    #[test]
+    fn captcha_wrong_twice_says_goodbye_and_hangs_up() {
+        let mut b = b2bua();
+        b.cfg.routes.missing = RouteAction::Captcha;
+        let now = Instant::now();
+        let id = answered_local(&mut b, now);
+        let (commands, others) = outputs(&mut b);
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaStart { .. })));
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Play(p)] if p.barge_in),
+            "{commands:?}"
+        );
+        for attempt in ["99", "98"] {
+            b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+            let (commands, _) = outputs(&mut b);
+            assert!(
+                matches!(commands.as_slice(), [media::Command::CollectDigits(c)] if c.max_digits == 2),
+                "{commands:?}"
+            );
+            b.handle_media_event(
+                now,
+                id,
+                media::Event::DigitsCollected {
+                    digits: attempt.into(),
+                    end: media::session::CollectEnd::MaxDigits,
+                },
+            );
+            let (commands, _) = outputs(&mut b);
+            assert!(
+                matches!(commands.as_slice(), [media::Command::Play(_)]),
+                "{commands:?}"
+            );
+        }
+        assert!(
+            sent(&mut b).is_empty(),
+            "no BYE before the goodbye prompt ends"
+        );
+        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        let out = sent(&mut b);
+        assert_eq!(
+            requests_to(&out, CALLER, &Method::Bye).len(),
+            1,
+            "BYE to the caller"
+        );
+        assert!(
+            requests_to(&out, CALLEE, &Method::Invite).is_empty(),
+            "nobody called"
+        );
+        let (_, others) = outputs(&mut b);
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaClose { .. })));
+        let record = others.iter().find_map(|o| match o {
+            Output::CallEnded(r) => Some(r.clone()),
+            _ => None,
+        });
+        assert_eq!(record.map(|r| r.outcome), Some(Outcome::CaptchaFailed));
+    }
+
+    #[test]
+    fn captcha_passed_joins_fast_pass_and_calls_the_target_with_our_sdp() {
+        let mut b = b2bua();
+        b.cfg.routes.missing = RouteAction::Captcha;
+        let now = Instant::now();
+        let id = answered_local(&mut b, now);
+        outputs(&mut b);
+        b.handle_media_event(
+            now,
+            id,
+            media::Event::DigitsCollected {
+                digits: "10".into(),
+                end: media::session::CollectEnd::MaxDigits,
+            },
+        );
+        let (_, others) = outputs(&mut b);
+        assert!(
+            others
+                .iter()
+                .any(|o| matches!(o, Output::FastPass { number } if number == "+15551230001")),
+            "{others:?}"
+        );
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaOffer { .. })));
+        b.handle_media_offer(now, id, Ok("v=0\r\noffer\r\n".into()));
+        let out = sent(&mut b);
+        let invites = requests_to(&out, CALLEE, &Method::Invite);
+        assert_eq!(invites.len(), 1);
+        assert_eq!(
+            &invites[0].body[..],
+            b"v=0\r\noffer\r\n",
+            "our SDP, not the caller's"
+        );
+        reply(&mut b, now, &invites[0], 200, "callee1", SDP);
+        let out = sent(&mut b);
+        assert!(
+            statuses_to(&out, CALLER).is_empty(),
+            "the callee's 200 is not relayed"
+        );
+        assert_eq!(requests_to(&out, CALLEE, &Method::Ack).len(), 1);
+        let (_, others) = outputs(&mut b);
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaBridge { answer, .. } if answer == SDP)));
+    }
+
+    #[test]
+    fn voicemail_hang_up_while_recording_saves_and_notifies() {
+        let mut b = b2bua();
+        b.cfg.routes.missing = RouteAction::Voicemail;
+        let now = Instant::now();
+        let id = answered_local(&mut b, now);
+        outputs(&mut b);
+        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        let (commands, _) = outputs(&mut b);
+        let [media::Command::Record(spec)] = commands.as_slice() else {
+            panic!("recording expected: {commands:?}")
+        };
+        assert_eq!(spec.finish_key, media::Digit::from_char('*'));
+        assert!(spec.path.starts_with(std::env::temp_dir()));
+        let path = spec.path.clone();
+        let bye = invite()
+            .replace("INVITE sip", "BYE sip")
+            .replace("10 INVITE", "11 BYE")
+            .replace("branch=z9hG4bKin1", "branch=z9hG4bKbye")
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;tag=x",
+            );
+        b.handle_bytes(now, udp(CALLER), bye.as_bytes());
+        let (commands, _) = outputs(&mut b);
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Stop]),
+            "the recording is stopped and saved"
+        );
+        b.handle_media_event(
+            now,
+            id,
+            media::Event::RecordingSaved {
+                path: path.clone(),
+                duration: Duration::from_secs(7),
+                end: media::recorder::RecordEnd::Stopped,
+            },
+        );
+        let (_, others) = outputs(&mut b);
+        assert!(others.iter().any(|o| matches!(o, Output::VoicemailSaved(n) if n.recording == path && n.from == "+15551230001")));
+        let record = others.iter().find_map(|o| match o {
+            Output::CallEnded(r) => Some(r.clone()),
+            _ => None,
+        });
+        let record = record.expect("call ended");
+        assert_eq!(record.outcome, Outcome::VoicemailSaved);
+        assert_eq!(
+            record.verification.recording.as_deref(),
+            Some(path.as_path())
+        );
+    }
+
+    #[test]
+    fn voicemail_without_a_save_event_ends_after_the_grace() {
+        let mut b = b2bua();
+        b.cfg.routes.missing = RouteAction::Voicemail;
+        let now = Instant::now();
+        let id = answered_local(&mut b, now);
+        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        outputs(&mut b);
+        let bye = invite()
+            .replace("INVITE sip", "BYE sip")
+            .replace("10 INVITE", "11 BYE")
+            .replace("branch=z9hG4bKin1", "branch=z9hG4bKbye")
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;tag=x",
+            );
+        b.handle_bytes(now, udp(CALLER), bye.as_bytes());
+        outputs(&mut b);
+        assert_eq!(b.active_calls(), 1, "waiting for the recording");
+        b.handle_timeout(now + Duration::from_secs(6));
+        assert_eq!(b.active_calls(), 0);
+    }
+
     #[test]
     fn options_and_unknown_methods() {
         let mut b = b2bua();
