@@ -61,6 +61,19 @@ pub struct Config {
     pub routes: Routes,
     /// Settings of the flows stirgate runs itself (voicemail, CAPTCHA).
     pub flows: FlowConfig,
+    /// Per dialled number (canonical TN, RFC 8224 §8.3) overrides.
+    pub numbers: HashMap<String, NumberSettings>,
+}
+
+/// What one dialled number changes (config `[[numbers]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberSettings {
+    /// The policy table for calls to this number.
+    pub routes: Routes,
+    /// Where forwarded calls to this number go (URI and resolved peer).
+    pub forward: Option<(String, Peer)>,
+    /// The prompt greeting callers of this number (rendered from its organisation name).
+    pub greeting: Option<String>,
 }
 
 /// What the shell must do besides sending bytes.
@@ -416,6 +429,28 @@ impl<R: RngCore> B2bua<R> {
             return;
         };
 
+        // Per dialled number: the forward target, routes and greeting may differ.
+        let dialled = SipUri::parse(&invite.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .or_else(|| {
+                invite
+                    .header_to()
+                    .and_then(|t| t.sip_uri())
+                    .and_then(|u| u.user)
+            })
+            .and_then(|n| stir::tn::canonicalize(&n));
+        let settings = dialled
+            .as_ref()
+            .and_then(|n| self.cfg.numbers.get(n))
+            .cloned();
+        let (forward_target, forward_peer) = settings
+            .as_ref()
+            .and_then(|s| s.forward.clone())
+            .unwrap_or_else(|| (self.cfg.forward_target.clone(), self.cfg.forward_peer));
+        let routes = settings.as_ref().map_or(self.cfg.routes, |s| s.routes);
+        let greeting = settings.and_then(|s| s.greeting);
+
         // The outbound leg: a new dialog of our own towards the forward target.
         let b_call_id = format!(
             "{}{:016x}{:08x}",
@@ -439,17 +474,17 @@ impl<R: RngCore> B2bua<R> {
                 t.params.remove("tag");
                 t.to_string()
             })
-            .unwrap_or_else(|| format!("<{}>", self.cfg.forward_target));
+            .unwrap_or_else(|| format!("<{forward_target}>"));
         let outbound = Leg {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             local_header,
             remote_header,
             remote_tag: None,
-            remote_target: self.cfg.forward_target.clone(),
+            remote_target: forward_target.clone(),
             route_set: Vec::new(),
             local_cseq: 1,
-            peer: self.cfg.forward_peer,
+            peer: forward_peer,
         };
 
         let identity: Vec<String> = invite
@@ -505,6 +540,9 @@ impl<R: RngCore> B2bua<R> {
             },
             stamps: Stamps::default(),
             flow: None,
+            routes,
+            forward_target,
+            greeting,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
@@ -529,7 +567,7 @@ impl<R: RngCore> B2bua<R> {
             return;
         }
         let identity_present = c.inbound_invite.headers.get("Identity").is_some();
-        let decision = decide(&self.cfg.routes, verdict, listing, identity_present);
+        let decision = decide(&c.routes, verdict, listing, identity_present);
         c.verification.verstat = verdict.verstat.as_str();
         c.verification.attest = verdict.attest.map(stir::Attest::as_str);
         c.verification.reason = verdict.reason.label();
@@ -620,7 +658,7 @@ impl<R: RngCore> B2bua<R> {
         };
         let mut out_invite = Request {
             method: Method::Invite,
-            uri: self.cfg.forward_target.clone(),
+            uri: call.forward_target.clone(),
             headers,
             body,
         };
@@ -1346,6 +1384,7 @@ mod tests {
                 retry_after_s: 30,
                 routes: Routes::default(),
                 flows: test_flows(),
+                numbers: HashMap::new(),
             },
             StdRng::seed_from_u64(7),
         )
@@ -1961,6 +2000,53 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         assert_eq!(b.active_calls(), 1, "waiting for the recording");
         b.handle_timeout(now + Duration::from_secs(6));
         assert_eq!(b.active_calls(), 0);
+    }
+
+    #[test]
+    fn a_dialled_number_brings_its_own_target_and_routes() {
+        let mut b = b2bua();
+        let pbx = "127.0.0.1:7100";
+        b.cfg.numbers.insert(
+            "15551230002".into(),
+            NumberSettings {
+                routes: Routes {
+                    a: RouteAction::Reject,
+                    ..Routes::default()
+                },
+                forward: Some((format!("sip:desk@{pbx}"), udp(pbx))),
+                greeting: None,
+            },
+        );
+        let now = Instant::now();
+        // Missing identity: forwarded (default routes) to the number's own target.
+        start_call(
+            &mut b,
+            now,
+            &invite(),
+            &Verdict::from_reason(stir::Reason::NoIdentity),
+            Listing::Unlisted,
+        );
+        let out = sent(&mut b);
+        let invites = requests_to(&out, pbx, &Method::Invite);
+        assert_eq!(invites.len(), 1, "{out:?}");
+        assert_eq!(invites[0].uri, format!("sip:desk@{pbx}"));
+        assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
+        // Attestation A meets this number's reject route.
+        let second = invite()
+            .replace("in-call-1", "in-call-2")
+            .replace("z9hG4bKin1", "z9hG4bKin2");
+        start_call(
+            &mut b,
+            now,
+            &second,
+            &verified(stir::Attest::A),
+            Listing::Unlisted,
+        );
+        let out = sent(&mut b);
+        assert!(
+            statuses_to(&out, CALLER).iter().any(|s| *s >= 400),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -178,6 +178,12 @@ pub struct Call {
     pub stamps: Stamps,
     /// The call flow when stirgate answered the call itself.
     pub flow: Option<crate::flows::Flow>,
+    /// The policy table for this call (the dialled number's, else the default).
+    pub routes: crate::router::Routes,
+    /// The forward target URI for this call.
+    pub forward_target: String,
+    /// The dialled number's own greeting prompt, if it has one.
+    pub greeting: Option<String>,
 }
 
 /// The verification stamps of an outbound INVITE (contract: verstat on From/PAI,

@@ -20,7 +20,7 @@ pub mod error;
 pub mod flows;
 pub mod router;
 
-pub use b2bua::{B2bua, Config, Output, VerifyJob, VoicemailNote};
+pub use b2bua::{B2bua, Config, NumberSettings, Output, VerifyJob, VoicemailNote};
 pub use call::{Call, CallId, CallRecord, Outcome, Verification};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, VoicemailConfig};

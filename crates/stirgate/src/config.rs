@@ -77,6 +77,57 @@ pub struct RawConfig {
     pub captcha: RawCaptcha,
     /// `[voicemail]`
     pub voicemail: RawVoicemail,
+    /// `[[numbers]]`: per dialled number overrides.
+    pub numbers: Vec<RawNumber>,
+}
+
+/// One `[[numbers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumber {
+    /// `numbers[].number`: the dialled number (To / Request-URI), any visual format.
+    pub number: String,
+    /// `numbers[].forward_target`: where forwarded calls to it go (default: forward.target).
+    #[serde(default)]
+    pub forward_target: String,
+    /// `numbers[].organization`: the name spoken in its voicemail greeting.
+    #[serde(default)]
+    pub organization: String,
+    /// `numbers[].routes`: route overrides for it.
+    #[serde(default)]
+    pub routes: RawRouteOverrides,
+}
+
+/// `[numbers.routes]`: any of the `[routes]` keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteOverrides {
+    /// A
+    #[serde(rename = "A")]
+    pub a: Option<String>,
+    /// B
+    #[serde(rename = "B")]
+    pub b: Option<String>,
+    /// C
+    #[serde(rename = "C")]
+    pub c: Option<String>,
+    /// failed
+    pub failed: Option<String>,
+    /// missing
+    pub missing: Option<String>,
+}
+
+/// A validated `[[numbers]]` entry.
+#[derive(Debug, Clone)]
+pub struct NumberConfig {
+    /// Canonical number (RFC 8224 §8.3).
+    pub number: String,
+    /// Its policy table.
+    pub routes: Routes,
+    /// Its forward target, when it has its own.
+    pub forward: Option<(String, Peer)>,
+    /// Its organisation name.
+    pub organization: Option<String>,
 }
 
 /// `[captcha]`
@@ -120,14 +171,40 @@ pub struct RawVoicemail {
     pub max_seconds: u64,
     /// `voicemail.webhook`
     pub webhook: String,
+    /// `voicemail.webhook_timeout_ms`
+    pub webhook_timeout_ms: u64,
+    /// `voicemail.webhook_attempts`
+    pub webhook_attempts: u32,
+    /// `voicemail.webhook_backoff_ms`
+    pub webhook_backoff_ms: u64,
+    /// `[voicemail.sms]`
+    pub sms: crate::notify::SmsConfig,
 }
 
 impl Default for RawVoicemail {
     fn default() -> Self {
+        let notify = crate::notify::NotifyConfig::default();
         Self {
             dir: PathBuf::from("voicemail"),
             max_seconds: 120,
-            webhook: String::new(),
+            webhook: notify.webhook,
+            webhook_timeout_ms: notify.webhook_timeout_ms,
+            webhook_attempts: notify.webhook_attempts,
+            webhook_backoff_ms: notify.webhook_backoff_ms,
+            sms: notify.sms,
+        }
+    }
+}
+
+impl RawVoicemail {
+    /// The notification settings of this table.
+    pub fn notify(&self) -> crate::notify::NotifyConfig {
+        crate::notify::NotifyConfig {
+            webhook: self.webhook.clone(),
+            webhook_timeout_ms: self.webhook_timeout_ms,
+            webhook_attempts: self.webhook_attempts,
+            webhook_backoff_ms: self.webhook_backoff_ms,
+            sms: self.sms.clone(),
         }
     }
 }
@@ -339,6 +416,10 @@ pub struct Config {
     pub captcha_question: String,
     /// Voicemail settings.
     pub voicemail: VoicemailConfig,
+    /// Per dialled number overrides.
+    pub numbers: Vec<NumberConfig>,
+    /// Voicemail notifications.
+    pub notify: crate::notify::NotifyConfig,
     /// The raw values, for `check-config` to print.
     pub raw: RawConfig,
 }
@@ -449,7 +530,7 @@ impl TryFrom<RawConfig> for Config {
         let mut timers = TimerConfig::from_t1(Duration::from_millis(raw.sip.t1_ms.max(1)));
         timers.timeout = Duration::from_millis(raw.sip.transaction_timeout_ms.max(1));
 
-        let forward_peer = match forward_peer(&raw.forward.target) {
+        let forward_peer = match resolve_target(&raw.forward.target) {
             Ok(peer) => Some(peer),
             Err(reason) => {
                 errors.push(ConfigError::new("forward.target", reason));
@@ -546,13 +627,13 @@ impl TryFrom<RawConfig> for Config {
         if raw.voicemail.dir.as_os_str().is_empty() {
             errors.push(ConfigError::new("voicemail.dir", "must name a directory"));
         }
-        let hook = &raw.voicemail.webhook;
-        if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
-            errors.push(ConfigError::new(
-                "voicemail.webhook",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        let notify = raw.voicemail.notify();
+        errors.extend(
+            notify
+                .validate()
+                .into_iter()
+                .map(|(key, reason)| ConfigError { key, reason }),
+        );
         let routes = Routes {
             a: route_action("routes.A", &raw.routes.a, &mut errors),
             b: route_action("routes.B", &raw.routes.b, &mut errors),
@@ -561,6 +642,54 @@ impl TryFrom<RawConfig> for Config {
             missing: route_action("routes.missing", &raw.routes.missing, &mut errors),
         };
 
+        let mut numbers = Vec::new();
+        for (i, n) in raw.numbers.iter().enumerate() {
+            let key = |k: &str| format!("numbers[{i}].{k}");
+            let Some(number) = stir::tn::canonicalize(&n.number) else {
+                errors.push(ConfigError::new(
+                    &key("number"),
+                    format!("`{}` is not a telephone number", n.number),
+                ));
+                continue;
+            };
+            if numbers.iter().any(|m: &NumberConfig| m.number == number) {
+                errors.push(ConfigError::new(
+                    &key("number"),
+                    format!("{number} is listed twice"),
+                ));
+            }
+            let forward = if n.forward_target.is_empty() {
+                None
+            } else {
+                match resolve_target(&n.forward_target) {
+                    Ok(peer) => Some((n.forward_target.clone(), peer)),
+                    Err(reason) => {
+                        errors.push(ConfigError::new(&key("forward_target"), reason));
+                        None
+                    }
+                }
+            };
+            let over = |v: &Option<String>,
+                        k: &str,
+                        default: RouteAction,
+                        errors: &mut Vec<ConfigError>| match v {
+                Some(v) => route_action(&key(&format!("routes.{k}")), v, errors),
+                None => default,
+            };
+            let number_routes = Routes {
+                a: over(&n.routes.a, "A", routes.a, &mut errors),
+                b: over(&n.routes.b, "B", routes.b, &mut errors),
+                c: over(&n.routes.c, "C", routes.c, &mut errors),
+                failed: over(&n.routes.failed, "failed", routes.failed, &mut errors),
+                missing: over(&n.routes.missing, "missing", routes.missing, &mut errors),
+            };
+            numbers.push(NumberConfig {
+                number,
+                routes: number_routes,
+                forward,
+                organization: (!n.organization.is_empty()).then(|| n.organization.clone()),
+            });
+        }
         let (Some(forward_peer), Some(metrics_listen), true) =
             (forward_peer, metrics_listen, errors.is_empty())
         else {
@@ -598,6 +727,8 @@ impl TryFrom<RawConfig> for Config {
                 timeout: Duration::from_secs(raw.captcha.timeout_s),
             },
             captcha_question: raw.captcha.question.clone(),
+            numbers,
+            notify,
             voicemail: VoicemailConfig {
                 dir: std::path::absolute(&raw.voicemail.dir)
                     .unwrap_or_else(|_| raw.voicemail.dir.clone()),
@@ -610,7 +741,7 @@ impl TryFrom<RawConfig> for Config {
 
 /// Resolves the forward target once, at start-up (RFC 3263 SRV/NAPTR lookups are not done:
 /// name the host and port, or an IP address).
-fn forward_peer(target: &str) -> Result<Peer, String> {
+fn resolve_target(target: &str) -> Result<Peer, String> {
     let uri = SipUri::parse(target)
         .map_err(|_| format!("`{target}` is not a SIP URI (e.g. sip:phone@192.0.2.10:5060)"))?;
     if uri.scheme == "tel" {
@@ -679,6 +810,35 @@ mod tests {
         );
         assert_eq!(cfg.forward_peer.transport, Transport::Tcp);
         assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5080".parse().unwrap());
+    }
+
+    #[test]
+    fn numbers_override_target_routes_and_greeting() {
+        let cfg = Config::from_toml_at(
+            "[[numbers]]\nnumber = \"+1 (555) 123-0002\"\nforward_target = \"sip:desk@127.0.0.1:5090\"\n\
+             organization = \"Acme Dental\"\n[numbers.routes]\nC = \"forward\"\n\
+             [[numbers]]\nnumber = \"15551230003\"\n",
+            &repo(),
+        )
+        .unwrap();
+        assert_eq!(cfg.numbers.len(), 2);
+        let n = &cfg.numbers[0];
+        assert_eq!(n.number, "15551230002");
+        assert_eq!(n.routes.c, RouteAction::Forward);
+        assert_eq!(
+            n.routes.missing,
+            RouteAction::Captcha,
+            "the rest inherits [routes]"
+        );
+        assert_eq!(n.forward.as_ref().map(|f| f.1.addr.port()), Some(5090));
+        assert_eq!(n.organization.as_deref(), Some("Acme Dental"));
+        let err = Config::from_toml_at(
+            "[[numbers]]\nnumber = \"call me\"\n[[numbers]]\nnumber = \"1\"\n[numbers.routes]\nB = \"teleport\"\n",
+            &repo(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["numbers[0].number", "numbers[1].routes.B"]);
     }
 
     #[test]

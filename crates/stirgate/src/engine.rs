@@ -67,6 +67,8 @@ impl Engine {
         let media =
             media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let flows = flow_config(cfg)?;
+        let notifier =
+            crate::notify::Notifier::new(&cfg.notify).map_err(|e| anyhow::anyhow!("{e}"))?;
         let verifier = Arc::new(
             stir::Verifier::new(&cfg.stir)
                 .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?,
@@ -121,6 +123,21 @@ impl Engine {
                 retry_after_s: cfg.retry_after_s,
                 routes: cfg.routes,
                 flows: flows.clone(),
+                numbers: cfg
+                    .numbers
+                    .iter()
+                    .map(|n| {
+                        let settings = b2bua::NumberSettings {
+                            routes: n.routes,
+                            forward: n.forward.clone(),
+                            greeting: n
+                                .organization
+                                .as_ref()
+                                .map(|_| format!("greeting_{}", n.number)),
+                        };
+                        (n.number.clone(), settings)
+                    })
+                    .collect(),
             };
             let core = B2bua::new(core_cfg, StdRng::from_entropy());
             let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
@@ -134,6 +151,7 @@ impl Engine {
                 media_rx,
                 media: media.clone(),
                 calls_media: HashMap::new(),
+                notifier: notifier.clone(),
                 verifier: Arc::clone(&verifier),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
@@ -177,21 +195,32 @@ impl Engine {
 /// composes the settings of the local call flows.
 fn flow_config(cfg: &Config) -> anyhow::Result<b2bua::FlowConfig> {
     std::fs::create_dir_all(&cfg.voicemail.dir).map_err(|e| {
-        anyhow::anyhow!("voicemail.dir: cannot create {}: {e}", cfg.voicemail.dir.display())
+        anyhow::anyhow!(
+            "voicemail.dir: cannot create {}: {e}",
+            cfg.voicemail.dir.display()
+        )
     })?;
     let mut prompts = media::prompt::PromptSet::from_config(&cfg.media)
         .map_err(|e| anyhow::anyhow!("media.prompt_dir: {e}"))?;
+    let cache = if cfg.media.tts_cache_dir.is_empty() {
+        std::env::temp_dir().join("stirgate-tts")
+    } else {
+        std::path::PathBuf::from(&cfg.media.tts_cache_dir)
+    };
+    let tts = media::prompt::Tts::new(&cfg.media.tts_command, &cache);
     if matches!(cfg.captcha.mode, b2bua::CaptchaMode::Fixed { .. })
         && !cfg.captcha_question.is_empty()
+        && !prompts.render_text("captcha_question", &cfg.captcha_question, tts.as_ref())
     {
-        let cache = if cfg.media.tts_cache_dir.is_empty() {
-            std::env::temp_dir().join("stirgate-tts")
-        } else {
-            std::path::PathBuf::from(&cfg.media.tts_cache_dir)
-        };
-        let tts = media::prompt::Tts::new(&cfg.media.tts_command, &cache);
-        if !prompts.render_text("captcha_question", &cfg.captcha_question, tts.as_ref()) {
-            tracing::warn!("captcha.question could not be rendered (no text-to-speech); the generic \"enter the digits\" prompt plays instead");
+        tracing::warn!("captcha.question could not be rendered (no text-to-speech); the generic \"enter the digits\" prompt plays instead");
+    }
+    // Each number with an organisation name gets its own greeting (generic without TTS).
+    for n in &cfg.numbers {
+        if let Some(org) = &n.organization {
+            let text = format!("Hello. You have reached {org}. Please stay on the line.");
+            if !prompts.render_text(&format!("greeting_{}", n.number), &text, tts.as_ref()) {
+                tracing::warn!(number = %n.number, "no text-to-speech: the generic greeting plays");
+            }
         }
     }
     Ok(b2bua::FlowConfig {
@@ -231,6 +260,7 @@ struct Shard {
     media_rx: mpsc::UnboundedReceiver<MediaMsg>,
     media: media::net::MediaEngine,
     calls_media: HashMap<CallId, CallMedia>,
+    notifier: crate::notify::Notifier,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -428,6 +458,22 @@ impl Shard {
             }
             Output::VoicemailSaved(note) => {
                 tracing::info!(recording = %note.recording.display(), from = %note.from, "voicemail saved");
+                let event = crate::notify::VoicemailSaved {
+                    call_id: note.call_id,
+                    from: note.from,
+                    to: note.to,
+                    verstat: note.verstat.to_owned(),
+                    attest: note.attest.map(str::to_owned),
+                    recording: note.recording.display().to_string(),
+                    duration_s: note.duration.as_secs_f64(),
+                };
+                let notifier = self.notifier.clone();
+                // Retries can take tens of seconds; the call never waits for them.
+                tokio::spawn(async move {
+                    if let Err(e) = notifier.voicemail_saved(&event).await {
+                        tracing::warn!(error = %e, call_id = %event.call_id, "voicemail notification failed");
+                    }
+                });
             }
             _ => {}
         }

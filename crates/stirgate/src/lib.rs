@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod notify;
 pub mod run;
 pub mod stir_cmd;

@@ -85,7 +85,13 @@ impl<R: RngCore> B2bua<R> {
         match self.calls.get(&id).and_then(|c| c.flow.clone()) {
             Some(Flow::Captcha { .. }) => self.challenge(id),
             Some(Flow::Voicemail { .. }) => {
-                let items = self.prompts(&["greeting", "leave_message", "beep"]);
+                let greeting = self
+                    .calls
+                    .get(&id)
+                    .and_then(|c| c.greeting.clone())
+                    .filter(|g| self.cfg.flows.prompts.get(g).is_some())
+                    .unwrap_or_else(|| "greeting".to_owned());
+                let items = self.prompts(&[&greeting, "leave_message", "beep"]);
                 self.media(id, Command::Play(PlaySpec::new(items)));
                 self.set_flow(
                     id,

@@ -33,6 +33,8 @@ pub(crate) struct Options<'a> {
     pub(crate) routes: &'a str,
     /// Extra tables.
     pub(crate) extra: &'a str,
+    /// The `[voicemail]` table.
+    pub(crate) voicemail: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -42,6 +44,7 @@ impl Default for Options<'_> {
             sip: "",
             routes: "missing = \"forward\"\n",
             extra: "",
+            voicemail: "[voicemail]\ndir = \"voicemail\"\n",
         }
     }
 }
@@ -77,12 +80,13 @@ impl Setup {
              [cdr]\npath = \"cdr.jsonl\"\n\
              [shutdown]\ndrain_timeout_s = 5\n\
              [routes]\n{routes}\n\
-             [voicemail]\ndir = \"voicemail\"\n\
+             {voicemail}\
              [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
              [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n{more}",
             repo = repo_root().display(),
             routes = opts.routes,
             more = opts.extra,
+            voicemail = opts.voicemail,
         );
         let stirgate = Stirgate::start(BIN, dir.path(), &config);
         Self {
