@@ -29,7 +29,10 @@ speak() {
 
 speak greeting "Hello. You have reached a screened line. Please stay on the line."
 speak record_name "Please say your name after the tone, then press pound."
-speak leave_message "Please leave a message after the tone. Press pound when you are done."
+speak leave_message "Please leave a message after the tone. Press star when you are done."
+speak no_recording "I did not receive a recording."
+speak call_from "You have a call from"
+speak screen_choice "Press 1 to accept the call, or 2 to send it to voicemail."
 speak enter_digits "Please enter the digits you hear, then press pound."
 speak thank_you "Thank you."
 speak goodbye "Sorry, goodbye."

@@ -19,7 +19,7 @@ use crate::call::{
     Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome, Stamps, Verification,
 };
 use crate::error::CallError;
-use crate::flows::FlowConfig;
+use crate::flows::{FlowConfig, MediaLeg};
 use crate::router::{decide, Decision, Listing, Routes};
 
 /// Methods we answer or relay; the Allow header of our responses.
@@ -103,12 +103,30 @@ pub enum Output {
         /// The call.
         call: CallId,
     },
-    /// A command for the caller's media.
+    /// A command for one media leg.
     MediaCommand {
         /// The call.
         call: CallId,
+        /// Which leg.
+        leg: MediaLeg,
         /// The command.
         command: media::Command,
+    },
+    /// Play prompts around a recorded file to one leg (the file is read by the shell), with
+    /// barge-in, then collect digits.
+    MediaPlayRecording {
+        /// The call.
+        call: CallId,
+        /// Which leg.
+        leg: MediaLeg,
+        /// Prompts before the recording.
+        before: Vec<media::player::PlayItem>,
+        /// The recorded WAV.
+        recording: std::path::PathBuf,
+        /// Prompts after it.
+        after: Vec<media::player::PlayItem>,
+        /// Digits to collect while and after it plays.
+        collect: media::session::CollectSpec,
     },
     /// A DTMF digit that arrived in a SIP INFO, for the caller's media.
     MediaDigit {
@@ -123,12 +141,23 @@ pub enum Output {
         /// The call.
         call: CallId,
     },
-    /// The callee answered our offer: start its media and bridge it with the caller's.
-    MediaBridge {
+    /// The callee answered our offer: start its media (events come back with
+    /// [`MediaLeg::Callee`]).
+    MediaAccept {
         /// The call.
         call: CallId,
         /// The callee's SDP answer.
         answer: String,
+    },
+    /// Bridge the caller's and the callee's media (both started).
+    MediaBridge {
+        /// The call.
+        call: CallId,
+    },
+    /// Close the callee's media only (the caller stays with stirgate).
+    MediaCloseCallee {
+        /// The call.
+        call: CallId,
     },
     /// Close the call's media (a recording in progress is saved first).
     MediaClose {
@@ -825,7 +854,7 @@ impl<R: RngCore> B2bua<R> {
             Purpose::OutboundInvite => {
                 let state = self.calls.get(&id).map(|c| c.state);
                 if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
-                    self.local_outbound_failed(id);
+                    self.local_outbound_failed(now, id);
                 } else if state == Some(CallState::Early) {
                     let (status, reason) = err.response();
                     self.answer_inbound(now, id, status, reason, None);
@@ -1358,6 +1387,7 @@ mod tests {
     use sip_proto::message::Message;
 
     use super::*;
+    use crate::flows::MediaLeg;
     use crate::router::RouteAction;
 
     const CALLER: &str = "127.0.0.1:6000";
@@ -1418,6 +1448,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
                 dir: std::env::temp_dir(),
                 max_len: Duration::from_secs(30),
             },
+            screen: crate::flows::ScreenConfig::default(),
             prompts: std::sync::Arc::new(
                 media::prompt::PromptSet::load(std::path::Path::new(prompts)).expect("prompts"),
             ),
@@ -1834,7 +1865,12 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             "{commands:?}"
         );
         for attempt in ["99", "98"] {
-            b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+            b.handle_media_event(
+                now,
+                id,
+                MediaLeg::Caller,
+                media::Event::PlayFinished { interrupted: false },
+            );
             let (commands, _) = outputs(&mut b);
             assert!(
                 matches!(commands.as_slice(), [media::Command::CollectDigits(c)] if c.max_digits == 2),
@@ -1843,6 +1879,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             b.handle_media_event(
                 now,
                 id,
+                MediaLeg::Caller,
                 media::Event::DigitsCollected {
                     digits: attempt.into(),
                     end: media::session::CollectEnd::MaxDigits,
@@ -1858,7 +1895,12 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             sent(&mut b).is_empty(),
             "no BYE before the goodbye prompt ends"
         );
-        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::PlayFinished { interrupted: false },
+        );
         let out = sent(&mut b);
         assert_eq!(
             requests_to(&out, CALLER, &Method::Bye).len(),
@@ -1890,6 +1932,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         b.handle_media_event(
             now,
             id,
+            MediaLeg::Caller,
             media::Event::DigitsCollected {
                 digits: "10".into(),
                 end: media::session::CollectEnd::MaxDigits,
@@ -1924,7 +1967,10 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         let (_, others) = outputs(&mut b);
         assert!(others
             .iter()
-            .any(|o| matches!(o, Output::MediaBridge { answer, .. } if answer == SDP)));
+            .any(|o| matches!(o, Output::MediaAccept { answer, .. } if answer == SDP)));
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaBridge { .. })));
     }
 
     #[test]
@@ -1934,7 +1980,12 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         let now = Instant::now();
         let id = answered_local(&mut b, now);
         outputs(&mut b);
-        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::PlayFinished { interrupted: false },
+        );
         let (commands, _) = outputs(&mut b);
         let [media::Command::Record(spec)] = commands.as_slice() else {
             panic!("recording expected: {commands:?}")
@@ -1959,6 +2010,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         b.handle_media_event(
             now,
             id,
+            MediaLeg::Caller,
             media::Event::RecordingSaved {
                 path: path.clone(),
                 duration: Duration::from_secs(7),
@@ -1985,7 +2037,12 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         b.cfg.routes.missing = RouteAction::Voicemail;
         let now = Instant::now();
         let id = answered_local(&mut b, now);
-        b.handle_media_event(now, id, media::Event::PlayFinished { interrupted: false });
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::PlayFinished { interrupted: false },
+        );
         outputs(&mut b);
         let bye = invite()
             .replace("INVITE sip", "BYE sip")
@@ -2047,6 +2104,129 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             statuses_to(&out, CALLER).iter().any(|s| *s >= 400),
             "{out:?}"
         );
+    }
+
+    /// A screened call up to the callee ringing; returns the call and the outbound INVITE.
+    fn screened_to_ringing(b: &mut B2bua<StdRng>, now: Instant) -> (CallId, Request) {
+        b.cfg.routes.missing = RouteAction::Screen;
+        let id = answered_local(b, now);
+        outputs(b);
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::PlayFinished { interrupted: false },
+        );
+        let (commands, _) = outputs(b);
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Record(_)]),
+            "{commands:?}"
+        );
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::RecordingSaved {
+                path: std::env::temp_dir().join("name.wav"),
+                duration: Duration::from_secs(2),
+                end: media::recorder::RecordEnd::Silence,
+            },
+        );
+        let (commands, others) = outputs(b);
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Play(p)] if p.repeat),
+            "hold music"
+        );
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaOffer { .. })));
+        b.handle_media_offer(now, id, Ok("v=0\r\noffer\r\n".into()));
+        let invite = requests_to(&sent(b), CALLEE, &Method::Invite).remove(0);
+        (id, invite)
+    }
+
+    #[test]
+    fn screening_callee_pressing_2_sends_the_caller_to_voicemail() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        let (id, invite) = screened_to_ringing(&mut b, now);
+        reply(&mut b, now, &invite, 200, "callee1", SDP);
+        sent(&mut b);
+        let (_, others) = outputs(&mut b);
+        assert!(
+            others.iter().any(|o| matches!(
+                o,
+                Output::MediaPlayRecording {
+                    leg: MediaLeg::Callee,
+                    ..
+                }
+            )),
+            "the callee hears the name: {others:?}"
+        );
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Callee,
+            media::Event::DigitsCollected {
+                digits: "2".into(),
+                end: media::session::CollectEnd::MaxDigits,
+            },
+        );
+        assert_eq!(
+            requests_to(&sent(&mut b), CALLEE, &Method::Bye).len(),
+            1,
+            "the callee is hung up"
+        );
+        let (commands, others) = outputs(&mut b);
+        assert!(others
+            .iter()
+            .any(|o| matches!(o, Output::MediaCloseCallee { .. })));
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Play(_)]),
+            "the voicemail greeting plays"
+        );
+        b.handle_media_event(
+            now,
+            id,
+            MediaLeg::Caller,
+            media::Event::PlayFinished { interrupted: false },
+        );
+        let (commands, _) = outputs(&mut b);
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Record(_)]),
+            "then the message is recorded"
+        );
+    }
+
+    #[test]
+    fn screening_without_an_answer_goes_to_voicemail_at_the_ring_timeout() {
+        let mut b = b2bua();
+        let now = Instant::now();
+        let (_, invite) = screened_to_ringing(&mut b, now);
+        reply(&mut b, now, &invite, 180, "callee1", "");
+        sent(&mut b);
+        b.handle_timeout(now + Duration::from_secs(26));
+        assert_eq!(
+            requests_to(&sent(&mut b), CALLEE, &Method::Cancel).len(),
+            1,
+            "the callee is cancelled"
+        );
+        let (commands, _) = outputs(&mut b);
+        assert!(
+            matches!(commands.as_slice(), [media::Command::Play(_)]),
+            "the voicemail greeting plays"
+        );
+        // The callee's 487 does not disturb the voicemail that now runs.
+        reply(
+            &mut b,
+            now + Duration::from_secs(26),
+            &invite,
+            487,
+            "callee1",
+            "",
+        );
+        let (commands, others) = outputs(&mut b);
+        assert!(commands.is_empty() && !others.iter().any(|o| matches!(o, Output::CallEnded(_))));
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub enum Outcome {
     CaptchaFailed,
     /// stirgate answered the call and the caller hung up before its flow ended.
     Abandoned,
+    /// Screened: the callee accepted and the legs were bridged.
+    ScreenAccepted,
 }
 
 impl Outcome {
@@ -110,6 +112,7 @@ impl Outcome {
             Self::CaptchaPassed => "captcha_passed",
             Self::CaptchaFailed => "captcha_failed",
             Self::Abandoned => "abandoned",
+            Self::ScreenAccepted => "screen_accepted",
         }
     }
 }

@@ -69,6 +69,36 @@ impl Default for VoicemailConfig {
     }
 }
 
+/// `[screen]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreenConfig {
+    /// How long the callee may ring before the caller goes to voicemail.
+    pub ring_timeout: Duration,
+    /// The longest recorded name.
+    pub name_max: Duration,
+    /// How long the callee has to press 1 or 2.
+    pub decision_timeout: Duration,
+}
+
+impl Default for ScreenConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout: Duration::from_secs(25),
+            name_max: Duration::from_secs(5),
+            decision_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which media leg of a locally answered call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaLeg {
+    /// The caller's (stirgate answered it).
+    Caller,
+    /// The callee's (stirgate called it with its own SDP).
+    Callee,
+}
+
 /// What the local flows need from the outside.
 #[derive(Clone)]
 pub struct FlowConfig {
@@ -76,6 +106,8 @@ pub struct FlowConfig {
     pub captcha: CaptchaConfig,
     /// Voicemail settings.
     pub voicemail: VoicemailConfig,
+    /// Call screening settings.
+    pub screen: ScreenConfig,
     /// The prompts (loaded and rendered by the shell at start-up).
     pub prompts: Arc<PromptSet>,
 }
@@ -85,6 +117,7 @@ impl std::fmt::Debug for FlowConfig {
         f.debug_struct("FlowConfig")
             .field("captcha", &self.captcha)
             .field("voicemail", &self.voicemail)
+            .field("screen", &self.screen)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +139,30 @@ pub enum Flow {
         /// Where it stands.
         stage: VoicemailStage,
     },
+    /// Call screening.
+    Screen {
+        /// Where it stands.
+        stage: ScreenStage,
+        /// The caller's recorded name.
+        name: Option<PathBuf>,
+    },
+}
+
+/// Call screening stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenStage {
+    /// Media is being set up / the 200 is waiting for its ACK.
+    Answering,
+    /// "Please say your name" playing.
+    Prompting,
+    /// Recording the caller's name.
+    RecordingName,
+    /// The callee is being called; the caller hears hold music.
+    Ringing,
+    /// The callee answered and hears "call from <name>, press 1 or 2".
+    Announcing,
+    /// Accepted: caller and callee bridged.
+    Bridged,
 }
 
 /// CAPTCHA stages.
@@ -150,6 +207,7 @@ impl Flow {
         match self {
             Self::Captcha { .. } => "captcha",
             Self::Voicemail { .. } => "voicemail",
+            Self::Screen { .. } => "screen",
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum RouteAction {
     /// Answer, ask for digits; forward on success (and add the caller to the fast-pass list),
     /// hang up politely on failure.
     Captcha,
+    /// Answer, record the caller's name, call the target and let the callee accept (1) or send
+    /// the caller to voicemail (2, or no answer).
+    Screen,
 }
 
 impl RouteAction {
@@ -26,6 +29,7 @@ impl RouteAction {
             Self::Reject => "reject",
             Self::Voicemail => "voicemail",
             Self::Captcha => "captcha",
+            Self::Screen => "screen",
         }
     }
 }
@@ -159,7 +163,9 @@ pub fn decide(
     }
     match routes.action(Class::of(verdict)) {
         RouteAction::Forward => Decision::Forward { fast_pass: false },
-        action @ (RouteAction::Voicemail | RouteAction::Captcha) => Decision::Local(action),
+        action @ (RouteAction::Voicemail | RouteAction::Captcha | RouteAction::Screen) => {
+            Decision::Local(action)
+        }
         RouteAction::Reject => {
             let status = verdict
                 .sip_code()

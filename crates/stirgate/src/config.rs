@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use b2bua::{CaptchaConfig, CaptchaMode, RouteAction, Routes, VoicemailConfig};
+use b2bua::{CaptchaConfig, CaptchaMode, RouteAction, Routes, ScreenConfig, VoicemailConfig};
 use serde::Deserialize;
 use sip::{Limits, ListenAddr};
 use sip_proto::endpoint::{Peer, Transport};
@@ -77,6 +77,8 @@ pub struct RawConfig {
     pub captcha: RawCaptcha,
     /// `[voicemail]`
     pub voicemail: RawVoicemail,
+    /// `[screen]`
+    pub screen: RawScreen,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -161,6 +163,28 @@ impl Default for RawCaptcha {
     }
 }
 
+/// `[screen]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScreen {
+    /// `screen.ring_timeout_s`: how long the callee rings before the caller goes to voicemail.
+    pub ring_timeout_s: u64,
+    /// `screen.name_max_seconds`: the longest recorded name.
+    pub name_max_seconds: u64,
+    /// `screen.decision_timeout_s`: how long the callee has to press 1 or 2.
+    pub decision_timeout_s: u64,
+}
+
+impl Default for RawScreen {
+    fn default() -> Self {
+        Self {
+            ring_timeout_s: 25,
+            name_max_seconds: 5,
+            decision_timeout_s: 10,
+        }
+    }
+}
+
 /// `[voicemail]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -229,12 +253,12 @@ pub struct RawRoutes {
 }
 
 impl Default for RawRoutes {
-    /// The two well-known call flows: A forwarded, C to voicemail, unsigned or failed through
-    /// the CAPTCHA. B is forwarded until call screening exists.
+    /// The two well-known call flows: A forwarded, B screened, C to voicemail, unsigned or
+    /// failed through the CAPTCHA.
     fn default() -> Self {
         Self {
             a: "forward".to_owned(),
-            b: "forward".to_owned(),
+            b: "screen".to_owned(),
             c: "voicemail".to_owned(),
             failed: "captcha".to_owned(),
             missing: "captcha".to_owned(),
@@ -248,13 +272,7 @@ fn route_action(key: &str, value: &str, errors: &mut Vec<ConfigError>) -> RouteA
         "reject" => RouteAction::Reject,
         "voicemail" => RouteAction::Voicemail,
         "captcha" => RouteAction::Captcha,
-        "screen" => {
-            errors.push(ConfigError::new(
-                key,
-                format!("`{value}` is not available yet (the media call flows are being built); use forward or reject"),
-            ));
-            RouteAction::Forward
-        }
+        "screen" => RouteAction::Screen,
         other => {
             errors.push(ConfigError::new(
                 key,
@@ -416,6 +434,8 @@ pub struct Config {
     pub captcha_question: String,
     /// Voicemail settings.
     pub voicemail: VoicemailConfig,
+    /// Call screening settings.
+    pub screen: ScreenConfig,
     /// Per dialled number overrides.
     pub numbers: Vec<NumberConfig>,
     /// Voicemail notifications.
@@ -627,6 +647,22 @@ impl TryFrom<RawConfig> for Config {
         if raw.voicemail.dir.as_os_str().is_empty() {
             errors.push(ConfigError::new("voicemail.dir", "must name a directory"));
         }
+        for (key, value, max) in [
+            ("screen.ring_timeout_s", raw.screen.ring_timeout_s, 300),
+            ("screen.name_max_seconds", raw.screen.name_max_seconds, 30),
+            (
+                "screen.decision_timeout_s",
+                raw.screen.decision_timeout_s,
+                120,
+            ),
+        ] {
+            if value == 0 || value > max {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
+            }
+        }
         let notify = raw.voicemail.notify();
         errors.extend(
             notify
@@ -729,6 +765,11 @@ impl TryFrom<RawConfig> for Config {
             captcha_question: raw.captcha.question.clone(),
             numbers,
             notify,
+            screen: ScreenConfig {
+                ring_timeout: Duration::from_secs(raw.screen.ring_timeout_s),
+                name_max: Duration::from_secs(raw.screen.name_max_seconds),
+                decision_timeout: Duration::from_secs(raw.screen.decision_timeout_s),
+            },
             voicemail: VoicemailConfig {
                 dir: std::path::absolute(&raw.voicemail.dir)
                     .unwrap_or_else(|_| raw.voicemail.dir.clone()),
@@ -844,7 +885,17 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_in_every_table() {
         for table in [
-            "sip", "forward", "metrics", "cdr", "shutdown", "stir", "media", "routes",
+            "sip",
+            "forward",
+            "metrics",
+            "cdr",
+            "shutdown",
+            "stir",
+            "media",
+            "routes",
+            "captcha",
+            "voicemail",
+            "screen",
         ] {
             let text = format!("[{table}]\nbogus_key = 1\n");
             let err = Config::from_toml_at(&text, &repo())

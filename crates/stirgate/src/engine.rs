@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use b2bua::{B2bua, CallId, Listing, Output, VerifyJob};
+use b2bua::{B2bua, CallId, Listing, MediaLeg, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sip::{Inbound, ListenAddr, Transports};
@@ -22,7 +22,7 @@ use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DIS
 /// A verdict on its way back to the shard that owns the call.
 type VerdictMsg = (CallId, stir::Verdict, Listing);
 /// A media event on its way back to the shard that owns the call.
-type MediaMsg = (CallId, media::Event);
+type MediaMsg = (CallId, MediaLeg, media::Event);
 
 /// The media of one locally answered call.
 #[derive(Default)]
@@ -226,6 +226,7 @@ fn flow_config(cfg: &Config) -> anyhow::Result<b2bua::FlowConfig> {
     Ok(b2bua::FlowConfig {
         captcha: cfg.captcha.clone(),
         voicemail: cfg.voicemail.clone(),
+        screen: cfg.screen.clone(),
         prompts: Arc::new(prompts),
     })
 }
@@ -298,8 +299,8 @@ impl Shard {
                     }
                 }
                 event = self.media_rx.recv() => {
-                    if let Some((call, event)) = event {
-                        self.core.handle_media_event(Instant::now(), call, event);
+                    if let Some((call, leg, event)) = event {
+                        self.core.handle_media_event(Instant::now(), call, leg, event);
                     }
                 }
                 () = sleep_until(deadline) => {
@@ -392,7 +393,7 @@ impl Shard {
                 let slot = self.calls_media.entry(call).or_default();
                 if let Some(prepared) = slot.prepared.take() {
                     match prepared.start_with(move |event| {
-                        let _ = back.send((call, event));
+                        let _ = back.send((call, MediaLeg::Caller, event));
                     }) {
                         Ok(handle) => {
                             for command in slot.queued.drain(..) {
@@ -404,11 +405,39 @@ impl Shard {
                     }
                 }
             }
-            Output::MediaCommand { call, command } => {
+            Output::MediaCommand { call, leg, command } => {
                 let slot = self.calls_media.entry(call).or_default();
-                match &slot.caller {
-                    Some(handle) => handle.command(command),
-                    None => slot.queued.push(command),
+                match (leg, &slot.caller, &slot.callee) {
+                    (MediaLeg::Caller, Some(handle), _) | (MediaLeg::Callee, _, Some(handle)) => {
+                        handle.command(command);
+                    }
+                    (MediaLeg::Caller, None, _) => slot.queued.push(command),
+                    (MediaLeg::Callee, _, None) => {}
+                }
+            }
+            Output::MediaPlayRecording {
+                call,
+                leg,
+                before,
+                recording,
+                after,
+                collect,
+            } => {
+                let handle = self.calls_media.get(&call).and_then(|m| match leg {
+                    MediaLeg::Caller => m.caller.as_ref(),
+                    MediaLeg::Callee => m.callee.as_ref(),
+                });
+                if let Some(handle) = handle {
+                    let mut items = before;
+                    match media::prompt::Prompt::load(&recording) {
+                        Ok(prompt) => items.push(media::player::PlayItem::Prompt(prompt)),
+                        Err(e) => tracing::warn!(error = %e, "cannot play the recorded name"),
+                    }
+                    items.extend(after);
+                    handle.command(media::Command::Play(
+                        media::player::PlaySpec::new(items).with_barge_in(),
+                    ));
+                    handle.command(media::Command::CollectDigits(collect));
                 }
             }
             Output::MediaDigit { call, digit } => {
@@ -427,23 +456,37 @@ impl Shard {
                     self.core.handle_media_offer(now, call, Err(503));
                 }
             },
-            Output::MediaBridge { call, answer } => {
+            Output::MediaAccept { call, answer } => {
+                let back = self.media_tx.clone();
                 let slot = self.calls_media.entry(call).or_default();
                 let Some(offer) = slot.offer.take() else {
                     return;
                 };
-                match offer
+                let started = offer
                     .accept(&answer)
                     .map_err(|e| e.to_string())
-                    .and_then(|p| p.start().map_err(|e| e.to_string()))
-                {
-                    Ok(callee) => {
-                        if let Some(caller) = &slot.caller {
-                            caller.bridge(&callee);
-                        }
-                        slot.callee = Some(callee);
+                    .and_then(|p| {
+                        p.start_with(move |event| {
+                            let _ = back.send((call, MediaLeg::Callee, event));
+                        })
+                        .map_err(|e| e.to_string())
+                    });
+                match started {
+                    Ok(callee) => slot.callee = Some(callee),
+                    Err(e) => tracing::warn!(error = %e, "cannot start the callee's media"),
+                }
+            }
+            Output::MediaBridge { call } => {
+                if let Some(slot) = self.calls_media.get(&call) {
+                    if let (Some(caller), Some(callee)) = (&slot.caller, &slot.callee) {
+                        caller.bridge(callee);
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot bridge to the callee's media"),
+                }
+            }
+            Output::MediaCloseCallee { call } => {
+                if let Some(slot) = self.calls_media.get_mut(&call) {
+                    slot.offer = None;
+                    slot.callee = None;
                 }
             }
             Output::MediaClose { call } => {

@@ -14,7 +14,7 @@ use sip_proto::Response;
 
 use super::{B2bua, Output, VoicemailNote};
 use crate::call::{CallId, CallState, LegSide, Outcome};
-use crate::flows::{CaptchaMode, CaptchaStage, Flow, VoicemailStage};
+use crate::flows::{CaptchaMode, CaptchaStage, Flow, MediaLeg, ScreenStage, VoicemailStage};
 use crate::router::RouteAction;
 
 /// How long a hung-up voicemail call waits for its recording to be saved.
@@ -38,6 +38,10 @@ impl<R: RngCore> B2bua<R> {
                 expected: String::new(),
                 attempts_left: self.cfg.flows.captcha.attempts.saturating_sub(1),
                 stage: CaptchaStage::Answering,
+            },
+            RouteAction::Screen => Flow::Screen {
+                stage: ScreenStage::Answering,
+                name: None,
             },
             _ => Flow::Voicemail {
                 stage: VoicemailStage::Answering,
@@ -84,32 +88,99 @@ impl<R: RngCore> B2bua<R> {
         self.outputs.push_back(Output::MediaStart { call: id });
         match self.calls.get(&id).and_then(|c| c.flow.clone()) {
             Some(Flow::Captcha { .. }) => self.challenge(id),
-            Some(Flow::Voicemail { .. }) => {
-                let greeting = self
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.greeting.clone())
-                    .filter(|g| self.cfg.flows.prompts.get(g).is_some())
-                    .unwrap_or_else(|| "greeting".to_owned());
-                let items = self.prompts(&[&greeting, "leave_message", "beep"]);
+            Some(Flow::Screen { .. }) => {
+                let items = self.prompts(&["record_name", "beep"]);
                 self.media(id, Command::Play(PlaySpec::new(items)));
                 self.set_flow(
                     id,
-                    Flow::Voicemail {
-                        stage: VoicemailStage::Greeting,
+                    Flow::Screen {
+                        stage: ScreenStage::Prompting,
+                        name: None,
                     },
                 );
             }
+            Some(Flow::Voicemail { .. }) => self.voicemail_greeting(id),
             None => {}
         }
     }
 
-    /// A media event of the caller's leg.
-    pub fn handle_media_event(&mut self, now: Instant, call: CallId, event: Event) {
+    /// Greeting and beep, then the recording (voicemail, or a screened call sent there).
+    fn voicemail_greeting(&mut self, id: CallId) {
+        let greeting = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.greeting.clone())
+            .filter(|g| self.cfg.flows.prompts.get(g).is_some())
+            .unwrap_or_else(|| "greeting".to_owned());
+        let items = self.prompts(&[&greeting, "leave_message", "beep"]);
+        self.media(id, Command::Play(PlaySpec::new(items)));
+        self.set_flow(
+            id,
+            Flow::Voicemail {
+                stage: VoicemailStage::Greeting,
+            },
+        );
+    }
+
+    /// A media event of one leg of a locally answered call.
+    pub fn handle_media_event(&mut self, now: Instant, call: CallId, leg: MediaLeg, event: Event) {
         let Some(flow) = self.calls.get(&call).and_then(|c| c.flow.clone()) else {
             return;
         };
+        if leg == MediaLeg::Callee {
+            self.callee_media_event(now, call, &flow, event);
+            return;
+        }
         match (flow, event) {
+            (
+                Flow::Screen {
+                    stage: ScreenStage::Prompting,
+                    ..
+                },
+                Event::PlayFinished { .. },
+            ) => {
+                let mut spec =
+                    RecordSpec::new(self.name_path(call), self.cfg.flows.screen.name_max);
+                spec.silence_timeout = Some(Duration::from_secs(2));
+                self.media(call, Command::Record(spec));
+                self.set_flow(
+                    call,
+                    Flow::Screen {
+                        stage: ScreenStage::RecordingName,
+                        name: None,
+                    },
+                );
+            }
+            (
+                Flow::Screen {
+                    stage: ScreenStage::RecordingName,
+                    ..
+                },
+                Event::RecordingSaved { path, .. },
+            ) => {
+                // The caller waits with hold music while the callee is called.
+                let items = self.prompts(&["thank_you", "hold_music"]);
+                self.media(call, Command::Play(PlaySpec::new(items).repeating()));
+                self.set_flow(
+                    call,
+                    Flow::Screen {
+                        stage: ScreenStage::Ringing,
+                        name: Some(path),
+                    },
+                );
+                self.local_deadlines
+                    .insert((now + self.cfg.flows.screen.ring_timeout, call));
+                self.outputs.push_back(Output::MediaOffer { call });
+            }
+            (
+                Flow::Screen {
+                    stage: ScreenStage::RecordingName,
+                    ..
+                },
+                Event::RecordingFailed { .. },
+            ) => {
+                self.divert_to_voicemail(now, call);
+            }
             (
                 Flow::Captcha {
                     stage: CaptchaStage::Challenge,
@@ -204,10 +275,10 @@ impl<R: RngCore> B2bua<R> {
                 if stage == VoicemailStage::Saving {
                     self.finish(now, call, Outcome::VoicemailEmpty);
                 } else {
-                    self.goodbye(call, &["goodbye"], false);
+                    self.goodbye(call, &["no_recording", "goodbye"], false);
                 }
             }
-            (_, Event::RtpTimeout { .. }) => {
+            (_, Event::RtpTimeout { .. }) if leg == MediaLeg::Caller => {
                 // The caller is gone without a BYE: end the call as if it had hung up.
                 self.local_bye(now, call, LegSide::Inbound);
                 self.send_bye(now, call, LegSide::Inbound);
@@ -244,31 +315,48 @@ impl<R: RngCore> B2bua<R> {
         if response.status < 200 {
             return;
         }
-        if response.status < 300 {
+        if response.status >= 300 {
+            match self.calls.get(&id).and_then(|c| c.flow.clone()) {
+                Some(Flow::Captcha {
+                    stage: CaptchaStage::Connecting,
+                    ..
+                }) => {
+                    // The callee refused: tell the caller and hang up.
+                    self.goodbye(id, &["goodbye"], true);
+                }
+                Some(Flow::Screen {
+                    stage: ScreenStage::Ringing,
+                    ..
+                }) => self.divert_to_voicemail(now, id),
+                _ => {}
+            }
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&id) {
             if let Some(tag) = response
                 .header_to()
                 .and_then(|t| t.tag().map(str::to_owned))
             {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.outbound.remote_tag = Some(tag);
-                    if let Some(to) = response.headers.get("To") {
-                        c.outbound.remote_header = to.to_owned();
-                    }
-                    if let Some(contact) = response.contact() {
-                        c.outbound.remote_target = contact.uri;
-                    }
-                }
+                c.outbound.remote_tag = Some(tag);
             }
-            self.send_outbound_ack(now, id, tx, Bytes::new(), None);
-            let answer = String::from_utf8_lossy(&response.body).into_owned();
-            self.outputs
-                .push_back(Output::MediaBridge { call: id, answer });
-            if let Some(Flow::Captcha {
+            if let Some(to) = response.headers.get("To") {
+                c.outbound.remote_header = to.to_owned();
+            }
+            if let Some(contact) = response.contact() {
+                c.outbound.remote_target = contact.uri;
+            }
+        }
+        self.send_outbound_ack(now, id, tx, Bytes::new(), None);
+        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        match self.calls.get(&id).and_then(|c| c.flow.clone()) {
+            Some(Flow::Captcha {
                 expected,
                 attempts_left,
-                ..
-            }) = self.calls.get(&id).and_then(|c| c.flow.clone())
-            {
+                stage: CaptchaStage::Connecting,
+            }) => {
+                self.outputs
+                    .push_back(Output::MediaAccept { call: id, answer });
+                self.outputs.push_back(Output::MediaBridge { call: id });
                 self.set_flow(
                     id,
                     Flow::Captcha {
@@ -278,46 +366,140 @@ impl<R: RngCore> B2bua<R> {
                     },
                 );
             }
-            return;
+            Some(Flow::Screen {
+                stage: ScreenStage::Ringing,
+                name: Some(name),
+            }) => {
+                self.local_deadlines.retain(|(_, c)| *c != id);
+                self.outputs
+                    .push_back(Output::MediaAccept { call: id, answer });
+                let before = self.prompts(&["call_from"]);
+                let after = self.prompts(&["screen_choice"]);
+                let mut collect = CollectSpec::new(1, self.cfg.flows.screen.decision_timeout);
+                collect.terminator = None;
+                self.outputs.push_back(Output::MediaPlayRecording {
+                    call: id,
+                    leg: MediaLeg::Callee,
+                    before,
+                    recording: name.clone(),
+                    after,
+                    collect,
+                });
+                self.set_flow(
+                    id,
+                    Flow::Screen {
+                        stage: ScreenStage::Announcing,
+                        name: Some(name),
+                    },
+                );
+            }
+            _ => {
+                // Answered after the caller moved on (CANCEL raced the 200): hang the callee up.
+                self.send_bye(now, id, LegSide::Outbound);
+            }
         }
-        // The callee refused: tell the caller and hang up.
-        self.goodbye(id, &["goodbye"], true);
     }
 
     /// The outbound INVITE of a local call failed (timeout, transport).
-    pub(super) fn local_outbound_failed(&mut self, id: CallId) {
-        self.goodbye(id, &["goodbye"], true);
+    pub(super) fn local_outbound_failed(&mut self, now: Instant, id: CallId) {
+        match self.calls.get(&id).and_then(|c| c.flow.clone()) {
+            Some(Flow::Screen {
+                stage: ScreenStage::Ringing,
+                ..
+            }) => self.divert_to_voicemail(now, id),
+            Some(Flow::Captcha {
+                stage: CaptchaStage::Connecting,
+                ..
+            }) => {
+                self.goodbye(id, &["goodbye"], true);
+            }
+            _ => {}
+        }
+    }
+
+    /// A media event of the callee's leg (screening: the callee's decision).
+    fn callee_media_event(&mut self, now: Instant, call: CallId, flow: &Flow, event: Event) {
+        let Flow::Screen {
+            stage: ScreenStage::Announcing,
+            name,
+        } = flow
+        else {
+            return;
+        };
+        if let Event::DigitsCollected { digits, .. } = event {
+            if digits == "1" {
+                self.outputs.push_back(Output::MediaBridge { call });
+                self.set_flow(
+                    call,
+                    Flow::Screen {
+                        stage: ScreenStage::Bridged,
+                        name: name.clone(),
+                    },
+                );
+            } else {
+                // 2, anything else, or silence: the caller goes to voicemail.
+                self.send_bye(now, call, LegSide::Outbound);
+                self.divert_to_voicemail(now, call);
+            }
+        }
+    }
+
+    /// Screening did not connect: cancel the callee if it still rings, and take a message.
+    fn divert_to_voicemail(&mut self, now: Instant, id: CallId) {
+        self.local_deadlines.retain(|(_, c)| *c != id);
+        let ringing = matches!(
+            self.calls.get(&id).and_then(|c| c.flow.as_ref()),
+            Some(Flow::Screen {
+                stage: ScreenStage::Ringing,
+                ..
+            })
+        );
+        if ringing {
+            self.send_cancel(now, id);
+        }
+        self.outputs
+            .push_back(Output::MediaCloseCallee { call: id });
+        self.voicemail_greeting(id);
     }
 
     /// A BYE arrived on `side` of a locally answered call (already answered 200).
     pub(super) fn local_bye(&mut self, now: Instant, id: CallId, side: LegSide) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(flow) = self.calls.get(&id).and_then(|c| c.flow.clone()) else {
             return;
         };
-        let bridged_or_connecting = matches!(
-            call.flow,
-            Some(Flow::Captcha {
-                stage: CaptchaStage::Bridged | CaptchaStage::Connecting,
+        match flow {
+            Flow::Captcha {
+                stage: CaptchaStage::Bridged,
                 ..
-            })
-        );
-        match (call.flow.clone(), side) {
-            (
-                Some(Flow::Captcha {
-                    stage: CaptchaStage::Bridged,
-                    ..
-                }),
-                _,
-            ) => {
+            } => {
                 self.send_bye(now, id, side.other());
                 self.finish(now, id, Outcome::CaptchaPassed);
             }
-            (
-                Some(Flow::Voicemail {
-                    stage: VoicemailStage::Recording,
-                }),
-                LegSide::Inbound,
-            ) => {
+            Flow::Screen {
+                stage: ScreenStage::Bridged,
+                ..
+            } => {
+                self.send_bye(now, id, side.other());
+                self.finish(now, id, Outcome::ScreenAccepted);
+            }
+            Flow::Screen {
+                stage: ScreenStage::Announcing,
+                ..
+            } if side == LegSide::Outbound => {
+                // The callee hung up instead of choosing: the caller leaves a message.
+                self.divert_to_voicemail(now, id);
+            }
+            Flow::Screen { stage, .. } => {
+                match stage {
+                    ScreenStage::Ringing => self.send_cancel(now, id),
+                    ScreenStage::Announcing => self.send_bye(now, id, LegSide::Outbound),
+                    _ => {}
+                }
+                self.finish(now, id, Outcome::Abandoned);
+            }
+            Flow::Voicemail {
+                stage: VoicemailStage::Recording,
+            } if side == LegSide::Inbound => {
                 // Hanging up is how most messages end: save what was said, then notify.
                 self.media(id, Command::Stop);
                 self.set_flow(
@@ -328,29 +510,25 @@ impl<R: RngCore> B2bua<R> {
                 );
                 self.local_deadlines.insert((now + SAVE_GRACE, id));
             }
-            (
-                Some(Flow::Voicemail {
-                    stage: VoicemailStage::Goodbye { saved: true },
-                }),
-                _,
-            ) => {
+            Flow::Voicemail {
+                stage: VoicemailStage::Goodbye { saved: true },
+            } => {
                 self.finish(now, id, Outcome::VoicemailSaved);
             }
-            (
-                Some(Flow::Captcha {
-                    stage: CaptchaStage::Goodbye { passed: false },
-                    ..
-                }),
-                _,
-            ) => {
+            Flow::Captcha {
+                stage: CaptchaStage::Goodbye { passed: false },
+                ..
+            } => {
                 self.finish(now, id, Outcome::CaptchaFailed);
             }
-            _ => {
-                if bridged_or_connecting {
-                    self.send_cancel(now, id);
-                }
+            Flow::Captcha {
+                stage: CaptchaStage::Connecting,
+                ..
+            } => {
+                self.send_cancel(now, id);
                 self.finish(now, id, Outcome::Abandoned);
             }
+            _ => self.finish(now, id, Outcome::Abandoned),
         }
     }
 
@@ -361,13 +539,18 @@ impl<R: RngCore> B2bua<R> {
                 break;
             }
             self.local_deadlines.remove(&(at, id));
-            if matches!(
-                self.calls.get(&id).and_then(|c| c.flow.as_ref()),
+            match self.calls.get(&id).and_then(|c| c.flow.as_ref()) {
                 Some(Flow::Voicemail {
-                    stage: VoicemailStage::Saving
-                })
-            ) {
-                self.finish(now, id, Outcome::VoicemailEmpty);
+                    stage: VoicemailStage::Saving,
+                }) => {
+                    self.finish(now, id, Outcome::VoicemailEmpty);
+                }
+                // Nobody answered in time: the caller leaves a message.
+                Some(Flow::Screen {
+                    stage: ScreenStage::Ringing,
+                    ..
+                }) => self.divert_to_voicemail(now, id),
+                _ => {}
             }
         }
     }
@@ -524,8 +707,15 @@ impl<R: RngCore> B2bua<R> {
     }
 
     fn media(&mut self, call: CallId, command: Command) {
-        self.outputs
-            .push_back(Output::MediaCommand { call, command });
+        self.outputs.push_back(Output::MediaCommand {
+            call,
+            leg: MediaLeg::Caller,
+            command,
+        });
+    }
+
+    fn name_path(&self, id: CallId) -> std::path::PathBuf {
+        self.recording_path(id).with_extension("name.wav")
     }
 
     fn set_flow(&mut self, id: CallId, flow: Flow) {

@@ -98,3 +98,29 @@ fn voicemail_records_the_caller_and_keeps_a_complete_wav() {
         "no temporary files left: {leftovers:?}"
     );
 }
+
+#[test]
+fn screened_caller_is_announced_and_bridged_when_the_callee_presses_1() {
+    let s = Setup::with(&Options {
+        routes: "missing = \"screen\"\n",
+        ..Options::default()
+    });
+    let uas = s
+        .uas(&scenario("uas_screen_accept.xml"))
+        .args([
+            "-m".to_owned(),
+            "1".to_owned(),
+            "-mp".to_owned(),
+            test_support::net::free_port().to_string(),
+        ])
+        .spawn();
+    let result = s
+        .uac(&scenario("uac_screened.xml"), 1)
+        .run(Duration::from_secs(90));
+    let uas = uas.wait(Duration::from_secs(30));
+    assert_ok("caller screened and connected", &result);
+    assert_ok("callee accepted with 1", &uas);
+    let cdrs = s.cdrs(1);
+    assert_eq!(cdrs[0]["route"], "screen", "{cdrs:?}");
+    assert_eq!(cdrs[0]["outcome"], "screen_accepted", "{cdrs:?}");
+}
