@@ -24,6 +24,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print an Identity header value signed with a key (tests, demos, load generation).
     Sign(SignArgs),
+    /// Manage the blocklist and the fast-pass allow list (also while stirgate runs).
+    Lists(crate::lists_cmd::ListsArgs),
 }
 
 /// Arguments of `run` and `check-config`.

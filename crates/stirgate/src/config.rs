@@ -79,6 +79,8 @@ pub struct RawConfig {
     pub voicemail: RawVoicemail,
     /// `[screen]`
     pub screen: RawScreen,
+    /// `[lists]`
+    pub lists: RawLists,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -159,6 +161,25 @@ impl Default for RawCaptcha {
             question: "Please enter the number that comes after nine, then press pound.".to_owned(),
             attempts: 3,
             timeout_s: 10,
+        }
+    }
+}
+
+/// `[lists]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLists {
+    /// `lists.path`: the SQLite file of the blocklist and the fast-pass allow list.
+    pub path: PathBuf,
+    /// `lists.fast_pass_days`: how long a caller who passed the CAPTCHA skips it (0: forever).
+    pub fast_pass_days: u64,
+}
+
+impl Default for RawLists {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("stirgate-lists.sqlite3"),
+            fast_pass_days: 30,
         }
     }
 }
@@ -436,6 +457,10 @@ pub struct Config {
     pub voicemail: VoicemailConfig,
     /// Call screening settings.
     pub screen: ScreenConfig,
+    /// The lists store file.
+    pub lists_path: PathBuf,
+    /// Fast-pass lifetime in days (0: no expiry).
+    pub fast_pass_days: u64,
     /// Per dialled number overrides.
     pub numbers: Vec<NumberConfig>,
     /// Voicemail notifications.
@@ -663,6 +688,15 @@ impl TryFrom<RawConfig> for Config {
                 ));
             }
         }
+        if raw.lists.path.as_os_str().is_empty() {
+            errors.push(ConfigError::new("lists.path", "must name a file"));
+        }
+        if raw.lists.fast_pass_days > 3650 {
+            errors.push(ConfigError::new(
+                "lists.fast_pass_days",
+                "must be at most 3650 (0: no expiry)",
+            ));
+        }
         let notify = raw.voicemail.notify();
         errors.extend(
             notify
@@ -765,6 +799,8 @@ impl TryFrom<RawConfig> for Config {
             captcha_question: raw.captcha.question.clone(),
             numbers,
             notify,
+            lists_path: raw.lists.path.clone(),
+            fast_pass_days: raw.lists.fast_pass_days,
             screen: ScreenConfig {
                 ring_timeout: Duration::from_secs(raw.screen.ring_timeout_s),
                 name_max: Duration::from_secs(raw.screen.name_max_seconds),

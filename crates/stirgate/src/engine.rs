@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cdr::{CdrLine, WallClock};
 use crate::config::Config;
+use crate::lists::{ListEntry, ListKind, ListStore, SqliteLists};
 use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DISAGREEMENTS_TOTAL};
 
 /// A verdict on its way back to the shard that owns the call.
@@ -67,6 +68,10 @@ impl Engine {
         let media =
             media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let flows = flow_config(cfg)?;
+        let lists: Arc<dyn ListStore> = Arc::new(
+            SqliteLists::open(&cfg.lists_path)
+                .map_err(|e| anyhow::anyhow!("lists.path: {}: {e}", cfg.lists_path.display()))?,
+        );
         let notifier =
             crate::notify::Notifier::new(&cfg.notify).map_err(|e| anyhow::anyhow!("{e}"))?;
         let verifier = Arc::new(
@@ -152,6 +157,8 @@ impl Engine {
                 media: media.clone(),
                 calls_media: HashMap::new(),
                 notifier: notifier.clone(),
+                lists: Arc::clone(&lists),
+                fast_pass_days: cfg.fast_pass_days,
                 verifier: Arc::clone(&verifier),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
@@ -262,6 +269,8 @@ struct Shard {
     media: media::net::MediaEngine,
     calls_media: HashMap<CallId, CallMedia>,
     notifier: crate::notify::Notifier,
+    lists: Arc<dyn ListStore>,
+    fast_pass_days: u64,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -498,6 +507,21 @@ impl Shard {
             }
             Output::FastPass { number } => {
                 tracing::info!(%number, "caller passed the CAPTCHA: fast-pass");
+                let lists = Arc::clone(&self.lists);
+                let now = unix_now();
+                let entry = ListEntry {
+                    kind: ListKind::Allow,
+                    number,
+                    added_at: now,
+                    expires_at: (self.fast_pass_days > 0)
+                        .then(|| now + self.fast_pass_days * 86_400),
+                    note: "passed the CAPTCHA".to_owned(),
+                };
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = lists.add(&entry) {
+                        tracing::warn!(error = %e, "cannot add the caller to the fast-pass list");
+                    }
+                });
             }
             Output::VoicemailSaved(note) => {
                 tracing::info!(recording = %note.recording.display(), from = %note.from, "voicemail saved");
@@ -527,7 +551,11 @@ impl Shard {
     fn verify(&self, job: VerifyJob) {
         let verifier = Arc::clone(&self.verifier);
         let back = self.verdict_tx.clone();
+        let lists = Arc::clone(&self.lists);
         tokio::spawn(async move {
+            // The list lookup (a blocking SQLite read) runs beside the verification.
+            let number = job.orig.clone();
+            let listing = tokio::task::spawn_blocking(move || lists.lookup(&number, unix_now()));
             let request =
                 stir::VerifyRequest::new(job.identity, job.orig, job.dest, SystemTime::now());
             let verdict = verifier.verify(&request).await;
@@ -537,7 +565,15 @@ impl Shard {
                     tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");
                 }
             }
-            let _ = back.send((job.call, verdict, Listing::Unlisted));
+            let listing = match listing.await {
+                Ok(Ok(listing)) => listing,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "list lookup failed; routing as unlisted");
+                    Listing::Unlisted
+                }
+                Err(_) => Listing::Unlisted,
+            };
+            let _ = back.send((job.call, verdict, listing));
         });
     }
 
@@ -556,6 +592,12 @@ impl Shard {
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -5,6 +5,8 @@ pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod lists;
+pub mod lists_cmd;
 pub mod metrics;
 pub mod notify;
 pub mod run;

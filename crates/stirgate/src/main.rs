@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => stirgate::run::check_config(&args),
         Command::Verify(args) => stirgate::stir_cmd::verify(args),
         Command::Sign(args) => stirgate::stir_cmd::sign(args),
+        Command::Lists(args) => stirgate::lists_cmd::run(&args),
     };
     ExitCode::from(code)
 }

@@ -29,6 +29,44 @@ fn unsigned_caller_passing_the_captcha_is_bridged_to_the_callee() {
         1.0,
         "the callee was called after the CAPTCHA"
     );
+
+    // The same caller again: fast-passed, forwarded without a CAPTCHA.
+    let uas = s.uas("uas").spawn();
+    let again = s
+        .uac(&scenario("uac_captcha_pass.xml"), 1)
+        .run(Duration::from_secs(60));
+    uas.kill();
+    assert_ok("second call", &again);
+    let cdrs = s.cdrs(2);
+    assert_eq!(cdrs[1]["route"], "forward", "{cdrs:?}");
+    assert_eq!(cdrs[1]["fast_pass"], true, "{cdrs:?}");
+    assert_eq!(cdrs[1]["outcome"], "forwarded", "{cdrs:?}");
+
+    // Blocklisted with the CLI while stirgate runs: 603 before anything else.
+    let out = std::process::Command::new(crate::common::BIN)
+        .args([
+            "lists",
+            "add",
+            "--list",
+            "block",
+            "+1 555 123 0001",
+            "--config",
+        ])
+        .arg(s.dir.path().join("stirgate.toml"))
+        .current_dir(s.dir.path())
+        .output()
+        .expect("stirgate lists add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blocked = s
+        .uac(&scenario("uac_603.xml"), 1)
+        .run(Duration::from_secs(30));
+    assert_ok("blocklisted caller got 603", &blocked);
+    let cdrs = s.cdrs(3);
+    assert_eq!(cdrs[2]["outcome"], "blocked", "{cdrs:?}");
 }
 
 #[test]
