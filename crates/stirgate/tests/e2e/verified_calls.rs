@@ -172,3 +172,92 @@ fn signed_calls_are_stamped_and_unsigned_calls_meet_the_policy() {
         "verification latency histogram"
     );
 }
+
+#[test]
+fn a_slow_certificate_server_cannot_hold_the_call_past_the_budget() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = TestPki::new();
+    let leaf = pki.leaf(&LeafSpec::default());
+    let server = rt.block_on(CertServer::start());
+    // The carrier's x5u server answers only after 5 s; the budget is 300 ms.
+    server.set(
+        "/slow.pem",
+        Response::ok(pki.chain_pem(&leaf)).delayed(Duration::from_secs(5)),
+    );
+    let x5u = server.url("/slow.pem");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("root.pem"), pki.root.pem()).unwrap();
+    std::fs::write(dir.path().join("leaf.key"), &leaf.key_pem).unwrap();
+    let csv = format!("SEQUENTIAL\n{}\n", sign(&dir.path().join("leaf.key"), &x5u));
+    std::fs::write(dir.path().join("ids.csv"), csv).unwrap();
+
+    let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\"]\n\
+         [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [cdr]\npath = \"cdr.jsonl\"\n\
+         [routes]\nmissing = \"forward\"\nfailed = \"reject\"\n\
+         [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\nverify_budget_ms = 300\n\
+         fetch_connect_timeout_ms = 200\nfetch_timeout_ms = 10000\n\
+         [media]\nprompt_dir = \"{}/crates/media/prompts\"\n",
+        repo.display()
+    );
+    let stirgate = Stirgate::start(BIN, dir.path(), &config);
+    let uas = Sipp::new("uas", dir.path())
+        .args(["-p".to_owned(), uas_port.to_string()])
+        .spawn();
+    let caller = Sipp::new(&scenario("uac_identity.xml"), dir.path())
+        .args([
+            format!("127.0.0.1:{sg_port}"),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            "1".to_owned(),
+            "-inf".to_owned(),
+            dir.path().join("ids.csv").display().to_string(),
+        ])
+        .run(Duration::from_secs(30));
+    uas.kill();
+    assert!(
+        caller.success(),
+        "the call went through: {:?}\n{}",
+        caller.status,
+        caller.errors
+    );
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = stirgate.cdr_lines();
+        if !lines.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cdr: serde_json::Value = serde_json::from_str(&lines[0]).expect("CDR");
+    assert_eq!(cdr["verstat"], "No-TN-Validation", "{cdr}");
+    assert_eq!(cdr["reason"], "timeout", "{cdr}");
+    assert_eq!(cdr["route"], "forward", "{cdr}");
+    assert_eq!(cdr["outcome"], "forwarded", "{cdr}");
+    // Answered well within the budget plus the callee's own time: the answer came before the
+    // certificate did.
+    let started = humantime_secs(&cdr["started_at"]);
+    let answered = humantime_secs(&cdr["answered_at"]);
+    assert!(
+        answered - started < 3.0,
+        "answered {:.2} s after the INVITE",
+        answered - started
+    );
+}
+
+/// Seconds of an RFC 3339 timestamp of a CDR (enough precision for a comparison).
+fn humantime_secs(v: &serde_json::Value) -> f64 {
+    let text = v.as_str().expect("timestamp");
+    let (_, time) = text.split_once('T').expect("RFC 3339");
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let m: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let s: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    h * 3600.0 + m * 60.0 + s
+}
