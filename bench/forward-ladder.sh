@@ -32,6 +32,13 @@ target = "sip:uas@127.0.0.1:$UAS_PORT"
 listen = "127.0.0.1:$METRICS_PORT"
 [cdr]
 path = "$WORK/cdr.jsonl"
+[routes]
+# This ladder measures the forwarding path: unsigned SIPp calls are forwarded, not challenged.
+missing = "forward"
+[voicemail]
+dir = "$WORK/voicemail"
+[lists]
+path = "$WORK/lists.sqlite3"
 TOML
 STIRGATE_LOG=warn "$BIN" run --config "$WORK/stirgate.toml" 2>"$WORK/stirgate.log" &
 SG_PID=$!

@@ -159,7 +159,7 @@ pub enum ScreenStage {
     RecordingName,
     /// The callee is being called; the caller hears hold music.
     Ringing,
-    /// The callee answered and hears "call from <name>, press 1 or 2".
+    /// The callee answered and hears "call from" + the recorded name, "press 1 or 2".
     Announcing,
     /// Accepted: caller and callee bridged.
     Bridged,
