@@ -15,6 +15,10 @@ use test_support::sipp::{Sipp, Stirgate};
 use crate::common::{scenario, BIN};
 
 fn sign(key: &Path, x5u: &str) -> String {
+    sign_attest(key, x5u, "A")
+}
+
+fn sign_attest(key: &Path, x5u: &str, attest: &str) -> String {
     let out = Command::new(BIN)
         .args(["sign", "--key"])
         .arg(key)
@@ -22,7 +26,7 @@ fn sign(key: &Path, x5u: &str) -> String {
             "--x5u",
             x5u,
             "--attest",
-            "A",
+            attest,
             "--orig",
             "15551230001",
             "--dest",
@@ -260,4 +264,67 @@ fn humantime_secs(v: &serde_json::Value) -> f64 {
     let m: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
     let s: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
     h * 3600.0 + m * 60.0 + s
+}
+
+#[test]
+fn c_attested_calls_go_to_voicemail_by_default() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = TestPki::new();
+    let leaf = pki.leaf(&LeafSpec::default());
+    let server = rt.block_on(CertServer::start());
+    server.set("/sp.pem", Response::ok(pki.chain_pem(&leaf)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("root.pem"), pki.root.pem()).unwrap();
+    std::fs::write(dir.path().join("leaf.key"), &leaf.key_pem).unwrap();
+    let identity = sign_attest(&dir.path().join("leaf.key"), &server.url("/sp.pem"), "C");
+    std::fs::write(
+        dir.path().join("ids.csv"),
+        format!("SEQUENTIAL\n{identity}\n"),
+    )
+    .unwrap();
+    let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The embedded default routes (C → voicemail); only paths and ports are set here.
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\"]\n\
+         [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [cdr]\npath = \"cdr.jsonl\"\n\
+         [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\n\
+         [media]\nprompt_dir = \"{}/crates/media/prompts\"\n",
+        repo.display()
+    );
+    let stirgate = Stirgate::start(BIN, dir.path(), &config);
+    let caller = Sipp::new(&scenario("uac_voicemail_signed.xml"), dir.path())
+        .args([
+            format!("127.0.0.1:{sg_port}"),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-mp".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            "1".to_owned(),
+            "-inf".to_owned(),
+            dir.path().join("ids.csv").display().to_string(),
+        ])
+        .run(Duration::from_secs(90));
+    assert!(
+        caller.success(),
+        "caller left a message: {:?}\n{}",
+        caller.status,
+        caller.errors
+    );
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = stirgate.cdr_lines();
+        if !lines.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cdr: serde_json::Value = serde_json::from_str(&lines[0]).expect("CDR");
+    assert_eq!(cdr["verstat"], "TN-Validation-Passed", "{cdr}");
+    assert_eq!(cdr["attest"], "C", "{cdr}");
+    assert_eq!(cdr["route"], "voicemail", "{cdr}");
+    assert_eq!(cdr["outcome"], "voicemail_saved", "{cdr}");
 }
