@@ -207,6 +207,8 @@ pub struct VerifyJob {
     pub dest: String,
     /// `X-Twilio-VerStat` when the trunk sent one.
     pub upstream_verstat: Option<String>,
+    /// Where the INVITE came from (whose `X-Twilio-VerStat` may be trusted).
+    pub source: std::net::IpAddr,
 }
 
 /// Why a client transaction exists.
@@ -545,6 +547,7 @@ impl<R: RngCore> B2bua<R> {
             orig,
             dest,
             upstream_verstat: upstream_verstat.clone(),
+            source: source.addr.ip(),
         };
         let call = Call {
             id,

@@ -1,6 +1,7 @@
 //! `[stir]` configuration.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,6 +60,12 @@ pub struct Config {
     pub replay: ReplayPolicy,
     /// Most PASSporTs remembered for replay detection (0 disables it).
     pub replay_cache_size: usize,
+    /// Route an INVITE that carries no Identity header on the `X-Twilio-VerStat` its trunk put
+    /// on it (Twilio verified the call upstream), when it comes from one of `trusted_peers`.
+    pub trust_upstream_verstat: bool,
+    /// Source networks (CIDR or single addresses) whose `X-Twilio-VerStat` is trusted, e.g.
+    /// the trunk provider's published signalling ranges.
+    pub trusted_peers: Vec<String>,
 }
 
 impl Default for Config {
@@ -85,6 +92,8 @@ impl Default for Config {
             cache_file: None,
             replay: ReplayPolicy::Flag,
             replay_cache_size: 100_000,
+            trust_upstream_verstat: false,
+            trusted_peers: Vec::new(),
         }
     }
 }
@@ -136,6 +145,20 @@ impl Config {
                 "must be at least 1024 (a certificate chain is 1-10 KiB)".into(),
             );
         }
+        for peer in &self.trusted_peers {
+            if parse_peer(peer).is_none() {
+                err(
+                    "trusted_peers",
+                    format!("`{peer}` is not an IP address or CIDR network"),
+                );
+            }
+        }
+        if self.trust_upstream_verstat && self.trusted_peers.is_empty() {
+            err(
+                "trust_upstream_verstat",
+                "needs stir.trusted_peers (the trunk's signalling addresses)".into(),
+            );
+        }
         if self.cache_max_entries == 0 {
             err("cache_max_entries", "must be greater than 0".into());
         }
@@ -150,6 +173,16 @@ impl Config {
         } else {
             Err(errors)
         }
+    }
+
+    /// True when `X-Twilio-VerStat` from `source` may stand in for a missing Identity header.
+    pub fn trusts_upstream(&self, source: IpAddr) -> bool {
+        self.trust_upstream_verstat
+            && self
+                .trusted_peers
+                .iter()
+                .filter_map(|p| parse_peer(p))
+                .any(|net| net.contains(&source))
     }
 
     /// The verification budget.
@@ -255,5 +288,50 @@ mod tests {
         assert_eq!(cfg.replay, ReplayPolicy::Fail);
         assert_eq!(cfg.iat_window_s, 30);
         assert_eq!(cfg.verify_budget_ms, 2000);
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32` or a single address.
+fn parse_peer(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_verstat_is_trusted_only_from_listed_peers() {
+        let mut cfg = Config {
+            trust_upstream_verstat: true,
+            trusted_peers: vec!["54.172.60.0/23".into(), "127.0.0.1".into()],
+            ..Config::default()
+        };
+        assert!(cfg.trusts_upstream("54.172.61.7".parse().unwrap()));
+        assert!(cfg.trusts_upstream("127.0.0.1".parse().unwrap()));
+        assert!(!cfg.trusts_upstream("54.172.62.1".parse().unwrap()));
+        cfg.trust_upstream_verstat = false;
+        assert!(
+            !cfg.trusts_upstream("127.0.0.1".parse().unwrap()),
+            "off unless configured"
+        );
+        cfg.trust_upstream_verstat = true;
+        cfg.trusted_peers = vec!["not-a-net".into()];
+        let errors = cfg.validate().unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.key == "stir.trusted_peers"),
+            "{errors:?}"
+        );
+        cfg.trusted_peers.clear();
+        let errors = cfg.validate().unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == "stir.trust_upstream_verstat"),
+            "{errors:?}"
+        );
     }
 }

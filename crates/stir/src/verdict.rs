@@ -171,13 +171,18 @@ pub enum Reason {
         /// The budget.
         budget: Duration,
     },
+    /// Not verified here: the trunk's `X-Twilio-VerStat` (from a trusted peer) is used.
+    Upstream {
+        /// True when the trunk says the number validated.
+        passed: bool,
+    },
 }
 
 impl Reason {
     /// The verstat this reason implies.
     pub fn verstat(&self) -> Verstat {
         match self {
-            Self::Verified => Verstat::Passed,
+            Self::Verified | Self::Upstream { passed: true } => Verstat::Passed,
             Self::NoIdentity | Self::Timeout { .. } => Verstat::NoValidation,
             _ => Verstat::Failed,
         }
@@ -186,7 +191,9 @@ impl Reason {
     /// The RFC 8224 / ATIS-1000074 response code a rejecting policy would use.
     pub fn sip_code(&self) -> Option<u16> {
         match self {
-            Self::Verified | Self::NoIdentity | Self::Timeout { .. } => None,
+            Self::Verified | Self::NoIdentity | Self::Timeout { .. } | Self::Upstream { .. } => {
+                None
+            }
             Self::StaleDate { .. } => Some(403),
             Self::X5uUnavailable(_) | Self::X5uMismatch => Some(436),
             Self::Certificate(_) => Some(437),
@@ -220,6 +227,7 @@ impl Reason {
             Self::Certificate(_) => "bad_certificate",
             Self::Replay => "replay",
             Self::Timeout { .. } => "timeout",
+            Self::Upstream { .. } => "upstream",
         }
     }
 }
@@ -253,6 +261,15 @@ impl fmt::Display for Reason {
             Self::X5uUnavailable(e) => write!(f, "{e}"),
             Self::Certificate(e) => write!(f, "{e}"),
             Self::Replay => f.write_str("PASSporT replayed within the freshness window"),
+            Self::Upstream { passed } => write!(
+                f,
+                "not verified here: the trusted trunk reports {}",
+                if *passed {
+                    "TN-Validation-Passed"
+                } else {
+                    "TN-Validation-Failed"
+                }
+            ),
             Self::Timeout { budget } => write!(
                 f,
                 "verification budget of {} ms exhausted",
@@ -326,6 +343,29 @@ impl Verdict {
     /// The response code a rejecting policy would use (403, 436, 437, 438) or `None`.
     pub fn sip_code(&self) -> Option<u16> {
         self.reason.sip_code()
+    }
+
+    /// A verdict taken from a trunk's `X-Twilio-VerStat` value (`TN-Validation-Passed-A`,
+    /// `TN-Validation-Failed-B`, ...); `None` for `No-TN-Validation` or anything unknown.
+    pub fn from_upstream(value: &str) -> Option<Self> {
+        let value = value.trim();
+        let (passed, rest) = if let Some(rest) = value.strip_prefix("TN-Validation-Passed") {
+            (true, rest)
+        } else if let Some(rest) = value.strip_prefix("TN-Validation-Failed") {
+            (false, rest)
+        } else {
+            return None;
+        };
+        let attest = match rest {
+            "" => None,
+            r => Some(Attest::parse(r.strip_prefix('-')?)?),
+        };
+        if passed && attest.is_none() {
+            return None; // a SHAKEN pass always names its attestation
+        }
+        let mut verdict = Self::from_reason(Reason::Upstream { passed });
+        verdict.attest = attest;
+        Some(verdict)
     }
 
     /// Whether verstat is TN-Validation-Passed.
@@ -458,5 +498,25 @@ mod tests {
         for key in ["x5u", "origid", "dest", "spc"] {
             assert!(j.get(key).is_some(), "{key}");
         }
+    }
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    #[test]
+    fn twilio_verstat_values_become_verdicts() {
+        let v = Verdict::from_upstream("TN-Validation-Passed-A").unwrap();
+        assert_eq!((v.verstat, v.attest), (Verstat::Passed, Some(Attest::A)));
+        assert_eq!(v.reason.label(), "upstream");
+        assert_eq!(v.twilio_style(), "TN-Validation-Passed-A");
+        let f = Verdict::from_upstream("TN-Validation-Failed-B").unwrap();
+        assert_eq!((f.verstat, f.attest), (Verstat::Failed, Some(Attest::B)));
+        assert!(Verdict::from_upstream("TN-Validation-Failed").is_some());
+        assert!(Verdict::from_upstream("No-TN-Validation").is_none());
+        assert!(Verdict::from_upstream("TN-Validation-Passed").is_none());
+        assert!(Verdict::from_upstream("TN-Validation-Passed-Z").is_none());
+        assert!(Verdict::from_upstream("whatever").is_none());
     }
 }

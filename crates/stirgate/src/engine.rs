@@ -68,6 +68,7 @@ impl Engine {
         let media =
             media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let flows = flow_config(cfg)?;
+        let stir_cfg = Arc::new(cfg.stir.clone());
         let lists: Arc<dyn ListStore> = Arc::new(
             SqliteLists::open(&cfg.lists_path)
                 .map_err(|e| anyhow::anyhow!("lists.path: {}: {e}", cfg.lists_path.display()))?,
@@ -159,6 +160,7 @@ impl Engine {
                 notifier: notifier.clone(),
                 lists: Arc::clone(&lists),
                 fast_pass_days: cfg.fast_pass_days,
+                stir_cfg: Arc::clone(&stir_cfg),
                 verifier: Arc::clone(&verifier),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
@@ -271,6 +273,7 @@ struct Shard {
     notifier: crate::notify::Notifier,
     lists: Arc<dyn ListStore>,
     fast_pass_days: u64,
+    stir_cfg: Arc<stir::Config>,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -552,14 +555,34 @@ impl Shard {
         let verifier = Arc::clone(&self.verifier);
         let back = self.verdict_tx.clone();
         let lists = Arc::clone(&self.lists);
+        let trust = Arc::clone(&self.stir_cfg);
         tokio::spawn(async move {
             // The list lookup (a blocking SQLite read) runs beside the verification.
             let number = job.orig.clone();
             let listing = tokio::task::spawn_blocking(move || lists.lookup(&number, unix_now()));
-            let request =
-                stir::VerifyRequest::new(job.identity, job.orig, job.dest, SystemTime::now());
-            let verdict = verifier.verify(&request).await;
-            if let Some(upstream) = &job.upstream_verstat {
+            // A call Twilio verified upstream may carry no Identity header at all: its
+            // X-Twilio-VerStat is used when the config trusts the peer it came from.
+            let upstream = (!job.identity_present && trust.trusts_upstream(job.source))
+                .then(|| {
+                    job.upstream_verstat
+                        .as_deref()
+                        .and_then(stir::Verdict::from_upstream)
+                })
+                .flatten();
+            let from_upstream = upstream.is_some();
+            let verdict = match upstream {
+                Some(verdict) => verdict,
+                None => {
+                    let request = stir::VerifyRequest::new(
+                        job.identity,
+                        job.orig,
+                        job.dest,
+                        SystemTime::now(),
+                    );
+                    verifier.verify(&request).await
+                }
+            };
+            if let (Some(upstream), false) = (&job.upstream_verstat, from_upstream) {
                 if upstream != verdict.twilio_style() {
                     metrics::counter!(VERSTAT_DISAGREEMENTS_TOTAL).increment(1);
                     tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");

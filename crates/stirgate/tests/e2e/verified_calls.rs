@@ -328,3 +328,66 @@ fn c_attested_calls_go_to_voicemail_by_default() {
     assert_eq!(cdr["route"], "voicemail", "{cdr}");
     assert_eq!(cdr["outcome"], "voicemail_saved", "{cdr}");
 }
+
+#[test]
+fn upstream_verstat_from_a_trusted_peer_stands_in_for_a_missing_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\"]\n\
+         [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [cdr]\npath = \"cdr.jsonl\"\n\
+         [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
+         trust_upstream_verstat = true\ntrusted_peers = [\"127.0.0.0/8\"]\n\
+         [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n",
+        repo = repo.display()
+    );
+    let stirgate = Stirgate::start(BIN, dir.path(), &config);
+    let uas = Sipp::new(&scenario("uas_expect_verified.xml"), dir.path())
+        .args([
+            "-p".to_owned(),
+            uas_port.to_string(),
+            "-m".to_owned(),
+            "1".to_owned(),
+        ])
+        .spawn();
+    let caller = Sipp::new(&scenario("uac_twilio_verstat.xml"), dir.path())
+        .args([
+            format!("127.0.0.1:{sg_port}"),
+            "-p".to_owned(),
+            free_port().to_string(),
+            "-m".to_owned(),
+            "1".to_owned(),
+        ])
+        .run(Duration::from_secs(30));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert!(
+        caller.success(),
+        "caller: {:?}\n{}",
+        caller.status,
+        caller.errors
+    );
+    assert!(
+        uas.success(),
+        "the callee saw Passed-A stamps: {:?}\n{}",
+        uas.status,
+        uas.errors
+    );
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = stirgate.cdr_lines();
+        if !lines.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cdr: serde_json::Value = serde_json::from_str(&lines[0]).expect("CDR");
+    assert_eq!(
+        cdr["reason"], "upstream",
+        "marked as verified upstream: {cdr}"
+    );
+    assert_eq!(cdr["attest"], "A", "{cdr}");
+    assert_eq!(cdr["upstream_verstat"], "TN-Validation-Passed-A", "{cdr}");
+}
