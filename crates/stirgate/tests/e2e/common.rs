@@ -125,20 +125,7 @@ impl Setup {
 
     /// Waits until `n` CDR lines exist and returns them.
     pub(crate) fn cdrs(&self, n: usize) -> Vec<serde_json::Value> {
-        for _ in 0..100 {
-            let lines = self.stirgate.cdr_lines();
-            if lines.len() >= n {
-                return lines
-                    .iter()
-                    .map(|l| serde_json::from_str(l).expect("CDR is JSON"))
-                    .collect();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "expected {n} CDR lines, got {:?}",
-            self.stirgate.cdr_lines()
-        );
+        wait_cdrs(&self.stirgate, n)
     }
 }
 
@@ -151,4 +138,19 @@ pub(crate) fn assert_ok(what: &str, result: &test_support::sipp::SippResult) {
         result.stderr,
         &result.errors[..result.errors.len().min(4000)]
     );
+}
+
+/// Waits until stirgate has written `n` CDR lines and returns them, parsed.
+pub(crate) fn wait_cdrs(stirgate: &Stirgate, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let lines = stirgate.cdr_lines();
+        if lines.len() >= n {
+            return lines
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("CDR is JSON"))
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("expected {n} CDR lines, got {:?}", stirgate.cdr_lines());
 }
