@@ -948,7 +948,7 @@ mod tests {
     #[test]
     fn every_error_is_reported_with_its_key() {
         let err = Config::from_toml_at(
-            "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"screen\"\nC = \"teleport\"\n",
+            "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"block\"\nC = \"teleport\"\n",
             &repo(),
         )
         .unwrap_err();

@@ -32,7 +32,59 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         .map_err(err)?
         .install()
         .map_err(|e| anyhow::anyhow!("metrics.listen: cannot serve metrics on {listen}: {e}"))?;
+    describe();
     // Series that exist from the start, so dashboards and alerts see zeros rather than gaps.
     metrics::gauge!(ACTIVE_CALLS).set(0.0);
     Ok(())
+}
+
+/// The `# HELP` text of every metric stirgate exposes (`promtool check metrics` requires one).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        CALLS_TOTAL,
+        "Calls that reached routing, by chosen route and verification result."
+    );
+    describe_counter!(CALL_OUTCOMES_TOTAL, "Finished calls by outcome.");
+    describe_gauge!(ACTIVE_CALLS, "Calls in progress.");
+    describe_counter!(
+        VERSTAT_DISAGREEMENTS_TOTAL,
+        "Calls whose X-Twilio-VerStat differs from stirgate's verdict."
+    );
+    describe_counter!(
+        crate::notify::NOTIFICATIONS_TOTAL,
+        "Voicemail notifications (webhook, SMS) by result, after retries."
+    );
+    describe_counter!(
+        stir::metrics::VERIFICATIONS_TOTAL,
+        "STIR/SHAKEN verifications by verstat, attestation and reason."
+    );
+    describe_histogram!(
+        stir::metrics::VERIFY_DURATION_SECONDS,
+        "Time to verify an INVITE's Identity headers in seconds, certificate fetch included."
+    );
+    describe_counter!(
+        stir::metrics::CERT_CACHE_HITS_TOTAL,
+        "x5u certificate cache hits (fresh, stale-while-refresh and negative entries)."
+    );
+    describe_counter!(
+        stir::metrics::CERT_CACHE_MISSES_TOTAL,
+        "x5u certificate cache misses (a fetch started or joined)."
+    );
+    describe_histogram!(
+        stir::metrics::CERT_FETCH_DURATION_SECONDS,
+        "x5u certificate fetch and validation time in seconds."
+    );
+    describe_counter!(
+        sip::metrics::SIP_MESSAGES_TOTAL,
+        "SIP messages received and sent, by method or status."
+    );
+    describe_counter!(
+        sip::metrics::SIP_DROPPED_TOTAL,
+        "Inbound SIP input dropped before the transaction layer, by reason."
+    );
+    describe_gauge!(
+        sip::metrics::SIP_TCP_CONNECTIONS,
+        "Open SIP TCP connections."
+    );
 }

@@ -3,5 +3,6 @@
 
 mod common;
 mod local_flows;
+mod ops;
 mod sip_calls;
 mod verified_calls;
