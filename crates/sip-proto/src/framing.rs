@@ -78,10 +78,11 @@ pub fn frame(buf: &[u8], max_message: usize) -> Result<Frame, FramingError> {
         }
     }
     let body = length.ok_or(FramingError::BadContentLength)?;
-    let total = head_end + 4 + body;
-    if total > max_message {
-        return Err(FramingError::TooLarge { limit: max_message });
-    }
+    // Content-Length is attacker-chosen: a huge value must not wrap the sum (found by fuzzing).
+    let total = (head_end + 4)
+        .checked_add(body)
+        .filter(|total| *total <= max_message)
+        .ok_or(FramingError::TooLarge { limit: max_message })?;
     if buf.len() < total {
         return Ok(Frame::Incomplete);
     }
@@ -123,6 +124,12 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_content_length_near_usize_max_is_too_large_not_a_wrap() {
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551615\r\n\r\n";
+        assert_eq!(frame(msg, 1000), Err(FramingError::TooLarge { limit: 1000 }));
     }
 
     #[test]

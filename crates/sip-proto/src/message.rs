@@ -1,9 +1,16 @@
 //! SIP messages: our owned view of a request or response.
 //!
 //! rsip validates the grammar of what arrives; the text of the start line and of every header is
-//! then kept exactly as received (compact header names expanded), because a B2BUA forwards most
-//! of it untouched and must not re-format what it does not understand.
+//! then kept as received (compact header names expanded), because a B2BUA forwards most of it
+//! untouched and must not re-format what it does not understand.
+//!
+//! A thin layer in front of rsip accepts what RFC 3261 allows and rsip does not (RFC 4475 shows
+//! which): folded header lines are unfolded and whitespace before a header colon dropped (the
+//! only rewrites of the text, and only for messages that have them); the request line and the
+//! Request-URI are checked here, because rsip's grammar for them is too narrow; whitespace
+//! around `/`, `;` and `=` is dropped in the headers our views parse (Via, From, To, ...).
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
@@ -339,37 +346,29 @@ impl Message {
         let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::NotUtf8)?;
         let body = &bytes[head_end + 4..];
 
-        // rsip checks the grammar of the start line and header block; we keep the text.
-        // rsip only knows the 14 methods it names, while RFC 3261 §8.2.1 wants extension
-        // methods parsed (and answered 501): validate those with a known method in their place.
-        let head_bytes = &bytes[..head_end + 4];
-        let method_end = head_bytes.iter().position(|&b| b == b' ').unwrap_or(0);
-        let method = &head_bytes[..method_end];
-        let valid = if method_end > 0
-            && !method.starts_with(b"SIP/")
-            && !RSIP_METHODS.contains(&method)
-            && method.iter().all(|&b| is_token_char(b))
-        {
-            let mut substituted = b"OPTIONS".to_vec();
-            substituted.extend_from_slice(&head_bytes[method_end..]);
-            rsip::SipMessage::try_from(substituted.as_slice()).is_ok()
-        } else {
-            rsip::SipMessage::try_from(head_bytes).is_ok()
-        };
-        if !valid {
+        let (start_line, raw_block) = head.split_once("\r\n").unwrap_or((head, ""));
+        if !start_line.starts_with("SIP/") && !request_line_ok(start_line) {
             return Err(ParseError::Syntax);
         }
-
-        let mut lines = head.split("\r\n");
-        let start_line = lines.next().ok_or(ParseError::Syntax)?;
-        let mut headers = Headers::new();
-        for line in lines {
-            let (name, value) = line.split_once(':').ok_or(ParseError::Syntax)?;
-            let name = name.trim_end();
-            if name.is_empty() {
-                return Err(ParseError::Syntax);
+        // RFC 3261 allows forms rsip's tokenizer does not know (folded lines, whitespace before
+        // a header colon): when reading the lines meets one, rewrite the head and read again.
+        // Messages without them (nearly all) are not copied.
+        let normalized;
+        let (head_bytes, header_block, headers) = match read_header_lines(raw_block) {
+            Ok(headers) => (&bytes[..head_end + 4], raw_block, headers),
+            Err(LineError::Syntax) => return Err(ParseError::Syntax),
+            Err(LineError::NeedsNormalizing) => {
+                normalized = normalize_head(head);
+                let block = normalized
+                    .strip_suffix("\r\n\r\n")
+                    .and_then(|h| h.split_once("\r\n"))
+                    .map_or("", |(_, block)| block);
+                let headers = read_header_lines(block).map_err(|_| ParseError::Syntax)?;
+                (normalized.as_bytes(), block, headers)
             }
-            headers.push(expand_compact(name), value.trim());
+        };
+        if !rsip_accepts(head_bytes, start_line, header_block, headers.len()) {
+            return Err(ParseError::Syntax);
         }
 
         let body = Bytes::copy_from_slice(body);
@@ -438,7 +437,7 @@ impl Request {
         if cseq.method != self.method {
             return Err(ParseError::CSeqMethodMismatch);
         }
-        if crate::headers::SipUri::parse(&self.uri).is_err() {
+        if !request_uri_ok(&self.uri) {
             return Err(match uri_scheme(&self.uri) {
                 Some(s)
                     if !["sip", "sips", "tel"]
@@ -540,6 +539,324 @@ const RSIP_METHODS: &[&[u8]] = &[
     b"SUBSCRIBE",
     b"UPDATE",
 ];
+
+/// The headers whose values get [`tighten_separators`] (those parsed by the header views).
+const TIGHTENED: &[&str] = &["Via", "From", "To", "Contact", "Route", "Record-Route"];
+
+/// Linear white space inside a line (RFC 3261 §25.1 `WSP`).
+const WSP: [char; 2] = [' ', '\t'];
+
+/// Why [`read_header_lines`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum LineError {
+    /// Not a header block.
+    Syntax,
+    /// A folded line (`CRLF 1*WSP`) or whitespace between a header name and its colon
+    /// (`HCOLON = *WSP ":" SWS`): the two RFC 3261 forms rsip does not take; see
+    /// [`normalize_head`].
+    NeedsNormalizing,
+}
+
+/// Reads header lines `name: value` (names of compact form expanded, values trimmed, and the
+/// separators of the headers in [`TIGHTENED`] tightened).
+fn read_header_lines(block: &str) -> Result<Headers, LineError> {
+    let mut headers = Headers::new();
+    if block.is_empty() {
+        return Ok(headers);
+    }
+    for (index, line) in block.split("\r\n").enumerate() {
+        if line.starts_with(WSP) {
+            // A continuation of the start line is no header to fold into.
+            return Err(match index {
+                0 => LineError::Syntax,
+                _ => LineError::NeedsNormalizing,
+            });
+        }
+        let (name, value) = line.split_once(':').ok_or(LineError::Syntax)?;
+        let trimmed = name.trim_end();
+        if trimmed.is_empty() {
+            return Err(LineError::Syntax);
+        }
+        if trimmed.len() != name.len() {
+            return Err(LineError::NeedsNormalizing);
+        }
+        let name = expand_compact(name);
+        let value = value.trim();
+        if TIGHTENED.contains(&name.as_str()) {
+            headers.push(name, tighten_separators(value));
+        } else {
+            headers.push(name, value);
+        }
+    }
+    Ok(headers)
+}
+
+/// Unfolds continuation lines (each `*WSP CRLF 1*WSP` becomes one SP, RFC 3261 §7.3.1) and drops
+/// whitespace before a header's colon, returning the head followed by its CRLFCRLF. Only called
+/// for the rare message that has either.
+fn normalize_head(head: &str) -> String {
+    let mut out = String::with_capacity(head.len() + 4);
+    let mut lines = head.split("\r\n");
+    out.push_str(lines.next().unwrap_or_default());
+    for (index, line) in lines.enumerate() {
+        if index > 0 && line.starts_with(WSP) {
+            out.truncate(out.trim_end_matches(WSP).len());
+            out.push(' ');
+            out.push_str(line.trim_start_matches(WSP));
+            continue;
+        }
+        out.push_str("\r\n");
+        match line.split_once(':') {
+            Some((name, value)) if name.ends_with(WSP) => {
+                out.push_str(name.trim_end_matches(WSP));
+                out.push(':');
+                out.push_str(value);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out.push_str("\r\n\r\n");
+    out
+}
+
+/// Drops the whitespace RFC 3261 §25.1 allows around separators (`SLASH = SWS "/" SWS`,
+/// `SEMI = SWS ";" SWS`, `EQUAL = SWS "=" SWS`, as in `SIP / 2.0 / UDP` or `uri ; tag = 1`)
+/// outside quoted strings, so that the header views in [`crate::headers`], which split on those
+/// characters, see the compact form. Used for the headers those views parse. Borrows when there
+/// is nothing to drop.
+fn tighten_separators(value: &str) -> Cow<'_, str> {
+    let bytes = value.as_bytes();
+    let is_wsp = |b: u8| b == b' ' || b == b'\t';
+    let is_sep = |b: u8| b == b'/' || b == b';' || b == b'=';
+    if !bytes
+        .windows(2)
+        .any(|w| (is_sep(w[0]) && is_wsp(w[1])) || (is_wsp(w[0]) && is_sep(w[1])))
+    {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let (mut in_quotes, mut escaped) = (false, false);
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if in_quotes {
+            (in_quotes, escaped) = (escaped || b != b'"', !escaped && b == b'\\');
+        } else if b == b'"' {
+            in_quotes = true;
+        } else if is_wsp(b) {
+            let run_end = bytes[at..]
+                .iter()
+                .position(|&c| !is_wsp(c))
+                .map_or(bytes.len(), |n| at + n);
+            let next_is_sep = bytes.get(run_end).is_some_and(|&c| is_sep(c));
+            if !(next_is_sep || out.ends_with(['/', ';', '='])) {
+                out.push_str(&value[at..run_end]);
+            }
+            at = run_end;
+            continue;
+        }
+        // Every byte boundary pushed here is a char boundary: runs split only at ASCII bytes.
+        let next = value[at..]
+            .char_indices()
+            .nth(1)
+            .map_or(bytes.len(), |(n, _)| at + n);
+        out.push_str(&value[at..next]);
+        at = next;
+    }
+    Cow::Owned(out)
+}
+
+/// Checks a Request-Line (RFC 3261 §7.1, `Method SP Request-URI SP SIP-Version`) ourselves:
+/// rsip only knows 14 methods and its URI grammar is far narrower than RFC 3261's (no `.` in a
+/// user part, no `%` escapes there, no `;`, `?`, `(`... user characters, no absolute URIs), so
+/// it cannot be the judge of this line. The URI's own grammar is checked in
+/// [`Request::validate`], where a bad one is answered (400, or 416 for an unknown scheme)
+/// rather than dropped.
+fn request_line_ok(line: &str) -> bool {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && method.bytes().all(is_token_char)
+        && !uri.is_empty()
+        && uri.bytes().all(|b| b.is_ascii_graphic())
+        && version_ok(version)
+}
+
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`.
+fn version_ok(version: &str) -> bool {
+    let Some(number) = version.strip_prefix("SIP/") else {
+        return false;
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    number
+        .split_once('.')
+        .is_some_and(|(major, minor)| all_digits(major) && all_digits(minor))
+}
+
+/// The start line handed to rsip in place of a request line it cannot read but we checked.
+const STAND_IN_REQUEST_LINE: &str = "OPTIONS sip:stand-in.invalid SIP/2.0";
+
+/// Lets rsip check the message's grammar (`head_bytes` is the head with its CRLFCRLF, which has
+/// `header_lines` header lines after the start line). A request line rsip cannot read but
+/// [`request_line_ok`] accepted is replaced by a stand-in (the header block is still rsip's to
+/// judge); the copy that takes is made only then.
+fn rsip_accepts(
+    head_bytes: &[u8],
+    start_line: &str,
+    header_block: &str,
+    header_lines: usize,
+) -> bool {
+    use rsip::message::HasHeaders as _;
+
+    let known_method = start_line
+        .split_once(' ')
+        .is_some_and(|(m, _)| RSIP_METHODS.contains(&m.as_bytes()));
+    let is_request = !start_line.starts_with("SIP/");
+    // rsip's URI tokenizer can run past the end of the request line (it took
+    // `x:y SIP/2.0\r\nTo: a.b: 3\r\nC[[:x` for a URI, found by fuzzing) and then judges
+    // the wrong lines as headers: trust its verdict only when it saw every header line.
+    if (!is_request || known_method)
+        && rsip::SipMessage::try_from(head_bytes)
+            .is_ok_and(|m| m.headers().iter().count() == header_lines)
+    {
+        return true;
+    }
+    if !is_request {
+        return false;
+    }
+    let mut substituted = Vec::with_capacity(STAND_IN_REQUEST_LINE.len() + header_block.len() + 6);
+    substituted.extend_from_slice(STAND_IN_REQUEST_LINE.as_bytes());
+    substituted.extend_from_slice(b"\r\n");
+    if !header_block.is_empty() {
+        substituted.extend_from_slice(header_block.as_bytes());
+        substituted.extend_from_slice(b"\r\n");
+    }
+    substituted.extend_from_slice(b"\r\n");
+    rsip::SipMessage::try_from(substituted.as_slice()).is_ok()
+}
+
+/// RFC 3261 §25.1 `escaped` runs: every `%` is followed by two hex digits.
+fn escapes_ok(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// `unreserved` (alphanum / mark) of RFC 3261 §25.1.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+/// True when `text` is made only of `unreserved`, `escaped` and the `extra` characters.
+fn uri_chars_ok(text: &str, extra: &[u8]) -> bool {
+    escapes_ok(text)
+        && text
+            .bytes()
+            .all(|b| is_unreserved(b) || b == b'%' || extra.contains(&b))
+}
+
+/// Checks a SIP or SIPS URI against RFC 3261 §25.1 (`SIP-URI`, `SIPS-URI`): rsip's URI grammar
+/// (which [`crate::headers::SipUri::parse`] uses) rejects valid ones such as
+/// `sip:sips%3Auser%40example.com@example.net` or `sip:user;par=u%40example.net@example.com`
+/// (RFC 4475 esc01, semiuri, intmeth), so the Request-URI is judged here.
+///
+/// `rest` is what follows `sip:` / `sips:`.
+fn sip_uri_ok(rest: &str) -> bool {
+    // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; neither may hold a bare
+    // "@", so the first one ends it.
+    let (userinfo, rest) = match rest.split_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest),
+        None => (None, rest),
+    };
+    if let Some(userinfo) = userinfo {
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        if user.is_empty() || !uri_chars_ok(user, b"&=+$,;?/") || !uri_chars_ok(password, b"&=+$,")
+        {
+            return false;
+        }
+    }
+    let (rest, headers) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut params = rest.split(';');
+    let hostport = params.next().unwrap_or_default();
+    hostport_ok(hostport)
+        && params.all(|param| {
+            let (name, value) = param.split_once('=').unwrap_or((param, "x"));
+            let paramchar = b"[]/:&+$";
+            !name.is_empty()
+                && !value.is_empty()
+                && uri_chars_ok(name, paramchar)
+                && uri_chars_ok(value, paramchar)
+        })
+        && (headers.is_empty()
+            || headers.split('&').all(|header| {
+                let hnv = b"[]/?:+$";
+                header.split_once('=').is_some_and(|(name, value)| {
+                    !name.is_empty() && uri_chars_ok(name, hnv) && uri_chars_ok(value, hnv)
+                })
+            }))
+}
+
+/// `hostport = host [ ":" port ]` with host a hostname, IPv4 address or `[` IPv6 `]`.
+fn hostport_ok(hostport: &str) -> bool {
+    let (host_ok, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return false,
+        };
+        let addr_ok = !addr.is_empty()
+            && addr
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        (addr_ok, port)
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (hostname_ok(host), Some(port)),
+            None => (hostname_ok(hostport), None),
+        }
+    };
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `hostname` (labels of alphanum and inner `-`, an optional final `.`) or an IPv4 address.
+fn hostname_ok(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// True for a Request-URI we serve: a SIP or SIPS URI valid per RFC 3261 (checked by
+/// [`sip_uri_ok`], scheme case-insensitive) or a `tel` URI.
+fn request_uri_ok(uri: &str) -> bool {
+    match uri.split_once(':') {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
+        {
+            sip_uri_ok(rest)
+        }
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("tel") => {
+            crate::headers::SipUri::parse(uri).is_ok()
+        }
+        _ => false,
+    }
+}
 
 /// The scheme of an absolute URI (RFC 3986 §3.1), if it has one.
 fn uri_scheme(uri: &str) -> Option<&str> {
@@ -767,6 +1084,199 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         assert_eq!(Message::parse(b"hello world"), Err(ParseError::Syntax));
         assert_eq!(Message::parse(b""), Err(ParseError::Syntax));
         assert!(Message::parse(b"INVITE sip:a@b SIP/2.0\r\nVia: x").is_err());
+    }
+
+    #[test]
+    fn typical_messages_are_not_copied_by_normalization() {
+        let head = &INVITE[..INVITE.find("\r\n\r\n").unwrap()];
+        let block = head.split_once("\r\n").unwrap().1;
+        assert_eq!(read_header_lines(block).unwrap().len(), 9);
+        assert!(matches!(
+            tighten_separators("SIP/2.0/UDP h;branch=z9hG4bK1"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn folded_lines_are_unfolded_to_one_space() {
+        let head = "OPTIONS sip:a@b SIP/2.0\r\nSubject: one \r\n  two\r\n\tthree\r\nX: y";
+        assert_eq!(
+            normalize_head(head),
+            "OPTIONS sip:a@b SIP/2.0\r\nSubject: one two three\r\nX: y\r\n\r\n"
+        );
+        let text = INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159\r\n  INVITE");
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
+        assert_eq!(req.headers.get("CSeq"), Some("314159 INVITE"));
+    }
+
+    #[test]
+    fn a_fold_onto_the_start_line_stays_an_error() {
+        assert_eq!(
+            read_header_lines(" folded: x\r\nX: y"),
+            Err(LineError::Syntax)
+        );
+        assert_eq!(
+            read_header_lines("X: y\r\n folded"),
+            Err(LineError::NeedsNormalizing)
+        );
+        assert_eq!(read_header_lines("X : y"), Err(LineError::NeedsNormalizing));
+        assert_eq!(read_header_lines("X y"), Err(LineError::Syntax));
+        let text = INVITE.replace("SIP/2.0\r\nv:", "SIP/2.0\r\n more\r\nv:");
+        assert_eq!(Message::parse(text.as_bytes()), Err(ParseError::Syntax));
+    }
+
+    #[test]
+    fn whitespace_before_a_header_colon_is_accepted() {
+        let head = "OPTIONS sip:a@b SIP/2.0\r\nTO :\r\n sip:a@b\r\nMax-Forwards\t : 70";
+        assert_eq!(
+            normalize_head(head),
+            "OPTIONS sip:a@b SIP/2.0\r\nTO: sip:a@b\r\nMax-Forwards: 70\r\n\r\n"
+        );
+        let text = INVITE.replace("Max-Forwards: 70", "Max-Forwards   : 70");
+        let Message::Request(req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(req.headers.get("Max-Forwards"), Some("70"));
+        // A name with inner whitespace is still no header name.
+        let text = INVITE.replace("Max-Forwards: 70", "Max Forwards : 70");
+        assert_eq!(Message::parse(text.as_bytes()), Err(ParseError::Syntax));
+    }
+
+    #[test]
+    fn separators_lose_their_whitespace_outside_quotes() {
+        assert_eq!(
+            tighten_separators("SIP  /   2.0 /UDP 192.0.2.2 ; branch = z9hG4bK1"),
+            "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1"
+        );
+        assert_eq!(
+            tighten_separators("\"a ; b = \\\" / c\" <sip:x@y> ; tag = 1"),
+            "\"a ; b = \\\" / c\" <sip:x@y>;tag=1"
+        );
+        assert_eq!(
+            tighten_separators("\"J Ros\u{e9}\" <sip:j@x>\t;\ttag=1"),
+            "\"J Ros\u{e9}\" <sip:j@x>;tag=1"
+        );
+        let text = INVITE
+            .replace(
+                "v: SIP/2.0/UDP 10.0.0.1:5070;",
+                "v: SIP / 2.0 / UDP 10.0.0.1:5070 ; ",
+            )
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: sip:+15551230002@127.0.0.1 ; x = 1",
+            );
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
+        assert_eq!(req.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(req.header_to().unwrap().params.value("x"), Some("1"));
+    }
+
+    #[test]
+    fn request_lines_rsip_cannot_read_are_checked_by_us() {
+        let uri = "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com";
+        let method = "!interesting-Method0123456789_*+`.%indeed'~";
+        let text = INVITE
+            .replace(
+                "INVITE sip:+15551230002@127.0.0.1:5060",
+                &format!("{method} {uri}"),
+            )
+            .replace("314159 INVITE", &format!("314159 {method}"));
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
+        assert_eq!(req.uri, uri);
+        assert_eq!(req.method, Method::Other(method.to_owned()));
+
+        assert!(request_line_ok("INVITE sip:a@b SIP/2.0"));
+        assert!(request_line_ok("INVITE sip:a@b SIP/7.0"));
+        for bad in [
+            "INVITE  sip:a@b SIP/2.0",
+            "INVITE sip:a@b SIP/2.0 ",
+            "INVITE sip:a@b",
+            "INVITE sip:a@b SIP/2",
+            "INVITE sip:a@b HTTP/1.1",
+            "INV@TE sip:a@b SIP/2.0",
+            "INVITE sip:a\tb SIP/2.0",
+            " sip:a@b SIP/2.0",
+        ] {
+            assert!(!request_line_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_uri_rsip_misreads_does_not_hide_bad_header_lines() {
+        // Found by fuzzing (fuzz target sip_message): rsip read the URI across two lines and
+        // took the `SIP/2.0` of a later line as the version, so the bad header name `C[[:...`
+        // was never checked; printing that message gave bytes that no longer parsed.
+        let text = "OPTIONS nobodyKnowsThisScheme:totallyopaquecontent SIP/2.0\r\n\
+To: ple.Max-Forwards: 3\r\nC[[[[soap.beep://192.0.2.103:3002 SIP/2.0\r\n\
+To: sip:user@example.com\r\nFrom: sip:caller@example.net;tag=384\r\n\
+Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(Message::parse(text.as_bytes()), Err(ParseError::Syntax));
+        let fixed = text.replace("C[[[[soap.beep:", "Soap:");
+        assert!(Message::parse(fixed.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn sip_uris_are_judged_by_rfc_3261() {
+        for good in [
+            "sip:sips%3Auser%40example.com@example.net",
+            "sip:user;par=u%40example.net@example.com",
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+            "sip:vivekg@chair-dnrc.example.com;unknownparam",
+            "sip:user@example.com?Route=%3Csip:example.com%3E",
+            "sip:example.com.",
+            "sip:192.0.2.1:5060;transport=tcp;lr",
+            "sip:alice:secret@[2001:db8::10]:5070",
+            "sip:[::1]",
+        ] {
+            assert!(request_uri_ok(good), "{good}");
+        }
+        assert!(request_uri_ok("SIPS:a@example.com"));
+        assert!(request_uri_ok("tel:+15551230001"));
+        for bad in [
+            "<sip:user@example.com>",
+            "sip:%zzuser@example.com",
+            "sip:user%4@example.com",
+            "sip:@example.com",
+            "sip:user@",
+            "sip:user@example.com:",
+            "sip:user@example.com:50a",
+            "sip:user@-bad.example.com",
+            "sip:user@exa_mple.com",
+            "sip:user@example.com;=x",
+            "sip:user@example.com;a=",
+            "sip:user@example.com?noequals",
+            "sip:us\"er@example.com",
+            "sip:[::1",
+            "sip:[::1]x",
+            "sip:[]",
+            "sip:a@b;lr;x=<y>",
+            "nobodyknowsthisscheme:totallyopaquecontent",
+        ] {
+            assert!(!request_uri_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_get_416_and_broken_uris_400() {
+        for (uri, want) in [
+            ("nobodyknowsthisscheme:totallyopaquecontent", 416),
+            ("soap.beep://192.0.2.103:3002", 416),
+            ("<sip:user@example.com>", 400),
+        ] {
+            let text = INVITE.replace("sip:+15551230002@127.0.0.1:5060", uri);
+            let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+                panic!("not a request");
+            };
+            assert_eq!(req.validate().unwrap_err().status_code(), want, "{uri}");
+        }
     }
 
     #[test]
