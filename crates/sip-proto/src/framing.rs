@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn a_content_length_near_usize_max_is_too_large_not_a_wrap() {
         let msg = b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551615\r\n\r\n";
-        assert_eq!(frame(msg, 1000), Err(FramingError::TooLarge { limit: 1000 }));
+        assert_eq!(
+            frame(msg, 1000),
+            Err(FramingError::TooLarge { limit: 1000 })
+        );
     }
 
     #[test]
