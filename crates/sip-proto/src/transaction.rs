@@ -138,6 +138,24 @@ pub enum TimerAction {
     Terminated,
 }
 
+/// The three timer slots every transaction has: the retransmission timer with its current
+/// interval (A, E, G), the timeout (B, F, H, L/M) and the end of the lingering state (D, I, J, K).
+#[derive(Debug, Clone, Default)]
+struct Timers {
+    retransmit: Option<(Instant, Duration)>,
+    timeout: Option<Instant>,
+    end: Option<Instant>,
+}
+
+impl Timers {
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
 /// A client transaction.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
@@ -146,9 +164,7 @@ pub struct ClientTransaction {
     state: ClientState,
     request: Bytes,
     ack: Option<Bytes>,
-    retransmit: Option<(Instant, Duration)>,
-    timeout: Option<Instant>,
-    end: Option<Instant>,
+    timers: Timers,
 }
 
 impl ClientTransaction {
@@ -170,11 +186,13 @@ impl ClientTransaction {
             },
             request,
             ack: None,
-            // Timer A / E: only on unreliable transports.
-            retransmit: (!reliable).then(|| (now + cfg.t1, cfg.t1)),
-            // Timer B / F.
-            timeout: Some(now + cfg.timeout),
-            end: None,
+            timers: Timers {
+                // Timer A / E: only on unreliable transports.
+                retransmit: (!reliable).then(|| (now + cfg.t1, cfg.t1)),
+                // Timer B / F.
+                timeout: Some(now + cfg.timeout),
+                end: None,
+            },
         }
     }
 
@@ -206,34 +224,34 @@ impl ClientTransaction {
                 if self.state == Trying {
                     self.state = Proceeding;
                     // Timer E keeps firing in Proceeding, at T2 (RFC 3261 §17.1.2.2).
-                    if let Some((_, _)) = self.retransmit {
-                        self.retransmit = Some((now + cfg.t2, cfg.t2));
+                    if let Some((_, _)) = self.timers.retransmit {
+                        self.timers.retransmit = Some((now + cfg.t2, cfg.t2));
                     }
                 } else if self.state == Calling {
                     self.state = Proceeding;
-                    self.retransmit = None;
+                    self.timers.retransmit = None;
                 }
                 ClientVerdict::Deliver
             }
             (Calling | Proceeding, 200..=299) if self.invite => {
                 self.state = Accepted;
-                self.retransmit = None;
-                self.timeout = None;
-                self.end = Some(now + cfg.t1 * 64); // Timer M
+                self.timers.retransmit = None;
+                self.timers.timeout = None;
+                self.timers.end = Some(now + cfg.t1 * 64); // Timer M
                 ClientVerdict::Deliver
             }
             (Calling | Proceeding, _) if self.invite => {
                 self.state = Completed;
-                self.retransmit = None;
-                self.timeout = None;
-                self.end = Some(now + cfg.timer_d(self.reliable));
+                self.timers.retransmit = None;
+                self.timers.timeout = None;
+                self.timers.end = Some(now + cfg.timer_d(self.reliable));
                 ClientVerdict::DeliverAndAck
             }
             (Trying | Proceeding, _) => {
                 self.state = Completed;
-                self.retransmit = None;
-                self.timeout = None;
-                self.end = Some(now + cfg.timer_t4(self.reliable));
+                self.timers.retransmit = None;
+                self.timers.timeout = None;
+                self.timers.end = Some(now + cfg.timer_t4(self.reliable));
                 ClientVerdict::Deliver
             }
             (Accepted, 200..=299) => ClientVerdict::Absorb(self.ack.clone()),
@@ -248,32 +266,27 @@ impl ClientTransaction {
     /// The transport failed to deliver the request: the transaction ends (the TU answers 503).
     pub fn handle_transport_error(&mut self) {
         self.state = ClientState::Terminated;
-        self.retransmit = None;
-        self.timeout = None;
-        self.end = None;
+        self.timers = Timers::default();
     }
 
     /// The earliest instant at which [`Self::handle_timeout`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
-            .into_iter()
-            .flatten()
-            .min()
+        self.timers.next_deadline()
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, cfg: &TimerConfig) -> Vec<TimerAction> {
         let mut out = Vec::new();
-        if self.timeout.is_some_and(|at| at <= now) {
-            self.timeout = None;
-            self.retransmit = None;
-            self.end = None;
+        if self.timers.timeout.is_some_and(|at| at <= now) {
+            self.timers.timeout = None;
+            self.timers.retransmit = None;
+            self.timers.end = None;
             self.state = ClientState::Terminated;
             out.push(TimerAction::Timeout);
             out.push(TimerAction::Terminated);
             return out;
         }
-        if let Some((at, interval)) = self.retransmit {
+        if let Some((at, interval)) = self.timers.retransmit {
             if at <= now {
                 out.push(TimerAction::Retransmit(self.request.clone()));
                 // Timer A doubles without bound; Timer E doubles up to T2 (and stays at T2
@@ -285,11 +298,11 @@ impl ClientTransaction {
                 } else {
                     (interval * 2).min(cfg.t2)
                 };
-                self.retransmit = Some((now + next, next));
+                self.timers.retransmit = Some((now + next, next));
             }
         }
-        if self.end.is_some_and(|at| at <= now) {
-            self.end = None;
+        if self.timers.end.is_some_and(|at| at <= now) {
+            self.timers.end = None;
             self.state = ClientState::Terminated;
             out.push(TimerAction::Terminated);
         }
@@ -304,9 +317,7 @@ pub struct ServerTransaction {
     reliable: bool,
     state: ServerState,
     last_response: Option<Bytes>,
-    retransmit: Option<(Instant, Duration)>,
-    timeout: Option<Instant>,
-    end: Option<Instant>,
+    timers: Timers,
     acked: bool,
 }
 
@@ -322,9 +333,7 @@ impl ServerTransaction {
                 ServerState::Trying
             },
             last_response: None,
-            retransmit: None,
-            timeout: None,
-            end: None,
+            timers: Timers::default(),
             acked: false,
         }
     }
@@ -365,21 +374,21 @@ impl ServerTransaction {
                 self.last_response = Some(bytes);
                 // The 2xx is retransmitted (T1 doubling to T2) until the ACK (RFC 3261
                 // §13.3.1.4; done here rather than in the TU) and Timer L bounds the wait.
-                self.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1));
-                self.timeout = Some(now + cfg.t1 * 64);
+                self.timers.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1));
+                self.timers.timeout = Some(now + cfg.t1 * 64);
                 true
             }
             (Proceeding, 300..) if self.invite => {
                 self.state = Completed;
                 self.last_response = Some(bytes);
-                self.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1)); // Timer G
-                self.timeout = Some(now + cfg.t1 * 64); // Timer H
+                self.timers.retransmit = (!self.reliable).then(|| (now + cfg.t1, cfg.t1)); // Timer G
+                self.timers.timeout = Some(now + cfg.t1 * 64); // Timer H
                 true
             }
             (Trying | Proceeding, 200..) if !self.invite => {
                 self.state = Completed;
                 self.last_response = Some(bytes);
-                self.end = Some(now + cfg.timer_j(self.reliable)); // Timer J
+                self.timers.end = Some(now + cfg.timer_j(self.reliable)); // Timer J
                 true
             }
             _ => false,
@@ -392,15 +401,15 @@ impl ServerTransaction {
         match self.state {
             ServerState::Completed => {
                 self.state = ServerState::Confirmed;
-                self.retransmit = None;
-                self.timeout = None;
-                self.end = Some(now + cfg.timer_t4(self.reliable)); // Timer I
+                self.timers.retransmit = None;
+                self.timers.timeout = None;
+                self.timers.end = Some(now + cfg.timer_t4(self.reliable)); // Timer I
                 false
             }
             ServerState::Accepted => {
                 let first = !self.acked;
                 self.acked = true;
-                self.retransmit = None;
+                self.timers.retransmit = None;
                 first
             }
             ServerState::Confirmed => false,
@@ -410,27 +419,24 @@ impl ServerTransaction {
 
     /// The earliest instant at which [`Self::handle_timeout`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
-            .into_iter()
-            .flatten()
-            .min()
+        self.timers.next_deadline()
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, cfg: &TimerConfig) -> Vec<TimerAction> {
         let mut out = Vec::new();
-        if let Some((at, interval)) = self.retransmit {
+        if let Some((at, interval)) = self.timers.retransmit {
             if at <= now {
                 if let Some(resp) = &self.last_response {
                     out.push(TimerAction::Retransmit(resp.clone()));
                 }
                 let next = (interval * 2).min(cfg.t2);
-                self.retransmit = Some((now + next, next));
+                self.timers.retransmit = Some((now + next, next));
             }
         }
-        if self.timeout.is_some_and(|at| at <= now) {
-            self.timeout = None;
-            self.retransmit = None;
+        if self.timers.timeout.is_some_and(|at| at <= now) {
+            self.timers.timeout = None;
+            self.timers.retransmit = None;
             if !self.acked {
                 out.push(TimerAction::AckTimeout);
             }
@@ -438,8 +444,8 @@ impl ServerTransaction {
             out.push(TimerAction::Terminated);
             return out;
         }
-        if self.end.is_some_and(|at| at <= now) {
-            self.end = None;
+        if self.timers.end.is_some_and(|at| at <= now) {
+            self.timers.end = None;
             self.state = ServerState::Terminated;
             out.push(TimerAction::Terminated);
         }
