@@ -256,6 +256,12 @@ impl<R: RngCore> B2bua<R> {
         }
     }
 
+    /// Replaces the policy (routes, numbers, flows, forward target) for calls that start from
+    /// now on; calls in progress keep what they started with. The transaction timers stay.
+    pub fn set_config(&mut self, cfg: Config) {
+        self.cfg = cfg;
+    }
+
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
         self.calls.len()

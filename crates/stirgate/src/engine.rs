@@ -51,24 +51,27 @@ pub enum Phase {
     HangUp,
 }
 
-/// A running engine.
-pub struct Engine {
-    /// The bound transports.
-    pub transports: Transports,
-    /// Calls in progress across shards.
-    pub active: Arc<AtomicUsize>,
-    phase: watch::Sender<Phase>,
-    shards: JoinSet<()>,
-    cdr_task: Option<tokio::task::JoinHandle<()>>,
+/// What SIGHUP can change while calls go on: routes, numbers, flows and prompts, the forward
+/// target, trust anchors and verification settings, the lists store and the notifier.
+/// Listeners, shards, timers, media ports and the metrics endpoint need a restart.
+pub struct Policy {
+    core: b2bua::Config,
+    verifier: Arc<stir::Verifier>,
+    stir_cfg: Arc<stir::Config>,
+    lists: Arc<dyn ListStore>,
+    notifier: crate::notify::Notifier,
+    fast_pass_days: u64,
 }
 
-impl Engine {
-    /// Binds the listeners and starts the shards.
-    pub async fn start(cfg: &Config, cancel: CancellationToken) -> anyhow::Result<Self> {
-        let media =
-            media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
+impl Policy {
+    /// Builds everything the config describes (loads prompts, trust anchors, opens the lists).
+    /// `local_udp` / `local_tcp` are the bound listener addresses.
+    pub fn build(
+        cfg: &Config,
+        local_udp: Option<SocketAddr>,
+        local_tcp: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let flows = flow_config(cfg)?;
-        let stir_cfg = Arc::new(cfg.stir.clone());
         let lists: Arc<dyn ListStore> = Arc::new(
             SqliteLists::open(&cfg.lists_path)
                 .map_err(|e| anyhow::anyhow!("lists.path: {}: {e}", cfg.lists_path.display()))?,
@@ -79,6 +82,69 @@ impl Engine {
             stir::Verifier::new(&cfg.stir)
                 .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?,
         );
+        let core = b2bua::Config {
+            forward_target: cfg.forward_target.clone(),
+            forward_peer: cfg.forward_peer,
+            local_udp,
+            local_tcp,
+            user_agent: cfg.user_agent.clone(),
+            call_id_prefix: String::new(), // set per shard
+            timers: cfg.timers,
+            retry_after_s: cfg.retry_after_s,
+            routes: cfg.routes,
+            flows,
+            numbers: cfg
+                .numbers
+                .iter()
+                .map(|n| {
+                    let settings = b2bua::NumberSettings {
+                        routes: n.routes,
+                        forward: n.forward.clone(),
+                        greeting: n
+                            .organization
+                            .as_ref()
+                            .map(|_| format!("greeting_{}", n.number)),
+                    };
+                    (n.number.clone(), settings)
+                })
+                .collect(),
+        };
+        Ok(Self {
+            core,
+            verifier,
+            stir_cfg: Arc::new(cfg.stir.clone()),
+            lists,
+            notifier,
+            fast_pass_days: cfg.fast_pass_days,
+        })
+    }
+
+    fn core_for_shard(&self, index: usize) -> b2bua::Config {
+        let mut core = self.core.clone();
+        core.call_id_prefix = format!("sg{index}-");
+        core
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    /// The bound transports.
+    pub transports: Transports,
+    /// Calls in progress across shards.
+    pub active: Arc<AtomicUsize>,
+    phase: watch::Sender<Phase>,
+    policy: watch::Sender<Arc<Policy>>,
+    local_udp: Option<SocketAddr>,
+    local_tcp: Option<SocketAddr>,
+    shards: JoinSet<()>,
+    cdr_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Binds the listeners and starts the shards.
+    pub async fn start(cfg: &Config, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let media =
+            media::net::MediaEngine::new(&cfg.media).map_err(|e| anyhow::anyhow!("media: {e}"))?;
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
         for _ in 0..cfg.shards {
@@ -113,42 +179,18 @@ impl Engine {
             cfg.advertised_address,
             false,
         );
+        let policy = Arc::new(Policy::build(cfg, local_udp, local_tcp)?);
         let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let (policy_tx, policy_rx) = watch::channel(Arc::clone(&policy));
         let active = Arc::new(AtomicUsize::new(0));
         let clock = WallClock::now();
         let mut shards = JoinSet::new();
         for (index, rx) in receivers.into_iter().enumerate() {
-            let core_cfg = b2bua::Config {
-                forward_target: cfg.forward_target.clone(),
-                forward_peer: cfg.forward_peer,
-                local_udp,
-                local_tcp,
-                user_agent: cfg.user_agent.clone(),
-                call_id_prefix: format!("sg{index}-"),
-                timers: cfg.timers,
-                retry_after_s: cfg.retry_after_s,
-                routes: cfg.routes,
-                flows: flows.clone(),
-                numbers: cfg
-                    .numbers
-                    .iter()
-                    .map(|n| {
-                        let settings = b2bua::NumberSettings {
-                            routes: n.routes,
-                            forward: n.forward.clone(),
-                            greeting: n
-                                .organization
-                                .as_ref()
-                                .map(|_| format!("greeting_{}", n.number)),
-                        };
-                        (n.number.clone(), settings)
-                    })
-                    .collect(),
-            };
-            let core = B2bua::new(core_cfg, StdRng::from_entropy());
+            let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
             let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
             let (media_tx, media_rx) = mpsc::unbounded_channel();
             let shard = Shard {
+                index,
                 core,
                 rx,
                 verdict_tx,
@@ -157,11 +199,8 @@ impl Engine {
                 media_rx,
                 media: media.clone(),
                 calls_media: HashMap::new(),
-                notifier: notifier.clone(),
-                lists: Arc::clone(&lists),
-                fast_pass_days: cfg.fast_pass_days,
-                stir_cfg: Arc::clone(&stir_cfg),
-                verifier: Arc::clone(&verifier),
+                policy: Arc::clone(&policy),
+                policy_rx: policy_rx.clone(),
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
                 active: Arc::clone(&active),
@@ -173,10 +212,21 @@ impl Engine {
         Ok(Self {
             transports,
             active,
+            policy: policy_tx,
+            local_udp,
+            local_tcp,
             phase,
             shards,
             cdr_task,
         })
+    }
+
+    /// Rebuilds the policy from `cfg` and hands it to every shard; calls in progress keep the
+    /// routes and target they started with. On error nothing changes.
+    pub fn reload(&self, cfg: &Config) -> anyhow::Result<()> {
+        let policy = Policy::build(cfg, self.local_udp, self.local_tcp)?;
+        let _ = self.policy.send(Arc::new(policy));
+        Ok(())
     }
 
     /// Moves every shard to `phase`.
@@ -259,21 +309,19 @@ fn local(
 }
 
 struct Shard {
+    index: usize,
     core: B2bua<StdRng>,
     rx: mpsc::Receiver<Inbound>,
     // Unbounded is bounded here: at most one verdict per call in progress.
     verdict_tx: mpsc::UnboundedSender<VerdictMsg>,
     verdict_rx: mpsc::UnboundedReceiver<VerdictMsg>,
-    verifier: Arc<stir::Verifier>,
     // Unbounded for the same reason: a handful of events per call in progress.
     media_tx: mpsc::UnboundedSender<MediaMsg>,
     media_rx: mpsc::UnboundedReceiver<MediaMsg>,
     media: media::net::MediaEngine,
     calls_media: HashMap<CallId, CallMedia>,
-    notifier: crate::notify::Notifier,
-    lists: Arc<dyn ListStore>,
-    fast_pass_days: u64,
-    stir_cfg: Arc<stir::Config>,
+    policy: Arc<Policy>,
+    policy_rx: watch::Receiver<Arc<Policy>>,
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
@@ -303,6 +351,13 @@ impl Shard {
                             self.core.stop_accepting();
                             self.core.hangup_all(Instant::now());
                         }
+                    }
+                }
+                changed = self.policy_rx.changed() => {
+                    if changed.is_ok() {
+                        let policy = Arc::clone(&self.policy_rx.borrow());
+                        self.core.set_config(policy.core_for_shard(self.index));
+                        self.policy = policy;
                     }
                 }
                 verdict = self.verdict_rx.recv() => {
@@ -510,14 +565,14 @@ impl Shard {
             }
             Output::FastPass { number } => {
                 tracing::info!(%number, "caller passed the CAPTCHA: fast-pass");
-                let lists = Arc::clone(&self.lists);
+                let lists = Arc::clone(&self.policy.lists);
                 let now = unix_now();
                 let entry = ListEntry {
                     kind: ListKind::Allow,
                     number,
                     added_at: now,
-                    expires_at: (self.fast_pass_days > 0)
-                        .then(|| now + self.fast_pass_days * 86_400),
+                    expires_at: (self.policy.fast_pass_days > 0)
+                        .then(|| now + self.policy.fast_pass_days * 86_400),
                     note: "passed the CAPTCHA".to_owned(),
                 };
                 tokio::task::spawn_blocking(move || {
@@ -537,7 +592,7 @@ impl Shard {
                     recording: note.recording.display().to_string(),
                     duration_s: note.duration.as_secs_f64(),
                 };
-                let notifier = self.notifier.clone();
+                let notifier = self.policy.notifier.clone();
                 // Retries can take tens of seconds; the call never waits for them.
                 tokio::spawn(async move {
                     if let Err(e) = notifier.voicemail_saved(&event).await {
@@ -552,10 +607,10 @@ impl Shard {
     /// Runs the verification of a call off the shard (the verifier honours its own time
     /// budget) and sends the verdict back.
     fn verify(&self, job: VerifyJob) {
-        let verifier = Arc::clone(&self.verifier);
+        let verifier = Arc::clone(&self.policy.verifier);
         let back = self.verdict_tx.clone();
-        let lists = Arc::clone(&self.lists);
-        let trust = Arc::clone(&self.stir_cfg);
+        let lists = Arc::clone(&self.policy.lists);
+        let trust = Arc::clone(&self.policy.stir_cfg);
         tokio::spawn(async move {
             // The list lookup (a blocking SQLite read) runs beside the verification.
             let number = job.orig.clone();

@@ -5,6 +5,7 @@
 //! | first SIGINT / SIGTERM | new INVITEs get 503 + Retry-After; ACK, BYE, CANCEL and in-dialog requests are still served |
 //! | (calls reach 0, or `shutdown.drain_timeout_s` passes) | remaining calls get BYE on both legs; 1 s later the transports close, CDRs are flushed, exit 0 |
 //! | second SIGINT / SIGTERM | exit at once (status 130) |
+//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media and metrics need a restart |
 
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub fn main(args: &RunArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(cfg)) {
+    match runtime.block_on(serve(cfg, args.config.clone())) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("stirgate: {e:#}");
@@ -74,7 +75,7 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<u8> {
+async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     crate::metrics::install(cfg.metrics_listen)?;
     let cancel = CancellationToken::new();
     let engine = Engine::start(&cfg, cancel.clone()).await?;
@@ -90,7 +91,13 @@ async fn serve(cfg: Config) -> anyhow::Result<u8> {
 
     warn_if_test_anchors(&cfg.stir.trust_anchors);
     let mut signals = Signals::new()?;
-    signals.next().await;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            () = signals.next() => break,
+            _ = hangups.recv() => reload(&engine, &cfg, path.as_deref()),
+        }
+    }
     engine.set_phase(Phase::Draining);
     tracing::info!(
         active = engine.active_calls(),
@@ -121,6 +128,58 @@ async fn serve(cfg: Config) -> anyhow::Result<u8> {
     engine.join().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// SIGHUP: validate the config file again and swap the policy in; a bad file changes nothing.
+fn reload(engine: &Engine, running: &Config, path: Option<&std::path::Path>) {
+    let loaded = match path {
+        Some(path) => Config::load(path),
+        None => Config::from_toml(DEFAULT_TOML),
+    };
+    let new = match loaded {
+        Ok(new) => new,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(key = %e.key, reason = %e.reason, "SIGHUP: configuration refused; the running one stays");
+            }
+            return;
+        }
+    };
+    // What the running process cannot change in place.
+    let restart_only = [
+        ("sip.listen", running.listen != new.listen),
+        ("sip.shards", running.shards != new.shards),
+        (
+            "sip.t1_ms / sip.transaction_timeout_ms",
+            running.timers != new.timers,
+        ),
+        (
+            "metrics.listen",
+            running.metrics_listen != new.metrics_listen,
+        ),
+        (
+            "media.*",
+            format!("{:?}", running.media) != format!("{:?}", new.media),
+        ),
+        ("cdr.path", running.cdr_path != new.cdr_path),
+    ];
+    for (key, changed) in restart_only {
+        if changed {
+            tracing::warn!(
+                key,
+                "SIGHUP: this setting needs a restart; it is not applied"
+            );
+        }
+    }
+    match engine.reload(&new) {
+        Ok(()) => {
+            warn_if_test_anchors(&new.stir.trust_anchors);
+            tracing::info!("SIGHUP: configuration reloaded (routes, numbers, flows, forward target, verification, lists)");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration refused; the running one stays")
+        }
+    }
 }
 
 /// The repository's test STI-CA has a public private key: anyone can mint "verified" calls

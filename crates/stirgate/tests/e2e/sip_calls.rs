@@ -255,3 +255,42 @@ fn sigterm_drains_then_exits_zero() {
     let status = s.stirgate.wait_exit(Duration::from_secs(15));
     assert_eq!(status.and_then(|st| st.code()), Some(0), "{status:?}");
 }
+
+#[test]
+fn sighup_reloads_routes_and_a_bad_file_changes_nothing() {
+    let mut s = Setup::start("", "");
+    let config_path = s.dir.path().join("stirgate.toml");
+    let uas = s.uas("uas").spawn();
+    assert_ok(
+        "forwarded before the reload",
+        &s.uac("uac", 1).run(Duration::from_secs(30)),
+    );
+    uas.kill();
+
+    // Unsigned calls are now refused.
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let rejecting = text.replace("missing = \"forward\"", "missing = \"reject\"");
+    assert_ne!(text, rejecting);
+    std::fs::write(&config_path, &rejecting).expect("write");
+    s.stirgate.signal("HUP");
+    s.stirgate
+        .wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let refused = s
+        .uac(&scenario("uac_428.xml"), 1)
+        .run(Duration::from_secs(30));
+    assert_ok("428 after the reload", &refused);
+
+    // A file with a typo is refused as a whole; the running policy stays.
+    std::fs::write(&config_path, format!("typo_key = 1\n{rejecting}")).expect("write");
+    s.stirgate.signal("HUP");
+    s.stirgate
+        .wait_for_log("configuration refused", Duration::from_secs(10));
+    let still = s
+        .uac(&scenario("uac_428.xml"), 1)
+        .run(Duration::from_secs(30));
+    assert_ok("still 428", &still);
+    let cdrs = s.cdrs(3);
+    assert_eq!(cdrs[0]["route"], "forward", "{cdrs:?}");
+    assert_eq!(cdrs[1]["route"], "reject", "{cdrs:?}");
+    assert_eq!(cdrs[2]["route"], "reject", "{cdrs:?}");
+}
