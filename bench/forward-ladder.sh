@@ -39,6 +39,8 @@ missing = "forward"
 dir = "$WORK/voicemail"
 [lists]
 path = "$WORK/lists.sqlite3"
+[status]
+listen = ""
 TOML
 STIRGATE_LOG=warn "$BIN" run --config "$WORK/stirgate.toml" 2>"$WORK/stirgate.log" &
 SG_PID=$!

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what the tests need when it is missing
-# (SIPp: Debian sip-tester; promtool: prometheus; the Rust components), then runs the suite.
+# (SIPp: Debian sip-tester; promtool: prometheus; headless Chromium: chromium), then runs the
+# suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
     SUDO=""

@@ -114,6 +114,20 @@ enum Slot {
     Pending(watch::Receiver<Option<Outcome>>),
 }
 
+/// One certificate cache entry, as shown to a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The x5u URL.
+    pub x5u: String,
+    /// `valid`, `stale` (serving while refreshed), `fetching`, or the failure's reason label
+    /// (negative cache).
+    pub state: &'static str,
+    /// When the cached chain stops being used (UNIX seconds), for chains.
+    pub expires_unix: Option<i64>,
+    /// The SPC of the leaf's TNAuthList.
+    pub spc: Option<String>,
+}
+
 /// A lookup's immediate answer: a result, or a fetch to wait for.
 #[derive(Debug)]
 pub enum Lookup {
@@ -211,6 +225,43 @@ impl CertCache {
     /// [`Self::lookup`] and wait.
     pub async fn get(&self, x5u: &str) -> Result<Arc<ValidatedChain>, Reason> {
         self.lookup(x5u).wait().await
+    }
+
+    /// A snapshot of the entries, sorted by x5u, for people (the status page): never on the
+    /// call path.
+    pub fn entries(&self) -> Vec<CacheEntry> {
+        let now = Instant::now();
+        let slots = self.inner.lock();
+        let mut out: Vec<CacheEntry> = slots
+            .iter()
+            .map(|(x5u, slot)| match slot {
+                Slot::Ready {
+                    chain,
+                    fresh_until,
+                    expires_unix,
+                    ..
+                } => CacheEntry {
+                    x5u: x5u.clone(),
+                    state: if *fresh_until > now { "valid" } else { "stale" },
+                    expires_unix: Some(*expires_unix),
+                    spc: chain.spc().map(str::to_owned),
+                },
+                Slot::Failed { reason, .. } => CacheEntry {
+                    x5u: x5u.clone(),
+                    state: reason.label(),
+                    expires_unix: None,
+                    spc: None,
+                },
+                Slot::Pending(_) => CacheEntry {
+                    x5u: x5u.clone(),
+                    state: "fetching",
+                    expires_unix: None,
+                    spc: None,
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.x5u.cmp(&b.x5u));
+        out
     }
 
     /// How many fetches (x5u, not AIA) this cache has started.

@@ -81,6 +81,8 @@ pub struct RawConfig {
     pub screen: RawScreen,
     /// `[lists]`
     pub lists: RawLists,
+    /// `[status]`
+    pub status: RawStatus,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -161,6 +163,22 @@ impl Default for RawCaptcha {
             question: "Please enter the number that comes after nine, then press pound.".to_owned(),
             attempts: 3,
             timeout_s: 10,
+        }
+    }
+}
+
+/// `[status]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStatus {
+    /// `status.listen`: HOST:PORT of the status page; empty disables it.
+    pub listen: String,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".to_owned(),
         }
     }
 }
@@ -437,6 +455,8 @@ pub struct Config {
     pub forward_peer: Peer,
     /// Metrics endpoint.
     pub metrics_listen: SocketAddr,
+    /// Status page (None: off).
+    pub status_listen: Option<SocketAddr>,
     /// CDR file (None: no CDRs).
     pub cdr_path: Option<PathBuf>,
     /// How long running calls may go on after SIGTERM.
@@ -688,6 +708,23 @@ impl TryFrom<RawConfig> for Config {
                 ));
             }
         }
+        let status_listen = if raw.status.listen.is_empty() {
+            None
+        } else {
+            match raw.status.listen.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        "status.listen",
+                        format!(
+                            "`{}` is not HOST:PORT with an IP address (or \"\" for off)",
+                            raw.status.listen
+                        ),
+                    ));
+                    None
+                }
+            }
+        };
         if raw.lists.path.as_os_str().is_empty() {
             errors.push(ConfigError::new("lists.path", "must name a file"));
         }
@@ -785,6 +822,7 @@ impl TryFrom<RawConfig> for Config {
             forward_target: raw.forward.target.clone(),
             forward_peer,
             metrics_listen,
+            status_listen,
             cdr_path: (!raw.cdr.path.is_empty()).then(|| PathBuf::from(&raw.cdr.path)),
             drain_timeout: Duration::from_secs(raw.shutdown.drain_timeout_s),
             retry_after_s: raw.shutdown.retry_after_s,

@@ -184,6 +184,18 @@ impl Engine {
         let (policy_tx, policy_rx) = watch::channel(Arc::clone(&policy));
         let active = Arc::new(AtomicUsize::new(0));
         let clock = WallClock::now();
+        let board = crate::status::StatusBoard::default();
+        if let Some(listen) = cfg.status_listen {
+            let (board, active, policy_rx) =
+                (board.clone(), Arc::clone(&active), policy_rx.clone());
+            let page = Arc::new(move || {
+                let entries = policy_rx.borrow().verifier.cache().entries();
+                board.render(active.load(Ordering::SeqCst), &entries)
+            });
+            crate::status::serve(listen, page, cancel.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("status.listen: cannot listen on {listen}: {e}"))?;
+        }
         let mut shards = JoinSet::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
@@ -206,6 +218,7 @@ impl Engine {
                 active: Arc::clone(&active),
                 cdr: cdr_tx.clone(),
                 clock,
+                board: board.clone(),
             };
             shards.spawn(shard.run(cancel.clone()));
         }
@@ -327,6 +340,7 @@ struct Shard {
     active: Arc<AtomicUsize>,
     cdr: Option<mpsc::Sender<CdrLine>>,
     clock: WallClock,
+    board: crate::status::StatusBoard,
 }
 
 impl Shard {
@@ -664,6 +678,7 @@ impl Shard {
             call_id = %line.call_id, from = %line.from, to = %line.to, outcome = line.outcome,
             status = line.final_status, "call ended"
         );
+        self.board.record(&line);
         if let Some(cdr) = &self.cdr {
             if cdr.try_send(line).is_err() {
                 tracing::warn!("CDR queue full; a call record was dropped");

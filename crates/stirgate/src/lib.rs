@@ -10,4 +10,5 @@ pub mod lists_cmd;
 pub mod metrics;
 pub mod notify;
 pub mod run;
+pub mod status;
 pub mod stir_cmd;

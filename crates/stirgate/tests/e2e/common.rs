@@ -55,6 +55,7 @@ pub(crate) struct Setup {
     pub(crate) sg_port: u16,
     pub(crate) uas_port: u16,
     pub(crate) metrics: SocketAddr,
+    pub(crate) status: SocketAddr,
     pub(crate) stirgate: Stirgate,
 }
 
@@ -73,6 +74,7 @@ impl Setup {
         let (target_transport, extra) = (opts.transport, opts.sip);
         let dir = tempfile::tempdir().expect("tempdir");
         let (sg_port, uas_port, metrics_port) = (free_port(), free_port(), free_port());
+        let status_port = free_port();
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
              [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
@@ -82,7 +84,8 @@ impl Setup {
              [routes]\n{routes}\n\
              {voicemail}\
              [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
-             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n{more}",
+             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n\
+             [status]\nlisten = \"127.0.0.1:{status_port}\"\n{more}",
             repo = repo_root().display(),
             routes = opts.routes,
             more = opts.extra,
@@ -94,6 +97,7 @@ impl Setup {
             sg_port,
             uas_port,
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            status: SocketAddr::from(([127, 0, 0, 1], status_port)),
             stirgate,
         }
     }

@@ -622,3 +622,115 @@ fn parent(path: Option<&str>) -> Option<PathBuf> {
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
+
+/// The headless Chromium of Debian's `chromium` package; the tests never skip silently.
+fn chromium() -> PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("chromium not found: install Debian's `chromium` package (scripts/test.sh does)")
+        })
+}
+
+fn chromium_args(profile: &Path) -> Vec<String> {
+    [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,900",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain(std::iter::once(format!(
+        "--user-data-dir={}",
+        profile.display()
+    )))
+    .collect()
+}
+
+#[test]
+fn status_page_shows_recent_calls_in_a_real_browser() {
+    let s = Setup::start("", "");
+    let uas = s.uas("uas").spawn();
+    let result = s
+        .uac("uac", 2)
+        .args(["-r", "5"])
+        .run(Duration::from_secs(60));
+    uas.kill();
+    assert_ok("two calls", &result);
+    s.cdrs(2);
+
+    // The HTML itself: the calls table with both calls, and the other sections.
+    let html = test_support::net::http_get(s.status, "/");
+    for id in [
+        "id=\"calls\"",
+        "id=\"certs\"",
+        "id=\"hour\"",
+        "id=\"active\"",
+    ] {
+        assert!(html.contains(id), "{id} missing: {html}");
+    }
+    let calls_table = html
+        .split("id=\"calls\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or("");
+    assert_eq!(calls_table.matches("<tr><td>").count(), 2, "{calls_table}");
+    assert!(
+        calls_table.contains("sipp") && calls_table.contains("forwarded"),
+        "{calls_table}"
+    );
+
+    // In a real browser: the DOM has the rows, and the screenshot shows the table (its header
+    // rows are painted in the page's header blue).
+    let profile = tempfile::tempdir().expect("profile");
+    let url = format!("http://{}/", s.status);
+    let dom = Command::new(chromium())
+        .args(chromium_args(profile.path()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium --dump-dom");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<table id=\"calls\">"),
+        "the browser built the table: {dom}"
+    );
+    let shot = s.dir.path().join("status.png");
+    let out = Command::new(chromium())
+        .args(chromium_args(profile.path()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("chromium --screenshot");
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).expect("png"));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("png frame");
+    let channels = info.color_type.samples();
+    let blue = pixels
+        .chunks(channels)
+        .filter(|p| {
+            p.len() >= 3
+                && (i32::from(p[0]) - 31).abs() < 12
+                && (i32::from(p[1]) - 111).abs() < 12
+                && (i32::from(p[2]) - 235).abs() < 12
+        })
+        .count();
+    assert!(
+        blue > 2000,
+        "table headers visible in the screenshot ({blue} header-blue pixels)"
+    );
+}

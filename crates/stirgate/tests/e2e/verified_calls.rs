@@ -95,7 +95,8 @@ impl Gate {
              [cdr]\npath = \"cdr.jsonl\"\n\
              [routes]\n{routes}\n\
              [stir]\n{stir}\n\
-             [media]\nprompt_dir = \"{}/crates/media/prompts\"\n",
+             [media]\nprompt_dir = \"{}/crates/media/prompts\"\n\
+             [status]\nlisten = \"\"\n",
             repo_root().display()
         );
         Self {
