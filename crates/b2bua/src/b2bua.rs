@@ -1487,6 +1487,25 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         job
     }
 
+    /// The caller's INVITE template turned into another request of the same caller: `method`
+    /// with CSeq `seq`, a new `branch` (None keeps the INVITE's, as CANCEL must), and our To tag
+    /// when the request is inside the dialog.
+    fn from_caller(method: &str, seq: u32, branch: Option<&str>, to_tag: Option<&str>) -> String {
+        let mut text = invite()
+            .replace("INVITE sip", &format!("{method} sip"))
+            .replace("10 INVITE", &format!("{seq} {method}"));
+        if let Some(branch) = branch {
+            text = text.replace("branch=z9hG4bKin1", &format!("branch={branch}"));
+        }
+        if let Some(tag) = to_tag {
+            text = text.replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                &format!("To: <sip:+15551230002@127.0.0.1>;tag={tag}"),
+            );
+        }
+        text
+    }
+
     /// Everything the B2BUA sent, parsed, with its destination.
     fn sent(b: &mut B2bua<StdRng>) -> Vec<(SocketAddr, Message)> {
         std::iter::from_fn(|| b.poll_transmit())
@@ -1584,14 +1603,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         assert_eq!(acks[0].header_to().unwrap().tag(), Some("callee1"));
 
         // Caller ACKs, then hangs up.
-        let ack = invite()
-            .replace("INVITE sip", "ACK sip")
-            .replace("10 INVITE", "10 ACK")
-            .replace("branch=z9hG4bKin1", "branch=z9hG4bKin2")
-            .replace(
-                "To: <sip:+15551230002@127.0.0.1>",
-                "To: <sip:+15551230002@127.0.0.1>;tag=x",
-            );
+        let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
         b.handle_bytes(now, udp(CALLER), ack.as_bytes());
         let bye = ack
             .replace("ACK sip", "BYE sip")
@@ -1630,9 +1642,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             Listing::Unlisted,
         );
         let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
-        let cancel = invite()
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("10 INVITE", "10 CANCEL");
+        let cancel = from_caller("CANCEL", 10, None, None);
         b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
         let out = sent(&mut b);
         assert_eq!(statuses_to(&out, CALLER), vec![200, 487]);
@@ -1792,9 +1802,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         let Some(Output::Verify(job)) = b.poll_output() else {
             panic!()
         };
-        let cancel = invite()
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("10 INVITE", "10 CANCEL");
+        let cancel = from_caller("CANCEL", 10, None, None);
         b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
         assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![100, 200, 487]);
         b.handle_verdict(now, job.call, &verified(stir::Attest::A), Listing::Unlisted);
@@ -1847,14 +1855,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             panic!("the caller is answered")
         };
         assert_eq!(&ok.body[..], b"v=0\r\nour-sdp\r\n");
-        let ack = invite()
-            .replace("INVITE sip", "ACK sip")
-            .replace("10 INVITE", "10 ACK")
-            .replace("branch=z9hG4bKin1", "branch=z9hG4bKack")
-            .replace(
-                "To: <sip:+15551230002@127.0.0.1>",
-                "To: <sip:+15551230002@127.0.0.1>;tag=x",
-            );
+        let ack = from_caller("ACK", 10, Some("z9hG4bKack"), Some("x"));
         b.handle_bytes(now, udp(CALLER), ack.as_bytes());
         job.call
     }
@@ -2002,14 +2003,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         assert_eq!(spec.finish_key, media::Digit::from_char('*'));
         assert!(spec.path.starts_with(std::env::temp_dir()));
         let path = spec.path.clone();
-        let bye = invite()
-            .replace("INVITE sip", "BYE sip")
-            .replace("10 INVITE", "11 BYE")
-            .replace("branch=z9hG4bKin1", "branch=z9hG4bKbye")
-            .replace(
-                "To: <sip:+15551230002@127.0.0.1>",
-                "To: <sip:+15551230002@127.0.0.1>;tag=x",
-            );
+        let bye = from_caller("BYE", 11, Some("z9hG4bKbye"), Some("x"));
         b.handle_bytes(now, udp(CALLER), bye.as_bytes());
         let (commands, _) = outputs(&mut b);
         assert!(
@@ -2053,14 +2047,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             media::Event::PlayFinished { interrupted: false },
         );
         outputs(&mut b);
-        let bye = invite()
-            .replace("INVITE sip", "BYE sip")
-            .replace("10 INVITE", "11 BYE")
-            .replace("branch=z9hG4bKin1", "branch=z9hG4bKbye")
-            .replace(
-                "To: <sip:+15551230002@127.0.0.1>",
-                "To: <sip:+15551230002@127.0.0.1>;tag=x",
-            );
+        let bye = from_caller("BYE", 11, Some("z9hG4bKbye"), Some("x"));
         b.handle_bytes(now, udp(CALLER), bye.as_bytes());
         outputs(&mut b);
         assert_eq!(b.active_calls(), 1, "waiting for the recording");
@@ -2242,9 +2229,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn options_and_unknown_methods() {
         let mut b = b2bua();
         let now = Instant::now();
-        let options = invite()
-            .replace("INVITE sip", "OPTIONS sip")
-            .replace("10 INVITE", "10 OPTIONS");
+        let options = from_caller("OPTIONS", 10, None, None);
         b.handle_bytes(now, udp(CALLER), options.as_bytes());
         let out = sent(&mut b);
         let Message::Response(resp) = &out[0].1 else {
@@ -2252,23 +2237,13 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         };
         assert_eq!(resp.status, 200);
         assert_eq!(resp.headers.get("Allow"), Some(ALLOW));
-        let unknown = invite()
-            .replace("INVITE sip", "FOO sip")
-            .replace("10 INVITE", "10 FOO");
+        let unknown = from_caller("FOO", 10, None, None);
         b.handle_bytes(now, udp(CALLER), unknown.as_bytes());
         assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![501]);
-        let register = invite()
-            .replace("INVITE sip", "REGISTER sip")
-            .replace("10 INVITE", "10 REGISTER");
+        let register = from_caller("REGISTER", 10, None, None);
         b.handle_bytes(now, udp(CALLER), register.as_bytes());
         assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![405]);
-        let bye = invite()
-            .replace("INVITE sip", "BYE sip")
-            .replace("10 INVITE", "10 BYE")
-            .replace(
-                "To: <sip:+15551230002@127.0.0.1>",
-                "To: <sip:+15551230002@127.0.0.1>;tag=nope",
-            );
+        let bye = from_caller("BYE", 10, None, Some("nope"));
         b.handle_bytes(now, udp(CALLER), bye.as_bytes());
         assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![481]);
     }
