@@ -1506,6 +1506,13 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         text
     }
 
+    /// An unsigned call forwarded under the default routes; returns the outbound INVITE.
+    fn forwarded_unsigned(b: &mut B2bua<StdRng>, now: Instant) -> Request {
+        let unsigned = Verdict::from_reason(stir::Reason::NoIdentity);
+        start_call(b, now, &invite(), &unsigned, Listing::Unlisted);
+        requests_to(&sent(b), CALLEE, &Method::Invite).remove(0)
+    }
+
     /// Everything the B2BUA sent, parsed, with its destination.
     fn sent(b: &mut B2bua<StdRng>) -> Vec<(SocketAddr, Message)> {
         std::iter::from_fn(|| b.poll_transmit())
@@ -1634,14 +1641,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn cancel_waits_for_a_provisional_before_cancelling_the_outbound_leg() {
         let mut b = b2bua();
         let now = Instant::now();
-        start_call(
-            &mut b,
-            now,
-            &invite(),
-            &Verdict::from_reason(stir::Reason::NoIdentity),
-            Listing::Unlisted,
-        );
-        let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
+        let inv = forwarded_unsigned(&mut b, now);
         let cancel = from_caller("CANCEL", 10, None, None);
         b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
         let out = sent(&mut b);
@@ -1703,14 +1703,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn error_from_callee_is_relayed_and_draining_refuses_new_calls() {
         let mut b = b2bua();
         let now = Instant::now();
-        start_call(
-            &mut b,
-            now,
-            &invite(),
-            &Verdict::from_reason(stir::Reason::NoIdentity),
-            Listing::Unlisted,
-        );
-        let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
+        let inv = forwarded_unsigned(&mut b, now);
         reply(&mut b, now, &inv, 486, "callee1", "");
         let out = sent(&mut b);
         assert_eq!(statuses_to(&out, CALLER), vec![486]);
