@@ -306,6 +306,7 @@ pub fn validate_chain(
             return Err(CertError::LeafKeyUsage);
         }
     }
+    check_critical(&leaf, 0)?;
     let spc = tn_auth_list(&leaf)?;
 
     let mut pool = Vec::new();
@@ -348,6 +349,7 @@ pub fn validate_chain(
             let Ok(key) = ec_key(cand) else { continue };
             if verify_signed_by(current, &key) {
                 check_ca(cand, depth + 1)?;
+                check_critical(cand, depth + 1)?;
                 push_target(&mut revocation, current, depth, &key);
                 next = Some((i, *der, cand));
                 break;
@@ -430,6 +432,14 @@ pub enum CertError {
     /// More intermediates than allowed.
     #[error("certificate chain is too long")]
     ChainTooLong,
+    /// A certificate carries a critical extension stirgate does not process (RFC 5280 §4.2).
+    #[error("certificate {index} has an unsupported critical extension {oid}")]
+    UnsupportedCriticalExtension {
+        /// Position in the path (0 = leaf).
+        index: usize,
+        /// The extension's OID.
+        oid: String,
+    },
     /// A certificate of the path has expired.
     #[error("certificate expired (notAfter {not_after})")]
     Expired {
@@ -468,6 +478,34 @@ enum Curve {
 struct EcKey {
     curve: Curve,
     point: Vec<u8>,
+}
+
+/// Extensions whose criticality we honour: the ones validation reads (basicConstraints,
+/// keyUsage, TNAuthList) and ones that only inform it (key identifiers, subjectAltName,
+/// extendedKeyUsage, certificatePolicies, CRL distribution points, authorityInfoAccess).
+const KNOWN_EXTENSIONS: &[&str] = &[
+    "2.5.29.19",
+    "2.5.29.15",
+    "1.3.6.1.5.5.7.1.26",
+    "2.5.29.14",
+    "2.5.29.35",
+    "2.5.29.17",
+    "2.5.29.37",
+    "2.5.29.32",
+    "2.5.29.31",
+    "1.3.6.1.5.5.7.1.1",
+];
+
+/// RFC 5280 §4.2: a certificate with a critical extension the verifier does not process must be
+/// refused (for instance nameConstraints, which stirgate does not enforce).
+fn check_critical(cert: &X509Certificate<'_>, index: usize) -> Result<(), CertError> {
+    for ext in cert.extensions() {
+        let oid = ext.oid.to_id_string();
+        if ext.critical && !KNOWN_EXTENSIONS.contains(&oid.as_str()) {
+            return Err(CertError::UnsupportedCriticalExtension { index, oid });
+        }
+    }
+    Ok(())
 }
 
 fn parse(der: &[u8], index: usize) -> Result<X509Certificate<'_>, CertError> {
