@@ -1236,14 +1236,9 @@ impl<R: RngCore> B2bua<R> {
         extra: &Headers,
         body: Bytes,
     ) -> Option<Request> {
-        let branch_via = {
-            let transport = self.calls.get(&id)?.leg(side).peer.transport;
-            self.via(transport)
-        };
-        let contact = {
-            let transport = self.calls.get(&id)?.leg(side).peer.transport;
-            contact_for(&self.cfg, transport)
-        };
+        let transport = self.calls.get(&id)?.leg(side).peer.transport;
+        let branch_via = self.via(transport);
+        let contact = contact_for(&self.cfg, transport);
         let call = self.calls.get_mut(&id)?;
         let leg = call.leg_mut(side);
         leg.local_cseq += 1;

@@ -485,21 +485,14 @@ impl Endpoint {
                     if entry.tx.next_deadline().is_none_or(|d| d > now) {
                         continue; // a stale heap entry; the live one is still queued
                     }
-                    let mut terminated = false;
-                    for action in entry.tx.handle_timeout(now, &cfg) {
-                        match action {
-                            TimerAction::Retransmit(bytes) => self.transmits.push_back(Transmit {
-                                peer: entry.peer,
-                                bytes,
-                                tx: Some(key.clone()),
-                            }),
-                            TimerAction::Timeout => {
-                                self.events.push_back(Event::Timeout { tx: key.clone() })
-                            }
-                            TimerAction::AckTimeout => {}
-                            TimerAction::Terminated => terminated = true,
-                        }
-                    }
+                    let actions = entry.tx.handle_timeout(now, &cfg);
+                    let terminated = apply_timer_actions(
+                        actions,
+                        &key,
+                        entry.peer,
+                        &mut self.transmits,
+                        &mut self.events,
+                    );
                     if terminated {
                         self.client.remove(&key);
                     } else if let Some(d) = entry.tx.next_deadline() {
@@ -513,21 +506,14 @@ impl Endpoint {
                     if entry.tx.next_deadline().is_none_or(|d| d > now) {
                         continue;
                     }
-                    let mut terminated = false;
-                    for action in entry.tx.handle_timeout(now, &cfg) {
-                        match action {
-                            TimerAction::Retransmit(bytes) => self.transmits.push_back(Transmit {
-                                peer: entry.peer,
-                                bytes,
-                                tx: None,
-                            }),
-                            TimerAction::AckTimeout => {
-                                self.events.push_back(Event::AckTimeout { tx: key.clone() })
-                            }
-                            TimerAction::Timeout => {}
-                            TimerAction::Terminated => terminated = true,
-                        }
-                    }
+                    let actions = entry.tx.handle_timeout(now, &cfg);
+                    let terminated = apply_timer_actions(
+                        actions,
+                        &key,
+                        entry.peer,
+                        &mut self.transmits,
+                        &mut self.events,
+                    );
                     if terminated {
                         if let Some(entry) = self.server.remove(&key) {
                             if let (Some(c), Some(s)) =
@@ -562,6 +548,33 @@ impl Endpoint {
             tx: None,
         });
     }
+}
+
+/// Turns what a transaction's timers asked for into transmits and events; returns true when
+/// the transaction ended. Client transactions only time out (B/F) and server transactions only
+/// miss ACKs (H/L), so one mapping serves both; a client's retransmission names its
+/// transaction so a send failure can be reported.
+fn apply_timer_actions(
+    actions: Vec<TimerAction>,
+    key: &TxKey,
+    peer: Peer,
+    transmits: &mut VecDeque<Transmit>,
+    events: &mut VecDeque<Event>,
+) -> bool {
+    let mut terminated = false;
+    for action in actions {
+        match action {
+            TimerAction::Retransmit(bytes) => transmits.push_back(Transmit {
+                peer,
+                bytes,
+                tx: (key.side == Side::Client).then(|| key.clone()),
+            }),
+            TimerAction::Timeout => events.push_back(Event::Timeout { tx: key.clone() }),
+            TimerAction::AckTimeout => events.push_back(Event::AckTimeout { tx: key.clone() }),
+            TimerAction::Terminated => terminated = true,
+        }
+    }
+    terminated
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581: record where the request really came from.

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use b2bua::{B2bua, CallId, Listing, MediaLeg, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sip::{Inbound, ListenAddr, Transports};
+use sip::{Inbound, Transports};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -167,18 +167,8 @@ impl Engine {
             None => (None, None),
         };
 
-        let local_udp = local(
-            &transports.udp_addrs(),
-            &cfg.listen,
-            cfg.advertised_address,
-            true,
-        );
-        let local_tcp = local(
-            &transports.tcp_addrs(),
-            &cfg.listen,
-            cfg.advertised_address,
-            false,
-        );
+        let local_udp = local(&transports.udp_addrs(), cfg.advertised_address);
+        let local_tcp = local(&transports.tcp_addrs(), cfg.advertised_address);
         let policy = Arc::new(Policy::build(cfg, local_udp, local_tcp)?);
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (policy_tx, policy_rx) = watch::channel(Arc::clone(&policy));
@@ -304,20 +294,13 @@ fn flow_config(cfg: &Config) -> anyhow::Result<b2bua::FlowConfig> {
 }
 
 /// The address written in Via/Contact for one transport.
-fn local(
-    bound: &[SocketAddr],
-    listen: &[ListenAddr],
-    advertised: Option<IpAddr>,
-    udp: bool,
-) -> Option<SocketAddr> {
-    let _ = listen;
+fn local(bound: &[SocketAddr], advertised: Option<IpAddr>) -> Option<SocketAddr> {
     let addr = *bound.first()?;
     let ip = match advertised {
         Some(ip) => ip,
         None if addr.ip().is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         None => addr.ip(),
     };
-    let _ = udp;
     Some(SocketAddr::new(ip, addr.port()))
 }
 
@@ -435,21 +418,19 @@ impl Shard {
     }
 
     fn output(&mut self, output: Output) {
-        {
-            match output {
-                Output::CallStarted => {
-                    self.active.fetch_add(1, Ordering::SeqCst);
-                    metrics::gauge!(ACTIVE_CALLS).increment(1.0);
-                }
-                Output::CallEnded(record) => {
-                    self.active.fetch_sub(1, Ordering::SeqCst);
-                    metrics::gauge!(ACTIVE_CALLS).decrement(1.0);
-                    self.record(&record);
-                }
-                Output::Refused(record) => self.record(&record),
-                Output::Verify(job) => self.verify(job),
-                other => self.media_output(other),
+        match output {
+            Output::CallStarted => {
+                self.active.fetch_add(1, Ordering::SeqCst);
+                metrics::gauge!(ACTIVE_CALLS).increment(1.0);
             }
+            Output::CallEnded(record) => {
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                metrics::gauge!(ACTIVE_CALLS).decrement(1.0);
+                self.record(&record);
+            }
+            Output::Refused(record) => self.record(&record),
+            Output::Verify(job) => self.verify(job),
+            other => self.media_output(other),
         }
     }
 
