@@ -16,6 +16,10 @@
 //!                                 └────▶ RTP out (20 ms), Forward (relay to the peer leg)
 //! ```
 //!
+//! RTP/SAVP legs (SRTP keyed with SDES `a=crypto`, RFC 3711/4568) are negotiated by [`sdp`] with
+//! the keys in [`srtp`]; the `net` shell encrypts and authenticates at the socket, so the core
+//! only ever sees plain RTP.
+//!
 //! Start with [`sdp::answer`], [`MediaSession`] and, for the sockets, `net::MediaEngine`.
 
 pub mod config;
@@ -27,6 +31,7 @@ pub mod recorder;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 
 #[cfg(feature = "net")]
 pub mod net;

@@ -3,10 +3,16 @@
 //!
 //! Offers are parsed with the maintained `sdp` crate (webrtc-rs); this module only picks
 //! the codec, builds the answer text and reports why an offer cannot be accepted (answered 488).
+//!
+//! RTP/SAVP (SRTP keyed with SDES, RFC 4568) is answered in kind when the caller supplies our key
+//! ([`answer_with_key`]): same suite and tag as the first usable `a=crypto` line of the offer, with
+//! our own key. A plain RTP/AVP offer stays plain. The key material lives in [`crate::srtp`].
 
 use std::fmt::Write as _;
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::srtp::{self, CryptoError, MasterKey, SrtpKeys, SrtpSuite};
 
 /// An audio codec stirgate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +93,27 @@ impl Direction {
     }
 }
 
+/// The RTP profile of an audio stream (the `m=` line's transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// `RTP/AVP`: plain RTP.
+    Avp,
+    /// `RTP/SAVP`: SRTP (RFC 3711), keyed with `a=crypto` (RFC 4568).
+    Savp,
+}
+
+impl Profile {
+    /// The transport as written in the `m=` line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Avp => "RTP/AVP",
+            Self::Savp => "RTP/SAVP",
+        }
+    }
+}
+
 /// The result of a negotiation: what both sides agreed to use on one RTP leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -100,6 +127,20 @@ pub struct Negotiated {
     pub remote_rtp: SocketAddr,
     /// Media direction from stirgate's point of view.
     pub direction: Direction,
+    /// The SRTP suite and keys for an RTP/SAVP leg; `None` for plain RTP/AVP.
+    pub srtp: Option<SrtpKeys>,
+}
+
+impl Negotiated {
+    /// The leg's RTP profile.
+    #[must_use]
+    pub fn profile(&self) -> Profile {
+        if self.srtp.is_some() {
+            Profile::Savp
+        } else {
+            Profile::Avp
+        }
+    }
 }
 
 /// stirgate's side of a negotiation: the address and port put in its SDP.
@@ -114,12 +155,21 @@ pub struct LocalMedia {
 }
 
 /// An accepted offer: the agreed parameters and the answer to put in the 200 OK.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Answer {
     /// What was agreed.
     pub negotiated: Negotiated,
-    /// The answer SDP text (CRLF line ends).
+    /// The answer SDP text (CRLF line ends). For RTP/SAVP it holds our SRTP key.
     pub sdp: String,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("negotiated", &self.negotiated)
+            .field("sdp", &srtp::redact_keys(&self.sdp))
+            .finish()
+    }
 }
 
 /// Why an offer or answer could not be used.
@@ -129,9 +179,19 @@ pub enum SdpError {
     /// The body is not valid SDP.
     #[error("malformed SDP: {0}")]
     Parse(#[source] ::sdp::Error),
-    /// No `m=audio` line with a non-zero port and RTP/AVP transport.
-    #[error("no active RTP/AVP audio stream in the SDP")]
+    /// No `m=audio` line with a non-zero port and RTP/AVP (or, with a key, RTP/SAVP) transport.
+    #[error("no active RTP/AVP or RTP/SAVP audio stream in the SDP")]
     NoAudio,
+    /// An RTP/SAVP stream whose `a=crypto` lines are all unusable (or absent).
+    #[error("no usable a=crypto line (stirgate supports AES_CM_128_HMAC_SHA1_80 and _32 with inline keys): {}", reasons(.skipped))]
+    NoUsableCrypto {
+        /// Why each line was skipped, in offer order (empty: there were none).
+        skipped: Vec<CryptoError>,
+    },
+    /// An RTP/SAVP offer, but the caller gave no key of ours to answer with (a programming
+    /// error: use [`answer_with_key`]).
+    #[error("RTP/SAVP offer answered without a local SRTP key")]
+    NoLocalKey,
     /// The audio stream offers none of PCMU/PCMA.
     #[error("no usable codec offered (formats: {offered:?}); stirgate supports PCMU and PCMA")]
     NoUsableCodec {
@@ -159,23 +219,75 @@ impl SdpError {
     pub fn sip_status(&self) -> u16 {
         match self {
             Self::Parse(_) => 400,
+            Self::NoLocalKey => 500,
             _ => 488,
         }
     }
 }
 
+fn reasons(skipped: &[CryptoError]) -> String {
+    if skipped.is_empty() {
+        return "none offered".to_owned();
+    }
+    skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Answers an SDP offer (RFC 3264 §6): accepts the first audio stream that offers PCMU or PCMA,
 /// choosing whichever the offer lists first, plus telephone-event/8000 when offered. Other
 /// streams are refused with port 0. Errors map to a SIP status with [`SdpError::sip_status`].
+///
+/// This form has no SRTP key, so it answers plain RTP/AVP streams only; an RTP/SAVP stream
+/// fails with [`SdpError::NoLocalKey`]. Calls use [`answer_with_key`].
 pub fn answer(offer: &str, local: &LocalMedia) -> Result<Answer, SdpError> {
+    answer_inner(offer, local, None)
+}
+
+/// [`answer`] for offers that may be RTP/SAVP: such a stream is accepted with the suite and tag
+/// of its first usable `a=crypto` line (RFC 4568 §7.1.1), and the answer carries `RTP/SAVP` and
+/// an `a=crypto` line with `key`, which must be fresh from a CSPRNG for each call. A stream with
+/// no usable line fails with [`SdpError::NoUsableCrypto`] (488). Plain streams ignore `key`.
+pub fn answer_with_key(
+    offer: &str,
+    local: &LocalMedia,
+    key: &MasterKey,
+) -> Result<Answer, SdpError> {
+    answer_inner(offer, local, Some(key))
+}
+
+fn answer_inner(
+    offer: &str,
+    local: &LocalMedia,
+    key: Option<&MasterKey>,
+) -> Result<Answer, SdpError> {
     let session = parse(offer)?;
     let mut chosen: Option<(usize, Choice)> = None;
     let mut first_error = None;
     for (index, md) in session.media_descriptions.iter().enumerate() {
-        if chosen.is_some() || !is_active_audio(md) {
+        if chosen.is_some() {
             continue;
         }
-        match choose(md) {
+        let Some(profile) = active_audio(md) else {
+            continue;
+        };
+        let choice = choose(md).and_then(|mut choice| {
+            if profile == Profile::Savp {
+                let offered = choose_crypto(md)?;
+                let send = key.ok_or(SdpError::NoLocalKey)?.clone();
+                choice.srtp = Some(SrtpKeys {
+                    suite: offered.suite,
+                    tag: offered.tag,
+                    send,
+                    recv: offered.key,
+                    recv_mki: offered.mki,
+                });
+            }
+            Ok(choice)
+        });
+        match choice {
             Ok(choice) => chosen = Some((index, choice)),
             Err(e) => first_error = first_error.or(Some(e)),
         }
@@ -196,6 +308,7 @@ pub fn answer(offer: &str, local: &LocalMedia) -> Result<Answer, SdpError> {
         telephone_event: choice.telephone_event,
         remote_rtp,
         direction,
+        srtp: choice.srtp,
     };
     let mut sdp = session_header(local);
     for (i, other) in session.media_descriptions.iter().enumerate() {
@@ -211,30 +324,93 @@ pub fn answer(offer: &str, local: &LocalMedia) -> Result<Answer, SdpError> {
     Ok(Answer { negotiated, sdp })
 }
 
-/// Builds an offer for an outbound leg (the callee side of a relay): PCMU, PCMA and
-/// telephone-event (payload type 101), 20 ms.
+/// Builds an offer for an outbound leg (the callee side of a relay): plain RTP/AVP with PCMU,
+/// PCMA and telephone-event (payload type 101), 20 ms.
 #[must_use]
 pub fn offer(local: &LocalMedia) -> String {
+    offer_inner(local, None)
+}
+
+/// [`offer`] as RTP/SAVP with one `a=crypto:1` line of `suite` carrying `key` (fresh from a
+/// CSPRNG). Read the answer with [`parse_answer_srtp`].
+#[must_use]
+pub fn offer_srtp(local: &LocalMedia, suite: SrtpSuite, key: &MasterKey) -> String {
+    offer_inner(local, Some((suite, key)))
+}
+
+fn offer_inner(local: &LocalMedia, srtp: Option<(SrtpSuite, &MasterKey)>) -> String {
     let mut sdp = session_header(local);
+    let profile = if srtp.is_some() {
+        Profile::Savp
+    } else {
+        Profile::Avp
+    };
     let _ = write!(
         sdp,
-        "m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+        "m=audio {} {} 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
-        local.port
+        local.port,
+        profile.as_str()
     );
+    if let Some((suite, key)) = srtp {
+        sdp.push_str(&srtp::crypto_line(OFFER_TAG, suite, key));
+    }
     sdp
 }
 
+/// The tag of the one `a=crypto` line in our offers.
+const OFFER_TAG: u32 = 1;
+
 /// Reads the answer to an [`offer`]: the codec the answerer picked (its first format we know)
-/// and the telephone-event payload type if it kept it.
+/// and the telephone-event payload type if it kept it. The answer must be plain RTP/AVP.
 pub fn parse_answer(answer: &str) -> Result<Negotiated, SdpError> {
+    parse_answer_inner(answer, None)
+}
+
+/// Reads the answer to an [`offer_srtp`] made with `suite` and `key`: the answer must be
+/// RTP/SAVP and accept our `a=crypto:1` line with the same suite; its key is the callee's.
+pub fn parse_answer_srtp(
+    answer: &str,
+    suite: SrtpSuite,
+    key: &MasterKey,
+) -> Result<Negotiated, SdpError> {
+    parse_answer_inner(answer, Some((suite, key)))
+}
+
+fn parse_answer_inner(
+    answer: &str,
+    offered: Option<(SrtpSuite, &MasterKey)>,
+) -> Result<Negotiated, SdpError> {
     let session = parse(answer)?;
+    let want = if offered.is_some() {
+        Profile::Savp
+    } else {
+        Profile::Avp
+    };
     let md = session
         .media_descriptions
         .iter()
-        .find(|md| is_active_audio(md))
+        .find(|md| active_audio(md) == Some(want))
         .ok_or(SdpError::NoAudio)?;
     let choice = choose(md)?;
+    let srtp = match offered {
+        None => None,
+        Some((suite, key)) => {
+            let theirs = choose_crypto(md)?;
+            if theirs.tag != OFFER_TAG || theirs.suite != suite {
+                return Err(SdpError::NoUsableCrypto {
+                    skipped: Vec::new(),
+                });
+            }
+            Some(SrtpKeys {
+                suite,
+                tag: OFFER_TAG,
+                send: key.clone(),
+                recv: theirs.key,
+                recv_mki: theirs.mki,
+            })
+        }
+    };
     Ok(Negotiated {
         codec: choice.codec,
         payload_type: choice.payload_type,
@@ -245,6 +421,7 @@ pub fn parse_answer(answer: &str) -> Result<Negotiated, SdpError> {
             Direction::RecvOnly => Direction::SendOnly,
             d => d,
         },
+        srtp,
     })
 }
 
@@ -252,6 +429,7 @@ struct Choice {
     codec: Codec,
     payload_type: u8,
     telephone_event: Option<u8>,
+    srtp: Option<SrtpKeys>,
 }
 
 fn parse(text: &str) -> Result<::sdp::SessionDescription, SdpError> {
@@ -260,14 +438,27 @@ fn parse(text: &str) -> Result<::sdp::SessionDescription, SdpError> {
     ::sdp::SessionDescription::unmarshal(&mut cursor).map_err(SdpError::Parse)
 }
 
-fn is_active_audio(md: &::sdp::MediaDescription) -> bool {
-    md.media_name.media.eq_ignore_ascii_case("audio")
-        && md.media_name.port.value != 0
-        && md
-            .media_name
-            .protos
-            .join("/")
-            .eq_ignore_ascii_case("RTP/AVP")
+/// The profile of an audio stream we could accept (non-zero port, RTP/AVP or RTP/SAVP); None for
+/// anything else (other media, port 0, RTP/SAVPF, UDP/TLS/RTP/SAVP (DTLS-SRTP), ...).
+fn active_audio(md: &::sdp::MediaDescription) -> Option<Profile> {
+    if !md.media_name.media.eq_ignore_ascii_case("audio") || md.media_name.port.value == 0 {
+        return None;
+    }
+    let proto = md.media_name.protos.join("/");
+    [Profile::Avp, Profile::Savp]
+        .into_iter()
+        .find(|p| proto.eq_ignore_ascii_case(p.as_str()))
+}
+
+/// The first usable `a=crypto` line of a media description (RFC 4568 puts them at media level).
+fn choose_crypto(md: &::sdp::MediaDescription) -> Result<srtp::CryptoAttribute, SdpError> {
+    srtp::choose_crypto(
+        md.attributes
+            .iter()
+            .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+            .map(|a| a.value.as_deref().unwrap_or_default()),
+    )
+    .map_err(|skipped| SdpError::NoUsableCrypto { skipped })
 }
 
 /// rtpmap entries of a media description: payload type → (encoding name, clock rate).
@@ -317,6 +508,7 @@ fn choose(md: &::sdp::MediaDescription) -> Result<Choice, SdpError> {
         codec,
         payload_type,
         telephone_event,
+        srtp: None,
     })
 }
 
@@ -380,7 +572,13 @@ fn session_header(local: &LocalMedia) -> String {
 }
 
 fn push_audio(sdp: &mut String, local: &LocalMedia, n: &Negotiated) {
-    let _ = write!(sdp, "m=audio {} RTP/AVP {}", local.port, n.payload_type);
+    let _ = write!(
+        sdp,
+        "m=audio {} {} {}",
+        local.port,
+        n.profile().as_str(),
+        n.payload_type
+    );
     if let Some(te) = n.telephone_event {
         let _ = write!(sdp, " {te}");
     }
@@ -397,6 +595,10 @@ fn push_audio(sdp: &mut String, local: &LocalMedia, n: &Negotiated) {
         );
     }
     let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", n.direction.attribute());
+    if let Some(keys) = &n.srtp {
+        // Same tag and suite as the offer's chosen line, our own key (RFC 4568 §7.1.2).
+        sdp.push_str(&srtp::crypto_line(keys.tag, keys.suite, &keys.send));
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +759,171 @@ mod tests {
         assert_eq!(a.negotiated.telephone_event, Some(101));
         let n = parse_answer(&a.sdp).expect("parse answer");
         assert_eq!(n.remote_rtp.port(), 30000);
+    }
+
+    const THEIR_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn our_key() -> MasterKey {
+        MasterKey::from_bytes([7; 30])
+    }
+
+    fn savp(attrs: &str) -> String {
+        offer_with(
+            "m=audio 7000 RTP/SAVP 0 101",
+            &format!("a=rtpmap:101 telephone-event/8000\r\n{attrs}"),
+        )
+    }
+
+    #[test]
+    fn savp_offer_is_answered_in_kind_with_our_key_and_the_chosen_tag() {
+        let offer = savp(&format!(
+            "a=crypto:1 AEAD_AES_256_GCM inline:{THEIR_KEY}\r\n\
+             a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{THEIR_KEY}|2^31|1:1\r\n\
+             a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"
+        ));
+        let a = answer_with_key(&offer, &LOCAL, &our_key()).expect("answer");
+        assert!(
+            a.sdp.contains("m=audio 20000 RTP/SAVP 0 101\r\n"),
+            "{}",
+            a.sdp
+        );
+        let ours = format!(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+            our_key().to_base64()
+        );
+        assert!(a.sdp.contains(&ours), "{}", a.sdp);
+        assert_eq!(
+            a.sdp.matches("a=crypto").count(),
+            1,
+            "one line, the chosen one"
+        );
+        assert!(!a.sdp.contains(THEIR_KEY), "their key is not echoed");
+        let keys = a.negotiated.srtp.as_ref().expect("SRTP");
+        assert_eq!((keys.suite, keys.tag), (SrtpSuite::AesCm128HmacSha1_32, 2));
+        assert_eq!(keys.send, our_key());
+        assert_eq!(keys.recv.to_base64(), THEIR_KEY);
+        assert_eq!(keys.recv_mki.as_deref(), Some(&[1u8][..]));
+        assert_eq!(a.negotiated.profile(), Profile::Savp);
+        assert!(
+            !format!("{a:?}").contains(&our_key().to_base64()),
+            "Debug redacts"
+        );
+        // The answer reads back as the answer to an SRTP offer of ours with that suite.
+        let back = parse_answer_srtp(
+            &a.sdp.replace("a=crypto:2", "a=crypto:1"),
+            SrtpSuite::AesCm128HmacSha1_32,
+            &MasterKey::from_bytes([9; 30]),
+        )
+        .expect("reads back");
+        assert_eq!(back.srtp.expect("keys").recv, our_key());
+    }
+
+    #[test]
+    fn savp_without_a_usable_crypto_line_is_488_and_plain_stays_plain() {
+        for attrs in [
+            String::new(),
+            format!("a=crypto:1 F8_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:%%%\r\n".to_owned(),
+            format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY} UNENCRYPTED_SRTP\r\n"),
+        ] {
+            let e = answer_with_key(&savp(&attrs), &LOCAL, &our_key()).expect_err(&attrs);
+            assert!(matches!(e, SdpError::NoUsableCrypto { .. }), "{e}");
+            assert_eq!(e.sip_status(), 488);
+            assert!(!e.to_string().contains(THEIR_KEY));
+        }
+        // No usable codec on a SAVP line is still the codec's 488.
+        let e = answer_with_key(
+            &offer_with(
+                "m=audio 7000 RTP/SAVP 18",
+                &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+            ),
+            &LOCAL,
+            &our_key(),
+        )
+        .expect_err("no codec");
+        assert!(matches!(e, SdpError::NoUsableCodec { .. }));
+        // A plain offer stays plain even with a key at hand; a crypto line on it is ignored.
+        let a = answer_with_key(
+            &offer_with(
+                "m=audio 7000 RTP/AVP 0",
+                &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"),
+            ),
+            &LOCAL,
+            &our_key(),
+        )
+        .expect("plain");
+        assert!(
+            a.sdp.contains("RTP/AVP 0\r\n") && !a.sdp.contains("crypto"),
+            "{}",
+            a.sdp
+        );
+        assert_eq!(a.negotiated.srtp, None);
+        // Without a key, SAVP is an internal error (500), not the caller's fault.
+        let e = answer(
+            &savp(&format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"
+            )),
+            &LOCAL,
+        )
+        .expect_err("no key");
+        assert_eq!(e.sip_status(), 500);
+        // DTLS-SRTP and SAVPF are not ours.
+        for proto in ["UDP/TLS/RTP/SAVP", "RTP/SAVPF"] {
+            let e = answer_with_key(
+                &offer_with(&format!("m=audio 7000 {proto} 0"), ""),
+                &LOCAL,
+                &our_key(),
+            )
+            .expect_err(proto);
+            assert!(matches!(e, SdpError::NoAudio), "{proto}: {e}");
+        }
+    }
+
+    #[test]
+    fn best_effort_offers_with_a_savp_and_an_avp_line_take_the_first_usable() {
+        let both = format!(
+            "{}m=audio 7002 RTP/AVP 0\r\n",
+            savp(&format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"
+            ))
+        );
+        let a = answer_with_key(&both, &LOCAL, &our_key()).expect("answer");
+        assert_eq!(a.negotiated.profile(), Profile::Savp);
+        assert!(a.sdp.contains("m=audio 0 RTP/AVP 0\r\n"), "{}", a.sdp);
+        let bad_first = format!("{}m=audio 7002 RTP/AVP 0\r\n", savp(""));
+        let a = answer_with_key(&bad_first, &LOCAL, &our_key()).expect("falls to the plain line");
+        assert_eq!(a.negotiated.profile(), Profile::Avp);
+        assert_eq!(a.negotiated.remote_rtp.port(), 7002);
+    }
+
+    #[test]
+    fn our_srtp_offer_and_the_answers_we_accept() {
+        let key = our_key();
+        let o = offer_srtp(&LOCAL, SrtpSuite::AesCm128HmacSha1_80, &key);
+        assert!(o.contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"), "{o}");
+        assert!(o.contains(&format!(
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+            key.to_base64()
+        )));
+        // A callee answering our offer (as stirgate itself would).
+        let theirs = MasterKey::from_bytes([3; 30]);
+        let a = answer_with_key(
+            &o,
+            &LocalMedia {
+                port: 30000,
+                ..LOCAL
+            },
+            &theirs,
+        )
+        .expect("answer");
+        let n = parse_answer_srtp(&a.sdp, SrtpSuite::AesCm128HmacSha1_80, &key).expect("accept");
+        let keys = n.srtp.expect("SRTP");
+        assert_eq!((keys.send.clone(), keys.recv), (key.clone(), theirs));
+        // A plain answer to an SRTP offer, or the wrong suite, is refused; so is SRTP to plain.
+        let plain = answer(&offer(&LOCAL), &LOCAL).expect("plain").sdp;
+        assert!(parse_answer_srtp(&plain, SrtpSuite::AesCm128HmacSha1_80, &key).is_err());
+        assert!(parse_answer_srtp(&a.sdp, SrtpSuite::AesCm128HmacSha1_32, &key).is_err());
+        assert!(parse_answer(&a.sdp).is_err());
     }
 
     proptest::proptest! {

@@ -753,6 +753,7 @@ mod tests {
             telephone_event: te,
             remote_rtp: "127.0.0.1:4000".parse().unwrap(),
             direction: Direction::SendRecv,
+            srtp: None,
         }
     }
 

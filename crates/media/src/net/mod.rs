@@ -25,6 +25,13 @@
 //! from the last wake-up, so lateness does not accumulate), latches to the source of the
 //! caller's packets (symmetric RTP), and keeps an RTCP socket open on the odd port so that peers
 //! sending RTCP get no ICMP errors (stirgate sends no RTCP reports).
+//!
+//! SRTP: an RTP/SAVP offer is answered with a fresh key from the operating system's CSPRNG; the
+//! session task then protects every packet it sends and authenticates, replay-checks and decrypts
+//! every packet it receives before the core sees it ([`crate::srtp::SrtpSession`]). Packets that
+//! fail are dropped, never latched to, and counted ([`MediaEngine::srtp_stats`]). Each leg has
+//! its own keys, so a relay between an SRTP leg and a plain one converts. RTCP, plain or SRTCP,
+//! is never read: it is drained unread on the odd port and dropped on the RTP port.
 
 mod ports;
 mod task;
@@ -33,13 +40,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
 use crate::dtmf::Digit;
 use crate::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::session::{Command, Event, Forward, MediaSession, SessionConfig};
+use crate::srtp::{MasterKey, SrtpError, SrtpSession, SrtpSuite, MASTER_KEY_LEN};
 
 pub use ports::{BoundPair, PortAllocator, PortLease};
 
@@ -64,6 +72,9 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// The SRTP contexts could not be set up from the negotiated keys.
+    #[error("SRTP set-up: {0}")]
+    Srtp(#[source] SrtpError),
 }
 
 /// Why the media engine could not start.
@@ -114,6 +125,7 @@ struct Inner {
     bind: IpAddr,
     ports: PortAllocator,
     jitter: Arc<SendJitter>,
+    srtp: Arc<SrtpCounters>,
     threads: MediaThreads,
 }
 
@@ -185,13 +197,16 @@ impl MediaEngine {
                 bind,
                 ports: PortAllocator::new(range),
                 jitter: Arc::new(SendJitter::default()),
+                srtp: Arc::new(SrtpCounters::default()),
                 threads: MediaThreads::start(config.thread_count()).map_err(EngineError::Thread)?,
             }),
         })
     }
 
     /// Answers an SDP offer: negotiates, allocates and binds a port pair, and builds the answer.
-    /// The ports are held by the returned value (released if it is dropped unstarted).
+    /// The ports are held by the returned value (released if it is dropped unstarted). An
+    /// RTP/SAVP offer is answered RTP/SAVP with a fresh key of ours ([`sdp::answer_with_key`]);
+    /// one with no usable `a=crypto` line fails like an offer with no usable codec (488).
     pub fn answer(&self, offer: &str) -> Result<PreparedSession, AnswerError> {
         // Negotiate first on a placeholder port, so an unusable offer costs no socket.
         let mut rng = rand::thread_rng();
@@ -201,13 +216,14 @@ impl MediaEngine {
             port: 9,
             session_id,
         };
-        sdp::answer(offer, &probe)?;
+        let key = fresh_key();
+        sdp::answer_with_key(offer, &probe, &key)?;
         let pair = self.inner.ports.allocate(self.inner.bind)?;
         let local = LocalMedia {
             port: pair.lease.port(),
             ..probe
         };
-        let answer = sdp::answer(offer, &local)?;
+        let answer = sdp::answer_with_key(offer, &local, &key)?;
         Ok(PreparedSession {
             engine: Arc::clone(&self.inner),
             pair,
@@ -216,17 +232,33 @@ impl MediaEngine {
         })
     }
 
-    /// Makes an offer for an outbound leg (the callee of a relay).
+    /// Makes a plain RTP/AVP offer for an outbound leg (the callee of a relay). Plain is the
+    /// default for the callee, whatever the caller's leg uses: it goes to the user's own phone or
+    /// PBX, and an SDES offer that a callee cannot do fails the whole call (488, no fallback).
+    /// [`MediaEngine::offer_with`] offers SRTP instead.
     pub fn offer(&self) -> Result<PendingOffer, NetError> {
+        self.offer_with(None)
+    }
+
+    /// Makes an offer for an outbound leg: RTP/SAVP with one `a=crypto` line of `srtp` and a
+    /// fresh key when given (e.g. the suite of the caller's leg, [`Negotiated::srtp`]), plain
+    /// RTP/AVP otherwise.
+    pub fn offer_with(&self, srtp: Option<SrtpSuite>) -> Result<PendingOffer, NetError> {
         let pair = self.inner.ports.allocate(self.inner.bind)?;
         let local = LocalMedia {
             address: self.inner.address,
             port: pair.lease.port(),
             session_id: rand::thread_rng().gen::<u32>().into(),
         };
+        let srtp = srtp.map(|suite| (suite, fresh_key()));
+        let sdp = match &srtp {
+            Some((suite, key)) => sdp::offer_srtp(&local, *suite, key),
+            None => sdp::offer(&local),
+        };
         Ok(PendingOffer {
             engine: Arc::clone(&self.inner),
-            sdp: sdp::offer(&local),
+            sdp,
+            srtp,
             pair,
         })
     }
@@ -247,15 +279,41 @@ impl MediaEngine {
     pub fn reset_send_jitter(&self) {
         self.inner.jitter.reset();
     }
+
+    /// SRTP packets received and rejected so far, over all sessions (for metrics and tests).
+    #[must_use]
+    pub fn srtp_stats(&self) -> SrtpStats {
+        self.inner.srtp.stats()
+    }
+}
+
+/// A new SRTP master key and salt from the operating system's CSPRNG (a key is never reused
+/// across calls or legs).
+fn fresh_key() -> MasterKey {
+    let mut bytes = [0u8; MASTER_KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = MasterKey::from_bytes(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    key
 }
 
 /// An answered offer with its sockets bound, waiting for the ACK.
-#[derive(Debug)]
 pub struct PreparedSession {
     engine: Arc<Inner>,
     pair: BoundPair,
     negotiated: Negotiated,
     sdp: String,
+}
+
+impl std::fmt::Debug for PreparedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The answer SDP of an SRTP leg holds our key: printed redacted.
+        f.debug_struct("PreparedSession")
+            .field("port", &self.pair.lease.port())
+            .field("negotiated", &self.negotiated)
+            .field("sdp", &crate::srtp::redact_keys(&self.sdp))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PreparedSession {
@@ -320,10 +378,26 @@ impl PreparedSession {
         let rtp = socket(rtp)?;
         let rtcp = socket(rtcp)?;
         let mut rng = rand::thread_rng();
-        let mut cfg = SessionConfig::new(self.negotiated.clone(), rng.gen(), rng.gen(), rng.gen());
+        // The first sequence number stays below 2^15: if a receiver of our SRTP lost every packet
+        // up to a wrap, its rollover counter would fall behind ours for good (libsrtp FAQ Q6;
+        // webrtc and Asterisk do the same). Plain legs lose nothing by it.
+        let first_sequence = rng.gen::<u16>() & 0x7fff;
+        let mut cfg = SessionConfig::new(
+            self.negotiated.clone(),
+            rng.gen(),
+            first_sequence,
+            rng.gen(),
+        );
         cfg.inband_dtmf = self.engine.config.inband_dtmf;
         cfg.rtp_timeout = (self.engine.config.rtp_timeout_s > 0)
             .then(|| std::time::Duration::from_secs(self.engine.config.rtp_timeout_s));
+        let srtp = self
+            .negotiated
+            .srtp
+            .as_ref()
+            .map(SrtpSession::new)
+            .transpose()
+            .map_err(NetError::Srtp)?;
         let core = MediaSession::new(cfg, std::time::Instant::now());
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (fwd_tx, fwd_rx) = mpsc::channel(64);
@@ -336,6 +410,8 @@ impl PreparedSession {
             events,
             forwards: fwd_rx,
             jitter: Arc::clone(&self.engine.jitter),
+            srtp,
+            srtp_counters: Arc::clone(&self.engine.srtp),
             lease,
             _engine: Arc::clone(&self.engine),
         };
@@ -353,11 +429,21 @@ impl PreparedSession {
 }
 
 /// An offer sent on an outbound leg, waiting for the answer.
-#[derive(Debug)]
 pub struct PendingOffer {
     engine: Arc<Inner>,
     pair: BoundPair,
     sdp: String,
+    srtp: Option<(SrtpSuite, MasterKey)>,
+}
+
+impl std::fmt::Debug for PendingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingOffer")
+            .field("port", &self.pair.lease.port())
+            .field("srtp", &self.srtp.as_ref().map(|(suite, _)| suite))
+            .field("sdp", &crate::srtp::redact_keys(&self.sdp))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PendingOffer {
@@ -367,9 +453,13 @@ impl PendingOffer {
         &self.sdp
     }
 
-    /// Reads the callee's answer; on error the ports are released with `self`.
+    /// Reads the callee's answer; on error the ports are released with `self`. The answer must
+    /// keep the offer's profile (and, for SRTP, accept its `a=crypto` line).
     pub fn accept(self, answer: &str) -> Result<PreparedSession, SdpError> {
-        let negotiated = sdp::parse_answer(answer)?;
+        let negotiated = match &self.srtp {
+            Some((suite, key)) => sdp::parse_answer_srtp(answer, *suite, key)?,
+            None => sdp::parse_answer(answer)?,
+        };
         Ok(PreparedSession {
             engine: self.engine,
             pair: self.pair,
@@ -467,6 +557,50 @@ impl MediaHandle {
             out.push(e);
         }
         out
+    }
+}
+
+/// Received SRTP packets that were dropped, by reason, over all sessions of an engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SrtpStats {
+    /// Packets accepted (authenticated and decrypted).
+    pub accepted: u64,
+    /// Authentication failures: wrong key, tampered, or plain RTP on an SRTP leg.
+    pub auth_failed: u64,
+    /// Replayed packets (an index already seen or older than the window).
+    pub replayed: u64,
+    /// Too short for header and tag, not RTP version 2, or an unknown MKI.
+    pub malformed: u64,
+}
+
+#[derive(Debug, Default)]
+struct SrtpCounters {
+    accepted: AtomicU64,
+    auth_failed: AtomicU64,
+    replayed: AtomicU64,
+    malformed: AtomicU64,
+}
+
+impl SrtpCounters {
+    fn count(&self, result: Result<(), &SrtpError>) {
+        let counter = match result {
+            Ok(()) => &self.accepted,
+            Err(SrtpError::Authentication | SrtpError::Library(_)) => &self.auth_failed,
+            Err(SrtpError::Replayed) => &self.replayed,
+            // RTCP on the RTP port is dropped unread, as on plain legs: not a rejection.
+            Err(SrtpError::Rtcp) => return,
+            Err(_) => &self.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> SrtpStats {
+        SrtpStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            auth_failed: self.auth_failed.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+        }
     }
 }
 

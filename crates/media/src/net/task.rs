@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{PortLease, SendJitter};
+use super::{PortLease, SendJitter, SrtpCounters};
 use crate::dtmf::Digit;
 use crate::session::{Command, Event, Forward, MediaSession, PTIME};
+use crate::srtp::SrtpSession;
 
 /// Control messages from the handle.
 #[derive(Debug)]
@@ -40,6 +41,9 @@ pub(super) struct Task {
     pub(super) events: EventSink,
     pub(super) forwards: mpsc::Receiver<Forward>,
     pub(super) jitter: Arc<SendJitter>,
+    /// The leg's SRTP contexts (RTP/SAVP), applied at the socket: the core sees plain RTP.
+    pub(super) srtp: Option<SrtpSession>,
+    pub(super) srtp_counters: Arc<SrtpCounters>,
     pub(super) lease: PortLease,
     /// Keeps the engine, and so the media threads, alive while the session runs.
     pub(super) _engine: Arc<super::Inner>,
@@ -55,6 +59,7 @@ impl Task {
         let mut peer: Option<mpsc::Sender<Forward>> = None;
         let mut last_paced: Option<Instant> = None;
         let mut buf = vec![0u8; 2048];
+        let mut decrypted: Vec<u8>;
         // RTCP is read and ignored by a helper task that wakes only when RTCP arrives: the socket
         // exists so that peers sending reports get no ICMP errors.
         let rtcp = self.rtcp;
@@ -99,7 +104,26 @@ impl Task {
                 },
                 r = self.rtp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
-                        if self.core.handle_rtp(&buf[..n], Instant::now()).is_ok() {
+                        let plain = match &mut self.srtp {
+                            None => Some(&buf[..n]),
+                            Some(srtp) => {
+                                let result = srtp.unprotect(&buf[..n]);
+                                self.srtp_counters.count(result.as_ref().map(|_| ()));
+                                match result {
+                                    Ok(p) => {
+                                        decrypted = p;
+                                        Some(&decrypted[..])
+                                    }
+                                    Err(e) => {
+                                        // Dropped before the core: not played, recorded,
+                                        // relayed or latched to.
+                                        tracing::trace!(%from, error = %e, "SRTP packet dropped");
+                                        None
+                                    }
+                                }
+                            }
+                        };
+                        if plain.is_some_and(|p| self.core.handle_rtp(p, Instant::now()).is_ok()) {
                             // Symmetric RTP (RFC 4961): answer where the caller's packets come from.
                             if !latched {
                                 latched = true;
@@ -130,7 +154,18 @@ impl Task {
             let mut first = true;
             while let Some(packet) = self.core.poll_transmit() {
                 if let Some(to) = remote {
-                    let _ = self.rtp.send_to(&packet, to).await;
+                    match &mut self.srtp {
+                        None => {
+                            let _ = self.rtp.send_to(&packet, to).await;
+                        }
+                        Some(srtp) => match srtp.protect(&packet) {
+                            Ok(wire) => {
+                                let _ = self.rtp.send_to(&wire, to).await;
+                            }
+                            // Only at the end of a key's life (2^48 packets): never sent plain.
+                            Err(e) => tracing::warn!(error = %e, "SRTP protect failed"),
+                        },
+                    }
                 }
                 if paced && !self.core.is_bridged() {
                     if let Some(prev) = last_paced {

@@ -3,3 +3,4 @@
 
 mod net;
 mod pcap;
+mod srtp;
