@@ -1,0 +1,813 @@
+#!/usr/bin/env python3
+"""stirgate load kit (issue 7): one run, loopback only, bounded in time.
+
+Started by bench/run.sh, which builds stirgate and checks the tools. Rows of the table:
+
+  1. SIPp uac -> SIPp uas directly (the harness's own ceiling),
+  2. SIPp uac -> stirgate (verify + forward) -> SIPp uas,
+  3. SIPp uac -> Kamailio (secsipid_check_identity + t_relay) -> SIPp uas,
+
+each as the highest call rate with zero failed calls (a ladder of rates, then a bisection),
+with setup-time percentiles, CPU per call and peak memory of the process under test. Every
+INVITE carries an Identity header made by `stirgate sign` shortly before its step; the callee
+scenarios fail any call the proxy did not verify. Then: scaling of stirgate, added latency and
+memory per call at half its maximum, 1,000 simultaneous calls on a cold x5u, a CPU profile at
+70 % of its maximum, and the media benchmark. Everything lands in one table on stdout and in
+bench/RESULTS.md, written by this script only.
+
+Only the Python standard library; only 127.0.0.1.
+"""
+
+import concurrent.futures
+import datetime
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BENCH = os.path.join(ROOT, "bench")
+SCEN = os.path.join(BENCH, "scenarios")
+CERTS = os.path.join(ROOT, "certs")
+QUICK = os.environ.get("QUICK") == "1"
+BIN = os.environ["STIRGATE_BIN"]
+KAMAILIO = os.environ.get("KAMAILIO", "/usr/sbin/kamailio")
+RESULTS = os.environ.get("RESULTS", os.path.join(BENCH, "RESULTS.md"))
+PROFILE = os.environ.get("PROFILE", "0" if QUICK else "1") == "1"
+MEDIA = os.environ.get("MEDIA", "1") == "1"
+
+# One step: STEP_S seconds of new calls, each held HOLD_MS after the 200 then hung up by the
+# caller; the step ends when every call has ended (or failed), so nothing carries over.
+STEP_S = float(os.environ.get("STEP_S", "2" if QUICK else "5"))
+HOLD_MS = int(os.environ.get("HOLD_MS", "1000"))
+BISECT = int(os.environ.get("BISECT", "1" if QUICK else "2"))
+LADDER = (
+    [250, 1000, 2000, 3000, 4000, 6000, 8000, 12000]
+    if QUICK
+    else [100, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000]
+)
+SIGN_WORKERS = int(os.environ.get("SIGN_WORKERS", "3"))
+# Unverified rows (direct, Kamailio) cycle through a pool of this many distinct Identity values
+# (Kamailio keeps no replay cache, and on the wire the messages are the same size); stirgate
+# gets a fresh, unique value for every call because it remembers PASSporTs (replay.rs).
+POOL = int(os.environ.get("POOL", "2000" if QUICK else "6000"))
+TICK = os.sysconf("SC_CLK_TCK")
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception as e:  # a missing tool is reported, not fatal
+        return f"({e})"
+
+
+# ---------------------------------------------------------------- processes under test
+
+
+class Procs:
+    """The process(es) under test: CPU from /proc/PID/stat, memory from /proc/PID/status."""
+
+    def __init__(self, main_pid, with_children=False):
+        self.main = main_pid
+        self.with_children = with_children
+
+    def pids(self):
+        pids = [self.main]
+        if self.with_children:
+            try:
+                out = subprocess.run(["pgrep", "-P", str(self.main)], capture_output=True, text=True).stdout
+                pids += [int(p) for p in out.split()]
+            except OSError:
+                pass
+        return pids
+
+    def cpu_s(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+            except OSError:
+                pass
+        return total / TICK
+
+    def status_kib(self, key):
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith(key + ":"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def rss_kib(self):
+        return self.status_kib("VmRSS")
+
+    def pss_kib(self):
+        """Proportional set size summed over the processes: shared memory counted once."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def hwm_kib(self):
+        return self.status_kib("VmHWM")
+
+
+class RssSampler(threading.Thread):
+    """Samples the summed VmRSS every 100 ms; `peak` is the largest sample."""
+
+    def __init__(self, procs):
+        super().__init__(daemon=True)
+        self.procs, self.peak, self.peak_pss, self.stop = procs, 0, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.procs.rss_kib())
+            if self.procs.with_children:
+                self.peak_pss = max(self.peak_pss, self.procs.pss_kib())
+            self.stop.wait(0.1 if not self.procs.with_children else 0.25)
+
+    def done(self):
+        self.stop.set()
+        self.join()
+        self.peak = max(self.peak, self.procs.rss_kib())
+        return self.peak
+
+
+# ---------------------------------------------------------------- Identity values
+
+
+class Signer:
+    """Makes Identity header values with `stirgate sign` (CONTRACT.md), several at a time."""
+
+    def __init__(self, key, x5u):
+        self.key, self.x5u, self.serial = key, x5u, 0
+        self.seconds, self.count = 0.0, 0
+
+    def one(self, n):
+        orig, dest = f"+1215{n % 10000000:07d}", f"+1267{(n * 7919) % 10000000:07d}"
+        out = subprocess.run(
+            [BIN, "sign", "--key", self.key, "--x5u", self.x5u, "--attest", "A", "--orig", orig, "--dest", dest],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return f"{orig};{dest};{out}"
+
+    def csv(self, path, n):
+        """Writes n fresh, distinct lines (orig;dest;Identity) to path for SIPp's -inf."""
+        t = time.time()
+        first = self.serial
+        self.serial += n
+        with concurrent.futures.ThreadPoolExecutor(SIGN_WORKERS) as ex:
+            lines = list(ex.map(self.one, range(first, first + n)))
+        with open(path, "w") as f:
+            f.write("SEQUENTIAL\n")
+            f.write("\n".join(lines) + "\n")
+        self.seconds += time.time() - t
+        self.count += n
+        return path
+
+
+# ---------------------------------------------------------------- SIPp
+
+
+class Uas:
+    def __init__(self, work, scenario):
+        self.port = free_port()
+        self.dir = os.path.join(work, f"uas-{scenario}-{self.port}")
+        os.makedirs(self.dir)
+        self.proc = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCEN, f"uas_{scenario}.xml"), "-i", "127.0.0.1", "-p", str(self.port),
+             "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+            cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            errs = "".join(open(e).read() for e in glob.glob(os.path.join(self.dir, "*errors.log")))
+            sys.exit(f"SIPp uas_{scenario}.xml did not start: {errs[-500:]}")
+
+    def stop(self):
+        stop(self.proc)
+
+
+def udp_rcvbuf_errors():
+    """System-wide UDP datagrams dropped for a full socket receive buffer (/proc/net/snmp)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(dict(zip(rows[0], rows[1]))["RcvbufErrors"])
+
+
+# A step passes when every call succeeded and SIPp's p99 setup time stayed under T1 (500 ms):
+# past that SIPp retransmits INVITEs, so calls "succeed" only through retransmissions.
+MAX_P99_MS = float(os.environ.get("MAX_P99_MS", "500"))
+
+
+def pct(values, p):
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
+
+
+def short_setup_ms(d):
+    """Setup times (ms, microsecond resolution) from SIPp's -trace_shortmsg log: per Call-ID,
+    first INVITE sent -> first 200 to it received."""
+    sent, out = {}, []
+    for path in glob.glob(os.path.join(d, "*_shortmessages.log")):
+        with open(path, errors="replace") as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if len(p) < 7 or p[5] != "CSeq:1 INVITE":
+                    continue
+                if p[3] == "S" and p[4] not in sent:
+                    sent[p[4]] = float(p[2])
+                elif p[3] == "R" and p[6].startswith("SIP/2.0 200") and p[4] in sent:
+                    out.append((float(p[2]) - sent.pop(p[4])) * 1000)
+    return out
+
+
+def sipp_call(work, target_port, scenario, inf, rate, calls, label, limit=None, extra=(), trace=False):
+    """Runs one SIPp uac to completion; returns its counters and the setup times (ms).
+
+    Without `trace` the setup times come from -trace_rtt (SIPp's response-time "setup", whole
+    milliseconds); with it from -trace_shortmsg timestamps (microseconds), which costs SIPp
+    some CPU, so the ladders run without it."""
+    d = tempfile.mkdtemp(prefix=f"{label}-", dir=work)
+    cmd = [
+        "sipp", f"127.0.0.1:{target_port}", "-sf", os.path.join(SCEN, scenario), "-inf", inf,
+        "-i", "127.0.0.1", "-p", str(free_port()), "-r", str(rate), "-rp", "1000", "-m", str(calls),
+        "-l", str(int(limit or max(1000, 4 * rate * (HOLD_MS / 1000 + 1)))), "-d", str(HOLD_MS),
+        "-nostdin", "-recv_timeout", "5000", "-timeout", f"{int(calls / rate + HOLD_MS / 1000 + 25)}s",
+        "-timeout_error", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        "-trace_stat", "-stf", "stat.csv", "-fd", "3600", "-trace_rtt", "-rtt_freq", "1",
+        "-trace_err", "-error_file", "errors.log", *(["-trace_shortmsg"] if trace else []), *extra,
+    ]
+    t = time.time()
+    drops0 = udp_rcvbuf_errors()
+    p = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+    wall = time.time() - t
+    drops = udp_rcvbuf_errors() - drops0
+    stats = {}
+    try:
+        with open(os.path.join(d, "stat.csv")) as f:
+            rows = [r.strip().split(";") for r in f if r.strip()]
+        stats = dict(zip(rows[0], rows[-1]))
+    except (OSError, IndexError):
+        pass
+    setup = []
+    for path in glob.glob(os.path.join(d, "*_rtt.csv")):
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(";")
+                if len(parts) >= 3 and parts[2] == "setup":
+                    try:
+                        setup.append(float(parts[1]))
+                    except ValueError:
+                        pass
+    rtt_ms = setup
+    if trace:
+        setup = short_setup_ms(d)
+    ok_calls = int(stats.get("SuccessfulCall(C)", 0) or 0)
+    failed = int(stats.get("FailedCall(C)", 0) or 0)
+    return {
+        "exit": p.returncode, "calls": calls, "successful": ok_calls, "failed": failed,
+        "retrans": int(stats.get("Retransmissions(C)", 0) or 0), "wall": wall, "setup": setup,
+        "p50": pct(setup, 50), "p99": pct(setup, 99), "max": max(setup) if setup else None, "dir": d,
+        "resolution": "us (trace_shortmsg)" if trace else "ms (trace_rtt)",
+        "rtt_p99_ms": pct(rtt_ms, 99), "udp_drops": drops,
+    }
+
+
+# ---------------------------------------------------------------- stirgate
+
+
+def metrics_text(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def verifications(port):
+    """stirgate_verifications_total summed by verstat."""
+    by = {}
+    for line in metrics_text(port).splitlines():
+        m = re.match(r'stirgate_verifications_total\{([^}]*)\}\s+([0-9.e+]+)', line)
+        if m:
+            v = re.search(r'verstat="([^"]*)"', m.group(1))
+            key = v.group(1) if v else "?"
+            by[key] = by.get(key, 0) + float(m.group(2))
+    return by
+
+
+def metric_sum(port, name):
+    total = 0.0
+    for line in metrics_text(port).splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(None, 1)[1])
+    return total
+
+
+class Stirgate:
+    def __init__(self, work, uas_port, tag):
+        self.port, self.metrics = free_port(), free_tcp_port()
+        d = os.path.join(work, f"stirgate-{tag}")
+        os.makedirs(d)
+        self.dir = d
+        base = f"""[sip]
+listen = ["udp:127.0.0.1:{self.port}"]
+[forward]
+target = "sip:uas@127.0.0.1:{uas_port}"
+[metrics]
+listen = "127.0.0.1:{self.metrics}"
+[status]
+listen = ""
+[cdr]
+path = "{d}/cdr.jsonl"
+[routes]
+# Every attestation is forwarded; a call that fails verification or carries no Identity is
+# refused, so a call that was not verified cannot reach the callee.
+A = "forward"
+B = "forward"
+C = "forward"
+failed = "reject"
+missing = "reject"
+[voicemail]
+dir = "{d}/voicemail"
+[lists]
+path = "{d}/lists.sqlite3"
+[media]
+prompt_dir = "{ROOT}/crates/media/prompts"
+tts_command = ""
+tts_cache_dir = "{d}/tts"
+[stir]
+trust_anchors = "{CERTS}/test-sti-ca.pem"
+# The certificate server of the kit is http on 127.0.0.1: tests only.
+allow_http_x5u = true
+"""
+        limits = '[limits]\n# SIPp sends every call from one loopback address.\nexempt_sources = ["127.0.0.0/8"]\n'
+        cfg = os.path.join(d, "stirgate.toml")
+        with open(cfg, "w") as f:
+            f.write(base + limits)
+        # The per-source rate limit key is new; a binary that does not know it rejects the file.
+        chk = subprocess.run([BIN, "check-config", "--config", cfg], capture_output=True, text=True)
+        self.limits_key = chk.returncode == 0
+        if not self.limits_key:
+            with open(cfg, "w") as f:
+                f.write(base)
+            chk = subprocess.run([BIN, "check-config", "--config", cfg], capture_output=True, text=True)
+            if chk.returncode != 0:
+                sys.exit(f"bench stirgate config rejected:\n{chk.stdout}{chk.stderr}")
+        self.log = open(os.path.join(d, "stirgate.log"), "w")
+        env = dict(os.environ, STIRGATE_LOG="warn", RUST_LOG="warn")
+        self.proc = subprocess.Popen([BIN, "run", "--config", cfg], cwd=ROOT, stdout=self.log, stderr=self.log, env=env)
+        for _ in range(100):
+            if metrics_text(self.metrics):
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit(f"stirgate did not start; see {d}/stirgate.log")
+        self.procs = Procs(self.proc.pid)
+
+    def stop(self):
+        stop(self.proc)
+
+
+# ---------------------------------------------------------------- Kamailio
+
+
+class Kamailio:
+    def __init__(self, work, uas_port):
+        self.port = free_port()
+        self.dir = os.path.join(work, "kamailio")
+        os.makedirs(os.path.join(self.dir, "secsipid"), exist_ok=True)
+        self.log = open(os.path.join(self.dir, "kamailio.log"), "w")
+        self.proc = subprocess.Popen(
+            [KAMAILIO, "-f", os.path.join(BENCH, "kamailio", "kamailio.cfg"), "-m", "512", "-M", "8", "-DD", "-E",
+             "-w", self.dir, "-l", f"udp:127.0.0.1:{self.port}",
+             "-A", f'UAS_URI="sip:127.0.0.1:{uas_port}"', "-A", f'CACHE_DIR="{self.dir}/secsipid"',
+             "-A", f'CA_FILE="CertCAFile={CERTS}/test-sti-ca.pem"'],
+            stdout=self.log, stderr=self.log,
+        )
+        time.sleep(1.5)
+        if self.proc.poll() is not None:
+            sys.exit(f"kamailio did not start; see {self.dir}/kamailio.log")
+        self.procs = Procs(self.proc.pid, with_children=True)
+
+    def clear_cache(self):
+        for f in glob.glob(os.path.join(self.dir, "secsipid", "*")):
+            os.remove(f)
+
+    def stop(self):
+        stop(self.proc)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- ladder
+
+
+class Row:
+    def __init__(self, name, target_port, scenario, procs, signer, work, metrics_port=None, unique=False):
+        self.name, self.port, self.scenario, self.procs = name, target_port, scenario, procs
+        self.signer, self.work, self.metrics, self.unique = signer, work, metrics_port, unique
+        self.steps, self.pool = [], None
+
+    def inf(self, calls):
+        if self.unique:
+            return self.signer.csv(os.path.join(self.work, f"ids-{self.name}-{len(self.steps)}.csv"), calls)
+        if self.pool is None:
+            self.pool = self.signer.csv(os.path.join(self.work, f"pool-{self.name}.csv"), POOL)
+        return self.pool
+
+    def step(self, rate, seconds=STEP_S, label="ladder", sampler_only=False, trace=False, inf=None):
+        calls = max(1, int(rate * seconds))
+        inf = inf or self.inf(calls)
+        before_v = verifications(self.metrics) if self.metrics else {}
+        cpu0 = self.procs.cpu_s() if self.procs else 0
+        rss0 = self.procs.rss_kib() if self.procs else 0
+        sampler = RssSampler(self.procs) if self.procs else None
+        if sampler:
+            sampler.start()
+        r = sipp_call(self.work, self.port, self.scenario, inf, rate, calls, f"{self.name}-{rate}", trace=trace)
+        if self.metrics:
+            time.sleep(0.3)  # the last CDR / counter updates
+        cpu1 = self.procs.cpu_s() if self.procs else 0
+        r.update(rate=rate, label=label, rss_before=rss0)
+        if sampler:
+            r["rss_peak"] = sampler.done()
+            r["pss_peak"] = sampler.peak_pss
+            r["hwm"] = self.procs.hwm_kib()
+            r["cpu_s"] = cpu1 - cpu0
+            r["cpu_us_per_call"] = (cpu1 - cpu0) * 1e6 / calls
+        if self.metrics:
+            after_v = verifications(self.metrics)
+            delta = {k: after_v.get(k, 0) - before_v.get(k, 0) for k in after_v}
+            r["passed"] = int(delta.get("TN-Validation-Passed", 0))
+            r["other_verstat"] = {k: int(v) for k, v in delta.items() if k != "TN-Validation-Passed" and v}
+        r["ok"] = (
+            r["exit"] == 0 and r["successful"] == calls and r["failed"] == 0
+            and r["rtt_p99_ms"] is not None and r["rtt_p99_ms"] < MAX_P99_MS
+            and (not self.metrics or (r["passed"] == calls and not r["other_verstat"]))
+        )
+        if not sampler_only:
+            self.steps.append(r)
+        log(f"{self.name:9s} {rate:6d} calls/s x {seconds:g}s: {'ok' if r['ok'] else 'FAILED'} "
+            f"({r['successful']}/{calls} ok, {r['failed']} failed, exit {r['exit']}"
+            + (f", verified {r['passed']}" if self.metrics else "")
+            + (f", p99 {r['p99']:.2f} ms" if r["p99"] is not None else "")
+            + (f", {r['cpu_us_per_call']:.0f} us CPU/call" if sampler else "") + ")")
+        return r
+
+    def ladder(self):
+        best, hi = None, None
+        for rate in LADDER:
+            if self.step(rate)["ok"]:
+                best = rate
+            else:
+                hi = rate
+                break
+        lo = best or 0
+        if hi:
+            for _ in range(BISECT):
+                mid = int(round((lo + hi) / 2 / 50) * 50)
+                if mid <= lo or mid >= hi:
+                    break
+                if self.step(mid, label="bisect")["ok"]:
+                    lo = mid
+                else:
+                    hi = mid
+        self.max = lo
+        self.max_step = max((s for s in self.steps if s["ok"] and s["rate"] == lo), key=lambda s: s["rate"], default=None)
+        self.first_fail = hi
+        return lo
+
+
+# ---------------------------------------------------------------- the run
+
+
+def machine():
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "cpu": f"{cpu} ({sh('grep -c ^processor /proc/cpuinfo')} logical CPUs in /proc/cpuinfo)",
+        "nproc": sh("nproc"),
+        "free": sh("free -m"),
+        "uname": sh("uname -srvmo"),
+        "sipp": sh("sipp -v 2>&1 | grep -m1 SIPp").strip(),
+        "kamailio": sh(f"{KAMAILIO} -v 2>&1 | head -1"),
+        "secsipid": sh("dpkg-query -W -f '${Package} ${Version}' libsecsipid1 2>/dev/null"),
+        "rustc": sh("rustc -V"),
+        "stirgate": sh(f"{BIN} --version 2>&1 | head -1"),
+        "git": sh(f"cd {ROOT} && git log -1 --format='%h %s' | cut -c1-100") + (
+            " (+ uncommitted changes)" if sh(f"cd {ROOT} && git status --porcelain --untracked-files=no") else "")
+        + ("; stirgate binary given with STIRGATE_BIN, not built from this tree by the kit"
+           if os.environ.get("BENCH_BIN_GIVEN") == "1" else ""),
+        "load": sh("cat /proc/loadavg"),
+    }
+
+
+def untrusted_cert(www):
+    """A self-signed certificate for the test leaf key: a valid signature, an untrusted chain."""
+    out = os.path.join(www, "untrusted.pem")
+    subprocess.run(
+        ["openssl", "req", "-new", "-x509", "-key", os.path.join(CERTS, "test-sp-leaf.key"), "-days", "30",
+         "-subj", "/CN=not issued by the test STI-CA", "-addext", "basicConstraints=critical,CA:FALSE",
+         "-addext", "keyUsage=critical,digitalSignature", "-addext", "1.3.6.1.5.5.7.1.26=DER:30:08:A0:06:16:04:31:32:33:34",
+         "-out", out],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+def sanity(row, work, http, label):
+    """One valid call passes; unsigned, wrongly signed and untrusted-chain calls are refused."""
+    res = {}
+    s = Signer(os.path.join(CERTS, "test-sp-leaf.key"), f"http://127.0.0.1:{http}/test-sp-chain.pem")
+    s.serial = 9_000_000 + hash(label) % 100_000
+    good = s.csv(os.path.join(work, f"sanity-good-{label}.csv"), 1)
+    r = sipp_call(work, row.port, row.scenario, good, 10, 1, f"sanity-{label}")
+    res["valid call passes"] = r["exit"] == 0 and r["successful"] == 1
+    wrong = Signer(os.path.join(CERTS, "test-intermediate.key"), f"http://127.0.0.1:{http}/test-sp-chain.pem")
+    wrong.serial = s.serial + 10
+    bad = wrong.csv(os.path.join(work, f"sanity-wrongkey-{label}.csv"), 1)
+    r = sipp_call(work, row.port, "uac_reject.xml", bad, 10, 1, f"sanity-{label}")
+    res["signature by another key refused"] = r["exit"] == 0 and r["successful"] == 1
+    untrusted = Signer(os.path.join(CERTS, "test-sp-leaf.key"), f"http://127.0.0.1:{http}/untrusted.pem")
+    untrusted.serial = s.serial + 20
+    bad = untrusted.csv(os.path.join(work, f"sanity-untrusted-{label}.csv"), 1)
+    r = sipp_call(work, row.port, "uac_reject.xml", bad, 10, 1, f"sanity-{label}")
+    res["self-signed (untrusted) x5u refused"] = r["exit"] == 0 and r["successful"] == 1
+    r = sipp_call(work, row.port, "uac_unsigned.xml", good, 10, 1, f"sanity-{label}")
+    res["unsigned call refused"] = r["exit"] == 0 and r["successful"] == 1
+    for k, v in res.items():
+        log(f"sanity {label}: {k}: {'yes' if v else 'NO'}")
+    return res
+
+
+def cold_burst(row, work, http, http_log, path, calls=1000, rate=100000):
+    """`calls` calls launched at once (or at `rate` per second), all on an x5u URL nobody has
+    fetched yet."""
+    os.makedirs(os.path.join(work, "www", path), exist_ok=True)
+    shutil.copy(os.path.join(CERTS, "test-sp-chain.pem"), os.path.join(work, "www", path, "test-sp-chain.pem"))
+    s = Signer(os.path.join(CERTS, "test-sp-leaf.key"), f"http://127.0.0.1:{http}/{path}/test-sp-chain.pem")
+    s.serial = 8_000_000 + len(path) * 10_000
+    inf = s.csv(os.path.join(work, f"cold-{path}.csv"), calls)
+    before_v = verifications(row.metrics) if row.metrics else {}
+    r = sipp_call(work, row.port, row.scenario, inf, rate, calls, f"cold-{path}", limit=calls, trace=True)
+    r["rate"] = rate
+    time.sleep(0.3)
+    with open(http_log) as f:
+        r["fetches"] = sum(1 for line in f if f"GET /{path}/" in line)
+    if row.metrics:
+        after_v = verifications(row.metrics)
+        r["passed"] = int(after_v.get("TN-Validation-Passed", 0) - before_v.get("TN-Validation-Passed", 0))
+    r["ok"] = r["exit"] == 0 and r["successful"] == calls
+    log(f"cold x5u {row.name} at {rate}/s: {r['successful']}/{calls} ok, {r['fetches']} fetch(es), "
+        f"max setup {r['max']} ms, {r['udp_drops']} UDP datagrams dropped (receive buffers full)")
+    return r
+
+
+# Frames that every sample passes through (thread start, tokio's scheduler loop): left out of
+# the "including callees" list so the lines that explain where the time goes stay visible.
+GENERIC_FRAME = re.compile(
+    r"0xffffffff|catch_unwind|call_once|thread_start|clone3|start_thread|LocalKey|Scoped|unsafe_cell|enter_runtime|"
+    r"set_scheduler|__rust_begin|spawn_unchecked|run_worker|block_on|CURRENT|coop::|budget|context::|"
+    r"Harness|harness::|task::core|RawTask|UnownedTask|Launch::launch|worker::run|Context::run|Inner::run|"
+    r"spawn_thread|entry_SYSCALL|BlockingTask|Task::run|do_syscall_64")
+
+
+def profile(row, rate, work):
+    """perf record during one step. The VM has no hardware counters, so the event is the
+    software cpu-clock; DWARF call graphs at a low frequency (higher ones lose samples here)."""
+    data = os.path.join(work, "perf.data")
+    seconds = max(8.0, STEP_S)
+    inf = row.inf(int(rate * seconds))  # signed before perf starts: perf records a fixed time
+    perf = subprocess.Popen(
+        ["perf", "record", "-e", "cpu-clock", "-F", "249", "--call-graph", "dwarf,8192", "-p", str(row.procs.main),
+         "-o", data, "--", "sleep", str(seconds + 1)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    r = row.step(rate, seconds=seconds, label="profile", sampler_only=True, inf=inf)
+    perf.wait(120)
+    out = {"rate": rate, "step": r, "seconds": seconds}
+    for mode, flags in (("self", ["--no-children"]), ("children", ["--children"])):
+        rep = subprocess.run(
+            ["perf", "report", "-i", data, *flags, "--sort", "symbol", "--stdio", "--percent-limit", "0.5",
+             "-g", "none"],
+            capture_output=True, text=True,
+        ).stdout
+        lines = [re.sub(r"\s+-\s+-\s*$", "", l.rstrip()) for l in rep.splitlines() if l.strip() and not l.startswith("#")]
+        if mode == "children":
+            lines = [l for l in lines if not GENERIC_FRAME.search(l)]
+        out[mode] = lines[:40]
+    hdr = subprocess.run(["perf", "report", "-i", data, "--stdio", "--header-only"], capture_output=True, text=True).stdout
+    m = re.search(r"sample duration\s*:\s*([0-9.]+) ms", hdr)
+    cnt = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "comm", "-g", "none"],
+                         capture_output=True, text=True).stdout
+    sm = re.search(r"# Samples: (\S+)", cnt)
+    out["samples"] = sm.group(1) if sm else "?"
+    out["duration_ms"] = m.group(1) if m else "?"
+    return out
+
+
+def media_bench(work):
+    args = ["--calls", "100,500", "--seconds", "2"] if QUICK else ["--calls", "100,500,1000", "--seconds", "5"]
+    t = time.time()
+    p = subprocess.run(["bash", os.path.join(BENCH, "media", "run.sh"), *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    return {"args": " ".join(args), "exit": p.returncode, "stdout": p.stdout.strip(),
+            "stderr_tail": "\n".join(p.stderr.strip().splitlines()[-15:]), "wall": time.time() - t}
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="stirgate-bench-")
+    log(f"work dir {work}; {'QUICK' if QUICK else 'full'} run, {STEP_S:g} s steps, calls held {HOLD_MS} ms")
+    mach = machine()
+    cleanup = []
+    try:
+        return run(work, mach, cleanup)
+    finally:
+        for c in reversed(cleanup):
+            try:
+                c()
+            except Exception:
+                pass
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work, mach, cleanup):
+    # Certificate server: the committed test chain on 127.0.0.1, each request logged.
+    www = os.path.join(work, "www")
+    os.makedirs(www)
+    shutil.copy(os.path.join(CERTS, "test-sp-chain.pem"), www)
+    untrusted_cert(www)
+    http = free_tcp_port()
+    http_log = os.path.join(work, "http.log")
+    hl = open(http_log, "w")
+    httpd = subprocess.Popen([sys.executable, "-m", "http.server", str(http), "--bind", "127.0.0.1", "--directory", www],
+                             stdout=hl, stderr=hl)
+    cleanup.append(lambda: stop(httpd))
+    time.sleep(0.7)
+    signer = Signer(os.path.join(CERTS, "test-sp-leaf.key"), f"http://127.0.0.1:{http}/test-sp-chain.pem")
+    res = {"machine": mach, "quick": QUICK, "step_s": STEP_S, "hold_ms": HOLD_MS, "ladder": LADDER}
+
+    # Row 1: the harness's own ceiling.
+    uas = Uas(work, "plain")
+    cleanup.append(uas.stop)
+    direct = Row("direct", uas.port, "uac.xml", None, signer, work)
+    direct.ladder()
+    log(f"direct ceiling {direct.max} calls/s")
+
+    # Row 2: stirgate.
+    uas2 = Uas(work, "stirgate")
+    cleanup.append(uas2.stop)
+    sg = Stirgate(work, uas2.port, "ladder")
+    cleanup.append(sg.stop)
+    res["limits_key"] = sg.limits_key
+    sg_row = Row("stirgate", sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
+    res["sanity_stirgate"] = sanity(sg_row, work, http, "stirgate")
+    sg_row.ladder()
+    res["sg_hwm"] = sg.procs.hwm_kib()
+    log(f"stirgate maximum {sg_row.max} calls/s")
+    res["cold_stirgate"] = cold_burst(sg_row, work, http, http_log, "cold-stirgate")
+    res["cold1s_stirgate"] = cold_burst(sg_row, work, http, http_log, "cold1s-stirgate", rate=1000)
+    sg.stop()
+    if PROFILE and sg_row.max:
+        # A fresh process, so the profile is not coloured by the ladder's lingering transactions.
+        prof = Stirgate(work, uas2.port, "profile")
+        cleanup.append(prof.stop)
+        p_row = Row("stirgate", prof.port, "uac.xml", prof.procs, signer, work, metrics_port=prof.metrics, unique=True)
+        p_row.step(10, seconds=1, label="warm-up", sampler_only=True)
+        res["profile"] = profile(p_row, int(sg_row.max * 0.7 / 50) * 50 or 50, work)
+        prof.stop()
+
+    # Row 3: Kamailio + secsipid.
+    uas3 = Uas(work, "kamailio")
+    cleanup.append(uas3.stop)
+    kam = Kamailio(work, uas3.port)
+    cleanup.append(kam.stop)
+    k_row = Row("kamailio", kam.port, "uac.xml", kam.procs, signer, work)
+    res["sanity_kamailio"] = sanity(k_row, work, http, "kamailio")
+    k_row.ladder()
+    res["kam_hwm"] = kam.procs.hwm_kib()
+    res["kam_procs"] = len(kam.procs.pids())
+    kam.clear_cache()
+    res["cold_kamailio"] = cold_burst(k_row, work, http, http_log, "cold-kamailio")
+    kam.clear_cache()
+    res["cold1s_kamailio"] = cold_burst(k_row, work, http, http_log, "cold1s-kamailio", rate=1000)
+
+    # Setup latency at one common rate, half of stirgate's maximum, measured with microsecond
+    # timestamps: stirgate (a fresh process, which also gives memory per call), SIPp direct at
+    # the same rate (so the difference is what stirgate adds), and Kamailio (at half of its own
+    # maximum when that is lower).
+    half = max(50, int(sg_row.max / 2 / 50) * 50)
+    lat_s = max(STEP_S, 4)
+    fresh = Stirgate(work, uas2.port, "half")
+    cleanup.append(fresh.stop)
+    time.sleep(1.0)
+    idle = fresh.procs.rss_kib()
+    warm = Row("stirgate", fresh.port, "uac.xml", fresh.procs, signer, work, metrics_port=fresh.metrics, unique=True)
+    warm.step(10, seconds=1, label="warm-up", sampler_only=True)  # the one certificate fetch
+    idle_warm = fresh.procs.rss_kib()
+    half_sg = warm.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    res["half"] = {"rate": half, "seconds": lat_s, "idle_kib": idle, "idle_warm_kib": idle_warm, "sg": half_sg,
+                   "fresh_hwm": fresh.procs.hwm_kib()}
+    fresh.stop()
+    res["half"]["direct"] = direct.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    k_rate = half if half <= k_row.max else max(50, int(k_row.max / 2 / 50) * 50)
+    res["half"]["kamailio"] = k_row.step(k_rate, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    kam.stop()
+    for u in (uas, uas2, uas3):
+        u.stop()
+
+    res["media"] = media_bench(work) if MEDIA else None
+    res["sign"] = {"count": signer.count, "seconds": signer.seconds}
+    res["rows"] = {r.name: {"max": r.max, "first_fail": r.first_fail, "steps": r.steps} for r in (direct, sg_row, k_row)}
+    res["wall_s"] = time.time() - T0
+    from report import render  # bench/lib/report.py
+
+    table, md = render(res)
+    print(table)
+    with open(RESULTS, "w") as f:
+        f.write(md)
+    with open(os.path.join(work, "results.json"), "w") as f:
+        json.dump(res, f, default=str, indent=1)
+    if os.environ.get("KEEP") == "1":
+        log(f"kept {work}")
+    log(f"wrote {os.path.relpath(RESULTS, ROOT)} in {res['wall_s']:.0f} s")
+    ok = all(res["sanity_stirgate"].values()) and all(res["sanity_kamailio"].values())
+    return 0 if ok else 1
+
+
+def rerender(path):
+    """Writes RESULTS again from a kept results.json (after a change to report.py)."""
+    from report import render
+
+    with open(path) as f:
+        res = json.load(f)
+    table, md = render(res)
+    print(table)
+    with open(RESULTS, "w") as f:
+        f.write(md)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        sys.exit(rerender(sys.argv[2]))
+    sys.exit(main())
