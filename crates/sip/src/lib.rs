@@ -3,14 +3,15 @@
 //! task (so a 180 never overtakes a 200).
 //!
 //! ```text
-//!  UDP socket ─┐                         ┌─▶ shard 0 (one task: Endpoint + calls)
-//!  TCP conns ──┼─ parse ─ shard by Call-ID ┤
-//!              │                         └─▶ shard 1
+//!  UDP socket ─┐                                      ┌─▶ shard 0 (one task: Endpoint + calls)
+//!  TCP conns ──┼─ parse ─ admission ─ shard by Call-ID ┤
+//!              │          (limits)                    └─▶ shard 1
 //!  Transports::send(Transmit) ◀──────────── shards
 //! ```
 //!
 //! Knows nothing of STIR, routing or media.
 
+pub mod limits;
 pub mod metrics;
 pub mod transport;
 

@@ -6,6 +6,10 @@ pub const SIP_MESSAGES_TOTAL: &str = "stirgate_sip_messages_total";
 pub const SIP_DROPPED_TOTAL: &str = "stirgate_sip_dropped_total";
 /// `stirgate_sip_tcp_connections`: open TCP connections.
 pub const SIP_TCP_CONNECTIONS: &str = "stirgate_sip_tcp_connections";
+/// `stirgate_sip_refused_total{reason, answer}`: requests refused by admission control
+/// (`reason`: not_allowed, rate_limited, overload, max_calls, max_transactions; `answer`: 503,
+/// 403, or none when dropped unanswered).
+pub const SIP_REFUSED_TOTAL: &str = "stirgate_sip_refused_total";
 
 /// The bounded label for a message's first line: the method for known methods, the status
 /// code for responses, `other` for anything else (method tokens are attacker-chosen).

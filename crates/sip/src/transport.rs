@@ -6,20 +6,21 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sip_proto::endpoint::{ConnId, Peer, Transmit, Transport, TxKey};
 use sip_proto::framing::{frame, Frame};
-use sip_proto::Message;
+use sip_proto::{Message, Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::{classify, refusal_response, Admission, Class, DenyAction, Refusal};
 use crate::metrics::{
-    first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_TCP_CONNECTIONS,
+    first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_REFUSED_TOTAL, SIP_TCP_CONNECTIONS,
 };
 
 /// One `sip.listen` entry: `udp:HOST:PORT` or `tcp:HOST:PORT`.
@@ -160,6 +161,7 @@ struct Conn {
 
 struct Shared {
     limits: Limits,
+    admission: Admission,
     shards: Vec<mpsc::Sender<Inbound>>,
     conns: Mutex<HashMap<ConnId, Conn>>,
     by_addr: Mutex<HashMap<SocketAddr, ConnId>>,
@@ -178,15 +180,18 @@ pub struct Transports {
 }
 
 impl Transports {
-    /// Binds every listener and starts its receive loop; messages go to `shards` (by Call-ID).
+    /// Binds every listener and starts its receive loop; messages that pass `admission` go to
+    /// `shards` (by Call-ID).
     pub async fn bind(
         listen: &[ListenAddr],
         limits: Limits,
+        admission: Admission,
         shards: Vec<mpsc::Sender<Inbound>>,
         cancel: CancellationToken,
     ) -> Result<Self, TransportError> {
         let shared = Arc::new(Shared {
             limits,
+            admission,
             shards,
             conns: Mutex::new(HashMap::new()),
             by_addr: Mutex::new(HashMap::new()),
@@ -318,6 +323,25 @@ impl Transports {
         });
     }
 
+    /// Refuses a request statelessly (403 or 503 with Retry-After, see
+    /// [`refusal_response`]) without creating any state, within the source's reply budget;
+    /// past the budget it goes unanswered. Counted in `stirgate_sip_refused_total`.
+    pub fn refuse(&self, peer: Peer, request: &Request, refusal: Refusal) {
+        let udp = match peer.transport {
+            Transport::Udp => self
+                .udp
+                .iter()
+                .find(|s| {
+                    s.local_addr()
+                        .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
+                })
+                .or_else(|| self.udp.first())
+                .map(Arc::as_ref),
+            Transport::Tcp => None,
+        };
+        refuse(&self.shared, Instant::now(), udp, peer, request, refusal);
+    }
+
     /// Waits for the receive loops to stop (after the cancellation token fired).
     pub async fn join(&self) {
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
@@ -340,7 +364,61 @@ async fn report_send_failure(shared: &Shared, bytes: &[u8], tx: TxKey) {
     }
 }
 
-async fn dispatch(shared: &Shared, peer: Peer, bytes: &[u8]) {
+/// Answers a refused request statelessly when the source's reply budget allows: UDP to the
+/// source address (not the Via: a forged Via must not aim our answers at a third party), TCP on
+/// the connection it came on (never a new connection).
+fn refuse(
+    shared: &Shared,
+    now: Instant,
+    udp: Option<&UdpSocket>,
+    peer: Peer,
+    request: &Request,
+    refusal: Refusal,
+) {
+    let answerable = request.method != Method::Ack
+        && (refusal != Refusal::NotAllowed
+            || shared.admission.config().deny_action == DenyAction::Forbidden);
+    if !answerable || !shared.admission.may_answer(now, peer.addr.ip()) {
+        count_refusal(refusal, "none");
+        return;
+    }
+    let response = refusal_response(request, refusal, shared.admission.config().retry_after_s);
+    let bytes = response.to_bytes();
+    let sent = match (peer.transport, udp) {
+        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
+        (Transport::Tcp, _) => {
+            let sender = peer
+                .conn
+                .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()));
+            sender.is_some_and(|s| s.try_send(bytes.clone()).is_ok())
+        }
+        (Transport::Udp, None) => false,
+    };
+    if sent {
+        let status = if response.status == 403 { "403" } else { "503" };
+        count_refusal(refusal, status);
+        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => status)
+            .increment(1);
+    } else {
+        count_refusal(refusal, "none");
+    }
+}
+
+fn count_refusal(refusal: Refusal, answer: &'static str) {
+    metrics::counter!(SIP_REFUSED_TOTAL, "reason" => refusal.label(), "answer" => answer)
+        .increment(1);
+}
+
+/// Parses, applies admission control and hands the message to its shard. `udp` is the socket
+/// it came on (for stateless answers).
+async fn dispatch(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: &[u8]) {
+    let now = Instant::now();
+    let allowed = shared.admission.allows(peer.addr.ip());
+    if !allowed && shared.admission.config().deny_action == DenyAction::Drop {
+        // Not even parsed: a scanner outside the access list costs one lookup.
+        count_refusal(Refusal::NotAllowed, "none");
+        return;
+    }
     let message = match Message::parse(bytes) {
         Ok(m) => m,
         Err(e) => {
@@ -351,12 +429,36 @@ async fn dispatch(shared: &Shared, peer: Peer, bytes: &[u8]) {
     };
     metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "in", "method_or_status" => first_line_label(bytes))
         .increment(1);
-    let shard = shard_of(message.call_id().unwrap_or(""), shared.shards.len());
-    if let Some(sender) = shared.shards.get(shard) {
-        // A bounded queue: when a shard is saturated, UDP input waits here (the socket buffer
-        // then drops, and senders retransmit) instead of growing memory without bound.
-        let _ = sender.send(Inbound::Message { peer, message }).await;
+    if !allowed {
+        match &message {
+            Message::Request(request) => {
+                refuse(shared, now, udp, peer, request, Refusal::NotAllowed);
+            }
+            Message::Response(_) => count_refusal(Refusal::NotAllowed, "none"),
+        }
+        return;
     }
+    let shard = shard_of(message.call_id().unwrap_or(""), shared.shards.len());
+    let Some(sender) = shared.shards.get(shard) else {
+        return;
+    };
+    let class = classify(&message);
+    if class != Class::Ongoing {
+        // The last quarter of every shard queue is kept for calls already admitted (their
+        // ACKs, BYEs and responses): new work is refused before it can take those places.
+        let refusal = if sender.capacity() < sender.max_capacity() / 4 {
+            Err(Refusal::Overload)
+        } else {
+            shared.admission.admit(now, peer.addr.ip(), class)
+        };
+        if let (Err(refusal), Message::Request(request)) = (refusal, &message) {
+            refuse(shared, now, udp, peer, request, refusal);
+            return;
+        }
+    }
+    // A bounded queue: when a shard is saturated, UDP input waits here (the socket buffer
+    // then drops, and senders retransmit) instead of growing memory without bound.
+    let _ = sender.send(Inbound::Message { peer, message }).await;
 }
 
 async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
@@ -387,7 +489,7 @@ async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             addr,
             conn: None,
         };
-        dispatch(&shared, peer, data).await;
+        dispatch(&shared, Some(&socket), peer, data).await;
     }
 }
 
@@ -399,6 +501,13 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, addr)) => {
+                if !shared.admission.allows(addr.ip())
+                    && shared.admission.config().deny_action == DenyAction::Drop
+                {
+                    // Closed at once: nothing is read from a source outside the access list.
+                    count_refusal(Refusal::NotAllowed, "none");
+                    continue;
+                }
                 if register_conn(&shared, stream, addr).is_none() {
                     metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_connection_cap")
                         .increment(1);
@@ -497,7 +606,7 @@ async fn tcp_reader(
                 }
                 Ok(Frame::Message { len }) => {
                     let message = buf.split_to(len).freeze();
-                    dispatch(shared, peer, &message).await;
+                    dispatch(shared, None, peer, &message).await;
                 }
                 Err(e) => {
                     metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_framing").increment(1);

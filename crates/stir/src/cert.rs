@@ -166,7 +166,14 @@ impl ValidatedChain {
 
     /// Checks that every certificate of the path is valid at `now` (UNIX seconds).
     pub fn check_time(&self, now: i64) -> Result<(), CertError> {
-        if now < self.not_before {
+        self.check_time_with_skew(now, 0)
+    }
+
+    /// [`ValidatedChain::check_time`] that accepts a certificate from `skew` seconds before its
+    /// notBefore (a signer whose clock runs a little ahead of ours may use a certificate the
+    /// moment it was issued). notAfter gets no tolerance: an expired certificate is expired.
+    pub fn check_time_with_skew(&self, now: i64, skew: i64) -> Result<(), CertError> {
+        if now.saturating_add(skew.max(0)) < self.not_before {
             Err(CertError::NotYetValid {
                 not_before: self.not_before,
             })

@@ -8,15 +8,24 @@
 //!
 //! No I/O and no clock: the caller passes `now` and a [`ChainSource`]. The async
 //! `Verifier` (feature `fetch`) and tests use the same code.
+//!
+//! **One clock per verification.** Every time rule of one verification — iat freshness of the
+//! SHAKEN and `div` PASSporTs, the validity period of every certificate of every chain, and
+//! the lifetime of the replay record — is judged against the same instant,
+//! [`VerifyRequest::now`], taken once by the caller (the engine reads the system clock once
+//! per call; `stirgate verify --now` fixes it). [`Freshness`] holds the rules: an iat may be
+//! up to `clock_skew` in the future and up to `iat_window + clock_skew` in the past, and a
+//! certificate is accepted from `clock_skew` before its notBefore.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cert::{self, TrustAnchors, ValidatedChain};
+use crate::config::Config;
 use crate::identity::{self, IdentityHeader};
 use crate::passport::Passport;
-use crate::replay::{ReplayCache, ReplayPolicy};
+use crate::replay::{ReplayCache, ReplayKey, ReplayPolicy};
 use crate::tn;
 use crate::verdict::{Attest, Diversion, Reason, Verdict};
 
@@ -29,7 +38,8 @@ pub struct VerifyRequest {
     pub from: String,
     /// The called number: the user part of the Request-URI (or To).
     pub to: String,
-    /// The verification clock (iat freshness, certificate validity).
+    /// The verification clock: the one instant every time rule of this verification uses
+    /// (iat freshness, certificate validity, replay record lifetime).
     pub now: SystemTime,
 }
 
@@ -173,12 +183,12 @@ impl Parsed {
 
     /// The x5u URLs whose chains the check needs: those of SHAKEN PASSporTs that pass the
     /// claim checks, and of the `div` PASSporTs when the called number needs a diversion.
-    pub fn needed_x5us(&self, req: &VerifyRequest, window: Duration) -> Vec<String> {
+    pub fn needed_x5us(&self, req: &VerifyRequest, rules: Freshness) -> Vec<String> {
         let now = req.now_unix();
         let mut out: Vec<String> = Vec::new();
         let mut need_div = false;
         for c in &self.shaken {
-            if let Ok(claims) = pre_check(c, "shaken", now, window) {
+            if let Ok(claims) = pre_check(c, "shaken", now, rules) {
                 if tn::canonicalize(&req.from).as_deref() == Some(claims.orig.as_str()) {
                     out.push(c.header.info.clone());
                     need_div |= !matches_dest(&claims.dest, &req.to);
@@ -187,7 +197,7 @@ impl Parsed {
         }
         if need_div {
             for d in &self.divs {
-                if pre_check(d, "div", now, window).is_ok() {
+                if pre_check(d, "div", now, rules).is_ok() {
                     out.push(d.header.info.clone());
                 }
             }
@@ -196,29 +206,133 @@ impl Parsed {
         out.dedup();
         out
     }
+
+    /// How many SHAKEN PASSporTs the request carries (at least one).
+    pub fn shaken_len(&self) -> usize {
+        self.shaken.len()
+    }
 }
 
-/// Verification rules and the replay memory: the synchronous heart of the verifier.
+/// The time rules of verification (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// How old an iat may be (`stir.iat_window_s`), the skew added.
+    pub iat_window: Duration,
+    /// Tolerated disagreement between the signer's clock and ours (`stir.clock_skew_s`).
+    pub clock_skew: Duration,
+}
+
+impl Freshness {
+    /// Whether a PASSporT issued at `iat` is fresh at `now` (UNIX seconds): at most
+    /// `clock_skew` in the future, at most `iat_window + clock_skew` in the past.
+    pub fn accepts_iat(&self, iat: i64, now: i64) -> bool {
+        // i128: iat comes from the wire and may be anywhere in i64.
+        let (iat, now) = (i128::from(iat), i128::from(now));
+        let skew = i128::from(self.clock_skew.as_secs());
+        let window = i128::from(self.iat_window.as_secs());
+        iat - now <= skew && now - iat <= window + skew
+    }
+
+    /// The last UNIX second at which a PASSporT issued at `iat` is still fresh: how long its
+    /// replay record must live.
+    pub fn last_accepted(&self, iat: i64) -> i64 {
+        iat.saturating_add(secs(self.iat_window))
+            .saturating_add(secs(self.clock_skew))
+    }
+
+    /// The skew in whole seconds.
+    pub fn skew_secs(&self) -> i64 {
+        secs(self.clock_skew)
+    }
+}
+
+/// What [`Checker::check_candidate`] found.
+#[derive(Debug, Clone)]
+pub enum Checked {
+    /// Every check but the replay check passed.
+    Pending(Pending),
+    /// A check failed: the final verdict.
+    Failed(Verdict),
+}
+
+/// A SHAKEN PASSporT that passed every check except the replay check: the first half of
+/// [`Checker::check`], for callers that keep replay keys elsewhere (the verifier's Redis
+/// store). Finish it with [`Checker::settle`].
+#[derive(Debug, Clone)]
+pub struct Pending {
+    verdict: Verdict,
+    key: ReplayKey,
+    last: i64,
+    now: i64,
+}
+
+impl Pending {
+    /// The PASSporT's replay key.
+    pub fn key(&self) -> &ReplayKey {
+        &self.key
+    }
+
+    /// The last UNIX second at which the PASSporT is fresh.
+    pub fn last_accepted(&self) -> i64 {
+        self.last
+    }
+
+    /// How long from the verification's `now` the replay record must live (at least 1 s):
+    /// until the PASSporT would fail as stale anyway.
+    pub fn ttl(&self) -> Duration {
+        let s = self.last.saturating_sub(self.now).saturating_add(1).max(1);
+        Duration::from_secs(u64::try_from(s).unwrap_or(1))
+    }
+}
+
+/// Verification rules and the in-process replay memory: the synchronous heart of the verifier.
 #[derive(Debug)]
 pub struct Checker {
-    iat_window: Duration,
+    rules: Freshness,
     replay_policy: ReplayPolicy,
     replay: ReplayCache,
 }
 
 impl Checker {
-    /// A checker with an iat window, a replay policy and a replay memory bound.
+    /// A checker with an iat window, a replay policy and a replay memory bound (0 turns replay
+    /// detection off), and no clock skew tolerance (see [`Checker::with_clock_skew`]).
     pub fn new(iat_window: Duration, replay_policy: ReplayPolicy, replay_capacity: usize) -> Self {
         Self {
-            iat_window,
+            rules: Freshness {
+                iat_window,
+                clock_skew: Duration::ZERO,
+            },
             replay_policy,
             replay: ReplayCache::new(replay_capacity),
         }
     }
 
+    /// The checker a `[stir]` config describes (window, skew, replay policy and bound).
+    pub fn from_config(cfg: &Config) -> Self {
+        Self::new(cfg.iat_window(), cfg.replay, cfg.replay_cache_size)
+            .with_clock_skew(cfg.clock_skew())
+    }
+
+    /// Tolerates `skew` of clock disagreement (see [`Freshness`]).
+    #[must_use]
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.rules.clock_skew = skew;
+        self
+    }
+
     /// The iat freshness window.
     pub fn iat_window(&self) -> Duration {
-        self.iat_window
+        self.rules.iat_window
+    }
+
+    /// The time rules.
+    pub fn freshness(&self) -> Freshness {
+        self.rules
+    }
+
+    /// Whether replay detection is on (`stir.replay_cache_size` above 0).
+    pub fn replay_enabled(&self) -> bool {
+        self.replay.enabled()
     }
 
     /// Parses and checks a request in one go (`elapsed` is left zero for the caller to fill).
@@ -229,12 +343,19 @@ impl Checker {
         }
     }
 
-    /// Checks parsed headers against the request, with chains from `chains`.
+    /// Checks parsed headers against the request, with chains from `chains` and replays
+    /// detected in this checker's own memory. The first SHAKEN PASSporT that passes decides;
+    /// when none does, the first one's failure.
     pub fn check(&self, parsed: &Parsed, req: &VerifyRequest, chains: &dyn ChainSource) -> Verdict {
-        let now = req.now_unix();
         let mut first: Option<Verdict> = None;
-        for c in &parsed.shaken {
-            let v = self.check_shaken(c, parsed, req, now, chains);
+        for index in 0..parsed.shaken_len() {
+            let v = match self.check_candidate(parsed, index, req, chains) {
+                Checked::Pending(pending) => {
+                    let replayed = self.replay.seen(&pending.key, pending.last, pending.now);
+                    self.settle(pending, replayed)
+                }
+                Checked::Failed(v) => v,
+            };
             if v.passed() {
                 return v;
             }
@@ -242,6 +363,45 @@ impl Checker {
         }
         // `Parsed::parse` guarantees at least one SHAKEN candidate.
         first.unwrap_or_else(|| Verdict::from_reason(Reason::NoShakenPassport))
+    }
+
+    /// Every check but the replay check of the `index`th SHAKEN PASSporT (an index out of
+    /// range fails as [`Reason::NoShakenPassport`]).
+    pub fn check_candidate(
+        &self,
+        parsed: &Parsed,
+        index: usize,
+        req: &VerifyRequest,
+        chains: &dyn ChainSource,
+    ) -> Checked {
+        let Some(c) = parsed.shaken.get(index) else {
+            return Checked::Failed(Verdict::from_reason(Reason::NoShakenPassport));
+        };
+        let now = req.now_unix();
+        let v = self.check_shaken(c, parsed, req, now, chains);
+        if !v.passed() {
+            return Checked::Failed(v);
+        }
+        Checked::Pending(Pending {
+            verdict: v,
+            key: ReplayKey::of(&c.passport),
+            last: self.rules.last_accepted(c.passport.claims.iat),
+            now,
+        })
+    }
+
+    /// Finishes a [`Pending`] with the replay store's answer: a replay is marked
+    /// (`replayed`), and fails with [`Reason::Replay`] (438) under the `fail` policy.
+    pub fn settle(&self, pending: Pending, replayed: bool) -> Verdict {
+        let mut v = pending.verdict;
+        if replayed {
+            v.replayed = true;
+            if self.replay_policy == ReplayPolicy::Fail {
+                v.verstat = Reason::Replay.verstat();
+                v.reason = Reason::Replay;
+            }
+        }
+        v
     }
 
     fn check_shaken(
@@ -266,13 +426,13 @@ impl Checker {
             .collect();
         v.iat = Some(claims.iat);
         let result = (|| {
-            let ok = pre_check(c, "shaken", now, self.iat_window)?;
+            let ok = pre_check(c, "shaken", now, self.rules)?;
             if tn::canonicalize(&req.from).as_deref() != Some(ok.orig.as_str()) {
                 return Err(Reason::OrigMismatch);
             }
             let chain = chains.chain(&c.header.info)?;
             v.spc = chain.spc().map(str::to_owned);
-            check_signature(&c.passport, &chain, now)?;
+            check_signature(&c.passport, &chain, now, self.rules)?;
             if !matches_dest(&ok.dest, &req.to) {
                 v.diversions = self.check_divs(parsed, &ok, req, now, chains);
                 if !v.diversions.iter().any(|d| {
@@ -282,16 +442,6 @@ impl Checker {
                             .any(|t| matches_dest(std::slice::from_ref(t), &req.to))
                 }) {
                     return Err(Reason::DestMismatch);
-                }
-            }
-            if self.replay.seen(
-                &c.passport.signature,
-                claims.iat.saturating_add(window_secs(self.iat_window)),
-                now,
-            ) {
-                v.replayed = true;
-                if self.replay_policy == ReplayPolicy::Fail {
-                    return Err(Reason::Replay);
                 }
             }
             Ok(())
@@ -317,12 +467,12 @@ impl Checker {
             .divs
             .iter()
             .map(|d| {
-                let r = pre_check(d, "div", now, self.iat_window).and_then(|ok| {
+                let r = pre_check(d, "div", now, self.rules).and_then(|ok| {
                     if ok.orig != shaken.orig {
                         return Err(Reason::OrigMismatch);
                     }
                     let chain = chains.chain(&d.header.info)?;
-                    check_signature(&d.passport, &chain, now)?;
+                    check_signature(&d.passport, &chain, now, self.rules)?;
                     Ok(ok)
                 });
                 let div = Diversion {
@@ -381,7 +531,7 @@ struct ClaimsOk {
 }
 
 /// Header and claim checks that need no certificate.
-fn pre_check(c: &Candidate, ppt: &str, now: i64, window: Duration) -> Result<ClaimsOk, Reason> {
+fn pre_check(c: &Candidate, ppt: &str, now: i64, rules: Freshness) -> Result<ClaimsOk, Reason> {
     let h = &c.passport.header;
     let claims = &c.passport.claims;
     if let Some(alg) = &c.header.alg {
@@ -437,7 +587,7 @@ fn pre_check(c: &Candidate, ppt: &str, now: i64, window: Duration) -> Result<Cla
     let dest = dest
         .filter(|d| !d.is_empty())
         .ok_or(Reason::BadClaim { claim: "dest.tn" })?;
-    if (now - claims.iat).unsigned_abs() > window.as_secs() {
+    if !rules.accepts_iat(claims.iat, now) {
         return Err(Reason::StaleDate {
             iat: claims.iat,
             now,
@@ -446,8 +596,15 @@ fn pre_check(c: &Candidate, ppt: &str, now: i64, window: Duration) -> Result<Cla
     Ok(ClaimsOk { orig, dest })
 }
 
-fn check_signature(p: &Passport, chain: &ValidatedChain, now: i64) -> Result<(), Reason> {
-    chain.check_time(now).map_err(Reason::Certificate)?;
+fn check_signature(
+    p: &Passport,
+    chain: &ValidatedChain,
+    now: i64,
+    rules: Freshness,
+) -> Result<(), Reason> {
+    chain
+        .check_time_with_skew(now, rules.skew_secs())
+        .map_err(Reason::Certificate)?;
     if p.signature.len() != 64 || !chain.verify_es256(p.signing_input(), &p.signature) {
         return Err(Reason::BadSignature);
     }
@@ -458,7 +615,7 @@ fn matches_dest(dest: &[String], to: &str) -> bool {
     tn::canonicalize(to).is_some_and(|t| dest.contains(&t))
 }
 
-fn window_secs(d: Duration) -> i64 {
+fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cert::TrustAnchors;
-use crate::replay::ReplayPolicy;
+use crate::replay::{ReplayPolicy, ReplayStoreKind};
 
 /// The `[stir]` section. Every key has a default; unknown keys are rejected.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,8 +27,12 @@ pub struct Config {
     /// Upper bound on one verification, fetches included; past it the call proceeds as
     /// No-TN-Validation and the fetch finishes in the background.
     pub verify_budget_ms: u64,
-    /// Allowed distance between `iat` and the verification clock, both directions.
+    /// How old a PASSporT's `iat` may be (plus `clock_skew_s`) before it fails as stale (403).
     pub iat_window_s: u64,
+    /// Tolerated disagreement between a signer's clock and ours: an `iat` up to this far in
+    /// the future is accepted, as is a certificate this long before its notBefore; an `iat`
+    /// older than `iat_window_s + clock_skew_s` is stale.
+    pub clock_skew_s: u64,
     /// TCP+TLS connect timeout for x5u (and AIA) fetches.
     pub fetch_connect_timeout_ms: u64,
     /// Total timeout of one fetch, body included.
@@ -58,8 +62,17 @@ pub struct Config {
     pub cache_file: Option<PathBuf>,
     /// What a replayed PASSporT does: `flag` (pass, mark `replayed`) or `fail` (438).
     pub replay: ReplayPolicy,
-    /// Most PASSporTs remembered for replay detection (0 disables it).
+    /// Most PASSporTs remembered for replay detection (0 disables it, whatever the store).
     pub replay_cache_size: usize,
+    /// Where replay keys live: `memory` (this process) or `redis` (shared by the instances
+    /// that name the same `redis_url`, so a PASSporT replayed to another instance is caught).
+    pub replay_store: ReplayStoreKind,
+    /// The Redis server of `replay_store = "redis"`: `redis://[user:password@]host[:port][/db]`.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis key names (`<prefix>replay:<sha256>`), to share one server.
+    pub redis_prefix: String,
+    /// Longest wait for Redis on one check; past it the check counts as "not a replay".
+    pub redis_timeout_ms: u64,
     /// Route an INVITE that carries no Identity header on the `X-Twilio-VerStat` its trunk put
     /// on it (Twilio verified the call upstream), when it comes from one of `trusted_peers`.
     pub trust_upstream_verstat: bool,
@@ -77,6 +90,7 @@ impl Default for Config {
             allowed_ports: vec![443, 8443],
             verify_budget_ms: 2000,
             iat_window_s: 60,
+            clock_skew_s: 5,
             fetch_connect_timeout_ms: 500,
             fetch_timeout_ms: 1500,
             max_body_bytes: 64 * 1024,
@@ -92,6 +106,10 @@ impl Default for Config {
             cache_file: None,
             replay: ReplayPolicy::Flag,
             replay_cache_size: 100_000,
+            replay_store: ReplayStoreKind::Memory,
+            redis_url: None,
+            redis_prefix: "stirgate:".to_owned(),
+            redis_timeout_ms: 100,
             trust_upstream_verstat: false,
             trusted_peers: Vec::new(),
         }
@@ -168,10 +186,42 @@ impl Config {
                 "must not exceed stir.cache_max_ttl_s".into(),
             );
         }
+        if self.clock_skew_s > MAX_CLOCK_SKEW_S {
+            err(
+                "clock_skew_s",
+                format!(
+                    "must not exceed {MAX_CLOCK_SKEW_S} (a clock that far off needs NTP, not tolerance)"
+                ),
+            );
+        }
+        self.validate_replay_store(&mut err);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    fn validate_replay_store(&self, err: &mut impl FnMut(&str, String)) {
+        if self.redis_timeout_ms == 0 {
+            err("redis_timeout_ms", "must be greater than 0".into());
+        } else if self.verify_budget_ms > 0 && self.redis_timeout_ms > self.verify_budget_ms {
+            err(
+                "redis_timeout_ms",
+                "must not exceed stir.verify_budget_ms".into(),
+            );
+        }
+        match (self.replay_store, &self.redis_url) {
+            (ReplayStoreKind::Redis, None) => err(
+                "redis_url",
+                "must be set when stir.replay_store is \"redis\"".into(),
+            ),
+            (_, Some(url)) => {
+                if let Err(reason) = check_redis_url(url) {
+                    err("redis_url", reason);
+                }
+            }
+            (ReplayStoreKind::Memory, None) => {}
         }
     }
 
@@ -193,6 +243,43 @@ impl Config {
     /// The iat window.
     pub fn iat_window(&self) -> Duration {
         Duration::from_secs(self.iat_window_s)
+    }
+
+    /// The clock skew tolerance.
+    pub fn clock_skew(&self) -> Duration {
+        Duration::from_secs(self.clock_skew_s)
+    }
+
+    /// The Redis timeout of one replay check.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+/// The largest `stir.clock_skew_s` accepted.
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
+
+/// Whether `url` names a Redis server this build can reach.
+#[cfg(feature = "redis")]
+fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("`{}` is not a Redis URL: {e}", redact(url)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn check_redis_url(_url: &str) -> Result<(), String> {
+    Err("this build of stir has no Redis support (feature `redis`)".into())
+}
+
+/// `url` with a password replaced by `***`, for error messages.
+#[cfg(feature = "redis")]
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -21,6 +21,8 @@ pub mod identity;
 pub mod metrics;
 pub mod passport;
 pub mod replay;
+#[cfg(feature = "redis")]
+pub mod replay_redis;
 pub mod sign;
 pub mod tn;
 pub mod verdict;

@@ -14,6 +14,9 @@ pub const CERT_CACHE_HITS_TOTAL: &str = "stirgate_cert_cache_hits_total";
 pub const CERT_CACHE_MISSES_TOTAL: &str = "stirgate_cert_cache_misses_total";
 /// Histogram of x5u fetch (and validation) time in seconds.
 pub const CERT_FETCH_DURATION_SECONDS: &str = "stirgate_cert_fetch_duration_seconds";
+/// Counter `{store, op}` of operations on a state store that failed and were answered by the
+/// failure policy instead (`store`: `replay` or `lists`; `op`: `check`, `lookup`, `add`, ...).
+pub const STORE_ERRORS_TOTAL: &str = "stirgate_store_errors_total";
 /// Suggested histogram buckets (seconds) for the two duration histograms.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
@@ -38,4 +41,9 @@ pub fn verification_finished(v: &Verdict) {
     )
     .increment(1);
     metrics::histogram!(VERIFY_DURATION_SECONDS).record(v.elapsed.as_secs_f64());
+}
+
+/// Counts one failed store operation (both labels are static, so bounded).
+pub fn store_error(store: &'static str, op: &'static str) {
+    metrics::counter!(STORE_ERRORS_TOTAL, "store" => store, "op" => op).increment(1);
 }

@@ -1,9 +1,34 @@
-//! Replay detection: the same PASSporT (by signature) seen again inside the freshness window.
+//! Replay detection: the same PASSporT seen again while it is still fresh.
+//!
+//! A PASSporT is identified by a [`ReplayKey`]: the SHA-256 of its JWS signing input
+//! (`header.payload` as sent), not of its signature. ECDSA signatures are malleable — `(r, s)`
+//! and `(r, n - s)` both verify, and ring accepts both — so a key over the signature would let a
+//! replayer slip the same PASSporT past detection by flipping `s`. The signing input is what the
+//! signer vouched for: the same claims (same `origid`, `iat`, numbers) are the same call.
+//!
+//! Where the keys live is pluggable ([`ReplayStoreKind`], `stir.replay_store`):
+//! - `memory` (default): [`ReplayCache`], in this process, bounded.
+//! - `redis` (feature `redis`): `replay_redis::RedisReplay`, one atomic
+//!   `SET key 1 NX PX ttl` per verified PASSporT, so that a PASSporT replayed to another
+//!   instance sharing the Redis is caught too.
+//!
+//! A key is remembered until the PASSporT leaves the freshness window
+//! ([`crate::check::Freshness::last_accepted`]); after that the same PASSporT fails as stale
+//! (403) rather than as a replay, so nothing needs remembering longer.
+//!
+//! **Failure behaviour** (Redis unreachable or slower than `stir.redis_timeout_ms`): the check
+//! counts as *not a replay*, the verification proceeds, and the failure is logged (at most once
+//! a second) and counted in `stirgate_store_errors_total{store="replay",op="check"}`. Replay
+//! detection is a second line of defence behind the signature and iat checks; failing calls
+//! because a cache is down would turn a Redis outage into a telephone outage.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 
 use serde::Deserialize;
+
+use crate::passport::Passport;
 
 /// What to do with a replayed PASSporT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -18,11 +43,61 @@ pub enum ReplayPolicy {
     Fail,
 }
 
-/// Signatures seen recently, each remembered until its iat leaves the window; bounded.
+/// Where replay keys are remembered (`stir.replay_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReplayStoreKind {
+    /// In this process ([`ReplayCache`]): replays to another instance go unnoticed.
+    #[default]
+    Memory,
+    /// In Redis (`stir.redis_url`), shared by every instance that names the same server.
+    Redis,
+}
+
+/// The identity of one PASSporT for replay detection: SHA-256 of its JWS signing input.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayKey([u8; 32]);
+
+impl ReplayKey {
+    /// The key of a decoded PASSporT.
+    pub fn of(passport: &Passport) -> Self {
+        Self::from_signing_input(passport.signing_input())
+    }
+
+    /// The key of a JWS signing input (`header.payload`).
+    pub fn from_signing_input(input: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, input);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        Self(key)
+    }
+
+    /// The 32 digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReplayKey {
+    /// Lower-case hex, as used in Redis key names.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ReplayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplayKey({self})")
+    }
+}
+
+/// PASSporTs seen recently in this process, each remembered until it leaves the window;
+/// bounded.
 #[derive(Debug)]
 pub struct ReplayCache {
     capacity: usize,
-    seen: Mutex<HashMap<Vec<u8>, i64>>,
+    seen: Mutex<HashMap<ReplayKey, i64>>,
 }
 
 impl ReplayCache {
@@ -34,9 +109,14 @@ impl ReplayCache {
         }
     }
 
-    /// Records `signature` as valid until `expires` (UNIX seconds) and returns whether it was
-    /// already present and unexpired at `now`.
-    pub fn seen(&self, signature: &[u8], expires: i64, now: i64) -> bool {
+    /// Whether replay detection is on (a capacity above 0).
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// Records `key` as live until `last` (UNIX seconds, inclusive) and returns whether it was
+    /// already present and live at `now`.
+    pub fn seen(&self, key: &ReplayKey, last: i64, now: i64) -> bool {
         if self.capacity == 0 {
             return false;
         }
@@ -45,7 +125,7 @@ impl ReplayCache {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&until) = seen.get(signature) {
+        if let Some(&until) = seen.get(key) {
             if until >= now {
                 return true;
             }
@@ -60,7 +140,7 @@ impl ReplayCache {
                 seen.retain(|_, until| *until > cut);
             }
         }
-        seen.insert(signature.to_vec(), expires);
+        seen.insert(*key, last);
         false
     }
 }
@@ -69,22 +149,43 @@ impl ReplayCache {
 mod tests {
     use super::*;
 
+    fn key(s: &str) -> ReplayKey {
+        ReplayKey::from_signing_input(s.as_bytes())
+    }
+
     #[test]
     fn remembers_within_window_and_forgets_after() {
         let c = ReplayCache::new(10);
-        assert!(!c.seen(b"sig", 160, 100));
-        assert!(c.seen(b"sig", 160, 150));
-        assert!(!c.seen(b"sig", 260, 200), "expired entry is not a replay");
-        assert!(!c.seen(b"other", 160, 100));
+        assert!(!c.seen(&key("a.b"), 160, 100));
+        assert!(c.seen(&key("a.b"), 160, 150));
+        assert!(
+            c.seen(&key("a.b"), 160, 160),
+            "the last second is still live"
+        );
+        assert!(
+            !c.seen(&key("a.b"), 260, 200),
+            "expired entry is not a replay"
+        );
+        assert!(!c.seen(&key("a.c"), 160, 100));
     }
 
     #[test]
     fn bounded() {
         let c = ReplayCache::new(4);
         for i in 0..100u8 {
-            c.seen(&[i], 1000, 0);
+            c.seen(&ReplayKey::from_signing_input(&[i]), 1000, 0);
         }
         assert!(c.seen.lock().unwrap().len() <= 4);
-        assert!(!ReplayCache::new(0).seen(b"x", 10, 0));
+        assert!(!ReplayCache::new(0).seen(&key("x"), 10, 0));
+        assert!(!ReplayCache::new(0).enabled());
+    }
+
+    #[test]
+    fn key_is_sha256_hex() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            key("abc").to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -1,13 +1,24 @@
 //! The async verifier: the one code path of the B2BUA and `stirgate verify`.
+//!
+//! Its clock is the request's [`VerifyRequest::now`]: every freshness and certificate-validity
+//! rule of one verification is judged at that one instant (see [`crate::check`]). The only
+//! time not taken from it is revocation: a CRL's nextUpdate is judged by the system clock when
+//! the chain is fetched, because that result is cached and shared by every later call.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::{CachePolicy, CertCache, Lookup};
 use crate::cert::{self, CertError, TrustAnchors};
+#[cfg(feature = "redis")]
+use crate::check::{ChainSource, Checked};
 use crate::check::{Checker, Parsed, StaticChains, VerifyRequest};
 use crate::config::Config;
 use crate::fetch::{FetchError, FetchPolicy};
+#[cfg(feature = "redis")]
+use crate::replay::ReplayStoreKind;
+#[cfg(feature = "redis")]
+use crate::replay_redis::RedisReplay;
 use crate::verdict::{Reason, Verdict};
 
 /// Verifies requests: parse, fetch certificates through the cache within the budget, check.
@@ -22,6 +33,9 @@ struct Inner {
     checker: Checker,
     cache: CertCache,
     budget: Duration,
+    /// The shared replay store; `None`: the checker's in-process memory.
+    #[cfg(feature = "redis")]
+    replay: Option<RedisReplay>,
 }
 
 impl Verifier {
@@ -53,12 +67,27 @@ impl Verifier {
             intermediates,
         )
         .map_err(VerifierError::Client)?;
-        let checker = Checker::new(cfg.iat_window(), cfg.replay, cfg.replay_cache_size);
+        let checker = Checker::from_config(cfg);
+        #[cfg(feature = "redis")]
+        let replay = match (cfg.replay_store, &cfg.redis_url) {
+            (ReplayStoreKind::Redis, Some(url)) => Some(
+                RedisReplay::new(url, &cfg.redis_prefix, cfg.redis_timeout())
+                    .map_err(VerifierError::ReplayStore)?,
+            ),
+            (ReplayStoreKind::Redis, None) => return Err(VerifierError::NoRedisUrl),
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if cfg.replay_store != crate::replay::ReplayStoreKind::Memory {
+            return Err(VerifierError::NoRedisSupport);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 checker,
                 cache,
                 budget: cfg.verify_budget(),
+                #[cfg(feature = "redis")]
+                replay,
             }),
         })
     }
@@ -71,7 +100,7 @@ impl Verifier {
         let mut verdict = match Parsed::parse(&req.identity) {
             Err(reason) => Verdict::from_reason(reason),
             Ok(parsed) => {
-                let x5us = parsed.needed_x5us(req, self.inner.checker.iat_window());
+                let x5us = parsed.needed_x5us(req, self.inner.checker.freshness());
                 // Start every lookup first so that several fetches run concurrently.
                 let lookups: Vec<(String, Lookup)> = x5us
                     .into_iter()
@@ -106,7 +135,7 @@ impl Verifier {
                         return verdict;
                     }
                 }
-                self.inner.checker.check(&parsed, req, &chains)
+                self.check(&parsed, req, &chains, started).await
             }
         };
         verdict.elapsed = started.elapsed();
@@ -117,6 +146,43 @@ impl Verifier {
     /// The certificate cache.
     pub fn cache(&self) -> &CertCache {
         &self.inner.cache
+    }
+
+    /// [`Checker::check`] with the configured replay store.
+    async fn check(
+        &self,
+        parsed: &Parsed,
+        req: &VerifyRequest,
+        chains: &StaticChains,
+        started: Instant,
+    ) -> Verdict {
+        let checker = &self.inner.checker;
+        #[cfg(feature = "redis")]
+        if let (Some(store), true) = (&self.inner.replay, checker.replay_enabled()) {
+            // The same walk as `Checker::check`, with the replay check awaited on Redis.
+            let mut first: Option<Verdict> = None;
+            for index in 0..parsed.shaken_len() {
+                let v =
+                    match checker.check_candidate(parsed, index, req, chains as &dyn ChainSource) {
+                        Checked::Pending(pending) => {
+                            // Within what is left of the budget (a Redis check that cannot be
+                            // made in time counts as no replay, like any failed check).
+                            let left = self.inner.budget.saturating_sub(started.elapsed());
+                            let replayed = store.check(pending.key(), pending.ttl(), left).await;
+                            checker.settle(pending, replayed)
+                        }
+                        Checked::Failed(v) => v,
+                    };
+                if v.passed() {
+                    return v;
+                }
+                first.get_or_insert(v);
+            }
+            return first.unwrap_or_else(|| Verdict::from_reason(Reason::NoShakenPassport));
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = started;
+        checker.check(parsed, req, chains)
     }
 }
 
@@ -133,4 +199,14 @@ pub enum VerifierError {
     /// The HTTP client could not be built.
     #[error("x5u client: {0}")]
     Client(#[source] FetchError),
+    /// `stir.redis_url` is not usable.
+    #[cfg(feature = "redis")]
+    #[error("stir.redis_url: {0}")]
+    ReplayStore(#[source] redis::RedisError),
+    /// `stir.replay_store = "redis"` without `stir.redis_url`.
+    #[error("stir.redis_url: must be set when stir.replay_store is \"redis\"")]
+    NoRedisUrl,
+    /// `stir.replay_store = "redis"` in a build without the `redis` feature.
+    #[error("stir.replay_store: this build of stir has no Redis support (feature `redis`)")]
+    NoRedisSupport,
 }

@@ -259,30 +259,31 @@ async fn passport_rules_table() {
             "x5u_mismatch",
             Some(436),
         ),
+        // Default rules: iat_window_s 60, clock_skew_s 5 (boundaries in `clock_skew_boundaries`).
         (
             "stale iat",
-            with_c(&|c| c.iat = NOW - 61),
+            with_c(&|c| c.iat = NOW - 66),
             Verstat::Failed,
             "stale_date",
             Some(403),
         ),
         (
             "future iat",
-            with_c(&|c| c.iat = NOW + 61),
+            with_c(&|c| c.iat = NOW + 6),
             Verstat::Failed,
             "stale_date",
             Some(403),
         ),
         (
             "iat at window edge",
-            with_c(&|c| c.iat = NOW - 60),
+            with_c(&|c| c.iat = NOW - 65),
             Verstat::Passed,
             "verified",
             None,
         ),
         (
             "iat at future edge",
-            with_c(&|c| c.iat = NOW + 60),
+            with_c(&|c| c.iat = NOW + 5),
             Verstat::Passed,
             "verified",
             None,
@@ -1058,6 +1059,226 @@ async fn replay_flag_and_fail() {
     );
 }
 
+/// Freshness at its boundaries, on the fixed clock `NOW` (no sleeps): with window W and skew K,
+/// an iat in [NOW - W - K, NOW + K] passes and one second outside fails 403; a certificate is
+/// good from K seconds before its notBefore; every rule of one verification reads the same
+/// `now`, so moving only the request's clock moves every outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_boundaries() {
+    let env = Env::new().await;
+    let iat_case = |iat: i64| {
+        let mut c = env.claims();
+        c.iat = iat;
+        // A distinct origid per case: the same claims twice would be a replay.
+        c.origid = Some(format!("skew-{iat}"));
+        env.identity(&env.header(), &c)
+    };
+    for (window, skew) in [(60_i64, 5_i64), (60, 0), (30, 20)] {
+        let cfg = Config {
+            iat_window_s: u64::try_from(window).unwrap(),
+            clock_skew_s: u64::try_from(skew).unwrap(),
+            replay_cache_size: 0,
+            ..env.config()
+        };
+        let verifier = env.verifier(&cfg);
+        let case = format!("window {window} skew {skew}");
+        for (iat, passes) in [
+            (NOW + skew, true),
+            (NOW + skew + 1, false),
+            (NOW - window - skew, true),
+            (NOW - window - skew - 1, false),
+        ] {
+            let v = verifier.verify(&req(vec![iat_case(iat)])).await;
+            if passes {
+                expect(
+                    &v,
+                    Verstat::Passed,
+                    "verified",
+                    None,
+                    &format!("{case}: iat {iat}"),
+                );
+            } else {
+                expect(
+                    &v,
+                    Verstat::Failed,
+                    "stale_date",
+                    Some(403),
+                    &format!("{case}: iat {iat}"),
+                );
+                assert_eq!(v.reason, Reason::StaleDate { iat, now: NOW }, "{case}");
+            }
+        }
+    }
+
+    // Certificates: notBefore gets the skew, notAfter none. Each leaf is served at its own x5u.
+    let verifier = env.verifier(&env.config()); // skew 5
+    let inter = env.pki.intermediate.pem();
+    let leaf_case = |path: &str, not_before: i64, not_after: i64| {
+        let leaf = env.pki.leaf(&LeafSpec {
+            not_before,
+            not_after,
+            ..LeafSpec::default()
+        });
+        env.identity_for_bundle(path, format!("{}{inter}", leaf.cert_pem), &leaf.key_pem)
+    };
+    let far = NOW + 86_400 * 365;
+    for (path, not_before, not_after, passes) in [
+        ("/nb-skew.pem", NOW + 5, far, true),
+        ("/nb-skew-1.pem", NOW + 6, far, false),
+        ("/na-now.pem", NOW - 86_400, NOW, true),
+        ("/na-past.pem", NOW - 86_400, NOW - 1, false),
+    ] {
+        let v = verifier
+            .verify(&req(vec![leaf_case(path, not_before, not_after)]))
+            .await;
+        if passes {
+            expect(&v, Verstat::Passed, "verified", None, path);
+        } else {
+            expect(&v, Verstat::Failed, "certificate_expired", Some(437), path);
+        }
+    }
+
+    // One clock: the request's `now` alone decides. The same identity (a leaf valid from
+    // NOW + 5, iat NOW + 5) passes at NOW and fails at NOW - 1 on both rules at once, the iat
+    // first because it is checked before any certificate.
+    let leaf = env.pki.leaf(&LeafSpec {
+        not_before: NOW + 5,
+        not_after: far,
+        ..LeafSpec::default()
+    });
+    env.server.set(
+        "/one-clock.pem",
+        Response::ok(format!("{}{inter}", leaf.cert_pem)),
+    );
+    let claims = ShakenClaims {
+        x5u: env.server.url("/one-clock.pem"),
+        attest: Attest::A,
+        orig: ORIG.into(),
+        dest: vec![DEST.into()],
+        origid: "one-clock".into(),
+        iat: NOW + 5,
+    };
+    let id = sign(
+        &SigningKey::from_pem(leaf.key_pem.as_bytes()).unwrap(),
+        &claims,
+    )
+    .unwrap();
+    let at_now = VerifyRequest::new(vec![id.clone()], ORIG, DEST, at(NOW));
+    let before = VerifyRequest::new(vec![id], ORIG, DEST, at(NOW - 1));
+    expect(
+        &verifier.verify(&at_now).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "at NOW",
+    );
+    expect(
+        &verifier.verify(&before).await,
+        Verstat::Failed,
+        "stale_date",
+        Some(403),
+        "at NOW - 1",
+    );
+}
+
+/// The replay record lives exactly as long as the PASSporT is fresh: a replay at the last
+/// fresh second is caught, one second later the same PASSporT is stale, not a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_remembered_for_the_whole_window() {
+    let env = Env::new().await;
+    let cfg = Config {
+        replay: stir::replay::ReplayPolicy::Fail,
+        ..env.config()
+    };
+    let verifier = env.verifier(&cfg);
+    let id = env.good(); // iat NOW; window 60, skew 5: fresh until NOW + 65
+    let at_t = |t: i64| VerifyRequest::new(vec![id.clone()], ORIG, DEST, at(t));
+    expect(
+        &verifier.verify(&at_t(NOW - 5)).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "first",
+    );
+    expect(
+        &verifier.verify(&at_t(NOW + 65)).await,
+        Verstat::Failed,
+        "replay",
+        Some(438),
+        "last second",
+    );
+    expect(
+        &verifier.verify(&at_t(NOW + 66)).await,
+        Verstat::Failed,
+        "stale_date",
+        Some(403),
+        "after",
+    );
+}
+
+/// ECDSA signatures are malleable: (r, n - s) verifies like (r, s). Replay detection keys on
+/// what was signed, so the flipped signature is still caught as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_with_a_malleated_signature_is_caught() {
+    let env = Env::new().await;
+    let cfg = Config {
+        replay: stir::replay::ReplayPolicy::Fail,
+        ..env.config()
+    };
+    let verifier = env.verifier(&cfg);
+    let id = env.good();
+    let flipped = malleate(&id);
+    assert_ne!(flipped, id);
+    expect(
+        &verifier.verify(&req(vec![id])).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "first",
+    );
+    // A fresh verifier proves the flipped signature is itself valid...
+    let fresh = env.verifier(&cfg);
+    expect(
+        &fresh.verify(&req(vec![flipped.clone()])).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "flipped alone",
+    );
+    // ...and the first one still recognises it as the same PASSporT.
+    expect(
+        &verifier.verify(&req(vec![flipped])).await,
+        Verstat::Failed,
+        "replay",
+        Some(438),
+        "flipped replay",
+    );
+}
+
+/// Replaces the ES256 signature `r || s` of an Identity value by `r || (n - s)`.
+fn malleate(identity: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    // The order n of P-256, big-endian.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let (token, params) = identity.split_once(';').unwrap();
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut sig = URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
+    assert_eq!(sig.len(), 64);
+    let mut borrow = 0_i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = u8::try_from(d.rem_euclid(256)).unwrap();
+    }
+    parts[2] = URL_SAFE_NO_PAD.encode(&sig);
+    format!("{};{params}", parts.join("."))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diversion_chain_links_to_the_call() {
     let env = Env::new().await;
@@ -1461,4 +1682,237 @@ async fn cache_is_bounded() {
             verifier.cache().len()
         );
     }
+}
+
+#[cfg(feature = "redis")]
+use test_support::redis as redis_server;
+
+#[cfg(feature = "redis")]
+fn redis_config(env: &Env, redis: &redis_server::RedisServer, prefix: &str) -> Config {
+    Config {
+        replay: stir::replay::ReplayPolicy::Fail,
+        replay_store: stir::replay::ReplayStoreKind::Redis,
+        redis_url: Some(redis.url()),
+        redis_prefix: prefix.to_owned(),
+        // Generous: the machine is loaded, and a timeout here would only hide a replay.
+        redis_timeout_ms: 1000,
+        ..env.config()
+    }
+}
+
+/// Two instances (two verifiers with their own memories) on one Redis: a PASSporT verified by
+/// one is a replay to the other, recorded once with the right lifetime; another prefix is
+/// another deployment and sees nothing.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_across_instances_through_redis() {
+    let redis = redis_server::RedisServer::start();
+    let env = Env::new().await;
+    let a = env.verifier(&redis_config(&env, &redis, "sg:"));
+    let b = env.verifier(&redis_config(&env, &redis, "sg:"));
+    let other = env.verifier(&redis_config(&env, &redis, "other:"));
+    let id = env.good();
+    let first = a.verify(&req(vec![id.clone()])).await;
+    expect(&first, Verstat::Passed, "verified", None, "first, on A");
+    assert!(!first.replayed);
+    let again = b.verify(&req(vec![id.clone()])).await;
+    expect(
+        &again,
+        Verstat::Failed,
+        "replay",
+        Some(438),
+        "replayed to B",
+    );
+    assert!(again.replayed);
+    expect(
+        &a.verify(&req(vec![id.clone()])).await,
+        Verstat::Failed,
+        "replay",
+        Some(438),
+        "replayed to A",
+    );
+    expect(
+        &other.verify(&req(vec![id.clone()])).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "other prefix",
+    );
+
+    // One key per PASSporT and prefix, living until the PASSporT is stale: iat NOW, verified
+    // at NOW, window 60 + skew 5 → 66 s (the last fresh second included).
+    let keys = redis.command(&["KEYS", "sg:replay:*"]).unwrap();
+    assert!(keys.starts_with("*1\r\n"), "{keys:?}");
+    let key = keys.lines().nth(2).unwrap().to_owned();
+    assert_eq!(key.len(), "sg:replay:".len() + 64, "{key}");
+    let pttl: i64 = redis
+        .command(&["PTTL", &key])
+        .unwrap()
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((60_000..=66_000).contains(&pttl), "PTTL {pttl}");
+
+    // Flag policy on B: passes, marked.
+    let flag = env.verifier(&Config {
+        replay: stir::replay::ReplayPolicy::Flag,
+        ..redis_config(&env, &redis, "sg:")
+    });
+    let v = flag.verify(&req(vec![id])).await;
+    assert!(v.passed() && v.replayed, "{v:?}");
+}
+
+/// Redis down: every verification proceeds (not a replay) within the Redis timeout, each
+/// failed check is counted, and replay detection resumes once Redis is back.
+#[cfg(feature = "redis")]
+#[test]
+fn replay_store_down_counts_as_not_a_replay() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut redis = redis_server::RedisServer::start();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let env = Env::new().await;
+            let mut cfg = redis_config(&env, &redis, "sg:");
+            cfg.redis_timeout_ms = 200;
+            let a = env.verifier(&cfg);
+            let b = env.verifier(&cfg);
+            // Warm the certificate cache and the connection.
+            let warm = env.identity(
+                &env.header(),
+                &Claims {
+                    origid: Some("warm".into()),
+                    ..env.claims()
+                },
+            );
+            assert!(a.verify(&req(vec![warm.clone()])).await.passed());
+            assert!(b.verify(&req(vec![env.good()])).await.passed());
+
+            redis.stop();
+            let id = env.identity(
+                &env.header(),
+                &Claims {
+                    origid: Some("down".into()),
+                    ..env.claims()
+                },
+            );
+            for (name, verifier) in [("A", &a), ("B", &b), ("A again", &a)] {
+                let started = std::time::Instant::now();
+                let v = verifier.verify(&req(vec![id.clone()])).await;
+                let took = started.elapsed();
+                expect(&v, Verstat::Passed, "verified", None, name);
+                assert!(!v.replayed, "{name}");
+                // Bounded by the Redis timeout (200 ms), with room for a loaded machine.
+                assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+            }
+
+            redis.restart();
+            // The failure back-off is one second; after it, checks reach Redis again.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let back = env.identity(
+                &env.header(),
+                &Claims {
+                    origid: Some("back".into()),
+                    ..env.claims()
+                },
+            );
+            let mut caught = false;
+            for _ in 0..50 {
+                let first = a.verify(&req(vec![back.clone()])).await;
+                let second = b.verify(&req(vec![back.clone()])).await;
+                if first.passed() && second.reason == Reason::Replay {
+                    caught = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(caught, "replays caught again once Redis is back");
+        });
+    });
+    let errors: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .iter()
+        .filter(|(k, _, _, _)| {
+            k.key().name() == stir::metrics::STORE_ERRORS_TOTAL
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "store" && l.value() == "replay")
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "op" && l.value() == "check")
+        })
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Counter(c) => *c,
+            _ => 0,
+        })
+        .sum();
+    assert!(errors >= 3, "each failed check counted: {errors}");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn replay_store_config_is_validated() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs/test-sti-ca.pem");
+    let base = Config {
+        trust_anchors: root,
+        ..Config::default()
+    };
+    assert_eq!(base.validate(), Ok(()));
+    let keys = |cfg: Config| -> Vec<String> {
+        cfg.validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    };
+    assert_eq!(
+        keys(Config {
+            replay_store: stir::replay::ReplayStoreKind::Redis,
+            ..base.clone()
+        }),
+        ["stir.redis_url"]
+    );
+    let bad_url = Config {
+        replay_store: stir::replay::ReplayStoreKind::Redis,
+        redis_url: Some("http://user:secret@host/".into()),
+        ..base.clone()
+    };
+    let errors = bad_url.validate().unwrap_err();
+    assert_eq!(errors[0].key, "stir.redis_url");
+    assert!(!errors[0].reason.contains("secret"), "{}", errors[0].reason);
+    assert_eq!(
+        keys(Config {
+            redis_timeout_ms: 0,
+            ..base.clone()
+        }),
+        ["stir.redis_timeout_ms"]
+    );
+    assert_eq!(
+        keys(Config {
+            redis_timeout_ms: 5000,
+            ..base.clone()
+        }),
+        ["stir.redis_timeout_ms"]
+    );
+    assert_eq!(
+        keys(Config {
+            clock_skew_s: 301,
+            ..base.clone()
+        }),
+        ["stir.clock_skew_s"]
+    );
+    let ok = Config {
+        replay_store: stir::replay::ReplayStoreKind::Redis,
+        redis_url: Some("redis://127.0.0.1:6379/2".into()),
+        clock_skew_s: 300,
+        ..base
+    };
+    assert_eq!(ok.validate(), Ok(()));
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use b2bua::{CaptchaConfig, CaptchaMode, RouteAction, Routes, ScreenConfig, VoicemailConfig};
 use serde::Deserialize;
+use sip::limits::{parse_net, AdmissionConfig, DenyAction, IpNet, Rate};
 use sip::{Limits, ListenAddr};
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::headers::SipUri;
@@ -67,6 +68,8 @@ pub struct RawConfig {
     pub cdr: RawCdr,
     /// `[shutdown]`
     pub shutdown: RawShutdown,
+    /// `[limits]`
+    pub limits: RawLimits,
     /// `[stir]` (owned by the stir crate)
     pub stir: stir::Config,
     /// `[media]` (owned by the media crate)
@@ -191,6 +194,14 @@ pub struct RawLists {
     pub path: PathBuf,
     /// `lists.fast_pass_days`: how long a caller who passed the CAPTCHA skips it (0: forever).
     pub fast_pass_days: u64,
+    /// `lists.backend`: "sqlite" (the file `lists.path`) or "redis" (shared by instances).
+    pub backend: String,
+    /// `lists.redis_url`: the Redis server of the "redis" backend.
+    pub redis_url: Option<String>,
+    /// `lists.redis_prefix`: prefix of the Redis key names.
+    pub redis_prefix: String,
+    /// `lists.redis_timeout_ms`: longest wait for Redis on one lookup.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for RawLists {
@@ -198,6 +209,10 @@ impl Default for RawLists {
         Self {
             path: PathBuf::from("stirgate-lists.sqlite3"),
             fast_pass_days: 30,
+            backend: "sqlite".to_owned(),
+            redis_url: None,
+            redis_prefix: crate::lists::DEFAULT_REDIS_PREFIX.to_owned(),
+            redis_timeout_ms: crate::lists::DEFAULT_REDIS_TIMEOUT_MS,
         }
     }
 }
@@ -434,6 +449,152 @@ impl Default for RawShutdown {
     }
 }
 
+/// `[limits]`: who may send to stirgate and how fast (admission control at the transport).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// `limits.allow_sources`: CIDRs / IPs that may send at all; empty allows every source.
+    pub allow_sources: Vec<String>,
+    /// `limits.deny_action`: `drop` or `403`.
+    pub deny_action: String,
+    /// `limits.exempt_sources`: CIDRs / IPs that skip the per-source limits.
+    pub exempt_sources: Vec<String>,
+    /// `limits.invite_rate_per_source`: new INVITEs per second per source (0: off).
+    pub invite_rate_per_source: u32,
+    /// `limits.invite_burst_per_source`
+    pub invite_burst_per_source: u32,
+    /// `limits.request_rate_per_source`: other new requests per second per source (0: off).
+    pub request_rate_per_source: u32,
+    /// `limits.request_burst_per_source`
+    pub request_burst_per_source: u32,
+    /// `limits.max_calls`: concurrent calls (0: no cap).
+    pub max_calls: usize,
+    /// `limits.max_transactions_per_source` (0: no cap).
+    pub max_transactions_per_source: u32,
+    /// `limits.retry_after_s`: Retry-After of the 503s sent when refusing.
+    pub retry_after_s: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = AdmissionConfig::default();
+        Self {
+            allow_sources: Vec::new(),
+            deny_action: "drop".to_owned(),
+            exempt_sources: Vec::new(),
+            invite_rate_per_source: d.invite.per_second,
+            invite_burst_per_source: d.invite.burst,
+            request_rate_per_source: d.request.per_second,
+            request_burst_per_source: d.request.burst,
+            max_calls: 10_000,
+            max_transactions_per_source: d.max_transactions_per_source,
+            retry_after_s: d.retry_after_s,
+        }
+    }
+}
+
+impl RawLimits {
+    /// Validates the table; `implicit_allow` (the forward targets) joins a non-empty access
+    /// list, so the phone or PBX calls are forwarded to can always answer and hang up.
+    fn validate(
+        &self,
+        lifetime: Duration,
+        implicit_allow: &[IpAddr],
+        errors: &mut Vec<ConfigError>,
+    ) -> AdmissionConfig {
+        let nets = |key: &str, list: &[String], errors: &mut Vec<ConfigError>| -> Vec<IpNet> {
+            let mut nets = Vec::new();
+            for text in list {
+                match parse_net(text) {
+                    Some(net) => nets.push(net),
+                    None => errors.push(ConfigError::new(
+                        key,
+                        format!("`{text}` is not a CIDR (e.g. 54.172.60.0/30) or an IP address"),
+                    )),
+                }
+            }
+            nets
+        };
+        let mut allow_sources = nets("limits.allow_sources", &self.allow_sources, errors);
+        if !allow_sources.is_empty() {
+            for &ip in implicit_allow {
+                let net = IpNet::from(ip.to_canonical());
+                if !allow_sources.iter().any(|n| n.contains(&ip.to_canonical())) {
+                    allow_sources.push(net);
+                }
+            }
+        }
+        let exempt_sources = nets("limits.exempt_sources", &self.exempt_sources, errors);
+        let deny_action = match self.deny_action.as_str() {
+            "drop" => DenyAction::Drop,
+            "403" => DenyAction::Forbidden,
+            other => {
+                errors.push(ConfigError::new(
+                    "limits.deny_action",
+                    format!("unknown action `{other}`; use \"drop\" or \"403\""),
+                ));
+                DenyAction::Drop
+            }
+        };
+        let rate = |name: &str, per_second: u32, burst: u32, errors: &mut Vec<ConfigError>| {
+            if per_second > 1_000_000 {
+                errors.push(ConfigError::new(
+                    &format!("limits.{name}_rate_per_source"),
+                    "must be at most 1000000 (0: no limit)",
+                ));
+            }
+            if per_second > 0 && !(1..=1_000_000).contains(&burst) {
+                errors.push(ConfigError::new(
+                    &format!("limits.{name}_burst_per_source"),
+                    "must be between 1 and 1000000 when the rate is not 0",
+                ));
+            }
+            Rate { per_second, burst }
+        };
+        let invite = rate(
+            "invite",
+            self.invite_rate_per_source,
+            self.invite_burst_per_source,
+            errors,
+        );
+        let request = rate(
+            "request",
+            self.request_rate_per_source,
+            self.request_burst_per_source,
+            errors,
+        );
+        if self.max_calls > 10_000_000 {
+            errors.push(ConfigError::new(
+                "limits.max_calls",
+                "must be at most 10000000 (0: no cap)",
+            ));
+        }
+        if self.max_transactions_per_source > 10_000_000 {
+            errors.push(ConfigError::new(
+                "limits.max_transactions_per_source",
+                "must be at most 10000000 (0: no cap)",
+            ));
+        }
+        if !(1..=3600).contains(&self.retry_after_s) {
+            errors.push(ConfigError::new(
+                "limits.retry_after_s",
+                "must be between 1 and 3600",
+            ));
+        }
+        AdmissionConfig {
+            allow_sources,
+            deny_action,
+            exempt_sources,
+            invite,
+            request,
+            max_transactions_per_source: self.max_transactions_per_source,
+            transaction_lifetime: lifetime,
+            retry_after_s: self.retry_after_s,
+            ..AdmissionConfig::default()
+        }
+    }
+}
+
 /// The validated configuration the engine runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -447,6 +608,10 @@ pub struct Config {
     pub timers: TimerConfig,
     /// Transport caps.
     pub limits: Limits,
+    /// Access list, per-source rate limits and transaction cap (`[limits]`).
+    pub admission: AdmissionConfig,
+    /// Most calls in progress at once (0: no cap).
+    pub max_calls: usize,
     /// Number of call shards (one task each).
     pub shards: usize,
     /// Forward target URI.
@@ -477,8 +642,8 @@ pub struct Config {
     pub voicemail: VoicemailConfig,
     /// Call screening settings.
     pub screen: ScreenConfig,
-    /// The lists store file.
-    pub lists_path: PathBuf,
+    /// The lists store (SQLite file or Redis).
+    pub lists_store: crate::lists::StoreConfig,
     /// Fast-pass lifetime in days (0: no expiry).
     pub fast_pass_days: u64,
     /// Per dialled number overrides.
@@ -725,9 +890,17 @@ impl TryFrom<RawConfig> for Config {
                 }
             }
         };
-        if raw.lists.path.as_os_str().is_empty() {
-            errors.push(ConfigError::new("lists.path", "must name a file"));
-        }
+        let lists_store = crate::lists::StoreConfig::from_raw(
+            &raw.lists.backend,
+            &raw.lists.path,
+            raw.lists.redis_url.as_deref(),
+            &raw.lists.redis_prefix,
+            raw.lists.redis_timeout_ms,
+        )
+        .unwrap_or_else(|problems| {
+            errors.extend(problems.into_iter().map(|(k, r)| ConfigError::new(k, r)));
+            crate::lists::StoreConfig::sqlite(&raw.lists.path)
+        });
         if raw.lists.fast_pass_days > 3650 {
             errors.push(ConfigError::new(
                 "lists.fast_pass_days",
@@ -797,6 +970,18 @@ impl TryFrom<RawConfig> for Config {
                 organization: (!n.organization.is_empty()).then(|| n.organization.clone()),
             });
         }
+        let implicit_allow: Vec<IpAddr> = forward_peer
+            .iter()
+            .map(|p| p.addr.ip())
+            .chain(
+                numbers
+                    .iter()
+                    .filter_map(|n| n.forward.as_ref().map(|f| f.1.addr.ip())),
+            )
+            .collect();
+        let admission = raw
+            .limits
+            .validate(timers.timeout, &implicit_allow, &mut errors);
         let (Some(forward_peer), Some(metrics_listen), true) =
             (forward_peer, metrics_listen, errors.is_empty())
         else {
@@ -818,6 +1003,8 @@ impl TryFrom<RawConfig> for Config {
                 tcp_idle_timeout: Duration::from_secs(raw.sip.tcp_idle_timeout_s.max(1)),
                 ..Limits::default()
             },
+            admission,
+            max_calls: raw.limits.max_calls,
             shards,
             forward_target: raw.forward.target.clone(),
             forward_peer,
@@ -837,7 +1024,7 @@ impl TryFrom<RawConfig> for Config {
             captcha_question: raw.captcha.question.clone(),
             numbers,
             notify,
-            lists_path: raw.lists.path.clone(),
+            lists_store,
             fast_pass_days: raw.lists.fast_pass_days,
             screen: ScreenConfig {
                 ring_timeout: Duration::from_secs(raw.screen.ring_timeout_s),
@@ -964,6 +1151,7 @@ mod tests {
             "metrics",
             "cdr",
             "shutdown",
+            "limits",
             "stir",
             "media",
             "routes",
@@ -1005,5 +1193,144 @@ mod tests {
         assert!(err
             .to_string()
             .contains("forward.target: `mailto:x` is not a SIP URI"));
+    }
+
+    #[test]
+    fn limits_default_and_validate_with_their_keys() {
+        let cfg = Config::from_toml_at(DEFAULT_TOML, &repo()).unwrap();
+        assert!(
+            cfg.admission.allow_sources.is_empty(),
+            "the default allows every source"
+        );
+        assert_eq!(cfg.admission.invite.per_second, 100);
+        assert_eq!(cfg.admission.invite.burst, 200);
+        assert_eq!(cfg.admission.request.per_second, 20);
+        assert_eq!(cfg.admission.request.burst, 50);
+        assert_eq!(cfg.admission.max_transactions_per_source, 2000);
+        assert_eq!(cfg.admission.retry_after_s, 5);
+        assert_eq!(cfg.admission.deny_action, DenyAction::Drop);
+        assert_eq!(cfg.max_calls, 10_000);
+        assert_eq!(cfg.admission.transaction_lifetime, cfg.timers.timeout);
+
+        let cfg = Config::from_toml_at(
+            "[limits]\nallow_sources = [\"54.172.60.0/30\", \"2001:db8::1\", \"10.1.2.3/8\"]\n\
+             deny_action = \"403\"\nexempt_sources = [\"127.0.0.0/8\"]\nmax_calls = 0\n",
+            &repo(),
+        )
+        .unwrap();
+        let allowed: Vec<String> = cfg
+            .admission
+            .allow_sources
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Host bits are cleared, and the forward target (127.0.0.1) is allowed implicitly.
+        assert_eq!(
+            allowed,
+            vec![
+                "54.172.60.0/30",
+                "2001:db8::1/128",
+                "10.0.0.0/8",
+                "127.0.0.1/32"
+            ]
+        );
+        assert_eq!(cfg.admission.deny_action, DenyAction::Forbidden);
+        assert_eq!(cfg.max_calls, 0);
+
+        let err = Config::from_toml_at(
+            "[limits]\nallow_sources = [\"54.172.60.0/33\", \"twilio\"]\ndeny_action = \"reject\"\n\
+             exempt_sources = [\"10.0.0.0/8\", \"localhost\"]\ninvite_burst_per_source = 0\n\
+             request_rate_per_source = 2000000\nretry_after_s = 0\n",
+            &repo(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "limits.allow_sources",
+                "limits.allow_sources",
+                "limits.exempt_sources",
+                "limits.deny_action",
+                "limits.invite_burst_per_source",
+                "limits.request_rate_per_source",
+                "limits.retry_after_s",
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("limits.allow_sources: `54.172.60.0/33` is not a CIDR"),
+            "{text}"
+        );
+        assert!(
+            text.contains("limits.deny_action: unknown action `reject`"),
+            "{text}"
+        );
+    }
+
+    /// Every key the loader accepts is written (or shown commented out) in the documented
+    /// example, in its own table. The known keys come from serde's own "expected one of" list.
+    #[test]
+    fn the_example_documents_every_key() {
+        fn known_keys(probe: &str) -> Vec<String> {
+            let err = match toml::from_str::<RawConfig>(probe) {
+                Ok(_) => panic!("the probe key was accepted: {probe}"),
+                Err(e) => e.message().to_owned(),
+            };
+            let expected = err
+                .split_once("expected")
+                .unwrap_or_else(|| panic!("{probe}: {err}"))
+                .1;
+            expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        }
+        // The example's keys per section, written or commented out (`# key = ...`).
+        let mut sections: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut current = String::new();
+        sections.insert(current.clone(), Vec::new());
+        for line in DEFAULT_TOML.lines() {
+            let line = line.trim().trim_start_matches('#').trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+                if !name.contains(' ') && !name.is_empty() {
+                    current = name.trim_matches(['[', ']']).to_owned();
+                    sections.entry(current.clone()).or_default();
+                    continue;
+                }
+            }
+            if let Some((key, _)) = line.split_once(" = ") {
+                if !key.contains(' ') {
+                    sections
+                        .entry(current.clone())
+                        .or_default()
+                        .push(key.to_owned());
+                }
+            }
+        }
+        let tables = known_keys("__probe__ = 1\n");
+        let mut missing = Vec::new();
+        for table in &tables {
+            let probe = match table.as_str() {
+                "numbers" => "[[numbers]]\nnumber = \"1\"\n__probe__ = 1\n".to_owned(),
+                other => format!("[{other}]\n__probe__ = 1\n"),
+            };
+            let Some(documented) = sections.get(table.as_str()) else {
+                missing.push(format!("[{table}]"));
+                continue;
+            };
+            for key in known_keys(&probe) {
+                let nested = format!("{table}.{key}");
+                if !documented.contains(&key) && !sections.contains_key(&nested) {
+                    missing.push(nested);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "configs/stirgate.toml does not document: {missing:?}"
+        );
     }
 }

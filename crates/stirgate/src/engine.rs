@@ -10,14 +10,16 @@ use std::time::{Instant, SystemTime};
 use b2bua::{B2bua, CallId, Listing, MediaLeg, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use sip::limits::{Admission, Class, Refusal};
 use sip::{Inbound, Transports};
+use sip_proto::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cdr::{CdrLine, WallClock};
 use crate::config::Config;
-use crate::lists::{ListEntry, ListKind, ListStore, SqliteLists};
+use crate::lists::{ListEntry, ListKind, ListStore};
 use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DISAGREEMENTS_TOTAL};
 
 /// A verdict on its way back to the shard that owns the call.
@@ -72,10 +74,10 @@ impl Policy {
         local_tcp: Option<SocketAddr>,
     ) -> anyhow::Result<Self> {
         let flows = flow_config(cfg)?;
-        let lists: Arc<dyn ListStore> = Arc::new(
-            SqliteLists::open(&cfg.lists_path)
-                .map_err(|e| anyhow::anyhow!("lists.path: {}: {e}", cfg.lists_path.display()))?,
-        );
+        let lists: Arc<dyn ListStore> = cfg
+            .lists_store
+            .open(crate::lists::OnFailure::Degrade)
+            .map_err(|e| anyhow::anyhow!("lists: {e}"))?;
         let notifier =
             crate::notify::Notifier::new(&cfg.notify).map_err(|e| anyhow::anyhow!("{e}"))?;
         let verifier = Arc::new(
@@ -152,9 +154,11 @@ impl Engine {
             senders.push(tx);
             receivers.push(rx);
         }
-        let transports = Transports::bind(&cfg.listen, cfg.limits, senders, cancel.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("sip.listen: {e}"))?;
+        let admission = Admission::new(cfg.admission.clone(), Instant::now());
+        let transports =
+            Transports::bind(&cfg.listen, cfg.limits, admission, senders, cancel.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("sip.listen: {e}"))?;
 
         let (cdr_tx, cdr_task) = match &cfg.cdr_path {
             Some(path) => {
@@ -206,6 +210,8 @@ impl Engine {
                 transports: transports.clone(),
                 phase: phase_rx.clone(),
                 active: Arc::clone(&active),
+                max_calls: cfg.max_calls,
+                reported: 0,
                 cdr: cdr_tx.clone(),
                 clock,
                 board: board.clone(),
@@ -321,6 +327,10 @@ struct Shard {
     transports: Transports,
     phase: watch::Receiver<Phase>,
     active: Arc<AtomicUsize>,
+    /// `limits.max_calls` (0: no cap).
+    max_calls: usize,
+    /// This shard's calls already counted in `active` (started minus ended outputs handled).
+    reported: usize,
     cdr: Option<mpsc::Sender<CdrLine>>,
     clock: WallClock,
     board: crate::status::StatusBoard,
@@ -389,9 +399,33 @@ impl Shard {
 
     fn handle(&mut self, now: Instant, inbound: Inbound) {
         match inbound {
-            Inbound::Message { peer, message } => self.core.handle_message(now, peer, message),
+            Inbound::Message { peer, message } => {
+                if let Message::Request(request) = &message {
+                    if self.at_call_cap()
+                        && sip::limits::classify(&message) == Class::NewInvite
+                        // A retransmission of an INVITE we took belongs to its transaction.
+                        && self.core.endpoint().cancel_target(request).is_none()
+                    {
+                        // Stateless: nothing of this call is created.
+                        self.transports.refuse(peer, request, Refusal::MaxCalls);
+                        return;
+                    }
+                }
+                self.core.handle_message(now, peer, message);
+            }
             Inbound::SendFailed { tx } => self.core.handle_transport_error(now, &tx),
         }
+    }
+
+    /// True when `limits.max_calls` calls are in progress across shards. `active` is updated
+    /// when outputs are flushed; calls this shard started since then are added here, so a batch
+    /// of INVITEs cannot overshoot the cap.
+    fn at_call_cap(&self) -> bool {
+        if self.max_calls == 0 {
+            return false;
+        }
+        let unreported = self.core.active_calls().saturating_sub(self.reported);
+        self.active.load(Ordering::SeqCst) + unreported >= self.max_calls
     }
 
     fn flush(&mut self) {
@@ -420,10 +454,12 @@ impl Shard {
     fn output(&mut self, output: Output) {
         match output {
             Output::CallStarted => {
+                self.reported += 1;
                 self.active.fetch_add(1, Ordering::SeqCst);
                 metrics::gauge!(ACTIVE_CALLS).increment(1.0);
             }
             Output::CallEnded(record) => {
+                self.reported = self.reported.saturating_sub(1);
                 self.active.fetch_sub(1, Ordering::SeqCst);
                 metrics::gauge!(ACTIVE_CALLS).decrement(1.0);
                 self.record(&record);

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod lists;
 pub mod lists_cmd;
+mod lists_redis;
 pub mod metrics;
 pub mod notify;
 pub mod run;

@@ -2,10 +2,21 @@
 //! embedded SQLite file so they survive restarts and crashes.
 //!
 //! [`ListStore`] is the interface the engine calls (from `spawn_blocking`: lookups do blocking
-//! I/O); [`SqliteLists`] is the on-disk implementation, and a shared store (Redis) can implement
-//! the same trait later. `stirgate lists add|remove|show` (see [`crate::lists_cmd`]) writes the
-//! same file while the server runs: every lookup is its own read transaction, so the running
-//! server sees another process's committed change on its next lookup, with no reload.
+//! I/O). Two implementations, chosen by [`StoreConfig`] (`lists.backend`):
+//! - [`SqliteLists`] (`sqlite`, the default): one file on this machine.
+//!   `stirgate lists add|remove|show` (see [`crate::lists_cmd`]) writes the same file while the
+//!   server runs: every lookup is its own read transaction, so the running server sees another
+//!   process's committed change on its next lookup, with no reload.
+//! - [`RedisLists`] (`redis`): one Redis shared by every instance, so a number blocked (or
+//!   fast-passed after a CAPTCHA) on one instance is blocked (or fast-passed) on all of them.
+//!
+//! **When the shared store fails** (Redis down, or slower than `lists.redis_timeout_ms`), the
+//! server ([`OnFailure::Degrade`]) never holds a call for it: a lookup answers "not listed" and
+//! the call is routed by the verification policy; a write (a CAPTCHA fast-pass) is queued in
+//! memory, bounded, and retried every second in order. Each failure counts in
+//! `stirgate_store_errors_total{store="lists",op}`; one warning is logged per outage. Tools
+//! (`stirgate lists`, [`OnFailure::Fail`]) get every failure as an error instead. The reasons are
+//! in `docs/scale-out.md`.
 //!
 //! Numbers are stored canonical (RFC 8224 §8.3, [`stir::tn::canonicalize`]): `+1 (555)
 //! 123-0001` and `15551230001` are the same entry.
@@ -19,12 +30,159 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use b2bua::Listing;
 use rusqlite::{params, Connection};
 use serde::Serialize;
+
+pub use crate::lists_redis::{RedisLists, MAX_QUEUED_WRITES};
+
+/// Gauge `{store}` of writes waiting in memory for the shared store to come back.
+pub const STORE_QUEUED_WRITES: &str = "stirgate_store_queued_writes";
+/// Default `lists.redis_prefix`.
+pub const DEFAULT_REDIS_PREFIX: &str = "stirgate:";
+/// Default `lists.redis_timeout_ms`.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
+
+/// Where the lists live (`lists.backend` and the keys that go with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `lists.backend = "sqlite"`: the file `lists.path` on this machine.
+    Sqlite {
+        /// `lists.path`.
+        path: PathBuf,
+    },
+    /// `lists.backend = "redis"`: one Redis shared by every instance.
+    Redis {
+        /// `lists.redis_url`: `redis://[user:password@]host[:port][/db]`.
+        url: String,
+        /// `lists.redis_prefix`: prepended to every key name, so deployments can share a server.
+        key_prefix: String,
+        /// `lists.redis_timeout_ms`: the longest a call waits for one lookup.
+        timeout: Duration,
+    },
+}
+
+/// The validated lists store settings: what [`StoreConfig::open`] opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The backend and its settings.
+    pub backend: Backend,
+}
+
+/// How a store answers when its backend fails (only the shared Redis store can fail this way;
+/// SQLite errors are always returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnFailure {
+    /// The server: a failed lookup is "not listed", a failed write is queued and retried.
+    Degrade,
+    /// Tools (`stirgate lists`): every failure is an error, nothing is queued (the process is
+    /// about to exit, and the operator must know the change did not land).
+    Fail,
+}
+
+impl StoreConfig {
+    /// The SQLite store at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self {
+            backend: Backend::Sqlite { path: path.into() },
+        }
+    }
+
+    /// Validates the raw `[lists]` store keys — `lists.backend` (`"sqlite"` or `"redis"`),
+    /// `lists.path`, `lists.redis_url`, `lists.redis_prefix`, `lists.redis_timeout_ms` — and
+    /// returns every problem as (key, reason). Does no I/O: an unreachable Redis is not a
+    /// config error (the server starts, and lookups degrade until it answers).
+    pub fn from_raw(
+        backend: &str,
+        path: &Path,
+        redis_url: Option<&str>,
+        redis_prefix: &str,
+        redis_timeout_ms: u64,
+    ) -> Result<Self, Vec<(&'static str, String)>> {
+        let mut errors = Vec::new();
+        if !(1..=10_000).contains(&redis_timeout_ms) {
+            errors.push((
+                "lists.redis_timeout_ms",
+                "must be between 1 and 10000".to_owned(),
+            ));
+        }
+        let config = match backend {
+            "sqlite" => {
+                if path.as_os_str().is_empty() {
+                    errors.push(("lists.path", "must name a file".to_owned()));
+                }
+                Self::sqlite(path)
+            }
+            "redis" => {
+                let url = match redis_url {
+                    None => {
+                        errors.push((
+                            "lists.redis_url",
+                            "must be set when lists.backend is \"redis\"".to_owned(),
+                        ));
+                        String::new()
+                    }
+                    Some(url) => {
+                        if let Err(e) = redis::Client::open(url) {
+                            errors.push((
+                                "lists.redis_url",
+                                format!("`{}` is not a Redis URL: {e}", redact(url)),
+                            ));
+                        }
+                        url.to_owned()
+                    }
+                };
+                Self {
+                    backend: Backend::Redis {
+                        url,
+                        key_prefix: redis_prefix.to_owned(),
+                        timeout: Duration::from_millis(redis_timeout_ms),
+                    },
+                }
+            }
+            other => {
+                errors.push((
+                    "lists.backend",
+                    format!("`{other}` is not a lists backend; use \"sqlite\" or \"redis\""),
+                ));
+                Self::sqlite(path)
+            }
+        };
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Opens the store. SQLite creates its file when missing; Redis connects lazily (a server
+    /// that is down now is not an error here: see [`OnFailure`]).
+    pub fn open(&self, on_failure: OnFailure) -> Result<Arc<dyn ListStore>, ListError> {
+        Ok(match &self.backend {
+            Backend::Sqlite { path } => Arc::new(SqliteLists::open(path)?),
+            Backend::Redis {
+                url,
+                key_prefix,
+                timeout,
+            } => Arc::new(RedisLists::open(url, key_prefix, *timeout, on_failure)?),
+        })
+    }
+}
+
+/// `url` with its password replaced by `***`, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
 
 /// Which list an entry is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -145,6 +303,46 @@ pub enum ListError {
     /// the busy timeout, I/O error, ...).
     #[error("lists store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The shared store (Redis) failed: connection refused or lost, or an error reply.
+    #[error("lists store (Redis): {0}")]
+    Redis(#[source] redis::RedisError),
+    /// The shared store did not answer in time.
+    #[error("lists store (Redis) did not answer within {budget:?}")]
+    Timeout {
+        /// The time allowed.
+        budget: Duration,
+    },
+    /// The shared store failed moments ago and is left alone for a second.
+    #[error("lists store (Redis) failed less than a second ago; not asked")]
+    Backoff,
+    /// The shared store is unreachable and the write waits in memory to be retried.
+    #[error("lists store (Redis) unreachable: the {op} is queued ({waiting} writes waiting) and retried every second")]
+    Queued {
+        /// `add` or `remove`.
+        op: &'static str,
+        /// Writes waiting, this one included.
+        waiting: usize,
+    },
+    /// The store's background runtime could not be started.
+    #[error("cannot start the lists store's I/O thread: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl ListError {
+    /// Whether the failure is the shared store being unreachable or slow (worth queueing a
+    /// write for), rather than a bad request or a bad reply.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Backoff => true,
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where the lists live. Implementations are shared between the engine's shards, so they are
@@ -260,6 +458,24 @@ impl SqliteLists {
 
 impl ListStore for SqliteLists {
     fn lookup(&self, number: &str, now_unix: u64) -> Result<Listing, ListError> {
+        counted("lookup", self.lookup_inner(number, now_unix))
+    }
+
+    fn add(&self, entry: &ListEntry) -> Result<(), ListError> {
+        counted("add", self.add_inner(entry))
+    }
+
+    fn remove(&self, kind: ListKind, number: &str) -> Result<bool, ListError> {
+        counted("remove", self.remove_inner(kind, number))
+    }
+
+    fn entries(&self, kind: Option<ListKind>, now_unix: u64) -> Result<Vec<ListEntry>, ListError> {
+        counted("entries", self.entries_inner(kind, now_unix))
+    }
+}
+
+impl SqliteLists {
+    fn lookup_inner(&self, number: &str, now_unix: u64) -> Result<Listing, ListError> {
         let Some(number) = stir::tn::canonicalize(number) else {
             return Ok(Listing::Unlisted);
         };
@@ -278,7 +494,7 @@ impl ListStore for SqliteLists {
         Ok(listing)
     }
 
-    fn add(&self, entry: &ListEntry) -> Result<(), ListError> {
+    fn add_inner(&self, entry: &ListEntry) -> Result<(), ListError> {
         let number = canonical(&entry.number)?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -299,7 +515,7 @@ impl ListStore for SqliteLists {
         Ok(())
     }
 
-    fn remove(&self, kind: ListKind, number: &str) -> Result<bool, ListError> {
+    fn remove_inner(&self, kind: ListKind, number: &str) -> Result<bool, ListError> {
         let number = canonical(number)?;
         let conn = self.conn();
         let mut stmt =
@@ -307,7 +523,11 @@ impl ListStore for SqliteLists {
         Ok(stmt.execute(params![number, kind.as_str()])? > 0)
     }
 
-    fn entries(&self, kind: Option<ListKind>, now_unix: u64) -> Result<Vec<ListEntry>, ListError> {
+    fn entries_inner(
+        &self,
+        kind: Option<ListKind>,
+        now_unix: u64,
+    ) -> Result<Vec<ListEntry>, ListError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT kind, number, added_at, expires_at, note FROM entries
@@ -343,7 +563,16 @@ impl ListStore for SqliteLists {
     }
 }
 
-fn canonical(number: &str) -> Result<String, ListError> {
+/// Counts a failed store operation (`stirgate_store_errors_total{store="lists",op}`); a bad
+/// number is the caller's mistake, not the store's.
+pub(crate) fn counted<T>(op: &'static str, r: Result<T, ListError>) -> Result<T, ListError> {
+    if matches!(&r, Err(e) if !matches!(e, ListError::BadNumber { .. })) {
+        stir::metrics::store_error("lists", op);
+    }
+    r
+}
+
+pub(crate) fn canonical(number: &str) -> Result<String, ListError> {
     stir::tn::canonicalize(number).ok_or_else(|| ListError::BadNumber {
         number: number.to_owned(),
     })

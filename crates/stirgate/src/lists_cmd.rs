@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 
 use crate::config::{Config, DEFAULT_TOML};
-use crate::lists::{ListEntry, ListError, ListKind, ListStore, SqliteLists};
+use crate::lists::{Backend, ListEntry, ListError, ListKind, ListStore, OnFailure, StoreConfig};
 
 /// Arguments of `stirgate lists`.
 #[derive(Debug, Args)]
@@ -95,13 +95,20 @@ pub fn run_with(args: &ListsArgs, out: &mut dyn Write) -> u8 {
             return 2;
         }
     }
-    let store = match SqliteLists::open(&cfg.lists_path) {
+    // A tool: every store failure is reported (exit 1), nothing is queued for later.
+    let store_cfg = store_config(&cfg);
+    let store = match store_cfg.open(OnFailure::Fail) {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("stirgate lists: lists.path: {e}");
+            let key = match store_cfg.backend {
+                Backend::Redis { .. } => "lists.redis_url",
+                _ => "lists.path",
+            };
+            eprintln!("stirgate lists: {key}: {e}");
             return 1;
         }
     };
+    let store = &*store;
     let now = now_unix();
     let result = match &args.action {
         ListsAction::Add {
@@ -109,9 +116,9 @@ pub fn run_with(args: &ListsArgs, out: &mut dyn Write) -> u8 {
             number,
             expires_days,
             note,
-        } => add(&store, *list, number, *expires_days, note, now),
-        ListsAction::Remove { list, number } => remove(&store, *list, number),
-        ListsAction::Show { list, json } => show(&store, *list, *json, now, out),
+        } => add(store, *list, number, *expires_days, note, now),
+        ListsAction::Remove { list, number } => remove(store, *list, number),
+        ListsAction::Show { list, json } => show(store, *list, *json, now, out),
     };
     match result {
         Ok(code) => code,
@@ -124,6 +131,11 @@ pub fn run_with(args: &ListsArgs, out: &mut dyn Write) -> u8 {
             1
         }
     }
+}
+
+/// The store the config names.
+fn store_config(cfg: &Config) -> StoreConfig {
+    cfg.lists_store.clone()
 }
 
 fn add(

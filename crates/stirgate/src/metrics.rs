@@ -83,6 +83,11 @@ fn describe() {
         sip::metrics::SIP_DROPPED_TOTAL,
         "Inbound SIP input dropped before the transaction layer, by reason."
     );
+    describe_counter!(
+        sip::metrics::SIP_REFUSED_TOTAL,
+        "SIP requests refused by admission control ([limits]), by reason, and how they were \
+         answered (503, 403, or none: dropped past the per-source reply budget)."
+    );
     describe_gauge!(
         sip::metrics::SIP_TCP_CONNECTIONS,
         "Open SIP TCP connections."

@@ -5,7 +5,7 @@
 //! | first SIGINT / SIGTERM | new INVITEs get 503 + Retry-After; ACK, BYE, CANCEL and in-dialog requests are still served |
 //! | (calls reach 0, or `shutdown.drain_timeout_s` passes) | remaining calls get BYE on both legs; 1 s later the transports close, CDRs are flushed, exit 0 |
 //! | second SIGINT / SIGTERM | exit at once (status 130) |
-//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media and metrics need a restart |
+//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media, metrics and `[limits]` need a restart |
 
 use std::time::Duration;
 
@@ -89,6 +89,12 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
         "stirgate ready"
     );
 
+    if !cfg.admission.allow_sources.is_empty() {
+        tracing::info!(
+            allow_sources = ?cfg.admission.allow_sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "access list on: other sources are refused (limits.deny_action)"
+        );
+    }
     warn_if_test_anchors(&cfg.stir.trust_anchors);
     let mut signals = Signals::new()?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -162,6 +168,10 @@ fn reload(engine: &Engine, running: &Config, path: Option<&std::path::Path>) {
             format!("{:?}", running.media) != format!("{:?}", new.media),
         ),
         ("cdr.path", running.cdr_path != new.cdr_path),
+        (
+            "limits.*",
+            running.admission != new.admission || running.max_calls != new.max_calls,
+        ),
     ];
     for (key, changed) in restart_only {
         if changed {

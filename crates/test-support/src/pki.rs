@@ -7,9 +7,9 @@
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, CertificateRevocationListParams,
-    CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, IsCa, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, PublicKeyData, RevokedCertParams, SerialNumber, SignatureAlgorithm,
-    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
+    CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType,
+    SerialNumber, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use time::OffsetDateTime;
 
@@ -77,6 +77,44 @@ impl Ca {
             .expect("CRL")
             .der()
             .to_vec()
+    }
+
+    /// Issues a TLS server certificate (serverAuth, P-256) for `names` (DNS names or IP
+    /// addresses, as subjectAltNames), valid 2020-2045. For SIP over TLS tests.
+    pub fn issue_tls_server(&self, names: &[&str]) -> Leaf {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("stirgate test"),
+        );
+        dn.push(
+            DnType::OrganizationName,
+            "stirgate test PKI - NOT FOR PRODUCTION",
+        );
+        params.distinguished_name = dn;
+        params.not_before = date(1_577_836_800);
+        params.not_after = date(2_366_755_200);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().expect("DNS name")),
+            })
+            .collect();
+        let key = p256();
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("tls leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
     }
 
     /// Issues a leaf as `spec` describes.

@@ -2,6 +2,7 @@
 //! One test binary with a module per concern.
 
 mod common;
+mod limits;
 mod local_flows;
 mod ops;
 mod sip_calls;
