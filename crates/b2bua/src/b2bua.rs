@@ -49,6 +49,8 @@ pub struct Config {
     pub local_udp: Option<SocketAddr>,
     /// Our TCP address, if we listen on TCP.
     pub local_tcp: Option<SocketAddr>,
+    /// Our TLS address, if we listen on TLS.
+    pub local_tls: Option<SocketAddr>,
     /// Server / User-Agent header value.
     pub user_agent: String,
     /// Prefix of the Call-IDs we make (the shell shards messages by it).
@@ -1314,6 +1316,7 @@ fn local_addr(cfg: &Config, transport: Transport) -> SocketAddr {
     let addr = match transport {
         Transport::Udp => cfg.local_udp.or(cfg.local_tcp),
         Transport::Tcp => cfg.local_tcp.or(cfg.local_udp),
+        Transport::Tls => cfg.local_tls.or(cfg.local_tcp).or(cfg.local_udp),
     };
     addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
 }
@@ -1323,14 +1326,16 @@ fn contact_for(cfg: &Config, transport: Transport) -> String {
     match transport {
         Transport::Udp => format!("<sip:stirgate@{addr}>"),
         Transport::Tcp => format!("<sip:stirgate@{addr};transport=tcp>"),
+        // RFC 5630 §3.1.3: sip: with transport=tls says "TLS on this hop" without demanding
+        // TLS end to end, which is all a B2BUA leg can promise.
+        Transport::Tls => format!("<sip:stirgate@{addr};transport=tls>"),
     }
 }
 
 fn req_transport(req: &Request) -> Transport {
-    match req.top_via().map(|v| v.transport) {
-        Some(t) if t == "TCP" => Transport::Tcp,
-        _ => Transport::Udp,
-    }
+    req.top_via()
+        .and_then(|v| Transport::from_via(&v.transport))
+        .unwrap_or(Transport::Udp)
 }
 
 fn body_of(response: &Response) -> Option<(String, Bytes)> {
@@ -1360,7 +1365,7 @@ fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Option<Leg> {
             conn: None,
             ..source
         },
-        Transport::Tcp => source,
+        Transport::Tcp | Transport::Tls => source,
     };
     let _ = SipUri::parse(&remote_target).ok()?;
     Some(Leg {
@@ -1412,6 +1417,7 @@ mod tests {
                 forward_peer: udp(CALLEE),
                 local_udp: Some("127.0.0.1:5060".parse().unwrap()),
                 local_tcp: None,
+                local_tls: None,
                 user_agent: "test".into(),
                 call_id_prefix: "sg0-".into(),
                 timers: TimerConfig::default(),

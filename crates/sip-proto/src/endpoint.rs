@@ -25,12 +25,14 @@ pub enum Transport {
     Udp,
     /// TCP (reliable).
     Tcp,
+    /// TLS over TCP (reliable; RFC 3261 §26.2).
+    Tls,
 }
 
 impl Transport {
     /// True for stream transports.
     pub fn is_reliable(self) -> bool {
-        matches!(self, Self::Tcp)
+        matches!(self, Self::Tcp | Self::Tls)
     }
 
     /// The Via token.
@@ -38,7 +40,15 @@ impl Transport {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
         }
+    }
+
+    /// The transport a Via token names (case-insensitive), if it is one of ours.
+    pub fn from_via(token: &str) -> Option<Self> {
+        [Self::Udp, Self::Tcp, Self::Tls]
+            .into_iter()
+            .find(|t| token.eq_ignore_ascii_case(t.as_str()))
     }
 }
 

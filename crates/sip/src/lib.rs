@@ -13,6 +13,8 @@
 
 pub mod limits;
 pub mod metrics;
+pub mod tls;
 pub mod transport;
 
+pub use tls::{Tls, TlsSettings};
 pub use transport::{shard_of, Inbound, Limits, ListenAddr, TransportError, Transports};

@@ -12,41 +12,48 @@ use bytes::{Bytes, BytesMut};
 use sip_proto::endpoint::{ConnId, Peer, Transmit, Transport, TxKey};
 use sip_proto::framing::{frame, Frame};
 use sip_proto::{Message, Method, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{classify, refusal_response, Admission, Class, DenyAction, Refusal};
 use crate::metrics::{
     first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_REFUSED_TOTAL, SIP_TCP_CONNECTIONS,
 };
+use crate::tls::Tls;
 
-/// One `sip.listen` entry: `udp:HOST:PORT` or `tcp:HOST:PORT`.
+/// One `sip.listen` entry: `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenAddr {
     /// A UDP socket.
     Udp(SocketAddr),
     /// A TCP listener.
     Tcp(SocketAddr),
+    /// A TLS listener (TCP, TLS handshake first; needs a certificate, see [`crate::tls`]).
+    Tls(SocketAddr),
 }
 
 impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (scheme, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not of the form udp:HOST:PORT or tcp:HOST:PORT"))?;
+        let (scheme, addr) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is not of the form udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
+        })?;
         let addr: SocketAddr = addr.parse().map_err(|_| {
             format!("`{addr}` is not an IP address with a port (e.g. 0.0.0.0:5060 or [::]:5060)")
         })?;
         match scheme {
             "udp" => Ok(Self::Udp(addr)),
             "tcp" => Ok(Self::Tcp(addr)),
-            "tls" => Err("tls listeners are not supported yet; use udp: or tcp:".to_owned()),
-            other => Err(format!("unknown transport `{other}`; use udp: or tcp:")),
+            "tls" => Ok(Self::Tls(addr)),
+            other => Err(format!(
+                "unknown transport `{other}`; use udp:, tcp: or tls:"
+            )),
         }
     }
 }
@@ -56,6 +63,7 @@ impl fmt::Display for ListenAddr {
         match self {
             Self::Udp(a) => write!(f, "udp:{a}"),
             Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Tls(a) => write!(f, "tls:{a}"),
         }
     }
 }
@@ -71,6 +79,11 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
     /// Outbound TCP connect timeout.
     pub tcp_connect_timeout: Duration,
+    /// Longest TLS handshake (inbound and outbound); a peer that stalls it is disconnected.
+    pub tls_handshake_timeout: Duration,
+    /// SO_RCVBUF asked for on UDP sockets (the kernel caps it at net.core.rmem_max): bursts of
+    /// INVITEs wait there instead of being dropped while a shard catches up.
+    pub udp_recv_buffer: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +93,8 @@ impl Default for Limits {
             max_tcp_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(600),
             tcp_connect_timeout: Duration::from_secs(3),
+            tls_handshake_timeout: Duration::from_secs(5),
+            udp_recv_buffer: 4 << 20,
         }
     }
 }
@@ -157,6 +172,7 @@ pub fn shard_of(call_id: &str, shards: usize) -> usize {
 
 struct Conn {
     tx: mpsc::Sender<Bytes>,
+    transport: Transport,
 }
 
 struct Shared {
@@ -164,10 +180,13 @@ struct Shared {
     admission: Admission,
     shards: Vec<mpsc::Sender<Inbound>>,
     conns: Mutex<HashMap<ConnId, Conn>>,
-    by_addr: Mutex<HashMap<SocketAddr, ConnId>>,
+    by_addr: Mutex<HashMap<(Transport, SocketAddr), ConnId>>,
     next_conn: AtomicU64,
     open_conns: AtomicUsize,
     cancel: CancellationToken,
+    tls: Option<Tls>,
+    /// The name each outbound TLS peer's certificate must carry (its URI host), by address.
+    tls_names: Mutex<HashMap<SocketAddr, ServerName<'static>>>,
 }
 
 /// The bound sockets; cheap to clone, shared by every shard.
@@ -175,17 +194,20 @@ struct Shared {
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
     tcp_local: Vec<SocketAddr>,
+    tls_local: Vec<SocketAddr>,
     shared: Arc<Shared>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 }
 
 impl Transports {
     /// Binds every listener and starts its receive loop; messages that pass `admission` go to
-    /// `shards` (by Call-ID).
+    /// `shards` (by Call-ID). `tls` serves `tls:` listeners (which need its acceptor) and
+    /// outbound TLS; without it outbound TLS uses the system roots.
     pub async fn bind(
         listen: &[ListenAddr],
         limits: Limits,
         admission: Admission,
+        tls: Option<Tls>,
         shards: Vec<mpsc::Sender<Inbound>>,
         cancel: CancellationToken,
     ) -> Result<Self, TransportError> {
@@ -198,15 +220,17 @@ impl Transports {
             next_conn: AtomicU64::new(1),
             open_conns: AtomicUsize::new(0),
             cancel,
+            tls,
+            tls_names: Mutex::new(HashMap::new()),
         });
         let mut tasks = JoinSet::new();
         let mut udp = Vec::new();
         let mut tcp_local = Vec::new();
+        let mut tls_local = Vec::new();
         for &addr in listen {
             match addr {
                 ListenAddr::Udp(a) => {
-                    let socket = UdpSocket::bind(a)
-                        .await
+                    let socket = bind_udp(a, limits.udp_recv_buffer)
                         .map_err(|source| TransportError::Bind { addr, source })?;
                     let socket = Arc::new(socket);
                     tasks.spawn(udp_loop(Arc::clone(&socket), Arc::clone(&shared)));
@@ -221,13 +245,39 @@ impl Transports {
                             .local_addr()
                             .map_err(|source| TransportError::Bind { addr, source })?,
                     );
-                    tasks.spawn(tcp_accept_loop(listener, Arc::clone(&shared)));
+                    tasks.spawn(tcp_accept_loop(listener, Arc::clone(&shared), None));
+                }
+                ListenAddr::Tls(a) => {
+                    let acceptor = shared
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.acceptor.clone())
+                        .ok_or_else(|| TransportError::Bind {
+                            addr,
+                            source: std::io::Error::other(
+                                "a tls: listener needs a certificate and key (sip.tls_cert, sip.tls_key)",
+                            ),
+                        })?;
+                    let listener = TcpListener::bind(a)
+                        .await
+                        .map_err(|source| TransportError::Bind { addr, source })?;
+                    tls_local.push(
+                        listener
+                            .local_addr()
+                            .map_err(|source| TransportError::Bind { addr, source })?,
+                    );
+                    tasks.spawn(tcp_accept_loop(
+                        listener,
+                        Arc::clone(&shared),
+                        Some(acceptor),
+                    ));
                 }
             }
         }
         Ok(Self {
             udp,
             tcp_local,
+            tls_local,
             shared,
             tasks: Arc::new(Mutex::new(tasks)),
         })
@@ -244,6 +294,18 @@ impl Transports {
     /// The bound TCP addresses.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
         self.tcp_local.clone()
+    }
+
+    /// The bound TLS addresses.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_local.clone()
+    }
+
+    /// Names the certificate an outbound TLS connection to `addr` must present (the host of
+    /// the `sips:` / `;transport=tls` URI that resolved to it). Without a name the IP address
+    /// itself is checked against the certificate's subjectAltNames.
+    pub fn set_tls_name(&self, addr: SocketAddr, name: ServerName<'static>) {
+        lock(&self.shared.tls_names).insert(addr, name);
     }
 
     /// Sends a transmit. UDP is sent at once; TCP goes to the connection's writer, connecting
@@ -277,20 +339,29 @@ impl Transports {
                     }),
                 }
             }
-            Transport::Tcp => {
-                self.send_tcp(transmit);
+            Transport::Tcp | Transport::Tls => {
+                self.send_stream(transmit);
                 Ok(())
             }
         }
     }
 
-    fn send_tcp(&self, transmit: Transmit) {
+    fn send_stream(&self, transmit: Transmit) {
         let shared = &self.shared;
+        let transport = transmit.peer.transport;
         let existing = transmit
             .peer
             .conn
-            .filter(|id| lock(&shared.conns).contains_key(id))
-            .or_else(|| lock(&shared.by_addr).get(&transmit.peer.addr).copied());
+            .filter(|id| {
+                lock(&shared.conns)
+                    .get(id)
+                    .is_some_and(|c| c.transport == transport)
+            })
+            .or_else(|| {
+                lock(&shared.by_addr)
+                    .get(&(transport, transmit.peer.addr))
+                    .copied()
+            });
         if let Some(id) = existing {
             let sender = lock(&shared.conns).get(&id).map(|c| c.tx.clone());
             if let Some(sender) = sender {
@@ -304,17 +375,18 @@ impl Transports {
         let mut tasks = lock(&self.tasks);
         tasks.spawn(async move {
             let addr = transmit.peer.addr;
-            let connect =
-                tokio::time::timeout(shared.limits.tcp_connect_timeout, TcpStream::connect(addr))
-                    .await;
-            match connect {
-                Ok(Ok(stream)) => {
-                    if let Some(sender) = register_conn(&shared, stream, addr) {
-                        let _ = sender.send(transmit.bytes).await;
-                    }
+            let sender = match connect(&shared, transport, addr).await {
+                Ok(sender) => sender,
+                Err(e) => {
+                    tracing::debug!(%addr, ?transport, error = %e, "outbound connection failed");
+                    None
                 }
-                _ => {
-                    tracing::debug!(%addr, "outbound TCP connect failed");
+            };
+            match sender {
+                Some(sender) => {
+                    let _ = sender.send(transmit.bytes).await;
+                }
+                None => {
                     if let Some(tx) = transmit.tx {
                         report_send_failure(&shared, &transmit.bytes, tx).await;
                     }
@@ -337,7 +409,7 @@ impl Transports {
                 })
                 .or_else(|| self.udp.first())
                 .map(Arc::as_ref),
-            Transport::Tcp => None,
+            Transport::Tcp | Transport::Tls => None,
         };
         refuse(&self.shared, Instant::now(), udp, peer, request, refusal);
     }
@@ -347,6 +419,22 @@ impl Transports {
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// A UDP socket with a larger receive buffer (socket2: tokio cannot set SO_RCVBUF before bind).
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if recv_buffer > 0 {
+        // Best effort: the kernel silently caps it at net.core.rmem_max.
+        let _ = socket.set_recv_buffer_size(recv_buffer);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -386,7 +474,7 @@ fn refuse(
     let bytes = response.to_bytes();
     let sent = match (peer.transport, udp) {
         (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
-        (Transport::Tcp, _) => {
+        (Transport::Tcp | Transport::Tls, _) => {
             let sender = peer
                 .conn
                 .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()));
@@ -493,7 +581,9 @@ async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     }
 }
 
-async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts TCP connections; with `tls`, each one completes a TLS handshake (bounded by
+/// `limits.tls_handshake_timeout`, off the accept loop) before its first byte of SIP is read.
+async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     loop {
         let accepted = tokio::select! {
             () = shared.cancel.cancelled() => return,
@@ -508,10 +598,38 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     count_refusal(Refusal::NotAllowed, "none");
                     continue;
                 }
-                if register_conn(&shared, stream, addr).is_none() {
+                let Some(slot) = Slot::take(&shared) else {
                     metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_connection_cap")
                         .increment(1);
                     tracing::warn!(%addr, "TCP connection refused: connection cap reached");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                match &tls {
+                    None => {
+                        register_conn(&shared, slot, stream, addr, Transport::Tcp);
+                    }
+                    Some(acceptor) => {
+                        let (shared, acceptor) = (Arc::clone(&shared), acceptor.clone());
+                        tokio::spawn(async move {
+                            let limit = shared.limits.tls_handshake_timeout;
+                            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    register_conn(&shared, slot, stream, addr, Transport::Tls);
+                                }
+                                Ok(Err(e)) => {
+                                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tls_handshake")
+                                        .increment(1);
+                                    tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tls_handshake")
+                                        .increment(1);
+                                    tracing::debug!(%addr, "TLS handshake timed out");
+                                }
+                            }
+                        });
+                    }
                 }
             }
             Err(e) => {
@@ -522,44 +640,121 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Starts the reader and writer of a connection; None when the cap is reached.
-fn register_conn(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    addr: SocketAddr,
-) -> Option<mpsc::Sender<Bytes>> {
-    if shared.open_conns.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_tcp_connections {
-        shared.open_conns.fetch_sub(1, Ordering::SeqCst);
-        return None;
+/// A place under `sip.max_tcp_connections` (TLS connections count too), held from before the
+/// TLS handshake until the connection ends; given back on drop.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        if shared.open_conns.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_tcp_connections {
+            shared.open_conns.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        metrics::gauge!(SIP_TCP_CONNECTIONS).increment(1.0);
+        Some(Self(Arc::clone(shared)))
     }
-    metrics::gauge!(SIP_TCP_CONNECTIONS).increment(1.0);
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open_conns.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!(SIP_TCP_CONNECTIONS).decrement(1.0);
+    }
+}
+
+/// Opens an outbound connection (TCP, then the TLS handshake for TLS, each bounded) and
+/// starts its reader and writer. `Ok(None)`: the connection cap is reached.
+async fn connect(
+    shared: &Arc<Shared>,
+    transport: Transport,
+    addr: SocketAddr,
+) -> std::io::Result<Option<mpsc::Sender<Bytes>>> {
+    let Some(slot) = Slot::take(shared) else {
+        return Ok(None);
+    };
+    let stream = tokio::time::timeout(shared.limits.tcp_connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = stream.set_nodelay(true);
+    if transport != Transport::Tls {
+        return Ok(Some(register_conn(
+            shared,
+            slot,
+            stream,
+            addr,
+            Transport::Tcp,
+        )));
+    }
+    let connector = match &shared.tls {
+        Some(tls) => tls.connector.clone(),
+        None => return Err(std::io::Error::other("no TLS client configuration")),
+    };
+    let name = lock(&shared.tls_names)
+        .get(&addr)
+        .cloned()
+        .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+    let stream = tokio::time::timeout(
+        shared.limits.tls_handshake_timeout,
+        connector.connect(name, stream),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Some(register_conn(
+        shared,
+        slot,
+        stream,
+        addr,
+        Transport::Tls,
+    )))
+}
+
+/// Starts the reader and writer of a connection (TCP or TLS) holding `slot`.
+fn register_conn<S>(
+    shared: &Arc<Shared>,
+    slot: Slot,
+    stream: S,
+    addr: SocketAddr,
+    transport: Transport,
+) -> mpsc::Sender<Bytes>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    lock(&shared.conns).insert(id, Conn { tx: tx.clone() });
-    lock(&shared.by_addr).insert(addr, id);
+    lock(&shared.conns).insert(
+        id,
+        Conn {
+            tx: tx.clone(),
+            transport,
+        },
+    );
+    lock(&shared.by_addr).insert((transport, addr), id);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = tokio::io::split(stream);
         let conn_cancel = shared.cancel.child_token();
         let writer_task = tokio::spawn(tcp_writer(writer, rx, conn_cancel.clone()));
-        tcp_reader(reader, id, addr, &shared, &conn_cancel).await;
+        let peer = Peer {
+            transport,
+            addr,
+            conn: Some(id),
+        };
+        tcp_reader(reader, peer, &shared, &conn_cancel).await;
         conn_cancel.cancel();
         let _ = writer_task.await;
         lock(&shared.conns).remove(&id);
         let mut by_addr = lock(&shared.by_addr);
-        if by_addr.get(&addr) == Some(&id) {
-            by_addr.remove(&addr);
+        if by_addr.get(&(transport, addr)) == Some(&id) {
+            by_addr.remove(&(transport, addr));
         }
         drop(by_addr);
-        shared.open_conns.fetch_sub(1, Ordering::SeqCst);
-        metrics::gauge!(SIP_TCP_CONNECTIONS).decrement(1.0);
+        drop(slot);
     });
-    Some(tx)
+    tx
 }
 
-async fn tcp_writer(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+async fn tcp_writer<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Bytes>,
     cancel: CancellationToken,
 ) {
@@ -576,20 +771,15 @@ async fn tcp_writer(
     let _ = writer.shutdown().await;
 }
 
-async fn tcp_reader(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
-    id: ConnId,
-    addr: SocketAddr,
+async fn tcp_reader<R: AsyncRead + Unpin>(
+    mut reader: R,
+    peer: Peer,
     shared: &Shared,
     cancel: &CancellationToken,
 ) {
     let max = shared.limits.max_message;
     let mut buf = BytesMut::with_capacity(4096);
-    let peer = Peer {
-        transport: Transport::Tcp,
-        addr,
-        conn: Some(id),
-    };
+    let (addr, id) = (peer.addr, peer.conn.unwrap_or(ConnId(0)));
     loop {
         // Frame everything already buffered before reading more.
         loop {

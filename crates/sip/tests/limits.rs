@@ -36,6 +36,7 @@ impl Server {
             &listen,
             limits,
             sip::limits::Admission::new(admission, Instant::now()),
+            None,
             vec![tx],
             cancel.clone(),
         )

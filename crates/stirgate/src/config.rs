@@ -361,6 +361,16 @@ pub struct RawSip {
     pub tcp_idle_timeout_s: u64,
     /// `sip.shards`
     pub shards: usize,
+    /// `sip.tls_cert`: PEM certificate chain presented by `tls:` listeners.
+    pub tls_cert: String,
+    /// `sip.tls_key`: PEM private key of `sip.tls_cert`.
+    pub tls_key: String,
+    /// `sip.tls_ca`: PEM CA file outbound TLS trusts instead of the system roots.
+    pub tls_ca: String,
+    /// `sip.tls_handshake_timeout_ms`: longest TLS handshake.
+    pub tls_handshake_timeout_ms: u64,
+    /// `sip.udp_recv_buffer_bytes`: SO_RCVBUF of the UDP sockets.
+    pub udp_recv_buffer_bytes: usize,
 }
 
 impl Default for RawSip {
@@ -378,6 +388,11 @@ impl Default for RawSip {
             max_tcp_connections: 1024,
             tcp_idle_timeout_s: 600,
             shards: 0,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_handshake_timeout_ms: 5000,
+            udp_recv_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -618,6 +633,10 @@ pub struct Config {
     pub forward_target: String,
     /// Where the forward target is reached.
     pub forward_peer: Peer,
+    /// TLS acceptor/connector (None: no `tls:` listener, no TLS target and no TLS setting).
+    pub tls: Option<sip::Tls>,
+    /// The certificate name expected from each TLS target address (the host of its URI).
+    pub tls_names: Vec<(SocketAddr, String)>,
     /// Metrics endpoint.
     pub metrics_listen: SocketAddr,
     /// Status page (None: off).
@@ -687,6 +706,15 @@ impl Config {
             }
         };
         raw.stir.trust_anchors = rebase(&raw.stir.trust_anchors);
+        for p in [
+            &mut raw.sip.tls_cert,
+            &mut raw.sip.tls_key,
+            &mut raw.sip.tls_ca,
+        ] {
+            if !p.is_empty() {
+                *p = rebase(Path::new(p.as_str())).display().to_string();
+            }
+        }
         raw.stir.intermediates = raw.stir.intermediates.as_deref().map(rebase);
         raw.media.prompt_dir = rebase(Path::new(&raw.media.prompt_dir))
             .display()
@@ -760,8 +788,12 @@ impl TryFrom<RawConfig> for Config {
         let mut timers = TimerConfig::from_t1(Duration::from_millis(raw.sip.t1_ms.max(1)));
         timers.timeout = Duration::from_millis(raw.sip.transaction_timeout_ms.max(1));
 
+        let mut tls_names = Vec::new();
         let forward_peer = match resolve_target(&raw.forward.target) {
-            Ok(peer) => Some(peer),
+            Ok(peer) => {
+                tls_names.extend(tls_name(&raw.forward.target, &peer));
+                Some(peer)
+            }
             Err(reason) => {
                 errors.push(ConfigError::new("forward.target", reason));
                 None
@@ -942,7 +974,10 @@ impl TryFrom<RawConfig> for Config {
                 None
             } else {
                 match resolve_target(&n.forward_target) {
-                    Ok(peer) => Some((n.forward_target.clone(), peer)),
+                    Ok(peer) => {
+                        tls_names.extend(tls_name(&n.forward_target, &peer));
+                        Some((n.forward_target.clone(), peer))
+                    }
                     Err(reason) => {
                         errors.push(ConfigError::new(&key("forward_target"), reason));
                         None
@@ -982,6 +1017,7 @@ impl TryFrom<RawConfig> for Config {
         let admission = raw
             .limits
             .validate(timers.timeout, &implicit_allow, &mut errors);
+        let tls = tls_settings(&raw.sip, &listen, !tls_names.is_empty(), &mut errors);
         let (Some(forward_peer), Some(metrics_listen), true) =
             (forward_peer, metrics_listen, errors.is_empty())
         else {
@@ -1001,6 +1037,8 @@ impl TryFrom<RawConfig> for Config {
                 max_message: raw.sip.max_message_bytes,
                 max_tcp_connections: raw.sip.max_tcp_connections,
                 tcp_idle_timeout: Duration::from_secs(raw.sip.tcp_idle_timeout_s.max(1)),
+                tls_handshake_timeout: Duration::from_millis(raw.sip.tls_handshake_timeout_ms),
+                udp_recv_buffer: raw.sip.udp_recv_buffer_bytes,
                 ..Limits::default()
             },
             admission,
@@ -1008,6 +1046,8 @@ impl TryFrom<RawConfig> for Config {
             shards,
             forward_target: raw.forward.target.clone(),
             forward_peer,
+            tls,
+            tls_names,
             metrics_listen,
             status_listen,
             cdr_path: (!raw.cdr.path.is_empty()).then(|| PathBuf::from(&raw.cdr.path)),
@@ -1049,16 +1089,35 @@ fn resolve_target(target: &str) -> Result<Peer, String> {
     if uri.scheme == "tel" {
         return Err("a tel: URI has no host to send to; use sip:".to_owned());
     }
-    let transport = match uri.transport.as_deref() {
-        None | Some("udp") => Transport::Udp,
-        Some("tcp") => Transport::Tcp,
-        Some(other) => {
+    let sips = uri.scheme.eq_ignore_ascii_case("sips");
+    let transport = match uri
+        .transport
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        // RFC 3261 §19.1.2 / RFC 5630: sips: means TLS on this hop.
+        None if sips => Transport::Tls,
+        Some("tls") => Transport::Tls,
+        None | Some("udp") if !sips => Transport::Udp,
+        Some("tcp") if !sips => Transport::Tcp,
+        Some(other) if sips => {
             return Err(format!(
-                "transport `{other}` is not supported; use udp or tcp"
+                "a sips: URI needs TLS; transport `{other}` contradicts it"
             ))
         }
+        Some(other) => {
+            return Err(format!(
+                "transport `{other}` is not supported; use udp, tcp or tls"
+            ))
+        }
+        None => Transport::Udp,
     };
-    let port = uri.port.unwrap_or(5060);
+    let port = uri.port.unwrap_or(if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    });
     let addr = (uri.host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{}`: {e}", uri.host))?
@@ -1069,6 +1128,61 @@ fn resolve_target(target: &str) -> Result<Peer, String> {
         addr,
         conn: None,
     })
+}
+
+/// Builds the TLS acceptor/connector when anything uses TLS; a file that cannot be used is an
+/// error naming its key.
+fn tls_settings(
+    raw: &RawSip,
+    listen: &[ListenAddr],
+    tls_targets: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<sip::Tls> {
+    let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+    let settings = sip::TlsSettings {
+        cert: path(&raw.tls_cert),
+        key: path(&raw.tls_key),
+        ca: path(&raw.tls_ca),
+    };
+    if !(100..=60_000).contains(&raw.tls_handshake_timeout_ms) {
+        errors.push(ConfigError::new(
+            "sip.tls_handshake_timeout_ms",
+            "must be between 100 and 60000",
+        ));
+    }
+    let tls_listener = listen.iter().any(|l| matches!(l, ListenAddr::Tls(_)));
+    if tls_listener && settings.cert.is_none() {
+        errors.push(ConfigError::new(
+            "sip.tls_cert",
+            "a tls: listener in sip.listen needs sip.tls_cert and sip.tls_key",
+        ));
+        return None;
+    }
+    if !tls_listener && !tls_targets && settings == sip::TlsSettings::default() {
+        return None;
+    }
+    match settings.build() {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            let key = match e.what {
+                "key" => "sip.tls_key",
+                "ca" | "roots" => "sip.tls_ca",
+                _ => "sip.tls_cert",
+            };
+            errors.push(ConfigError::new(key, e.reason));
+            None
+        }
+    }
+}
+
+/// (address, host) of a TLS target, so outbound TLS checks the certificate against the host the
+/// URI names (RFC 5922 §7.2), not the address it resolved to.
+fn tls_name(target: &str, peer: &Peer) -> Option<(SocketAddr, String)> {
+    if peer.transport != Transport::Tls {
+        return None;
+    }
+    let uri = SipUri::parse(target).ok()?;
+    Some((peer.addr, uri.host))
 }
 
 fn toml_error(e: &toml::de::Error) -> ConfigError {
@@ -1112,6 +1226,49 @@ mod tests {
         );
         assert_eq!(cfg.forward_peer.transport, Transport::Tcp);
         assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5080".parse().unwrap());
+    }
+
+    #[test]
+    fn tls_targets_listeners_and_their_errors() {
+        let cfg =
+            Config::from_toml_at("[forward]\ntarget = \"sips:pbx@127.0.0.1\"\n", &repo()).unwrap();
+        assert_eq!(cfg.forward_peer.transport, Transport::Tls);
+        assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5061".parse().unwrap());
+        assert_eq!(
+            cfg.tls_names,
+            vec![("127.0.0.1:5061".parse().unwrap(), "127.0.0.1".to_owned())]
+        );
+        assert!(
+            cfg.tls.is_some(),
+            "outbound TLS is ready for a sips: target"
+        );
+        let cfg = Config::from_toml_at(
+            "[forward]\ntarget = \"sip:pbx@127.0.0.1:5071;transport=TLS\"\n",
+            &repo(),
+        )
+        .unwrap();
+        assert_eq!(cfg.forward_peer.transport, Transport::Tls);
+
+        let err = |toml: &str| {
+            Config::from_toml_at(toml, &repo())
+                .unwrap_err()
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.reason))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let e = err("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n");
+        assert!(e.contains("sip.tls_cert: a tls: listener"), "{e}");
+        let e = err("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\ntls_cert = \"no-such.pem\"\ntls_key = \"k.pem\"\n");
+        assert!(e.contains("sip.tls_cert: cannot read"), "{e}");
+        let e = err("[sip]\ntls_ca = \"configs/stirgate.toml\"\n");
+        assert!(
+            e.contains("sip.tls_ca:"),
+            "a file without certificates: {e}"
+        );
+        let e = err("[forward]\ntarget = \"sips:pbx@127.0.0.1;transport=udp\"\n");
+        assert!(e.contains("forward.target: a sips: URI needs TLS"), "{e}");
     }
 
     #[test]

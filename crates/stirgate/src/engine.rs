@@ -65,14 +65,21 @@ pub struct Policy {
     fast_pass_days: u64,
 }
 
+/// The addresses stirgate listens on, per transport (Via sent-by and Contact of our requests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Locals {
+    /// UDP.
+    pub udp: Option<SocketAddr>,
+    /// TCP.
+    pub tcp: Option<SocketAddr>,
+    /// TLS.
+    pub tls: Option<SocketAddr>,
+}
+
 impl Policy {
     /// Builds everything the config describes (loads prompts, trust anchors, opens the lists).
-    /// `local_udp` / `local_tcp` are the bound listener addresses.
-    pub fn build(
-        cfg: &Config,
-        local_udp: Option<SocketAddr>,
-        local_tcp: Option<SocketAddr>,
-    ) -> anyhow::Result<Self> {
+    /// `locals` are the bound listener addresses.
+    pub fn build(cfg: &Config, locals: Locals) -> anyhow::Result<Self> {
         let flows = flow_config(cfg)?;
         let lists: Arc<dyn ListStore> = cfg
             .lists_store
@@ -87,8 +94,9 @@ impl Policy {
         let core = b2bua::Config {
             forward_target: cfg.forward_target.clone(),
             forward_peer: cfg.forward_peer,
-            local_udp,
-            local_tcp,
+            local_udp: locals.udp,
+            local_tcp: locals.tcp,
+            local_tls: locals.tls,
             user_agent: cfg.user_agent.clone(),
             call_id_prefix: String::new(), // set per shard
             timers: cfg.timers,
@@ -136,8 +144,7 @@ pub struct Engine {
     pub active: Arc<AtomicUsize>,
     phase: watch::Sender<Phase>,
     policy: watch::Sender<Arc<Policy>>,
-    local_udp: Option<SocketAddr>,
-    local_tcp: Option<SocketAddr>,
+    locals: Locals,
     shards: JoinSet<()>,
     cdr_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -155,10 +162,21 @@ impl Engine {
             receivers.push(rx);
         }
         let admission = Admission::new(cfg.admission.clone(), Instant::now());
-        let transports =
-            Transports::bind(&cfg.listen, cfg.limits, admission, senders, cancel.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("sip.listen: {e}"))?;
+        let transports = Transports::bind(
+            &cfg.listen,
+            cfg.limits,
+            admission,
+            cfg.tls.clone(),
+            senders,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("sip.listen: {e}"))?;
+        for (addr, host) in &cfg.tls_names {
+            let name =
+                sip::tls::server_name(host).map_err(|e| anyhow::anyhow!("forward.target: {e}"))?;
+            transports.set_tls_name(*addr, name);
+        }
 
         let (cdr_tx, cdr_task) = match &cfg.cdr_path {
             Some(path) => {
@@ -173,7 +191,13 @@ impl Engine {
 
         let local_udp = local(&transports.udp_addrs(), cfg.advertised_address);
         let local_tcp = local(&transports.tcp_addrs(), cfg.advertised_address);
-        let policy = Arc::new(Policy::build(cfg, local_udp, local_tcp)?);
+        let local_tls = local(&transports.tls_addrs(), cfg.advertised_address);
+        let locals = Locals {
+            udp: local_udp,
+            tcp: local_tcp,
+            tls: local_tls,
+        };
+        let policy = Arc::new(Policy::build(cfg, locals)?);
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (policy_tx, policy_rx) = watch::channel(Arc::clone(&policy));
         let active = Arc::new(AtomicUsize::new(0));
@@ -222,8 +246,7 @@ impl Engine {
             transports,
             active,
             policy: policy_tx,
-            local_udp,
-            local_tcp,
+            locals,
             phase,
             shards,
             cdr_task,
@@ -233,7 +256,7 @@ impl Engine {
     /// Rebuilds the policy from `cfg` and hands it to every shard; calls in progress keep the
     /// routes and target they started with. On error nothing changes.
     pub fn reload(&self, cfg: &Config) -> anyhow::Result<()> {
-        let policy = Policy::build(cfg, self.local_udp, self.local_tcp)?;
+        let policy = Policy::build(cfg, self.locals)?;
         let _ = self.policy.send(Arc::new(policy));
         Ok(())
     }

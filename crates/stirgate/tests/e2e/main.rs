@@ -6,4 +6,5 @@ mod limits;
 mod local_flows;
 mod ops;
 mod sip_calls;
+mod tls;
 mod verified_calls;
