@@ -275,3 +275,71 @@ fn seconds_of_day(v: &serde_json::Value) -> f64 {
         .map(|x| x.parse::<f64>().unwrap_or(0.0))
         .fold(0.0, |acc, x| acc * 60.0 + x)
 }
+
+/// Issue 9: two stirgate processes (different loopback ports and directories) sharing one real
+/// Redis behave as one for replays and lists: a PASSporT accepted by the first is a replay on the
+/// second; a caller who passes the CAPTCHA on the first is fast-passed on the second; stopping the
+/// first loses no list entry.
+#[test]
+fn two_instances_share_replays_and_lists_through_redis() {
+    let redis = test_support::redis::RedisServer::start();
+    let signer = Signer::new(Duration::ZERO);
+    let dir_a = signer.path();
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let url = redis.url();
+    // Gate's template ends the [stir] table with these lines; the tables after them are the
+    // shared stores and a CAPTCHA that SIPp's pcap digits ("10") pass.
+    let stir = format!(
+        "trust_anchors = \"{root}\"\nallow_http_x5u = true\nreplay = \"fail\"\n\
+         replay_store = \"redis\"\nredis_url = \"{url}\"\n\
+         [lists]\nbackend = \"redis\"\nredis_url = \"{url}\"\n\
+         [captcha]\nmode = \"fixed\"\nanswer = \"10\"\nattempts = 1\ntimeout_s = 5\n",
+        root = dir_a.join("root.pem").display()
+    );
+    let routes = "missing = \"captcha\"\nfailed = \"reject\"";
+    let mut a = Gate::start(dir_a, &stir, routes);
+    let b = Gate::start(dir_b.path(), &stir, routes);
+
+    // One PASSporT, sent to A (verified, forwarded) and then to B: a replay → 438.
+    let ids = signer.injection("A", 1);
+    let callee = a.callee(dir_a, "uas_expect_verified.xml", 1);
+    let first = a.call(
+        dir_a,
+        "uac_identity.xml",
+        1,
+        &["-inf".to_owned(), ids.clone()],
+    );
+    callee.wait(Duration::from_secs(30));
+    assert_ok("first delivery of the PASSporT, on A", &first);
+    let replayed = b.call(
+        dir_b.path(),
+        "uac_identity_438.xml",
+        1,
+        &["-inf".to_owned(), ids],
+    );
+    assert_ok("the same PASSporT on B is a replay (438)", &replayed);
+    let cdrs_b = wait_cdrs(&b.stirgate, 1);
+    assert_eq!(cdrs_b[0]["route"], "reject", "{cdrs_b:?}");
+    assert_eq!(cdrs_b[0]["final_status"], 438, "{cdrs_b:?}");
+
+    // CAPTCHA passed on A → fast-passed on B.
+    let callee = a.callee(dir_a, "uas", 1);
+    let passed = a.call(dir_a, "uac_captcha_pass.xml", 1, &[]);
+    callee.kill();
+    assert_ok("caller passes the CAPTCHA on A", &passed);
+    let cdrs_a = wait_cdrs(&a.stirgate, 2);
+    assert_eq!(cdrs_a[1]["outcome"], "captcha_passed", "{cdrs_a:?}");
+
+    // Stopping A loses nothing: the entry lives in Redis.
+    assert!(a
+        .stirgate
+        .stop("TERM", Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let callee = b.callee(dir_b.path(), "uas", 1);
+    let fast = b.call(dir_b.path(), "uac_captcha_pass.xml", 1, &[]);
+    callee.kill();
+    assert_ok("the same caller on B", &fast);
+    let cdrs_b = wait_cdrs(&b.stirgate, 2);
+    assert_eq!(cdrs_b[1]["fast_pass"], true, "{cdrs_b:?}");
+    assert_eq!(cdrs_b[1]["route"], "forward", "{cdrs_b:?}");
+}
