@@ -210,10 +210,22 @@ impl Endpoint {
     }
 
     /// Feeds bytes received from `source` (one datagram or one framed stream message).
+    ///
+    /// Bytes that do not parse are reported as [`Event::Malformed`]; a request among them whose
+    /// request line alone is broken (wrong SIP version, stray whitespace) is answered 505 or
+    /// 400 statelessly when [`Request::salvage`] can recover what an answer copies.
     pub fn handle_bytes(&mut self, now: Instant, source: Peer, bytes: &[u8]) {
         match Message::parse(bytes) {
             Ok(message) => self.handle_message(now, source, message),
-            Err(error) => self.events.push_back(Event::Malformed { source, error }),
+            Err(error) => {
+                // The filter keeps garbage from being parsed twice.
+                if matches!(error, ParseError::Version | ParseError::BadRequestLine(_)) {
+                    if let Some((request, error)) = Request::salvage(bytes) {
+                        self.reject(source, request, &error);
+                    }
+                }
+                self.events.push_back(Event::Malformed { source, error });
+            }
         }
     }
 
@@ -229,20 +241,7 @@ impl Endpoint {
         if let Err(error) = request.validate() {
             // Answer when the response can be routed at all (RFC 3261 §8.2 / §16.3).
             if request.method != Method::Ack && request.top_via().is_some() {
-                annotate_via(&mut request, source);
-                let mut resp = Response::for_request(
-                    &request,
-                    error.status_code(),
-                    &error.reason_phrase(),
-                    None,
-                );
-                resp.headers.push("Server", self.user_agent.as_str());
-                let peer = via_peer(resp.top_via(), source);
-                self.transmits.push_back(Transmit {
-                    peer,
-                    bytes: resp.to_bytes(),
-                    tx: None,
-                });
+                self.reject(source, request, &error);
             }
             self.events.push_back(Event::Malformed { source, error });
             return;
@@ -318,6 +317,21 @@ impl Endpoint {
             tx: key,
             request,
             source,
+        });
+    }
+
+    /// Answers a malformed request statelessly with the status and reason `error` names
+    /// (no transaction: a retransmission is simply answered again).
+    fn reject(&mut self, source: Peer, mut request: Request, error: &ParseError) {
+        annotate_via(&mut request, source);
+        let mut resp =
+            Response::for_request(&request, error.status_code(), &error.reason_phrase(), None);
+        resp.headers.push("Server", self.user_agent.as_str());
+        let peer = via_peer(resp.top_via(), source);
+        self.transmits.push_back(Transmit {
+            peer,
+            bytes: resp.to_bytes(),
+            tx: None,
         });
     }
 
@@ -862,6 +876,40 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_request_with_a_broken_request_line_is_answered_where_it_came_from() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        // The Via names another host and the wrong version: the answer goes to the source.
+        let text = invite("z9hG4bK5")
+            .replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1)
+            .replace("SIP/2.0/UDP", "SIP/7.0/UDP");
+        for _ in 0..2 {
+            // Stateless: a retransmission is answered again.
+            ep.handle_bytes(Instant::now(), udp(6002), text.as_bytes());
+            let tx = drain_transmits(&mut ep);
+            assert_eq!(tx.len(), 1);
+            assert!(tx[0]
+                .bytes
+                .starts_with(b"SIP/2.0 505 Version Not Supported\r\n"));
+            assert_eq!(tx[0].peer.addr, udp(6002).addr);
+            assert!(matches!(
+                ep.poll_event(),
+                Some(Event::Malformed {
+                    error: ParseError::Version,
+                    ..
+                })
+            ));
+            assert_eq!(ep.transaction_count(), (0, 0));
+        }
+        let text = invite("z9hG4bK6").replacen("SIP/2.0\r\n", "SIP/2.0  \r\n", 1);
+        ep.handle_bytes(Instant::now(), udp(6003), text.as_bytes());
+        let tx = drain_transmits(&mut ep);
+        assert_eq!(tx.len(), 1);
+        assert!(tx[0]
+            .bytes
+            .starts_with(b"SIP/2.0 400 Trailing whitespace in Request-Line\r\n"));
     }
 
     #[test]

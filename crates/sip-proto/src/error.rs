@@ -6,7 +6,9 @@ use thiserror::Error;
 ///
 /// Messages that fail with [`ParseError::Syntax`] are dropped (nothing can be answered); a
 /// request that parses but lacks or garbles a mandatory header is answered 400 with
-/// [`ParseError::reason_phrase`].
+/// [`ParseError::reason_phrase`]. A request whose request line fails with
+/// [`ParseError::Version`] or [`ParseError::BadRequestLine`] is answered too (505 or 400) when
+/// its header block still says where the answer goes: see [`crate::message::Request::salvage`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ParseError {
@@ -19,6 +21,10 @@ pub enum ParseError {
     /// The SIP version is not SIP/2.0.
     #[error("unsupported SIP version")]
     Version,
+    /// The request line has its three elements but not the single SPs between them that
+    /// RFC 3261 §7.1 requires (RFC 4475 §3.1.2.8–3.1.2.10).
+    #[error("malformed Request-Line: {0}")]
+    BadRequestLine(RequestLineFault),
     /// A mandatory header is missing.
     #[error("missing mandatory header {0}")]
     MissingHeader(&'static str),
@@ -68,6 +74,7 @@ impl ParseError {
             Self::Syntax => "Bad Request".to_owned(),
             Self::NotUtf8 => "Bad Request - not UTF-8".to_owned(),
             Self::Version => "Version Not Supported".to_owned(),
+            Self::BadRequestLine(fault) => fault.reason_phrase().to_owned(),
             Self::MissingHeader(name) => format!("Missing {name} header"),
             Self::BadHeader { name } => format!("Malformed {name} header"),
             Self::DuplicateHeader { name } => format!("Conflicting {name} headers"),
@@ -86,6 +93,32 @@ impl ParseError {
             Self::TooLarge { .. } => 513,
             Self::UnsupportedUriScheme => 416,
             _ => 400,
+        }
+    }
+}
+
+/// What is wrong with a request line that still has a method, a Request-URI and a SIP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RequestLineFault {
+    /// Whitespace inside the Request-URI, as in `sip:user@example.com; lr` (RFC 4475 lwsruri).
+    #[error("whitespace in the Request-URI")]
+    SpaceInUri,
+    /// More than one SP between elements, or SP before the method (RFC 4475 lwsstart).
+    #[error("extra whitespace between its elements")]
+    ExtraSpace,
+    /// SP after the SIP version (RFC 4475 trws).
+    #[error("whitespace after the SIP version")]
+    TrailingSpace,
+}
+
+impl RequestLineFault {
+    /// The reason phrase of the 400 that answers it.
+    pub fn reason_phrase(self) -> &'static str {
+        match self {
+            Self::SpaceInUri => "Whitespace in Request-URI",
+            Self::ExtraSpace => "Extra whitespace in Request-Line",
+            Self::TrailingSpace => "Trailing whitespace in Request-Line",
         }
     }
 }

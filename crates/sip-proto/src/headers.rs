@@ -344,6 +344,48 @@ pub fn set_uri_param(uri: &str, name: &str, value: &str) -> String {
 
 /// Splits a header value at commas that are outside quotes and angle brackets (list headers).
 pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
+    split_comma_keeping_empty(value)
+        .into_iter()
+        .filter(|p| !p.is_empty())
+}
+
+/// True when a list header's value has an empty element (`a,,b`, a leading or trailing comma):
+/// RFC 3261 §25.1 writes lists as `element *(COMMA element)`, so each element is required, and
+/// RFC 4475 §3.1.2.1 (badinv01) asks for a 400. [`split_comma`] skips empty elements, so a
+/// response can still be routed by such a Via; `Request::validate` rejects the request.
+pub fn has_empty_element(value: &str) -> bool {
+    split_comma_keeping_empty(value)
+        .iter()
+        .any(|p| p.is_empty())
+}
+
+/// True when a Via element's or a (name-)address's header parameters include an empty one
+/// (`;;`, a trailing `;`) or one without a name (`;=x`): RFC 3261 §25.1 makes every
+/// `generic-param` start with a token, and RFC 4475 §3.1.2.1 (badinv01) asks for a 400.
+/// [`Params::parse`] skips such parameters, which keeps routing working; `Request::validate`
+/// rejects the request. Parameters inside `<...>` belong to the URI and are not looked at.
+pub fn has_empty_params(value: &str) -> bool {
+    let params = match find_outside_quotes(value, '<') {
+        Some(open) => match value[open..].find('>') {
+            Some(close) => &value[open + close + 1..],
+            None => return false,
+        },
+        None => match find_outside_quotes(value, ';') {
+            Some(at) => &value[at..],
+            None => return false,
+        },
+    };
+    // Whatever else may follow a name-addr is not this check's business.
+    let Some(params) = params.trim().strip_prefix(';') else {
+        return false;
+    };
+    split_outside_quotes(params, ';').iter().any(|p| {
+        let p = p.trim();
+        p.is_empty() || p.starts_with('=')
+    })
+}
+
+fn split_comma_keeping_empty(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0usize);
     for (i, c) in value.char_indices() {
@@ -364,7 +406,7 @@ pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
         }
     }
     parts.push(value[start..].trim());
-    parts.into_iter().filter(|p| !p.is_empty())
+    parts
 }
 
 fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {

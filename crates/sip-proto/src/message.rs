@@ -15,8 +15,8 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
-use crate::error::ParseError;
-use crate::headers::{split_comma, CSeq, NameAddr, Via};
+use crate::error::{ParseError, RequestLineFault};
+use crate::headers::{has_empty_element, has_empty_params, split_comma, CSeq, NameAddr, Via};
 
 /// The largest message accepted by default (UDP datagrams and TCP frames alike).
 pub const DEFAULT_MAX_MESSAGE: usize = 65_535;
@@ -336,43 +336,10 @@ impl Message {
     /// checked here, so that a request missing one can still be answered: call
     /// [`Request::validate`] / [`Response::validate`].
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
-        // Tolerate the CRLFs that RFC 3261 §7.5 lets a sender put before a message.
-        let start = bytes
-            .iter()
-            .position(|&b| b != b'\r' && b != b'\n')
-            .ok_or(ParseError::Syntax)?;
-        let bytes = &bytes[start..];
-        let head_end = find(bytes, b"\r\n\r\n").ok_or(ParseError::Syntax)?;
-        let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let body = &bytes[head_end + 4..];
-
-        let (start_line, raw_block) = head.split_once("\r\n").unwrap_or((head, ""));
-        if !start_line.starts_with("SIP/") && !request_line_ok(start_line) {
-            return Err(ParseError::Syntax);
-        }
-        // RFC 3261 allows forms rsip's tokenizer does not know (folded lines, whitespace before
-        // a header colon): when reading the lines meets one, rewrite the head and read again.
-        // Messages without them (nearly all) are not copied.
-        let normalized;
-        let (head_bytes, header_block, headers) = match read_header_lines(raw_block) {
-            Ok(headers) => (&bytes[..head_end + 4], raw_block, headers),
-            Err(LineError::Syntax) => return Err(ParseError::Syntax),
-            Err(LineError::NeedsNormalizing) => {
-                normalized = normalize_head(head);
-                let block = normalized
-                    .strip_suffix("\r\n\r\n")
-                    .and_then(|h| h.split_once("\r\n"))
-                    .map_or("", |(_, block)| block);
-                let headers = read_header_lines(block).map_err(|_| ParseError::Syntax)?;
-                (normalized.as_bytes(), block, headers)
-            }
-        };
-        if !rsip_accepts(head_bytes, start_line, header_block, headers.len()) {
-            return Err(ParseError::Syntax);
-        }
-
-        let body = Bytes::copy_from_slice(body);
-        if let Some(rest) = start_line.strip_prefix("SIP/") {
+        let head = read_head(bytes)?;
+        let body = Bytes::copy_from_slice(head.body);
+        let Some(request_line) = head.request_line else {
+            let rest = head.start_line.strip_prefix("SIP/").unwrap_or_default();
             let mut parts = rest.splitn(3, ' ');
             let version = parts.next().ok_or(ParseError::Syntax)?;
             if version != "2.0" {
@@ -384,29 +351,23 @@ impl Message {
                 .filter(|s| (100..700).contains(s))
                 .ok_or(ParseError::Syntax)?;
             let reason = parts.next().unwrap_or("").to_owned();
-            Ok(Self::Response(Response {
+            return Ok(Self::Response(Response {
                 status,
                 reason,
-                headers,
+                headers: head.headers,
                 body,
-            }))
-        } else {
-            let mut parts = start_line.split(' ');
-            let (Some(method), Some(uri), Some(version), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(ParseError::Syntax);
-            };
-            if version != "SIP/2.0" {
-                return Err(ParseError::Version);
-            }
-            Ok(Self::Request(Request {
-                method: Method::parse(method),
-                uri: uri.to_owned(),
-                headers,
-                body,
-            }))
+            }));
+        };
+        let (method, uri, version) = request_line?;
+        if version != "SIP/2.0" {
+            return Err(ParseError::Version);
         }
+        Ok(Self::Request(Request {
+            method: Method::parse(method),
+            uri: uri.to_owned(),
+            headers: head.headers,
+            body,
+        }))
     }
 
     /// Serializes the message (Content-Length recomputed).
@@ -427,12 +388,55 @@ impl Message {
 }
 
 impl Request {
+    /// The request in `bytes` when its request line fails [`Message::parse`] in a way that is
+    /// still answered (RFC 4475 §3.1.2.8–3.1.2.10 and §3.1.2.16): the version is not SIP/2.0
+    /// ([`ParseError::Version`], 505), or stray whitespace breaks the line
+    /// ([`ParseError::BadRequestLine`], 400). Returns the request with the error to answer.
+    ///
+    /// The request keeps the line's method and gets a stand-in Request-URI (an answer does not
+    /// echo it); its header block passed the same checks as in [`Message::parse`]. `None` when
+    /// `bytes` parse, or cannot be answered: not a request, no sound header block, an ACK
+    /// (never answered, RFC 3261 §17.2.1), or one of the headers an answer copies so that the
+    /// client can match it (Via, From, To, Call-ID, CSeq) is missing or does not parse. The
+    /// Via may be of another SIP version (SIP/7.0 in RFC 4475's badvers): the answer then
+    /// goes back to the source address.
+    pub fn salvage(bytes: &[u8]) -> Option<(Self, ParseError)> {
+        let head = read_head(bytes).ok()?;
+        let error = match head.request_line? {
+            Ok((_, _, "SIP/2.0")) => return None,
+            Ok(_) => ParseError::Version,
+            Err(error) => error,
+        };
+        let method = Method::parse(head.start_line.split(' ').find(|t| !t.is_empty())?);
+        let headers = head.headers;
+        let answerable = method != Method::Ack
+            && headers.get_list("Via").next().is_some()
+            && ["From", "To"].iter().all(|name| {
+                headers
+                    .get(name)
+                    .is_some_and(|v| NameAddr::parse(v).is_ok())
+            })
+            && headers.get("Call-ID").is_some_and(|c| !c.is_empty())
+            && headers.get("CSeq").is_some_and(|c| CSeq::parse(c).is_ok());
+        answerable.then(|| {
+            let request = Self {
+                method,
+                uri: STAND_IN_URI.to_owned(),
+                headers,
+                body: Bytes::new(),
+            };
+            (request, error)
+        })
+    }
+
     /// Checks what RFC 3261 §8.1.1 makes mandatory: Via, From, To, Call-ID, CSeq (whose method
-    /// must match the request line), and a Content-Length that fits the body.
+    /// must match the request line), and a Content-Length that fits the body; and that Via,
+    /// Contact, From and To have no empty list elements or parameters (RFC 4475 §3.1.2.1).
     ///
     /// On success the body is cut to Content-Length (RFC 3261 §18.3).
     pub fn validate(&mut self) -> Result<(), ParseError> {
         validate_common(&self.headers)?;
+        separators_ok(&self.headers)?;
         let cseq = self.cseq().ok_or(ParseError::BadHeader { name: "CSeq" })?;
         if cseq.method != self.method {
             return Err(ParseError::CSeqMethodMismatch);
@@ -666,24 +670,128 @@ fn tighten_separators(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Checks a Request-Line (RFC 3261 §7.1, `Method SP Request-URI SP SIP-Version`) ourselves:
-/// rsip only knows 14 methods and its URI grammar is far narrower than RFC 3261's (no `.` in a
-/// user part, no `%` escapes there, no `;`, `?`, `(`... user characters, no absolute URIs), so
-/// it cannot be the judge of this line. The URI's own grammar is checked in
-/// [`Request::validate`], where a bad one is answered (400, or 416 for an unknown scheme)
-/// rather than dropped.
-fn request_line_ok(line: &str) -> bool {
+/// A message's head found and its header block read and checked; the start line is judged
+/// (for a request) but not yet turned into a [`Message`].
+struct Head<'a> {
+    start_line: &'a str,
+    /// `None` for a status line; for a request line, its method, Request-URI and version, or
+    /// why it has none ([`ParseError::BadRequestLine`] only: a line that is no request line
+    /// at all stops [`read_head`]).
+    request_line: Option<Result<(&'a str, &'a str, &'a str), ParseError>>,
+    headers: Headers,
+    body: &'a [u8],
+}
+
+/// The steps [`Message::parse`] and [`Request::salvage`] share.
+fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
+    // Tolerate the CRLFs that RFC 3261 §7.5 lets a sender put before a message.
+    let start = bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(ParseError::Syntax)?;
+    let bytes = &bytes[start..];
+    let head_end = find(bytes, b"\r\n\r\n").ok_or(ParseError::Syntax)?;
+    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+    let body = &bytes[head_end + 4..];
+
+    let (start_line, raw_block) = head.split_once("\r\n").unwrap_or((head, ""));
+    let request_line = (!start_line.starts_with("SIP/")).then(|| read_request_line(start_line));
+    if let Some(Err(ParseError::Syntax)) = request_line {
+        return Err(ParseError::Syntax);
+    }
+    // RFC 3261 allows forms rsip's tokenizer does not know (folded lines, whitespace before
+    // a header colon): when reading the lines meets one, rewrite the head and read again.
+    // Messages without them (nearly all) are not copied.
+    let normalized;
+    let (head_bytes, header_block, headers) = match read_header_lines(raw_block) {
+        Ok(headers) => (&bytes[..head_end + 4], raw_block, headers),
+        Err(LineError::Syntax) => return Err(ParseError::Syntax),
+        Err(LineError::NeedsNormalizing) => {
+            normalized = normalize_head(head);
+            let block = normalized
+                .strip_suffix("\r\n\r\n")
+                .and_then(|h| h.split_once("\r\n"))
+                .map_or("", |(_, block)| block);
+            let headers = read_header_lines(block).map_err(|_| ParseError::Syntax)?;
+            (normalized.as_bytes(), block, headers)
+        }
+    };
+    // A broken request line is no line for rsip to read: it judges the header block alone.
+    let line_broken = matches!(request_line, Some(Err(_)));
+    if !rsip_accepts(
+        head_bytes,
+        start_line,
+        header_block,
+        headers.len(),
+        line_broken,
+    ) {
+        return Err(ParseError::Syntax);
+    }
+    Ok(Head {
+        start_line,
+        request_line,
+        headers,
+        body,
+    })
+}
+
+/// Reads a Request-Line (RFC 3261 §7.1, `Method SP Request-URI SP SIP-Version`) into its three
+/// elements. A line that has them but not the single SPs between them gives
+/// [`ParseError::BadRequestLine`] (it can be answered, see [`Request::salvage`]); anything else
+/// [`ParseError::Syntax`].
+fn read_request_line(line: &str) -> Result<(&str, &str, &str), ParseError> {
+    split_request_line(line).ok_or_else(|| {
+        request_line_fault(line).map_or(ParseError::Syntax, ParseError::BadRequestLine)
+    })
+}
+
+/// Checks a Request-Line ourselves: rsip only knows 14 methods and its URI grammar is far
+/// narrower than RFC 3261's (no `.` in a user part, no `%` escapes there, no `;`, `?`, `(`...
+/// user characters, no absolute URIs), so it cannot be the judge of this line. The URI's own
+/// grammar is checked in [`Request::validate`], where a bad one is answered (400, or 416 for an
+/// unknown scheme) rather than dropped.
+fn split_request_line(line: &str) -> Option<(&str, &str, &str)> {
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return None;
     };
-    !method.is_empty()
+    let ok = !method.is_empty()
         && method.bytes().all(is_token_char)
         && !uri.is_empty()
         && uri.bytes().all(|b| b.is_ascii_graphic())
-        && version_ok(version)
+        && version_ok(version);
+    ok.then_some((method, uri, version))
+}
+
+/// What is wrong with a line that [`split_request_line`] refused but that still reads as a
+/// method, a Request-URI (perhaps with spaces in it) and a SIP version separated by SPs. Only SP
+/// counts as the stray whitespace: with any other control character it is no request line.
+fn request_line_fault(line: &str) -> Option<RequestLineFault> {
+    let trimmed = line.trim_end_matches(' ');
+    let words: Vec<&str> = trimmed.split(' ').filter(|w| !w.is_empty()).collect();
+    let (&[method, .., version], true) = (words.as_slice(), words.len() >= 3) else {
+        return None;
+    };
+    if !method.bytes().all(is_token_char)
+        || !version_ok(version)
+        || !words
+            .iter()
+            .all(|w| w.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return None;
+    }
+    if words.len() > 3 {
+        Some(RequestLineFault::SpaceInUri)
+    } else if trimmed != words.join(" ") {
+        Some(RequestLineFault::ExtraSpace)
+    } else if trimmed.len() < line.len() {
+        Some(RequestLineFault::TrailingSpace)
+    } else {
+        // Well formed after all: not a case for this function.
+        None
+    }
 }
 
 /// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT`.
@@ -700,15 +808,19 @@ fn version_ok(version: &str) -> bool {
 /// The start line handed to rsip in place of a request line it cannot read but we checked.
 const STAND_IN_REQUEST_LINE: &str = "OPTIONS sip:stand-in.invalid SIP/2.0";
 
+/// The Request-URI of a request [`Request::salvage`] rebuilt.
+const STAND_IN_URI: &str = "sip:stand-in.invalid";
+
 /// Lets rsip check the message's grammar (`head_bytes` is the head with its CRLFCRLF, which has
 /// `header_lines` header lines after the start line). A request line rsip cannot read but
-/// [`request_line_ok`] accepted is replaced by a stand-in (the header block is still rsip's to
-/// judge); the copy that takes is made only then.
+/// [`split_request_line`] accepted, or one that is broken (`line_broken`), is replaced by a
+/// stand-in (the header block is still rsip's to judge); the copy that takes is made only then.
 fn rsip_accepts(
     head_bytes: &[u8],
     start_line: &str,
     header_block: &str,
     header_lines: usize,
+    line_broken: bool,
 ) -> bool {
     use rsip::message::HasHeaders as _;
 
@@ -719,7 +831,7 @@ fn rsip_accepts(
     // rsip's URI tokenizer can run past the end of the request line (it took
     // `x:y SIP/2.0\r\nTo: a.b: 3\r\nC[[:x` for a URI, found by fuzzing) and then judges
     // the wrong lines as headers: trust its verdict only when it saw every header line.
-    if (!is_request || known_method)
+    if (!is_request || (known_method && !line_broken))
         && rsip::SipMessage::try_from(head_bytes)
             .is_ok_and(|m| m.headers().iter().count() == header_lines)
     {
@@ -905,6 +1017,25 @@ fn validate_common(headers: &Headers) -> Result<(), ParseError> {
                     name: canonical_static(name),
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Rejects the empty list elements and empty parameters of RFC 4475 §3.1.2.1 (badinv01) in the
+/// headers our views parse: the views skip them, so they are only seen here.
+fn separators_ok(headers: &Headers) -> Result<(), ParseError> {
+    for name in ["Via", "Contact"] {
+        if headers
+            .get_all(name)
+            .any(|line| has_empty_element(line) || split_comma(line).any(has_empty_params))
+        {
+            return Err(ParseError::BadHeader { name });
+        }
+    }
+    for name in ["From", "To"] {
+        if headers.get_all(name).any(has_empty_params) {
+            return Err(ParseError::BadHeader { name });
         }
     }
     Ok(())
@@ -1193,8 +1324,8 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         assert_eq!(req.uri, uri);
         assert_eq!(req.method, Method::Other(method.to_owned()));
 
-        assert!(request_line_ok("INVITE sip:a@b SIP/2.0"));
-        assert!(request_line_ok("INVITE sip:a@b SIP/7.0"));
+        assert!(split_request_line("INVITE sip:a@b SIP/2.0").is_some());
+        assert!(split_request_line("INVITE sip:a@b SIP/7.0").is_some());
         for bad in [
             "INVITE  sip:a@b SIP/2.0",
             "INVITE sip:a@b SIP/2.0 ",
@@ -1205,7 +1336,7 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
             "INVITE sip:a\tb SIP/2.0",
             " sip:a@b SIP/2.0",
         ] {
-            assert!(!request_line_ok(bad), "{bad}");
+            assert!(split_request_line(bad).is_none(), "{bad}");
         }
     }
 
@@ -1221,6 +1352,118 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(Message::parse(text.as_bytes()), Err(ParseError::Syntax));
         let fixed = text.replace("C[[[[soap.beep:", "Soap:");
         assert!(Message::parse(fixed.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn broken_request_lines_name_their_fault() {
+        use RequestLineFault::*;
+        for (line, want) in [
+            ("INVITE sip:a@b; lr SIP/2.0", Some(SpaceInUri)),
+            ("INVITE sip:a@b ; lr  SIP/2.0 ", Some(SpaceInUri)),
+            ("INVITE  sip:a@b  SIP/2.0", Some(ExtraSpace)),
+            (" INVITE sip:a@b SIP/2.0", Some(ExtraSpace)),
+            ("INVITE  sip:a@b SIP/2.0  ", Some(ExtraSpace)),
+            ("INVITE sip:a@b SIP/2.0  ", Some(TrailingSpace)),
+            ("INVITE sip:a@b SIP/7.0 ", Some(TrailingSpace)),
+            // No version, a tab, a bad method: no request line at all.
+            ("INVITE sip:a@b", None),
+            ("INVITE sip:a@b  HTTP/1.1", None),
+            ("INVITE\tsip:a@b SIP/2.0 ", None),
+            ("INV@TE  sip:a@b SIP/2.0", None),
+            ("INVITE sip:a@b SIP/2.0", None),
+        ] {
+            assert_eq!(request_line_fault(line), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_broken_request_line_is_salvaged_for_an_answer() {
+        let text = INVITE.replace(
+            "INVITE sip:+15551230002@127.0.0.1:5060 SIP/2.0",
+            "INVITE sip:+15551230002@127.0.0.1:5060 ;lr SIP/2.0",
+        );
+        let err = ParseError::BadRequestLine(RequestLineFault::SpaceInUri);
+        assert_eq!(Message::parse(text.as_bytes()), Err(err.clone()));
+        let (req, error) = Request::salvage(text.as_bytes()).unwrap();
+        assert_eq!(error, err);
+        assert_eq!(
+            (error.status_code(), error.reason_phrase().as_str()),
+            (400, "Whitespace in Request-URI")
+        );
+        assert_eq!(req.method, Method::Invite);
+        assert_eq!(req.call_id(), Some("a84b4c76e66710@pc33"));
+
+        let text = INVITE.replace("SIP/2.0\r\nv:", "SIP/3.1\r\nv:");
+        assert_eq!(Message::parse(text.as_bytes()), Err(ParseError::Version));
+        let (_, error) = Request::salvage(text.as_bytes()).unwrap();
+        assert_eq!(error.status_code(), 505);
+
+        // Nothing to salvage in a message that parses, and nothing answerable without the
+        // headers an answer copies, or for an ACK, or with a header block that is no header
+        // block.
+        assert_eq!(Request::salvage(INVITE.as_bytes()), None);
+        let no_call_id = text.replace("Call-ID: a84b4c76e66710@pc33\r\n", "");
+        assert_eq!(
+            Message::parse(no_call_id.as_bytes()),
+            Err(ParseError::Version)
+        );
+        assert_eq!(Request::salvage(no_call_id.as_bytes()), None);
+        let ack = text
+            .replace("INVITE sip", "ACK sip")
+            .replace("314159 INVITE", "314159 ACK");
+        assert_eq!(Request::salvage(ack.as_bytes()), None);
+        let garbage = text.replace("Max-Forwards: 70", "Max Forwards 70");
+        assert_eq!(Message::parse(garbage.as_bytes()), Err(ParseError::Syntax));
+        assert_eq!(Request::salvage(garbage.as_bytes()), None);
+    }
+
+    #[test]
+    fn empty_parameters_and_list_elements_are_a_400() {
+        for (from, to, name) in [
+            (
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport",
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;;rport",
+                "Via",
+            ),
+            (
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport",
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds,,SIP/2.0/UDP a",
+                "Via",
+            ),
+            (
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport",
+                "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport,",
+                "Via",
+            ),
+            (
+                "Contact: <sip:alice@10.0.0.1:5070>",
+                "Contact: <sip:alice@10.0.0.1:5070>;;;;",
+                "Contact",
+            ),
+            ("tag=1928301774", "tag=1928301774;", "From"),
+            (
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;=x",
+                "To",
+            ),
+        ] {
+            let text = INVITE.replace(from, to);
+            let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+                panic!("not a request");
+            };
+            assert_eq!(req.validate(), Err(ParseError::BadHeader { name }), "{to}");
+        }
+        // Inside the URI and inside quotes, `;;` is not a header parameter.
+        let text = INVITE
+            .replace(
+                "Contact: <sip:alice@10.0.0.1:5070>",
+                "Contact: \"a;;b\" <sip:alice@10.0.0.1:5070;lr>;expires=3",
+            )
+            .replace("tag=1928301774", "tag=1928301774;x=\";;\"");
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
     }
 
     #[test]
