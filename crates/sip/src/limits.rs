@@ -550,7 +550,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A To tag for a stateless answer: the same for every retransmission of the request.
-fn stateless_tag(request: &Request) -> String {
+pub(crate) fn stateless_tag(request: &Request) -> String {
     // FNV-1a over Call-ID and the top Via branch: stable, cheap; it need not be secret.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let branch = request

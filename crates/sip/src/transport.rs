@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sip_proto::endpoint::{ConnId, Peer, Transmit, Transport, TxKey};
+use sip_proto::error::ParseError;
 use sip_proto::framing::{frame, Frame};
-use sip_proto::{Message, Method, Request};
+use sip_proto::{Message, Method, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -492,6 +493,47 @@ fn refuse(
     }
 }
 
+/// A request whose request line alone is broken (RFC 4475 badvers, lwsruri, lwsstart, trws)
+/// but whose Via/From/To/Call-ID/CSeq can be recovered gets its 505 or 400 statelessly, to the
+/// source address (a Via of another version cannot be trusted to route), within the source's
+/// reply budget. False: nothing was sent (dropped by the caller).
+fn answer_salvaged(
+    shared: &Shared,
+    now: Instant,
+    udp: Option<&UdpSocket>,
+    peer: Peer,
+    bytes: &[u8],
+) -> bool {
+    let Some((request, error)) = Request::salvage(bytes) else {
+        return false;
+    };
+    if !shared.admission.may_answer(now, peer.addr.ip()) {
+        return false;
+    }
+    let tag = crate::limits::stateless_tag(&request);
+    let response = Response::for_request(
+        &request,
+        error.status_code(),
+        &error.reason_phrase(),
+        Some(&tag),
+    );
+    let bytes = response.to_bytes();
+    let sent = match (peer.transport, udp) {
+        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
+        (Transport::Tcp | Transport::Tls, _) => peer
+            .conn
+            .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()))
+            .is_some_and(|s| s.try_send(bytes.clone()).is_ok()),
+        (Transport::Udp, None) => false,
+    };
+    if sent {
+        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => first_line_label(&bytes))
+            .increment(1);
+        tracing::debug!(peer = %peer.addr, %error, "answered a request with a broken request line");
+    }
+    sent
+}
+
 fn count_refusal(refusal: Refusal, answer: &'static str) {
     metrics::counter!(SIP_REFUSED_TOTAL, "reason" => refusal.label(), "answer" => answer)
         .increment(1);
@@ -510,6 +552,11 @@ async fn dispatch(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: &
     let message = match Message::parse(bytes) {
         Ok(m) => m,
         Err(e) => {
+            if matches!(e, ParseError::Version | ParseError::BadRequestLine(_))
+                && answer_salvaged(shared, now, udp, peer, bytes)
+            {
+                return;
+            }
             metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "unparsable").increment(1);
             tracing::debug!(peer = %peer.addr, error = %e, "dropped unparsable SIP message");
             return;

@@ -361,11 +361,22 @@ impl CertCache {
         let Some(path) = &self.inner.policy.file else {
             return;
         };
-        let Ok(bytes) = std::fs::read(path) else {
-            return;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "certificate cache file unreadable; starting cold");
+                return;
+            }
         };
-        let Ok(entries) = serde_json::from_slice::<Vec<Persisted>>(&bytes) else {
-            return;
+        let entries = match serde_json::from_slice::<Vec<Persisted>>(&bytes) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Written by rename, so only a foreign or damaged file lands here; nothing of
+                // it is used (entries are also re-validated one by one below).
+                tracing::warn!(path = %path.display(), error = %e, "certificate cache file discarded: not a cache file; starting cold");
+                return;
+            }
         };
         let now = Instant::now();
         let now_unix = unix(SystemTime::now());
@@ -589,6 +600,11 @@ struct Persisted {
 fn write_atomically(path: &std::path::Path, entries: &[Persisted]) -> std::io::Result<()> {
     let json = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, &json)?;
+    // Durable before it replaces the old file: after a power loss the cache is the old one or
+    // the new one, never an empty file.
+    file.sync_all()?;
+    drop(file);
     std::fs::rename(&tmp, path)
 }

@@ -78,6 +78,20 @@ fn init_tracing() {
 async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     crate::metrics::install(cfg.metrics_listen)?;
     let cancel = CancellationToken::new();
+    // Only here, before any call: a reload must not touch recordings in progress. A `.part` is
+    // a recording a crash cut short; it was never presented as a message, and never will be.
+    match media::recorder::remove_stale_parts(&cfg.voicemail.dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            dir = %cfg.voicemail.dir.display(),
+            removed = n,
+            "removed partial recordings left by a crash"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %cfg.voicemail.dir.display(), error = %e, "cannot clear partial recordings")
+        }
+    }
     let engine = Engine::start(&cfg, cancel.clone()).await?;
     tracing::info!(
         listen = ?cfg.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -173,8 +173,6 @@ fn kill_9_while_recording_leaves_only_complete_messages() {
 }
 
 #[test]
-#[ignore = "media::recorder::remove_stale_parts is never called at start-up, though docs/media.md \
-            says it is: see the crash-safety report; un-ignore once run.rs calls it"]
 fn start_up_clears_the_partial_recordings_a_crash_left() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vm = dir.path().join("voicemail");
@@ -549,8 +547,6 @@ fn kill_9_during_a_certificate_cache_write_keeps_a_loadable_file() {
 }
 
 #[test]
-#[ignore = "stir cache load() discards an unreadable cache_file silently (no log line): see the \
-            crash-safety report; un-ignore once it logs"]
 fn a_cache_file_cut_in_half_is_discarded_with_a_log_line() {
     let mut rig = CacheRig::start();
     let identity = rig.identity(0);

@@ -188,6 +188,26 @@ fn malformed_and_truncated_messages_do_not_disturb_other_calls() {
         "{}",
         String::from_utf8_lossy(&replies[0])
     );
+    // RFC 4475 §3.3.15 / §3.1.2.x: a broken request line with recoverable headers is answered
+    // (505 for SIP/7.0, 400 naming the whitespace fault), to the source address.
+    let badvers = invite
+        .replace(" SIP/2.0\r\nVia", " SIP/7.0\r\nVia")
+        .replace("bad1@test", "badvers@test");
+    let replies = udp_exchange(sg, badvers.as_bytes(), Duration::from_millis(500));
+    let text = String::from_utf8_lossy(replies.first().expect("badvers answered"));
+    assert!(
+        text.starts_with("SIP/2.0 505 Version Not Supported\r\n") && text.contains("badvers@test"),
+        "{text}"
+    );
+    let lwsruri = invite
+        .replace(
+            "sip:+15551230002@127.0.0.1 SIP",
+            "sip:+15551230002@127.0.0.1; lr SIP",
+        )
+        .replace("bad1@test", "lwsruri@test");
+    let replies = udp_exchange(sg, lwsruri.as_bytes(), Duration::from_millis(500));
+    let text = String::from_utf8_lossy(replies.first().expect("lwsruri answered"));
+    assert!(text.starts_with("SIP/2.0 400 "), "{text}");
     // A CSeq that does not match the method: 400.
     let bad_cseq = invite.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     let replies = udp_exchange(sg, bad_cseq.as_bytes(), Duration::from_millis(500));
