@@ -60,6 +60,9 @@ SIGN_WORKERS = int(os.environ.get("SIGN_WORKERS", "3"))
 # gets a fresh, unique value for every call because it remembers PASSporTs (replay.rs).
 POOL = int(os.environ.get("POOL", "2000" if QUICK else "6000"))
 TICK = os.sysconf("SC_CLK_TCK")
+# `stirgate sign --count N` makes N values in one process; an older STIRGATE_BIN without it is
+# asked once per value (much slower, same values).
+HAS_COUNT = "--count" in subprocess.run([BIN, "sign", "--help"], capture_output=True, text=True).stdout
 T0 = time.time()
 
 
@@ -184,7 +187,12 @@ class Signer:
         self.key, self.x5u, self.serial = key, x5u, 0
         self.seconds, self.count = 0.0, 0
 
+    # Values per `stirgate sign --count` process. Each batch shares one orig/dest pair (and
+    # every value still has its own origid, so no two are the same PASSporT); batches differ.
+    BATCH = int(os.environ.get("SIGN_BATCH", "500"))
+
     def one(self, n):
+        """One value from one process: for a binary older than `sign --count`."""
         orig, dest = f"+1215{n % 10000000:07d}", f"+1267{(n * 7919) % 10000000:07d}"
         out = subprocess.run(
             [BIN, "sign", "--key", self.key, "--x5u", self.x5u, "--attest", "A", "--orig", orig, "--dest", dest],
@@ -192,13 +200,28 @@ class Signer:
         ).stdout.strip()
         return f"{orig};{dest};{out}"
 
+    def batch(self, first, n):
+        if not HAS_COUNT:
+            return [self.one(i) for i in range(first, first + n)]
+        orig, dest = f"+1215{first % 10000000:07d}", f"+1267{(first * 7919) % 10000000:07d}"
+        out = subprocess.run(
+            [BIN, "sign", "--key", self.key, "--x5u", self.x5u, "--attest", "A", "--orig", orig, "--dest", dest,
+             "--count", str(n)],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        if len(out) != n:
+            sys.exit(f"stirgate sign --count {n} printed {len(out)} values")
+        return [f"{orig};{dest};{v}" for v in out]
+
     def csv(self, path, n):
         """Writes n fresh, distinct lines (orig;dest;Identity) to path for SIPp's -inf."""
         t = time.time()
         first = self.serial
         self.serial += n
+        starts = range(first, first + n, self.BATCH)
         with concurrent.futures.ThreadPoolExecutor(SIGN_WORKERS) as ex:
-            lines = list(ex.map(self.one, range(first, first + n)))
+            batches = list(ex.map(lambda s: self.batch(s, min(self.BATCH, first + n - s)), starts))
+        lines = [line for b in batches for line in b]
         with open(path, "w") as f:
             f.write("SEQUENTIAL\n")
             f.write("\n".join(lines) + "\n")

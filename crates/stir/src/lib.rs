@@ -38,4 +38,4 @@ pub use check::VerifyRequest;
 pub use config::{Config, ConfigError};
 pub use verdict::{Attest, Reason, Verdict, Verstat};
 #[cfg(feature = "fetch")]
-pub use verifier::{Verifier, VerifierError};
+pub use verifier::{PendingVerify, Verifier, VerifierError};

@@ -96,6 +96,18 @@ impl Verifier {
     /// No-TN-Validation ([`Reason::Timeout`]) and the fetch completes in the background.
     /// Must run inside a tokio runtime.
     pub async fn verify(&self, req: &VerifyRequest) -> Verdict {
+        match self.verify_now(req) {
+            Ok(verdict) => verdict,
+            Err(pending) => self.finish(pending, req).await,
+        }
+    }
+
+    /// The synchronous start of [`Self::verify`]: the verdict when it needs no waiting (every
+    /// x5u answered from the cache and the replay check in process, the hot path of a B2BUA),
+    /// else what is left to wait for, to hand to [`Self::finish`] on a task of its own. Either
+    /// way the verdict is the one `verify` would give: this is the same code, cut where the
+    /// first await would be. Must run inside a tokio runtime (a cache miss starts a fetch).
+    pub fn verify_now(&self, req: &VerifyRequest) -> Result<Verdict, Box<PendingVerify>> {
         let started = Instant::now();
         let mut verdict = match Parsed::parse(&req.identity) {
             Err(reason) => Verdict::from_reason(reason),
@@ -117,30 +129,66 @@ impl Verifier {
                         Lookup::Wait(_) => pending.push((u, l)),
                     }
                 }
-                // The hot path (every chain cached) arms no timer.
-                if !pending.is_empty() {
-                    let wait_all = async {
-                        for (u, l) in pending {
-                            chains.insert(u, l.wait().await);
-                        }
-                    };
-                    let remaining = self.inner.budget.saturating_sub(started.elapsed());
-                    if tokio::time::timeout(remaining, wait_all).await.is_err() {
-                        let mut verdict = Verdict::from_reason(Reason::Timeout {
-                            budget: self.inner.budget,
-                        });
-                        verdict.x5u = parsed.first_x5u().map(str::to_owned);
-                        verdict.elapsed = started.elapsed();
-                        crate::metrics::verification_finished(&verdict);
-                        return verdict;
-                    }
+                if !pending.is_empty() || self.replay_awaits() {
+                    // Boxed: only the cold path pays for moving it around.
+                    return Err(Box::new(PendingVerify {
+                        parsed,
+                        chains,
+                        pending,
+                        started,
+                    }));
                 }
-                self.check(&parsed, req, &chains, started).await
+                self.inner.checker.check(&parsed, req, &chains)
             }
         };
         verdict.elapsed = started.elapsed();
         crate::metrics::verification_finished(&verdict);
+        Ok(verdict)
+    }
+
+    /// The rest of a verification [`Self::verify_now`] could not finish: waits for the
+    /// fetches (within what is left of the budget) and the shared replay store.
+    pub async fn finish(&self, pending: Box<PendingVerify>, req: &VerifyRequest) -> Verdict {
+        let PendingVerify {
+            parsed,
+            mut chains,
+            pending,
+            started,
+        } = *pending;
+        // The hot path (every chain cached) arms no timer.
+        if !pending.is_empty() {
+            let wait_all = async {
+                for (u, l) in pending {
+                    chains.insert(u, l.wait().await);
+                }
+            };
+            let remaining = self.inner.budget.saturating_sub(started.elapsed());
+            if tokio::time::timeout(remaining, wait_all).await.is_err() {
+                let mut verdict = Verdict::from_reason(Reason::Timeout {
+                    budget: self.inner.budget,
+                });
+                verdict.x5u = parsed.first_x5u().map(str::to_owned);
+                verdict.elapsed = started.elapsed();
+                crate::metrics::verification_finished(&verdict);
+                return verdict;
+            }
+        }
+        let mut verdict = self.check(&parsed, req, &chains, started).await;
+        verdict.elapsed = started.elapsed();
+        crate::metrics::verification_finished(&verdict);
         verdict
+    }
+
+    /// Whether the replay check needs the shared store (an await), not the in-process memory.
+    fn replay_awaits(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.inner.replay.is_some() && self.inner.checker.replay_enabled()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
     }
 
     /// The certificate cache.
@@ -184,6 +232,15 @@ impl Verifier {
         let _ = started;
         checker.check(parsed, req, chains)
     }
+}
+
+/// A verification [`Verifier::verify_now`] started but could not finish without waiting.
+#[derive(Debug)]
+pub struct PendingVerify {
+    parsed: Parsed,
+    chains: StaticChains,
+    pending: Vec<(String, Lookup)>,
+    started: Instant,
 }
 
 /// Why a verifier could not be built.

@@ -1916,3 +1916,51 @@ fn replay_store_config_is_validated() {
     };
     assert_eq!(ok.validate(), Ok(()));
 }
+
+/// The B2BUA verifies on its shard when nothing needs waiting for: `verify_now` must defer a
+/// call whose certificate is not cached yet (and start its fetch), and answer at once, with the
+/// verdict `verify` gives, once it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_now_answers_from_the_cache_and_defers_a_fetch() {
+    let env = Env::new().await;
+    let verifier = env.verifier(&env.config());
+    let cold = req(vec![env.good()]);
+    let pending = verifier
+        .verify_now(&cold)
+        .expect_err("a cold x5u is fetched, not answered at once");
+    let v = verifier.finish(pending, &cold).await;
+    expect(
+        &v,
+        Verstat::Passed,
+        "verified",
+        None,
+        "finished after the fetch",
+    );
+    assert_eq!(env.server.hits("/cert.pem"), 1);
+
+    // Cached now: every rule still applies, answered without waiting and without a fetch.
+    let other = Claims {
+        origid: Some("9a1f0b8e-2f0c-4d2e-9a55-0f4c1b7e3d21".into()),
+        ..env.claims()
+    };
+    let warm = req(vec![env.identity(&env.header(), &other)]);
+    let v = verifier.verify_now(&warm).expect("answered from the cache");
+    expect(&v, Verstat::Passed, "verified", None, "cached");
+    assert_eq!(v.attest, Some(Attest::A));
+    let tampered = req(vec![tamper_signature(
+        &env.identity(&env.header(), &env.claims()),
+    )]);
+    let v = verifier
+        .verify_now(&tampered)
+        .expect("answered from the cache");
+    expect(&v, Verstat::Failed, "bad_signature", Some(438), "tampered");
+    let v = verifier.verify_now(&req(vec![])).expect("nothing to fetch");
+    expect(
+        &v,
+        Verstat::NoValidation,
+        "no_identity",
+        None,
+        "no identity",
+    );
+    assert_eq!(env.server.hits("/cert.pem"), 1, "no second fetch");
+}

@@ -86,4 +86,8 @@ pub struct SignArgs {
     /// Issued-at time as UNIX seconds; now when absent.
     #[arg(long)]
     pub iat: Option<u64>,
+    /// Print this many values, one per line, each with its own random origid (load
+    /// generation: one process instead of one per call). Without it: one value.
+    #[arg(long, conflicts_with = "origid", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: Option<u32>,
 }

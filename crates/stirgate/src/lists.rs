@@ -1,8 +1,9 @@
 //! The blocklist and the fast-pass allow list: numbers looked up once per call, kept in an
 //! embedded SQLite file so they survive restarts and crashes.
 //!
-//! [`ListStore`] is the interface the engine calls (from `spawn_blocking`: lookups do blocking
-//! I/O). Two implementations, chosen by [`StoreConfig`] (`lists.backend`):
+//! [`ListStore`] is the interface the engine calls: [`ListStore::lookup_now`] on the shard when
+//! the store can answer without waiting (SQLite, from its page cache), else `lookup` from
+//! `spawn_blocking` (lookups may do blocking I/O). Two implementations, chosen by [`StoreConfig`] (`lists.backend`):
 //! - [`SqliteLists`] (`sqlite`, the default): one file on this machine.
 //!   `stirgate lists add|remove|show` (see [`crate::lists_cmd`]) writes the same file while the
 //!   server runs: every lookup is its own read transaction, so the running server sees another
@@ -30,11 +31,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use b2bua::Listing;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
 pub use crate::lists_redis::{RedisLists, MAX_QUEUED_WRITES};
@@ -346,12 +347,21 @@ impl ListError {
 }
 
 /// Where the lists live. Implementations are shared between the engine's shards, so they are
-/// `Send + Sync`; their methods block (call them from `spawn_blocking` on the call path).
+/// `Send + Sync`; their methods block (call them from `spawn_blocking` on the call path), except
+/// [`Self::lookup_now`].
 pub trait ListStore: Send + Sync {
     /// The listing of `number` at `now_unix`. The blocklist wins when a number is on both;
     /// expired entries are ignored; a number that does not canonicalize (a SIP user name, ...)
     /// is [`Listing::Unlisted`], not an error, because callers send all sorts of From users.
     fn lookup(&self, number: &str, now_unix: u64) -> Result<Listing, ListError>;
+
+    /// [`Self::lookup`] when it can be answered at once without blocking (the engine then
+    /// calls it on its shard instead of on a blocking-pool thread), else `None` and the caller
+    /// uses `lookup`. The default never answers at once.
+    fn lookup_now(&self, number: &str, now_unix: u64) -> Option<Result<Listing, ListError>> {
+        let _ = (number, now_unix);
+        None
+    }
 
     /// Adds `entry` (its number canonicalized), replacing an entry for the same list and number.
     fn add(&self, entry: &ListEntry) -> Result<(), ListError>;
@@ -367,9 +377,13 @@ pub trait ListStore: Send + Sync {
 ///
 /// One connection behind a mutex: a lookup is a single indexed read of a few microseconds, so
 /// shards contending for the lock wait less than a second connection would cost to keep.
+/// A second, read-only connection that never waits serves [`ListStore::lookup_now`]: the
+/// shards' inline lookups, which must not block (a busy lock or a contended file sends the
+/// lookup back to the blocking path).
 #[derive(Debug)]
 pub struct SqliteLists {
     conn: Mutex<Connection>,
+    fast: Mutex<Connection>,
 }
 
 /// The schema this code writes, kept in SQLite's `user_version`.
@@ -444,8 +458,17 @@ impl SqliteLists {
         }
         // Prepare the hot statement now, so that a broken file fails at start, not on a call.
         conn.prepare_cached(LOOKUP_SQL).map_err(open_err)?;
+        let fast = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        // Never wait: a lookup that would is retried on the blocking path, which does.
+        fast.busy_timeout(Duration::ZERO).map_err(open_err)?;
+        fast.prepare_cached(LOOKUP_SQL).map_err(open_err)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            fast: Mutex::new(fast),
         })
     }
 
@@ -459,6 +482,29 @@ impl SqliteLists {
 impl ListStore for SqliteLists {
     fn lookup(&self, number: &str, now_unix: u64) -> Result<Listing, ListError> {
         counted("lookup", self.lookup_inner(number, now_unix))
+    }
+
+    fn lookup_now(&self, number: &str, now_unix: u64) -> Option<Result<Listing, ListError>> {
+        let Some(number) = stir::tn::canonicalize(number) else {
+            return Some(Ok(Listing::Unlisted));
+        };
+        // Another shard's lookup in progress: take the blocking path rather than wait.
+        let conn = match self.fast.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        match query_listing(&conn, &number, now_unix) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                None
+            }
+            r => Some(counted("lookup", r.map_err(ListError::from))),
+        }
     }
 
     fn add(&self, entry: &ListEntry) -> Result<(), ListError> {
@@ -479,19 +525,7 @@ impl SqliteLists {
         let Some(number) = stir::tn::canonicalize(number) else {
             return Ok(Listing::Unlisted);
         };
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(LOOKUP_SQL)?;
-        let mut rows = stmt.query(params![number, sql_time(now_unix)])?;
-        let mut listing = Listing::Unlisted;
-        while let Some(row) = rows.next()? {
-            match row.get_ref(0)?.as_str() {
-                Ok("block") => return Ok(Listing::Blocked),
-                Ok("allow") => listing = Listing::Allowed,
-                // The CHECK constraint rules this out; ignore rather than fail a call.
-                _ => {}
-            }
-        }
-        Ok(listing)
+        Ok(query_listing(&self.conn(), &number, now_unix)?)
     }
 
     fn add_inner(&self, entry: &ListEntry) -> Result<(), ListError> {
@@ -561,6 +595,22 @@ impl SqliteLists {
         }
         Ok(out)
     }
+}
+
+/// The listing of a canonical `number` at `now_unix`, read on `conn`.
+fn query_listing(conn: &Connection, number: &str, now_unix: u64) -> rusqlite::Result<Listing> {
+    let mut stmt = conn.prepare_cached(LOOKUP_SQL)?;
+    let mut rows = stmt.query(params![number, sql_time(now_unix)])?;
+    let mut listing = Listing::Unlisted;
+    while let Some(row) = rows.next()? {
+        match row.get_ref(0)?.as_str() {
+            Ok("block") => return Ok(Listing::Blocked),
+            Ok("allow") => listing = Listing::Allowed,
+            // The CHECK constraint rules this out; ignore rather than fail a call.
+            _ => {}
+        }
+    }
+    Ok(listing)
 }
 
 /// Counts a failed store operation (`stirgate_store_errors_total{store="lists",op}`); a bad
@@ -641,6 +691,35 @@ mod tests {
         assert!(lists.remove(ListKind::Block, "15551230001").unwrap());
         assert_eq!(lists.lookup("15551230001", NOW).unwrap(), Listing::Allowed);
         assert!(!lists.remove(ListKind::Block, "15551230001").unwrap());
+    }
+
+    #[test]
+    fn inline_lookup_sees_another_writers_changes_at_once() {
+        // The server's store and a second one on the same file, as `stirgate lists add` opens.
+        let (dir, server) = store();
+        let tool = SqliteLists::open(&dir.path().join("sub/dir/lists.sqlite3")).unwrap();
+        let now = |n: &str| {
+            server
+                .lookup_now(n, NOW)
+                .expect("answered at once")
+                .unwrap()
+        };
+        assert_eq!(now("15551230009"), Listing::Unlisted);
+        tool.add(&entry(ListKind::Block, "+1 555 123 0009", None))
+            .unwrap();
+        assert_eq!(now("15551230009"), Listing::Blocked);
+        tool.add(&entry(ListKind::Allow, "15551230008", Some(NOW + 1)))
+            .unwrap();
+        assert_eq!(now("15551230008"), Listing::Allowed);
+        assert_eq!(
+            server.lookup_now("15551230008", NOW + 1).unwrap().unwrap(),
+            Listing::Unlisted,
+            "expired"
+        );
+        assert!(tool.remove(ListKind::Block, "15551230009").unwrap());
+        assert_eq!(now("15551230009"), Listing::Unlisted);
+        // Not a number: unlisted, as with `lookup`.
+        assert_eq!(now("alice"), Listing::Unlisted);
     }
 
     #[test]

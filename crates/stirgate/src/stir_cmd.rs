@@ -66,14 +66,11 @@ pub fn verify(args: VerifyArgs) -> u8 {
     u8::from(!verdict.passed())
 }
 
-/// Runs `stirgate sign`; prints the full-form Identity header value. Returns 0, or 2 on bad
-/// input.
+/// Runs `stirgate sign`; prints the full-form Identity header value (`--count N`: N values,
+/// one per line, each with a fresh origid). Returns 0, or 2 on bad input.
 pub fn sign(args: SignArgs) -> u8 {
-    match sign_value(args) {
-        Ok(value) => {
-            println!("{value}");
-            0
-        }
+    match sign_values(args) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("stirgate sign: {e}");
             2
@@ -81,7 +78,9 @@ pub fn sign(args: SignArgs) -> u8 {
     }
 }
 
-fn sign_value(args: SignArgs) -> Result<String, String> {
+fn sign_values(args: SignArgs) -> Result<(), String> {
+    use std::io::Write;
+
     let pem = std::fs::read(&args.key).map_err(|e| format!("--key {}: {e}", args.key.display()))?;
     let key =
         SigningKey::from_pem(&pem).map_err(|e| format!("--key {}: {e}", args.key.display()))?;
@@ -96,16 +95,25 @@ fn sign_value(args: SignArgs) -> Result<String, String> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     };
-    let origid = args.origid.unwrap_or_else(uuid_v4);
-    let claims = ShakenClaims {
+    let mut claims = ShakenClaims {
         x5u: args.x5u,
         attest,
         orig: args.orig,
         dest: args.dest,
-        origid,
+        origid: String::new(),
         iat,
     };
-    stir::sign::sign(&key, &claims).map_err(|e| e.to_string())
+    // Buffered: a load generator asks for hundreds of thousands of lines.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let count = args.count.unwrap_or(1);
+    let mut given = args.origid;
+    for _ in 0..count {
+        claims.origid = given.take().unwrap_or_else(uuid_v4);
+        let value = stir::sign::sign(&key, &claims).map_err(|e| e.to_string())?;
+        writeln!(out, "{value}").map_err(|e| format!("stdout: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("stdout: {e}"))
 }
 
 fn human(v: &Verdict) -> String {

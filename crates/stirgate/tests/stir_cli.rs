@@ -290,3 +290,71 @@ async fn sign_defaults_origid_and_iat() {
         "a v4 UUID: {origid}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_count_prints_that_many_distinct_valid_values() {
+    let f = Fixture::new("count").await;
+    let key = f.path("leaf.key");
+    let base = s(&[
+        "sign",
+        "--key",
+        &key,
+        "--x5u",
+        &f.x5u,
+        "--attest",
+        "A",
+        "--orig",
+        "12155551212",
+        "--dest",
+        "12155551213",
+        "--iat",
+        &NOW.to_string(),
+    ]);
+    let out = run([base.clone(), s(&["--count", "5"])].concat()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(values.len(), 5, "one value per line: {values:?}");
+    let mut origids = std::collections::BTreeSet::new();
+    for value in &values {
+        let (code, out) = verify(
+            &f,
+            value,
+            "12155551213",
+            NOW + 5,
+            &["--allow-http-x5u", "--json"],
+        )
+        .await;
+        assert_eq!(code, Some(0), "every value verifies: {out}");
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+        origids.insert(j["origid"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        origids.len(),
+        5,
+        "each value has its own origid: {origids:?}"
+    );
+
+    // A fixed origid cannot be given to many values; a count of 0 is no count.
+    for extra in [
+        s(&[
+            "--count",
+            "2",
+            "--origid",
+            "de305d54-75b4-431b-adb2-eb6b9e546014",
+        ]),
+        s(&["--count", "0"]),
+    ] {
+        let out = run([base.clone(), extra.clone()].concat()).await;
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(out.stdout.is_empty(), "{extra:?} prints no value");
+    }
+}
