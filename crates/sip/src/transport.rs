@@ -194,6 +194,9 @@ struct Shared {
 #[derive(Clone)]
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
+    /// Whether each UDP socket is IPv4, read once at bind (a getsockname per datagram showed
+    /// in profiles).
+    udp_v4: Vec<bool>,
     tcp_local: Vec<SocketAddr>,
     tls_local: Vec<SocketAddr>,
     shared: Arc<Shared>,
@@ -275,8 +278,13 @@ impl Transports {
                 }
             }
         }
+        let udp_v4 = udp
+            .iter()
+            .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
+            .collect();
         Ok(Self {
             udp,
+            udp_v4,
             tcp_local,
             tls_local,
             shared,
@@ -290,6 +298,16 @@ impl Transports {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// The UDP socket of the peer's address family (else the first one).
+    fn udp_for(&self, peer: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        self.udp
+            .iter()
+            .zip(&self.udp_v4)
+            .find(|(_, v4)| **v4 == peer.is_ipv4())
+            .map(|(s, _)| s)
+            .or_else(|| self.udp.first())
     }
 
     /// The bound TCP addresses.
@@ -317,18 +335,12 @@ impl Transports {
             .increment(1);
         match transmit.peer.transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == transmit.peer.addr.is_ipv4())
-                    })
-                    .or_else(|| self.udp.first())
-                    .ok_or(TransportError::NoTransport {
-                        transport: Transport::Udp,
-                        peer: transmit.peer.addr,
-                    })?;
+                let socket =
+                    self.udp_for(transmit.peer.addr)
+                        .ok_or(TransportError::NoTransport {
+                            transport: Transport::Udp,
+                            peer: transmit.peer.addr,
+                        })?;
                 match socket.try_send_to(&transmit.bytes, transmit.peer.addr) {
                     Ok(_) => Ok(()),
                     // A full socket buffer loses this datagram like the network would; the
@@ -401,15 +413,7 @@ impl Transports {
     /// past the budget it goes unanswered. Counted in `stirgate_sip_refused_total`.
     pub fn refuse(&self, peer: Peer, request: &Request, refusal: Refusal) {
         let udp = match peer.transport {
-            Transport::Udp => self
-                .udp
-                .iter()
-                .find(|s| {
-                    s.local_addr()
-                        .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
-                })
-                .or_else(|| self.udp.first())
-                .map(Arc::as_ref),
+            Transport::Udp => self.udp_for(peer.addr).map(Arc::as_ref),
             Transport::Tcp | Transport::Tls => None,
         };
         refuse(&self.shared, Instant::now(), udp, peer, request, refusal);
