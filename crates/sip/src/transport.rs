@@ -241,14 +241,8 @@ impl Transports {
                     udp.push(socket);
                 }
                 ListenAddr::Tcp(a) => {
-                    let listener = TcpListener::bind(a)
-                        .await
-                        .map_err(|source| TransportError::Bind { addr, source })?;
-                    tcp_local.push(
-                        listener
-                            .local_addr()
-                            .map_err(|source| TransportError::Bind { addr, source })?,
-                    );
+                    let (listener, local) = bind_stream(addr, a).await?;
+                    tcp_local.push(local);
                     tasks.spawn(tcp_accept_loop(listener, Arc::clone(&shared), None));
                 }
                 ListenAddr::Tls(a) => {
@@ -262,14 +256,8 @@ impl Transports {
                                 "a tls: listener needs a certificate and key (sip.tls_cert, sip.tls_key)",
                             ),
                         })?;
-                    let listener = TcpListener::bind(a)
-                        .await
-                        .map_err(|source| TransportError::Bind { addr, source })?;
-                    tls_local.push(
-                        listener
-                            .local_addr()
-                            .map_err(|source| TransportError::Bind { addr, source })?,
-                    );
+                    let (listener, local) = bind_stream(addr, a).await?;
+                    tls_local.push(local);
                     tasks.spawn(tcp_accept_loop(
                         listener,
                         Arc::clone(&shared),
@@ -424,6 +412,20 @@ impl Transports {
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// A TCP listener (for `tcp:` and `tls:`) and the address it got.
+async fn bind_stream(
+    listen: ListenAddr,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), TransportError> {
+    let bind_error = |source| TransportError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 /// A UDP socket with a larger receive buffer (socket2: tokio cannot set SO_RCVBUF before bind).
