@@ -478,18 +478,7 @@ fn refuse(
         return;
     }
     let response = refusal_response(request, refusal, shared.admission.config().retry_after_s);
-    let bytes = response.to_bytes();
-    let sent = match (peer.transport, udp) {
-        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
-        (Transport::Tcp | Transport::Tls, _) => {
-            let sender = peer
-                .conn
-                .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()));
-            sender.is_some_and(|s| s.try_send(bytes.clone()).is_ok())
-        }
-        (Transport::Udp, None) => false,
-    };
-    if sent {
+    if send_stateless(shared, udp, peer, response.to_bytes()) {
         let status = if response.status == 403 { "403" } else { "503" };
         count_refusal(refusal, status);
         metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => status)
@@ -524,20 +513,27 @@ fn answer_salvaged(
         Some(&tag),
     );
     let bytes = response.to_bytes();
-    let sent = match (peer.transport, udp) {
-        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
-        (Transport::Tcp | Transport::Tls, _) => peer
-            .conn
-            .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()))
-            .is_some_and(|s| s.try_send(bytes.clone()).is_ok()),
-        (Transport::Udp, None) => false,
-    };
+    let label = first_line_label(&bytes);
+    let sent = send_stateless(shared, udp, peer, bytes);
     if sent {
-        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => first_line_label(&bytes))
+        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => label)
             .increment(1);
         tracing::debug!(peer = %peer.addr, %error, "answered a request with a broken request line");
     }
     sent
+}
+
+/// Sends a stateless answer without opening anything: a UDP datagram to the source address, or
+/// on the stream connection the request came on (never a new connection).
+fn send_stateless(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: Bytes) -> bool {
+    match (peer.transport, udp) {
+        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
+        (Transport::Tcp | Transport::Tls, _) => peer
+            .conn
+            .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()))
+            .is_some_and(|s| s.try_send(bytes).is_ok()),
+        (Transport::Udp, None) => false,
+    }
 }
 
 fn count_refusal(refusal: Refusal, answer: &'static str) {
