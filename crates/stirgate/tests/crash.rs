@@ -387,27 +387,12 @@ impl CacheRig {
 
     /// An Identity value whose x5u is `/c<i>.pem`, signed now.
     fn identity(&self, i: usize) -> String {
-        let out = Command::new(BIN)
-            .args(["sign", "--key"])
-            .arg(self.path().join("leaf.key"))
-            .args([
-                "--x5u",
-                &self.server.url(&format!("/c{i}.pem")),
-                "--attest",
-                "A",
-            ])
-            .args(["--orig", "15551230001", "--dest", "15551230002"])
-            .output()
-            .expect("stirgate sign");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf8")
-            .trim()
-            .to_owned()
+        test_support::sipp::sign_identity(
+            BIN,
+            &self.path().join("leaf.key"),
+            &self.server.url(&format!("/c{i}.pem")),
+            "A",
+        )
     }
 
     /// Sends one signed INVITE (call `n`) without waiting for the answer.

@@ -266,3 +266,24 @@ impl Drop for Stirgate {
         }
     }
 }
+
+/// A fresh Identity header value from `bin sign` (the contract's command) for
+/// +15551230001 → +15551230002, signed now with `key` and naming `x5u`.
+pub fn sign_identity(bin: &str, key: &Path, x5u: &str, attest: &str) -> String {
+    let out = Command::new(bin)
+        .args(["sign", "--key"])
+        .arg(key)
+        .args(["--x5u", x5u, "--attest", attest])
+        .args(["--orig", "15551230001", "--dest", "15551230002"])
+        .output()
+        .expect("stirgate sign");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use test_support::certserver::{CertServer, Response};
@@ -45,22 +44,12 @@ impl Signer {
 
     /// A fresh Identity value from `stirgate sign` for +15551230001 → +15551230002.
     fn identity(&self, attest: &str) -> String {
-        let out = Command::new(BIN)
-            .args(["sign", "--key"])
-            .arg(self.path().join("leaf.key"))
-            .args(["--x5u", &self.server.url("/sp.pem"), "--attest", attest])
-            .args(["--orig", "15551230001", "--dest", "15551230002"])
-            .output()
-            .expect("stirgate sign");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf8")
-            .trim()
-            .to_owned()
+        test_support::sipp::sign_identity(
+            BIN,
+            &self.path().join("leaf.key"),
+            &self.server.url("/sp.pem"),
+            attest,
+        )
     }
 
     /// Writes SIPp's injection file with `n` fresh PASSporTs and returns its path.
