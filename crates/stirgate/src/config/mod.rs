@@ -1,0 +1,328 @@
+//! Configuration: TOML read into raw structs (unknown keys rejected), then validated into the
+//! types the engine uses, collecting every error with its key (`check-config` prints them all).
+//!
+//! One file per section: each `Raw*` table has its defaults and a `validate` that pushes every
+//! wrong value with its dotted key; [`Config`]'s `TryFrom` composes them.
+
+mod admin;
+mod captcha;
+mod forward;
+mod limits;
+mod lists;
+mod records;
+mod routes;
+mod sip;
+mod voicemail;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ::sip::limits::AdmissionConfig;
+use ::sip::{Limits, ListenAddr};
+use b2bua::{CaptchaConfig, Routes, ScreenConfig, VoicemailConfig};
+use serde::Deserialize;
+use sip_proto::endpoint::Peer;
+use sip_proto::transaction::TimerConfig;
+
+pub use self::admin::{RawMetrics, RawStatus};
+pub use self::captcha::RawCaptcha;
+pub use self::forward::RawForward;
+pub use self::limits::RawLimits;
+pub use self::lists::RawLists;
+pub use self::records::{RawCdr, RawShutdown};
+use self::routes::validate_numbers;
+pub use self::routes::{NumberConfig, RawNumber, RawRouteOverrides, RawRoutes};
+pub use self::sip::RawSip;
+pub use self::voicemail::{RawScreen, RawVoicemail};
+
+/// The embedded default configuration: the text of `configs/stirgate.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../../../configs/stirgate.toml");
+
+/// A config value that is wrong, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `forward.target`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Every error of one config, printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The raw file, as TOML says it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[sip]`
+    pub sip: RawSip,
+    /// `[forward]`
+    pub forward: RawForward,
+    /// `[metrics]`
+    pub metrics: RawMetrics,
+    /// `[cdr]`
+    pub cdr: RawCdr,
+    /// `[shutdown]`
+    pub shutdown: RawShutdown,
+    /// `[limits]`
+    pub limits: RawLimits,
+    /// `[stir]` (owned by the stir crate)
+    pub stir: stir::Config,
+    /// `[media]` (owned by the media crate)
+    pub media: media::Config,
+    /// `[routes]`
+    pub routes: RawRoutes,
+    /// `[captcha]`
+    pub captcha: RawCaptcha,
+    /// `[voicemail]`
+    pub voicemail: RawVoicemail,
+    /// `[screen]`
+    pub screen: RawScreen,
+    /// `[lists]`
+    pub lists: RawLists,
+    /// `[status]`
+    pub status: RawStatus,
+    /// `[[numbers]]`: per dialled number overrides.
+    pub numbers: Vec<RawNumber>,
+}
+
+/// The validated configuration the engine runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners.
+    pub listen: Vec<ListenAddr>,
+    /// IP written in Via and Contact (None: each listener's own address).
+    pub advertised_address: Option<IpAddr>,
+    /// Server / User-Agent value.
+    pub user_agent: String,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// Transport caps.
+    pub limits: Limits,
+    /// Access list, per-source rate limits and transaction cap (`[limits]`).
+    pub admission: AdmissionConfig,
+    /// Most calls in progress at once (0: no cap).
+    pub max_calls: usize,
+    /// Number of call shards (one task each).
+    pub shards: usize,
+    /// Forward target URI.
+    pub forward_target: String,
+    /// Where the forward target is reached.
+    pub forward_peer: Peer,
+    /// TLS acceptor/connector (None: no `tls:` listener, no TLS target and no TLS setting).
+    pub tls: Option<::sip::Tls>,
+    /// The certificate name expected from each TLS target address (the host of its URI).
+    pub tls_names: Vec<(SocketAddr, String)>,
+    /// Metrics endpoint.
+    pub metrics_listen: SocketAddr,
+    /// Status page (None: off).
+    pub status_listen: Option<SocketAddr>,
+    /// CDR file (None: no CDRs).
+    pub cdr_path: Option<PathBuf>,
+    /// How long running calls may go on after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Retry-After of the 503 sent while draining.
+    pub retry_after_s: u32,
+    /// Verification settings.
+    pub stir: stir::Config,
+    /// Media settings.
+    pub media: media::Config,
+    /// The policy table.
+    pub routes: Routes,
+    /// CAPTCHA settings.
+    pub captcha: CaptchaConfig,
+    /// The CAPTCHA question text (fixed mode), spoken by text-to-speech.
+    pub captcha_question: String,
+    /// Voicemail settings.
+    pub voicemail: VoicemailConfig,
+    /// Call screening settings.
+    pub screen: ScreenConfig,
+    /// The lists store (SQLite file or Redis).
+    pub lists_store: crate::lists::StoreConfig,
+    /// Fast-pass lifetime in days (0: no expiry).
+    pub fast_pass_days: u64,
+    /// Per dialled number overrides.
+    pub numbers: Vec<NumberConfig>,
+    /// Voicemail notifications.
+    pub notify: crate::notify::NotifyConfig,
+    /// The raw values, for `check-config` to print.
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Loads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                "(file)",
+                format!("cannot read {}: {e}", path.display()),
+            )])
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Validates TOML text (the embedded default when `text` is [`DEFAULT_TOML`]). Relative
+    /// paths (trust anchors, prompts, CDR file, ...) are relative to the working directory.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        Self::try_from(raw)
+    }
+
+    /// Like [`Self::from_toml`], with the relative paths of `[stir]` and `[media]` taken
+    /// relative to `base` instead.
+    pub fn from_toml_at(text: &str, base: &Path) -> Result<Self, ConfigErrors> {
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        let rebase = |p: &Path| -> PathBuf {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                base.join(p)
+            } else {
+                p.to_owned()
+            }
+        };
+        raw.stir.trust_anchors = rebase(&raw.stir.trust_anchors);
+        for p in [
+            &mut raw.sip.tls_cert,
+            &mut raw.sip.tls_key,
+            &mut raw.sip.tls_ca,
+        ] {
+            if !p.is_empty() {
+                *p = rebase(Path::new(p.as_str())).display().to_string();
+            }
+        }
+        raw.stir.intermediates = raw.stir.intermediates.as_deref().map(rebase);
+        raw.media.prompt_dir = rebase(Path::new(&raw.media.prompt_dir))
+            .display()
+            .to_string();
+        Self::try_from(raw)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigErrors;
+
+    /// Validates each section with its own function, collecting every error with its key, then
+    /// composes the result. The sections that depend on others (`[[numbers]]` inherits
+    /// `[routes]`, `[limits]` admits the forward targets, TLS is built when a target needs it)
+    /// come after what they depend on.
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let mut errors = Vec::new();
+        let sip = raw.sip.validate(&mut errors);
+        let mut tls_names = Vec::new();
+        let forward_peer = raw.forward.validate(&mut tls_names, &mut errors);
+        let metrics_listen = raw.metrics.validate(&mut errors);
+        let drain_timeout = raw.shutdown.validate(&mut errors);
+        validate_owned(&raw.stir, &raw.media, &mut errors);
+        let captcha = raw.captcha.validate(&mut errors);
+        let (voicemail, notify) = raw.voicemail.validate(&mut errors);
+        let screen = raw.screen.validate(&mut errors);
+        let status_listen = raw.status.validate(&mut errors);
+        let lists_store = raw.lists.validate(&mut errors);
+        let routes = raw.routes.validate(&mut errors);
+        let numbers = validate_numbers(&raw.numbers, &routes, &mut tls_names, &mut errors);
+        let implicit_allow: Vec<IpAddr> = forward_peer
+            .iter()
+            .map(|p| p.addr.ip())
+            .chain(
+                numbers
+                    .iter()
+                    .filter_map(|n| n.forward.as_ref().map(|f| f.1.addr.ip())),
+            )
+            .collect();
+        let admission = raw
+            .limits
+            .validate(sip.timers.timeout, &implicit_allow, &mut errors);
+        let tls = raw.sip.tls(&sip.listen, !tls_names.is_empty(), &mut errors);
+        let (Some(forward_peer), Some(metrics_listen), true) =
+            (forward_peer, metrics_listen, errors.is_empty())
+        else {
+            return Err(ConfigErrors(errors));
+        };
+        Ok(Self {
+            listen: sip.listen,
+            advertised_address: sip.advertised_address,
+            user_agent: raw.sip.user_agent.clone(),
+            timers: sip.timers,
+            limits: sip.limits,
+            admission,
+            max_calls: raw.limits.max_calls,
+            shards: sip.shards,
+            forward_target: raw.forward.target.clone(),
+            forward_peer,
+            tls,
+            tls_names,
+            metrics_listen,
+            status_listen,
+            cdr_path: raw.cdr.path(),
+            drain_timeout,
+            retry_after_s: raw.shutdown.retry_after_s,
+            stir: raw.stir.clone(),
+            media: raw.media.clone(),
+            routes,
+            captcha,
+            captcha_question: raw.captcha.question.clone(),
+            numbers,
+            notify,
+            lists_store,
+            fast_pass_days: raw.lists.fast_pass_days,
+            screen,
+            voicemail,
+            raw,
+        })
+    }
+}
+
+/// The sections other crates own validate themselves (`stir::Config`, `media::Config`); their
+/// errors join ours with the same keys.
+fn validate_owned(stir: &stir::Config, media: &media::Config, errors: &mut Vec<ConfigError>) {
+    if let Err(stir_errors) = stir.validate() {
+        errors.extend(stir_errors.into_iter().map(|e| ConfigError {
+            key: e.key,
+            reason: e.reason,
+        }));
+    }
+    if let Err(media_errors) = media.validate() {
+        errors.extend(media_errors.into_iter().map(|e| ConfigError {
+            key: e.key,
+            reason: e.reason,
+        }));
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> ConfigError {
+    // serde reports unknown keys as "unknown field `x`, expected one of ..."; the span tells
+    // where. Name the table when we can.
+    let message = e.message().to_owned();
+    ConfigError::new("(toml)", message)
+}
+
+#[cfg(test)]
+mod tests;

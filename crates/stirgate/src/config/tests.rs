@@ -1,0 +1,303 @@
+//! Unit tests of the config loader: every section validates with its key, the example
+//! documents every key.
+
+use ::sip::limits::DenyAction;
+use b2bua::RouteAction;
+use sip_proto::endpoint::Transport;
+
+use super::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+#[test]
+fn embedded_default_is_the_shipped_file() {
+    let on_disk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/stirgate.toml"
+    ))
+    .unwrap();
+    assert_eq!(DEFAULT_TOML, on_disk);
+    let cfg = Config::from_toml_at(DEFAULT_TOML, &repo()).unwrap();
+    assert_eq!(cfg.forward_target, "sip:phone@127.0.0.1:5070");
+    assert_eq!(cfg.timers.t1, Duration::from_millis(500));
+}
+
+#[test]
+fn a_file_naming_only_two_keys_is_valid() {
+    let cfg = Config::from_toml_at(
+        "[sip]\nlisten = [\"udp:127.0.0.1:5099\"]\n[forward]\ntarget = \"sip:pbx@127.0.0.1:5080;transport=tcp\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.listen,
+        vec![ListenAddr::Udp("127.0.0.1:5099".parse().unwrap())]
+    );
+    assert_eq!(cfg.forward_peer.transport, Transport::Tcp);
+    assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5080".parse().unwrap());
+}
+
+#[test]
+fn tls_targets_listeners_and_their_errors() {
+    let cfg =
+        Config::from_toml_at("[forward]\ntarget = \"sips:pbx@127.0.0.1\"\n", &repo()).unwrap();
+    assert_eq!(cfg.forward_peer.transport, Transport::Tls);
+    assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5061".parse().unwrap());
+    assert_eq!(
+        cfg.tls_names,
+        vec![("127.0.0.1:5061".parse().unwrap(), "127.0.0.1".to_owned())]
+    );
+    assert!(
+        cfg.tls.is_some(),
+        "outbound TLS is ready for a sips: target"
+    );
+    let cfg = Config::from_toml_at(
+        "[forward]\ntarget = \"sip:pbx@127.0.0.1:5071;transport=TLS\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert_eq!(cfg.forward_peer.transport, Transport::Tls);
+
+    let err = |toml: &str| {
+        Config::from_toml_at(toml, &repo())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.reason))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let e = err("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n");
+    assert!(e.contains("sip.tls_cert: a tls: listener"), "{e}");
+    let e = err("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\ntls_cert = \"no-such.pem\"\ntls_key = \"k.pem\"\n");
+    assert!(e.contains("sip.tls_cert: cannot read"), "{e}");
+    let e = err("[sip]\ntls_ca = \"configs/stirgate.toml\"\n");
+    assert!(
+        e.contains("sip.tls_ca:"),
+        "a file without certificates: {e}"
+    );
+    let e = err("[forward]\ntarget = \"sips:pbx@127.0.0.1;transport=udp\"\n");
+    assert!(e.contains("forward.target: a sips: URI needs TLS"), "{e}");
+}
+
+#[test]
+fn numbers_override_target_routes_and_greeting() {
+    let cfg = Config::from_toml_at(
+        "[[numbers]]\nnumber = \"+1 (555) 123-0002\"\nforward_target = \"sip:desk@127.0.0.1:5090\"\n\
+         organization = \"Acme Dental\"\n[numbers.routes]\nC = \"forward\"\n\
+         [[numbers]]\nnumber = \"15551230003\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert_eq!(cfg.numbers.len(), 2);
+    let n = &cfg.numbers[0];
+    assert_eq!(n.number, "15551230002");
+    assert_eq!(n.routes.c, RouteAction::Forward);
+    assert_eq!(
+        n.routes.missing,
+        RouteAction::Captcha,
+        "the rest inherits [routes]"
+    );
+    assert_eq!(n.forward.as_ref().map(|f| f.1.addr.port()), Some(5090));
+    assert_eq!(n.organization.as_deref(), Some("Acme Dental"));
+    let err = Config::from_toml_at(
+        "[[numbers]]\nnumber = \"call me\"\n[[numbers]]\nnumber = \"1\"\n[numbers.routes]\nB = \"teleport\"\n",
+        &repo(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["numbers[0].number", "numbers[1].routes.B"]);
+}
+
+#[test]
+fn unknown_keys_are_rejected_in_every_table() {
+    for table in [
+        "sip",
+        "forward",
+        "metrics",
+        "cdr",
+        "shutdown",
+        "limits",
+        "stir",
+        "media",
+        "routes",
+        "captcha",
+        "voicemail",
+        "screen",
+    ] {
+        let text = format!("[{table}]\nbogus_key = 1\n");
+        let err = Config::from_toml_at(&text, &repo())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus_key"), "{table}: {err}");
+    }
+    let err = Config::from_toml_at("[nonsense]\na = 1\n", &repo())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn every_error_is_reported_with_its_key() {
+    let err = Config::from_toml_at(
+        "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"block\"\nC = \"teleport\"\n",
+        &repo(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "sip.listen",
+            "sip.t1_ms",
+            "forward.target",
+            "metrics.listen",
+            "routes.B",
+            "routes.C"
+        ]
+    );
+    assert!(err
+        .to_string()
+        .contains("forward.target: `mailto:x` is not a SIP URI"));
+}
+
+#[test]
+fn limits_default_and_validate_with_their_keys() {
+    let cfg = Config::from_toml_at(DEFAULT_TOML, &repo()).unwrap();
+    assert!(
+        cfg.admission.allow_sources.is_empty(),
+        "the default allows every source"
+    );
+    assert_eq!(cfg.admission.invite.per_second, 100);
+    assert_eq!(cfg.admission.invite.burst, 200);
+    assert_eq!(cfg.admission.request.per_second, 20);
+    assert_eq!(cfg.admission.request.burst, 50);
+    assert_eq!(cfg.admission.max_transactions_per_source, 2000);
+    assert_eq!(cfg.admission.retry_after_s, 5);
+    assert_eq!(cfg.admission.deny_action, DenyAction::Drop);
+    assert_eq!(cfg.max_calls, 10_000);
+    assert_eq!(cfg.admission.transaction_lifetime, cfg.timers.timeout);
+
+    let cfg = Config::from_toml_at(
+        "[limits]\nallow_sources = [\"54.172.60.0/30\", \"2001:db8::1\", \"10.1.2.3/8\"]\n\
+         deny_action = \"403\"\nexempt_sources = [\"127.0.0.0/8\"]\nmax_calls = 0\n",
+        &repo(),
+    )
+    .unwrap();
+    let allowed: Vec<String> = cfg
+        .admission
+        .allow_sources
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Host bits are cleared, and the forward target (127.0.0.1) is allowed implicitly.
+    assert_eq!(
+        allowed,
+        vec![
+            "54.172.60.0/30",
+            "2001:db8::1/128",
+            "10.0.0.0/8",
+            "127.0.0.1/32"
+        ]
+    );
+    assert_eq!(cfg.admission.deny_action, DenyAction::Forbidden);
+    assert_eq!(cfg.max_calls, 0);
+
+    let err = Config::from_toml_at(
+        "[limits]\nallow_sources = [\"54.172.60.0/33\", \"twilio\"]\ndeny_action = \"reject\"\n\
+         exempt_sources = [\"10.0.0.0/8\", \"localhost\"]\ninvite_burst_per_source = 0\n\
+         request_rate_per_source = 2000000\nretry_after_s = 0\n",
+        &repo(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "limits.allow_sources",
+            "limits.allow_sources",
+            "limits.exempt_sources",
+            "limits.deny_action",
+            "limits.invite_burst_per_source",
+            "limits.request_rate_per_source",
+            "limits.retry_after_s",
+        ]
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("limits.allow_sources: `54.172.60.0/33` is not a CIDR"),
+        "{text}"
+    );
+    assert!(
+        text.contains("limits.deny_action: unknown action `reject`"),
+        "{text}"
+    );
+}
+
+/// Every key the loader accepts is written (or shown commented out) in the documented
+/// example, in its own table. The known keys come from serde's own "expected one of" list.
+#[test]
+fn the_example_documents_every_key() {
+    fn known_keys(probe: &str) -> Vec<String> {
+        let err = match toml::from_str::<RawConfig>(probe) {
+            Ok(_) => panic!("the probe key was accepted: {probe}"),
+            Err(e) => e.message().to_owned(),
+        };
+        let expected = err
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("{probe}: {err}"))
+            .1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+    // The example's keys per section, written or commented out (`# key = ...`).
+    let mut sections: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    sections.insert(current.clone(), Vec::new());
+    for line in DEFAULT_TOML.lines() {
+        let line = line.trim().trim_start_matches('#').trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            if !name.contains(' ') && !name.is_empty() {
+                current = name.trim_matches(['[', ']']).to_owned();
+                sections.entry(current.clone()).or_default();
+                continue;
+            }
+        }
+        if let Some((key, _)) = line.split_once(" = ") {
+            if !key.contains(' ') {
+                sections
+                    .entry(current.clone())
+                    .or_default()
+                    .push(key.to_owned());
+            }
+        }
+    }
+    let tables = known_keys("__probe__ = 1\n");
+    let mut missing = Vec::new();
+    for table in &tables {
+        let probe = match table.as_str() {
+            "numbers" => "[[numbers]]\nnumber = \"1\"\n__probe__ = 1\n".to_owned(),
+            other => format!("[{other}]\n__probe__ = 1\n"),
+        };
+        let Some(documented) = sections.get(table.as_str()) else {
+            missing.push(format!("[{table}]"));
+            continue;
+        };
+        for key in known_keys(&probe) {
+            let nested = format!("{table}.{key}");
+            if !documented.contains(&key) && !sections.contains_key(&nested) {
+                missing.push(nested);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "configs/stirgate.toml does not document: {missing:?}"
+    );
+}
