@@ -640,7 +640,7 @@ impl<R: RngCore> B2bua<R> {
         }
     }
 
-    /// Sends the outbound INVITE of a call, stamped with the verification result (contract:
+    /// Sends the outbound INVITE of a call, stamped with the verification result (docs/interface.md:
     /// `verstat` on the From and P-Asserted-Identity URIs, `X-Stirgate-Verstat`).
     /// `body`: the SDP to offer (stirgate's own, for calls it answered itself); `None` carries
     /// the caller's offer over unchanged.

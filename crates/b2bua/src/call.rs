@@ -189,7 +189,7 @@ pub struct Call {
     pub greeting: Option<String>,
 }
 
-/// The verification stamps of an outbound INVITE (contract: verstat on From/PAI,
+/// The verification stamps of an outbound INVITE (docs/interface.md: verstat on From/PAI,
 /// X-Stirgate-Verstat, RFC 9410 Reason when verification failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamps {

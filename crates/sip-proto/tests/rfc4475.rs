@@ -1,5 +1,6 @@
-//! The RFC 4475 torture messages (all 50, bit-exact, from `../shared/testdata/rfc4475`) through
-//! the transaction layer, checked against the manifest's expectations:
+//! The RFC 4475 torture messages (all 50, bit-exact, vendored with their manifest in
+//! `testdata/rfc4475/` at the repository root; `manifest.json` says where they come from)
+//! through the transaction layer, checked against the manifest's expectations:
 //!
 //! - nothing panics, and no final response is one the manifest lists in `fail`;
 //! - every final response the transaction layer sends by itself is one the manifest lists in
@@ -73,7 +74,7 @@ struct Answer {
 const SOURCE: ([u8; 4], u16) = ([127, 0, 0, 1], 5999);
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/rfc4475")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/rfc4475")
 }
 
 fn status_matches(pattern: &str, status: u16) -> bool {
@@ -209,7 +210,8 @@ fn torture_messages_get_the_answers_the_rfc_wants() {
 #[test]
 fn valid_torture_messages_round_trip() {
     let dir = corpus();
-    let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    let manifest = std::fs::read_to_string(dir.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {}: {e}", dir.display()));
     let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("manifest JSON");
     for m in manifest["messages"].as_array().expect("messages") {
         if m["group"].as_str() != Some("valid") {

@@ -1,4 +1,4 @@
-//! Metric names emitted by the transport (see the interface contract).
+//! Metric names emitted by the transport (see docs/interface.md).
 
 /// `stirgate_sip_messages_total{direction, method_or_status}`: SIP messages received and sent.
 pub const SIP_MESSAGES_TOTAL: &str = "stirgate_sip_messages_total";

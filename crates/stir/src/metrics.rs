@@ -1,4 +1,4 @@
-//! Metric names of the contract and the one place verifications are counted.
+//! Metric names of docs/interface.md and the one place verifications are counted.
 //!
 //! Labels are bounded (verstat, attest, reason label); numbers and URLs never become labels.
 

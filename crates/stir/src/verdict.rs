@@ -386,7 +386,7 @@ impl Verdict {
         Some(format!("STIR;cause={code};text=\"{text}\""))
     }
 
-    /// The `X-Stirgate-Verstat` value of the contract: `TN-Validation-Passed-A` / `-B` / `-C`,
+    /// The `X-Stirgate-Verstat` value of docs/interface.md: `TN-Validation-Passed-A` / `-B` / `-C`,
     /// `TN-Validation-Failed` or `No-TN-Validation`.
     pub fn twilio_style(&self) -> &'static str {
         match (self.verstat, self.attest) {

@@ -1,4 +1,4 @@
-//! Command-line arguments, exactly as the interface contract names them.
+//! Command-line arguments, exactly as docs/interface.md names them.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands of the contract.
+/// The subcommands of docs/interface.md.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the B2BUA (embedded defaults without --config).

@@ -1,4 +1,4 @@
-//! The `stirgate` command: see `stirgate --help` and the interface contract.
+//! The `stirgate` command: see `stirgate --help` and docs/interface.md.
 
 use std::process::ExitCode;
 

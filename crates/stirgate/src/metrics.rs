@@ -1,4 +1,4 @@
-//! Metric names of the binary (contract names) and the Prometheus exporter.
+//! Metric names of the binary (the names of docs/interface.md) and the Prometheus exporter.
 
 use std::net::SocketAddr;
 

@@ -32,7 +32,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// From header and must not inflate the message).
 const SMS_FROM_MAX_CHARS: usize = 64;
 
-/// One saved voicemail: the webhook's JSON body, field for field (contract: `voicemail.webhook`).
+/// One saved voicemail: the webhook's JSON body, field for field (docs/interface.md: `voicemail.webhook`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VoicemailSaved {
     /// The caller's Call-ID, as the trunk sent it.
@@ -513,7 +513,7 @@ fn sms_body(event: &VoicemailSaved) -> String {
     } else {
         0.0
     };
-    // The Twilio-style value (contract: X-Stirgate-Verstat) reads better than verstat + letter.
+    // The Twilio-style value (docs/interface.md: X-Stirgate-Verstat) reads better than verstat + letter.
     let verstat = match &event.attest {
         Some(attest) if event.verstat == "TN-Validation-Passed" => {
             format!("{}-{attest}", event.verstat)

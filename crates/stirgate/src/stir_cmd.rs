@@ -1,4 +1,4 @@
-//! `stirgate verify` and `stirgate sign`: the contract's commands over the `stir` crate. `verify`
+//! `stirgate verify` and `stirgate sign`: the commands of docs/interface.md over the `stir` crate. `verify`
 //! runs [`stir::Verifier::verify`], the code path the B2BUA uses.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use stir::{Attest, Verdict, Verifier, VerifyRequest};
 
 use crate::cli::{SignArgs, VerifyArgs};
 
-/// Runs `stirgate verify`; returns the process exit status of the contract: 0 when verstat is
+/// Runs `stirgate verify`; returns the process exit status of docs/interface.md: 0 when verstat is
 /// TN-Validation-Passed, 1 otherwise, 2 on a usage error.
 pub fn verify(args: VerifyArgs) -> u8 {
     let cfg = stir::Config {

@@ -1,4 +1,4 @@
-//! The command line of the contract: exit statuses and error messages.
+//! The command line of docs/interface.md: exit statuses and error messages.
 
 use std::process::Command;
 

@@ -267,7 +267,7 @@ impl Drop for Stirgate {
     }
 }
 
-/// A fresh Identity header value from `bin sign` (the contract's command) for
+/// A fresh Identity header value from `bin sign` (the command of docs/interface.md) for
 /// +15551230001 → +15551230002, signed now with `key` and naming `x5u`.
 pub fn sign_identity(bin: &str, key: &Path, x5u: &str, attest: &str) -> String {
     let out = Command::new(bin)

@@ -301,3 +301,70 @@ fn the_example_documents_every_key() {
         "configs/stirgate.toml does not document: {missing:?}"
     );
 }
+
+/// Every key the loader accepts, dotted as docs/interface.md writes it (`sip.listen`,
+/// `voicemail.sms.to`, `numbers[].routes.A`), found by serde's own "expected one of" lists.
+fn loader_keys() -> Vec<String> {
+    fn known(probe: &str) -> Vec<String> {
+        let err = match toml::from_str::<RawConfig>(probe) {
+            Ok(_) => panic!("the probe key was accepted: {probe}"),
+            Err(e) => e.message().to_owned(),
+        };
+        let expected = err
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("{probe}: {err}"))
+            .1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+    // (TOML header that opens the table, dotted name used in the docs)
+    let mut todo: Vec<(String, String)> = known("__probe__ = 1\n")
+        .into_iter()
+        .map(|t| match t.as_str() {
+            "numbers" => (
+                "[[numbers]]\nnumber = \"1\"\n".to_owned(),
+                "numbers[]".to_owned(),
+            ),
+            other => (format!("[{other}]\n"), other.to_owned()),
+        })
+        .collect();
+    let mut keys = Vec::new();
+    while let Some((header, dotted)) = todo.pop() {
+        for key in known(&format!("{header}__probe__ = 1\n")) {
+            let name = format!("{dotted}.{key}");
+            // A nested table answers the probe with its own key list.
+            let nested_header = format!("{header}[{}.{key}]\n", dotted.trim_end_matches("[]"));
+            let is_table = toml::from_str::<RawConfig>(&format!("{nested_header}__probe__ = 1\n"))
+                .err()
+                .is_some_and(|e| e.message().contains("unknown field `__probe__`"));
+            if is_table && !matches!(key.as_str(), "number") {
+                todo.push((nested_header, name));
+            } else {
+                keys.push(name);
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+/// docs/interface.md (the project's copy of the interface contract) names every key the loader
+/// accepts, so the contract cannot fall behind the code.
+#[test]
+fn the_interface_names_every_key() {
+    let interface = std::fs::read_to_string(repo().join("docs/interface.md")).unwrap();
+    let keys = loader_keys();
+    assert!(keys.len() > 80, "the probe found too few keys: {keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !interface.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/interface.md does not name: {missing:?}"
+    );
+}
