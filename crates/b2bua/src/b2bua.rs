@@ -16,7 +16,7 @@ use sip_proto::{Endpoint, Method, Request, Response};
 use stir::Verdict;
 
 use crate::call::{
-    Call, CallId, CallRecord, CallState, Leg, LegSide, Outcome, Stamps, Verification,
+    Call, CallId, CallRecord, CallState, EndReason, Leg, LegSide, Outcome, Stamps, Verification,
 };
 use crate::error::CallError;
 use crate::flows::{FlowConfig, MediaLeg};
@@ -333,9 +333,10 @@ impl<R: RngCore> B2bua<R> {
     pub fn hangup_all(&mut self, now: Instant) {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            let Some(call) = self.calls.get(&id) else {
+            let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
+            call.end_reason = Some(EndReason::Shutdown);
             match call.state {
                 CallState::Answered | CallState::Confirmed => {
                     self.send_bye(now, id, LegSide::Inbound);
@@ -447,6 +448,10 @@ impl<R: RngCore> B2bua<R> {
                 started: now,
                 answered: None,
                 ended: now,
+                end_reason: EndReason::Refused,
+                source: source.addr,
+                outbound_call_id: None,
+                codec: None,
             }));
             return;
         }
@@ -588,6 +593,10 @@ impl<R: RngCore> B2bua<R> {
             routes,
             forward_target,
             greeting,
+            source: source.addr,
+            end_reason: None,
+            outbound_sent: false,
+            codec: None,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
@@ -618,6 +627,9 @@ impl<R: RngCore> B2bua<R> {
         c.verification.reason = verdict.reason.label();
         c.verification.route = decision.route();
         c.verification.fast_pass = matches!(decision, Decision::Forward { fast_pass: true });
+        c.verification.origid.clone_from(&verdict.origid);
+        c.verification.x5u.clone_from(&verdict.x5u);
+        c.verification.spc.clone_from(&verdict.spc);
         c.stamps = Stamps {
             verstat: verdict.verstat.as_str(),
             header: verdict.twilio_style(),
@@ -713,6 +725,7 @@ impl<R: RngCore> B2bua<R> {
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_header = from;
             call.state = CallState::Early;
+            call.outbound_sent = true;
         }
         match self.endpoint.send_request(now, out_invite, peer) {
             Some(key) => {
@@ -849,6 +862,10 @@ impl<R: RngCore> B2bua<R> {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.state = CallState::Answered;
                 call.answered = Some(now);
+                // The callee's answer; with a late offer the answer comes in the caller's ACK.
+                if !late_offer {
+                    call.codec = sdp_codec(&response.body);
+                }
             }
             return;
         }
@@ -898,6 +915,7 @@ impl<R: RngCore> B2bua<R> {
             .find(|c| &c.inbound_tx == tx && c.state == CallState::Answered)
             .map(|c| c.id);
         if let Some(id) = id {
+            self.note_end(id, EndReason::AckTimeout);
             self.send_bye(now, id, LegSide::Inbound);
             self.send_bye(now, id, LegSide::Outbound);
             self.finish(now, id, Outcome::Forwarded);
@@ -922,6 +940,7 @@ impl<R: RngCore> B2bua<R> {
             }
         }
         if let Some(tx) = call.deferred_ack.take() {
+            call.codec = sdp_codec(&ack.body);
             let ct = ack.headers.get("Content-Type").map(str::to_owned);
             self.send_outbound_ack(now, id, &tx, ack.body.clone(), ct);
         }
@@ -937,6 +956,7 @@ impl<R: RngCore> B2bua<R> {
             Method::Bye => {
                 let ok = Response::for_request(request, 200, "OK", None);
                 self.endpoint.send_response(now, &tx, ok);
+                self.note_end(id, EndReason::bye_from(side));
                 let state = self.calls.get(&id).map(|c| c.state);
                 if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
                     self.local_bye(now, id, side);
@@ -1294,7 +1314,21 @@ impl<R: RngCore> B2bua<R> {
             started: call.started,
             answered: call.answered,
             ended: now,
+            end_reason: call
+                .end_reason
+                .unwrap_or_else(|| EndReason::implied_by(outcome)),
+            source: call.source,
+            outbound_call_id: call.outbound_sent.then_some(call.outbound.call_id),
+            codec: call.codec,
         }));
+    }
+
+    /// Notes why `id` is ending (the latest note wins: a BYE after an earlier event says who
+    /// finally hung up).
+    fn note_end(&mut self, id: CallId, reason: EndReason) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.end_reason = Some(reason);
+        }
     }
 
     fn tag(&mut self) -> String {
@@ -1341,6 +1375,13 @@ fn req_transport(req: &Request) -> Transport {
     req.top_via()
         .and_then(|v| Transport::from_via(&v.transport))
         .unwrap_or(Transport::Udp)
+}
+
+/// The codec of an SDP answer body, for the call record.
+fn sdp_codec(body: &[u8]) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(media::sdp::answer_codec)
 }
 
 fn body_of(response: &Response) -> Option<(String, Bytes)> {
@@ -1473,6 +1514,9 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
     fn verified(attest: stir::Attest) -> Verdict {
         let mut v = Verdict::from_reason(stir::Reason::Verified);
         v.attest = Some(attest);
+        v.origid = Some("origid-1".to_owned());
+        v.x5u = Some("https://cr.example/c.pem".to_owned());
+        v.spc = Some("1234".to_owned());
         v
     }
 
@@ -1640,6 +1684,16 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         assert_eq!(record.final_status, 200);
         assert_eq!(record.verification.route, "forward");
         assert_eq!(record.verification.attest, Some("A"));
+        assert_eq!(record.verification.origid.as_deref(), Some("origid-1"));
+        assert_eq!(
+            record.verification.x5u.as_deref(),
+            Some("https://cr.example/c.pem")
+        );
+        assert_eq!(record.verification.spc.as_deref(), Some("1234"));
+        assert_eq!(record.end_reason, EndReason::ByeCaller);
+        assert_eq!(record.source.to_string(), CALLER);
+        assert_eq!(record.outbound_call_id.as_deref(), inv.call_id());
+        assert_eq!(record.codec.as_deref(), Some("PCMU"), "the callee's answer");
         assert_eq!(b.active_calls(), 0);
     }
 
@@ -1675,6 +1729,8 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         };
         assert_eq!(record.outcome, Outcome::Cancelled);
         assert_eq!(record.final_status, 487);
+        assert_eq!(record.end_reason, EndReason::Cancelled);
+        assert_eq!(record.codec, None, "never answered");
     }
 
     #[test]
@@ -1928,7 +1984,11 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             Output::CallEnded(r) => Some(r.clone()),
             _ => None,
         });
-        assert_eq!(record.map(|r| r.outcome), Some(Outcome::CaptchaFailed));
+        assert_eq!(
+            record.map(|r| (r.outcome, r.end_reason, r.outbound_call_id)),
+            Some((Outcome::CaptchaFailed, EndReason::FlowEnded, None)),
+            "stirgate hung up; no outbound leg was placed"
+        );
     }
 
     #[test]

@@ -117,6 +117,70 @@ impl Outcome {
     }
 }
 
+/// Why a call ended (the CDR's `end_reason`): who hung up, or what stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The caller sent BYE.
+    ByeCaller,
+    /// The callee (forward target) sent BYE.
+    ByeCallee,
+    /// The caller sent CANCEL before the answer.
+    Cancelled,
+    /// stirgate refused the call with a final response of its own (block, reject route,
+    /// draining, no usable codec, ...).
+    Refused,
+    /// The forward target answered with a final error response (3xx–6xx), relayed.
+    CalleeRefused,
+    /// The forward target did not answer in time or could not be reached.
+    CalleeUnreachable,
+    /// The caller never acknowledged the 2xx (RFC 3261 §13.3.1.4): both legs got BYE.
+    AckTimeout,
+    /// The caller's RTP stopped on a call stirgate answered: treated as a hang-up.
+    RtpTimeout,
+    /// stirgate hung up at the end of its own flow (CAPTCHA failed, voicemail goodbye).
+    FlowEnded,
+    /// The drain grace ran out at shutdown: stirgate hung up.
+    Shutdown,
+}
+
+impl EndReason {
+    /// The CDR text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ByeCaller => "bye_caller",
+            Self::ByeCallee => "bye_callee",
+            Self::Cancelled => "cancelled",
+            Self::Refused => "refused",
+            Self::CalleeRefused => "callee_refused",
+            Self::CalleeUnreachable => "callee_unreachable",
+            Self::AckTimeout => "ack_timeout",
+            Self::RtpTimeout => "rtp_timeout",
+            Self::FlowEnded => "flow_ended",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    /// The reason a call ending with `outcome` has when nothing more specific was noted.
+    pub(crate) fn implied_by(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Rejected | Outcome::Blocked => Self::Refused,
+            Outcome::Cancelled => Self::Cancelled,
+            Outcome::ForwardFailed => Self::CalleeRefused,
+            Outcome::ForwardUnreachable => Self::CalleeUnreachable,
+            _ => Self::FlowEnded,
+        }
+    }
+
+    /// The BYE of the leg on `side`.
+    pub(crate) fn bye_from(side: LegSide) -> Self {
+        match side {
+            LegSide::Inbound => Self::ByeCaller,
+            LegSide::Outbound => Self::ByeCallee,
+        }
+    }
+}
+
 /// The call record handed to the shell when a call ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
@@ -138,6 +202,14 @@ pub struct CallRecord {
     pub answered: Option<Instant>,
     /// When it ended.
     pub ended: Instant,
+    /// Why it ended.
+    pub end_reason: EndReason,
+    /// Where the caller's INVITE came from (IP and port).
+    pub source: std::net::SocketAddr,
+    /// The Call-ID of the leg stirgate placed towards the forward target, when it placed one.
+    pub outbound_call_id: Option<String>,
+    /// The audio codec of the caller's leg (the SDP answer's first format), once answered.
+    pub codec: Option<String>,
 }
 
 /// A call of two legs.
@@ -187,6 +259,14 @@ pub struct Call {
     pub forward_target: String,
     /// The dialled number's own greeting prompt, if it has one.
     pub greeting: Option<String>,
+    /// Where the INVITE came from.
+    pub source: std::net::SocketAddr,
+    /// Why the call is ending, once something specific is known (a BYE, a timeout).
+    pub end_reason: Option<EndReason>,
+    /// True once an INVITE was sent on the outbound leg.
+    pub outbound_sent: bool,
+    /// The caller leg's codec, once answered.
+    pub codec: Option<String>,
 }
 
 /// The verification stamps of an outbound INVITE (docs/interface.md: verstat on From/PAI,
@@ -226,6 +306,12 @@ pub struct Verification {
     pub fast_pass: bool,
     /// `X-Twilio-VerStat` of the INVITE, when present.
     pub upstream_verstat: Option<String>,
+    /// The SHAKEN PASSporT's `origid`, when it was decoded.
+    pub origid: Option<String>,
+    /// The SHAKEN PASSporT's `x5u`, when it was decoded.
+    pub x5u: Option<String>,
+    /// The SPC (TNAuthList) of the signing certificate, when its chain validated.
+    pub spc: Option<String>,
     /// The voicemail recording, when one was saved.
     pub recording: Option<std::path::PathBuf>,
 }
@@ -239,6 +325,9 @@ impl Default for Verification {
             route: "none",
             fast_pass: false,
             upstream_verstat: None,
+            origid: None,
+            x5u: None,
+            spc: None,
             recording: None,
         }
     }

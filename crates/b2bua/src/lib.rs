@@ -21,7 +21,7 @@ pub mod flows;
 pub mod router;
 
 pub use b2bua::{B2bua, Config, NumberSettings, Output, VerifyJob, VoicemailNote};
-pub use call::{Call, CallId, CallRecord, Outcome, Verification};
+pub use call::{Call, CallId, CallRecord, EndReason, Outcome, Verification};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
 pub use router::{Listing, RouteAction, Routes};

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cdr::{CdrLine, WallClock};
+use crate::cdr::{CdrLine, CdrReopen, WallClock};
 use crate::config::Config;
 use crate::lists::{ListEntry, ListKind, ListStore};
 use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DISAGREEMENTS_TOTAL};
@@ -147,6 +147,8 @@ pub struct Engine {
     locals: Locals,
     shards: JoinSet<()>,
     cdr_task: Option<tokio::task::JoinHandle<()>>,
+    cdr_reopen: CdrReopen,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -178,14 +180,13 @@ impl Engine {
             transports.set_tls_name(*addr, name);
         }
 
+        let cdr_reopen = CdrReopen::default();
         let (cdr_tx, cdr_task) = match &cfg.cdr_path {
             Some(path) => {
                 // The writer drains it every crate::cdr::FLUSH_EVERY: room for that at ~100k calls/s.
-                let (tx, rx) = mpsc::channel::<CdrLine>(16_384);
-                (
-                    Some(tx),
-                    Some(tokio::spawn(crate::cdr::writer(path.clone(), rx))),
-                )
+                let (tx, rx) = mpsc::channel::<Arc<CdrLine>>(16_384);
+                let writer = crate::cdr::writer(path.clone(), rx, cdr_reopen.clone());
+                (Some(tx), Some(tokio::spawn(writer)))
             }
             None => (None, None),
         };
@@ -204,17 +205,28 @@ impl Engine {
         let active = Arc::new(AtomicUsize::new(0));
         let clock = WallClock::now();
         let board = crate::status::StatusBoard::default();
-        if let Some(listen) = cfg.status_listen {
-            let (board, active, policy_rx) =
-                (board.clone(), Arc::clone(&active), policy_rx.clone());
-            let page = Arc::new(move || {
-                let entries = policy_rx.borrow().verifier.cache().entries();
-                board.render(active.load(Ordering::SeqCst), &entries)
-            });
-            crate::status::serve(listen, page, cancel.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("status.listen: cannot listen on {listen}: {e}"))?;
-        }
+        let admin_task = match cfg.status_listen {
+            Some(listen) => {
+                let (cache_rx, lists_rx) = (policy_rx.clone(), policy_rx.clone());
+                let state = crate::admin_api::AdminState {
+                    board: board.clone(),
+                    active: Arc::clone(&active),
+                    cache: Arc::new(move || cache_rx.borrow().verifier.cache().entries()),
+                    lists: Arc::new(move || Arc::clone(&lists_rx.borrow().lists)),
+                };
+                let router = crate::admin_api::router(state, Arc::new(cfg.status_access.clone()));
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                    anyhow::anyhow!("status.listen: cannot listen on {listen}: {e}")
+                })?;
+                Some(crate::http_serve::spawn(
+                    listener,
+                    router,
+                    crate::http_serve::Caps::default(),
+                    cancel.clone(),
+                ))
+            }
+            None => None,
+        };
         let mut shards = JoinSet::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
@@ -251,6 +263,8 @@ impl Engine {
             phase,
             shards,
             cdr_task,
+            cdr_reopen,
+            admin_task,
         })
     }
 
@@ -260,6 +274,11 @@ impl Engine {
         let policy = Policy::build(cfg, self.locals)?;
         let _ = self.policy.send(Arc::new(policy));
         Ok(())
+    }
+
+    /// Reopens `cdr.path` by name (log rotation: SIGHUP, SIGUSR1).
+    pub fn reopen_cdr(&self) {
+        self.cdr_reopen.reopen();
     }
 
     /// Moves every shard to `phase`.
@@ -278,6 +297,9 @@ impl Engine {
         self.transports.join().await;
         drop(self.transports);
         if let Some(task) = self.cdr_task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.admin_task.take() {
             let _ = task.await;
         }
     }
@@ -355,7 +377,7 @@ struct Shard {
     max_calls: usize,
     /// This shard's calls already counted in `active` (started minus ended outputs handled).
     reported: usize,
-    cdr: Option<mpsc::Sender<CdrLine>>,
+    cdr: Option<mpsc::Sender<Arc<CdrLine>>>,
     clock: WallClock,
     board: crate::status::StatusBoard,
 }
@@ -752,7 +774,7 @@ impl Shard {
     }
 
     fn record(&self, record: &b2bua::CallRecord) {
-        let line = CdrLine::new(record, &self.clock);
+        let line = Arc::new(CdrLine::new(record, &self.clock));
         metrics::counter!(CALLS_TOTAL, "route" => record.verification.route, "verstat" => line.verstat)
             .increment(1);
         metrics::counter!(CALL_OUTCOMES_TOTAL, "outcome" => line.outcome).increment(1);

@@ -1,10 +1,13 @@
 //! stirgate: the binary crate's library half — CLI, configuration, the engine that runs the
 //! sans-io cores on tokio, the metrics exporter, call records and signals.
 
+pub mod admin_access;
+pub mod admin_api;
 pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod http_serve;
 pub mod lists;
 pub mod lists_cmd;
 mod lists_redis;

@@ -5,7 +5,8 @@
 //! | first SIGINT / SIGTERM | new INVITEs get 503 + Retry-After; ACK, BYE, CANCEL and in-dialog requests are still served |
 //! | (calls reach 0, or `shutdown.drain_timeout_s` passes) | remaining calls get BYE on both legs; 1 s later the transports close, CDRs are flushed, exit 0 |
 //! | second SIGINT / SIGTERM | exit at once (status 130) |
-//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media, metrics and `[limits]` need a restart |
+//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media, metrics, `[log]` and `[limits]` need a restart. Also reopens `cdr.path` |
+//! | SIGUSR1 | reopen `cdr.path` by name (log rotation without `copytruncate`) |
 
 use std::time::Duration;
 
@@ -112,10 +113,15 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
     warn_if_test_anchors(&cfg.stir.trust_anchors);
     let mut signals = Signals::new()?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             () = signals.next() => break,
-            _ = hangups.recv() => reload(&engine, &cfg, path.as_deref()),
+            _ = hangups.recv() => {
+                engine.reopen_cdr();
+                reload(&engine, &cfg, path.as_deref());
+            }
+            _ = usr1.recv() => engine.reopen_cdr(),
         }
     }
     engine.set_phase(Phase::Draining);

@@ -1,41 +1,24 @@
 //! The status page: plain server-rendered HTML for a person — recent calls, the certificate
 //! cache with expiries, and counts for the last hour. No build step, no JavaScript.
 //!
-//! The HTTP side is a few lines over tokio rather than a web framework: one GET route, one
-//! connection at a time per task, requests capped at 8 KiB and 5 s, so nothing here can hold
-//! resources the call path needs. (The Prometheus exporter's listener serves only `/metrics`.)
+//! The [`StatusBoard`] keeps the recent calls (their CDR lines) for the page and for
+//! `GET /api/calls`; the HTTP side is [`crate::admin_api`].
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
 use crate::cdr::CdrLine;
 
-/// How many recent calls the page lists.
+/// How many recent calls the page and the API list.
 const RECENT: usize = 50;
-
-/// One finished call, as the page shows it.
-#[derive(Debug, Clone)]
-struct Row {
-    ended_at: String,
-    from: String,
-    to: String,
-    verstat: &'static str,
-    attest: Option<&'static str>,
-    route: &'static str,
-    outcome: &'static str,
-}
 
 /// What the page knows; the shards record into it when calls end.
 #[derive(Debug, Default)]
 pub struct Board {
-    recent: VecDeque<Row>,
+    /// The last [`RECENT`] calls, newest first.
+    recent: VecDeque<Arc<CdrLine>>,
     /// (minute, route, outcome) of calls that ended in the last hour.
     hour: VecDeque<(u64, &'static str, &'static str)>,
 }
@@ -46,18 +29,10 @@ pub struct StatusBoard(Arc<Mutex<Board>>);
 
 impl StatusBoard {
     /// Records a finished call.
-    pub fn record(&self, line: &CdrLine) {
+    pub fn record(&self, line: &Arc<CdrLine>) {
         let now = unix_now();
         let mut board = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        board.recent.push_front(Row {
-            ended_at: line.ended_at.clone(),
-            from: line.from.clone(),
-            to: line.to.clone(),
-            verstat: line.verstat,
-            attest: line.attest,
-            route: line.route,
-            outcome: line.outcome,
-        });
+        board.recent.push_front(Arc::clone(line));
         board.recent.truncate(RECENT);
         board.hour.push_back((now / 60, line.route, line.outcome));
         while board
@@ -67,6 +42,12 @@ impl StatusBoard {
         {
             board.hour.pop_front();
         }
+    }
+
+    /// The recent calls, newest first.
+    pub fn recent(&self) -> Vec<Arc<CdrLine>> {
+        let board = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        board.recent.iter().cloned().collect()
     }
 
     /// The page.
@@ -150,72 +131,6 @@ impl StatusBoard {
         html.push_str("</table></body></html>");
         html
     }
-}
-
-/// Serves the page on `listen` until `cancel`; `page` renders it on each request.
-pub async fn serve(
-    listen: SocketAddr,
-    page: Arc<dyn Fn() -> String + Send + Sync>,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = cancel.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let Ok((mut stream, _)) = accepted else {
-                continue;
-            };
-            let page = Arc::clone(&page);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut len = 0;
-                let read = tokio::time::timeout(Duration::from_secs(5), async {
-                    while len < buf.len() {
-                        let n = stream.read(&mut buf[len..]).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        len += n;
-                        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                    Ok::<_, std::io::Error>(())
-                })
-                .await;
-                if !matches!(read, Ok(Ok(()))) {
-                    return;
-                }
-                let request = String::from_utf8_lossy(&buf[..len]);
-                let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, kind, body) = if !request.starts_with("GET ") {
-                    (
-                        "405 Method Not Allowed",
-                        "text/plain",
-                        "GET only\n".to_owned(),
-                    )
-                } else if path == "/" || path == "/status" {
-                    ("200 OK", "text/html; charset=utf-8", page())
-                } else if path == "/health" {
-                    ("200 OK", "text/plain", "ok\n".to_owned())
-                } else {
-                    ("404 Not Found", "text/plain", "not found\n".to_owned())
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-                     Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    Ok(())
 }
 
 /// HTML-escapes text (caller numbers and URLs come from strangers).

@@ -13,7 +13,7 @@ use sip_proto::message::SipHeaders;
 use sip_proto::Response;
 
 use super::{B2bua, Output, VoicemailNote};
-use crate::call::{CallId, CallState, LegSide, Outcome};
+use crate::call::{CallId, CallState, EndReason, LegSide, Outcome};
 use crate::flows::{CaptchaMode, CaptchaStage, Flow, MediaLeg, ScreenStage, VoicemailStage};
 use crate::router::RouteAction;
 
@@ -64,11 +64,13 @@ impl<R: RngCore> B2bua<R> {
         }
         match result {
             Ok(sdp) => {
+                let codec = media::sdp::answer_codec(&sdp);
                 let body = Some(("application/sdp".to_owned(), Bytes::from(sdp)));
                 self.answer_inbound(now, call, 200, "OK", body);
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.state = CallState::Answered;
                     c.answered = Some(now);
+                    c.codec = codec;
                 }
             }
             Err(status) => {
@@ -233,6 +235,7 @@ impl<R: RngCore> B2bua<R> {
                     _ if passed => Outcome::VoicemailSaved,
                     _ => Outcome::VoicemailEmpty,
                 };
+                self.note_end(call, EndReason::FlowEnded);
                 self.send_bye(now, call, LegSide::Inbound);
                 self.finish(now, call, outcome);
             }
@@ -280,6 +283,7 @@ impl<R: RngCore> B2bua<R> {
             }
             (_, Event::RtpTimeout { .. }) if leg == MediaLeg::Caller => {
                 // The caller is gone without a BYE: end the call as if it had hung up.
+                self.note_end(call, EndReason::RtpTimeout);
                 self.local_bye(now, call, LegSide::Inbound);
                 self.send_bye(now, call, LegSide::Inbound);
             }

@@ -144,6 +144,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Status page (None: off).
     pub status_listen: Option<SocketAddr>,
+    /// Who may use the status listener (`status.token`, `status.allow`).
+    pub status_access: crate::admin_access::AccessRule,
     /// CDR file (None: no CDRs).
     pub cdr_path: Option<PathBuf>,
     /// How long running calls may go on after SIGTERM.
@@ -281,6 +283,7 @@ impl TryFrom<RawConfig> for Config {
             tls_names,
             metrics_listen,
             status_listen,
+            status_access: crate::admin_access::AccessRule::default(),
             cdr_path: raw.cdr.path(),
             drain_timeout,
             retry_after_s: raw.shutdown.retry_after_s,

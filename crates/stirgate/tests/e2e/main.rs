@@ -5,6 +5,7 @@ mod common;
 mod limits;
 mod local_flows;
 mod ops;
+mod records;
 mod sip_calls;
 mod tls;
 mod verified_calls;

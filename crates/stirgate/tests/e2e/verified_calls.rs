@@ -166,10 +166,42 @@ fn signed_calls_are_stamped_and_unsigned_calls_meet_the_policy() {
     assert!(verified
         .iter()
         .all(|c| c["attest"] == "A" && c["route"] == "forward" && c["outcome"] == "forwarded"));
+    // Traceback and support fields: the PASSporT's origid and x5u, the certificate's SPC, the
+    // caller's address, the forwarded leg, the codec the callee answered, who hung up.
+    let signed_origids = origids_of(&std::fs::read_to_string(dir.join("ids.csv")).expect("ids"));
+    for c in &verified {
+        let origid = c["origid"].as_str().expect("origid");
+        assert!(signed_origids.contains(&origid.to_owned()), "{c}");
+        assert_eq!(c["x5u"], signer.server.url("/sp.pem").as_str(), "{c}");
+        assert_eq!(c["spc"], "1234", "the test leaf's TNAuthList: {c}");
+        assert_eq!(c["reason"], "verified", "{c}");
+        let source: SocketAddr = c["source"]
+            .as_str()
+            .expect("source")
+            .parse()
+            .expect("IP:port");
+        assert_eq!(source.ip().to_string(), "127.0.0.1", "{c}");
+        assert_ne!(
+            source.port(),
+            gate.sg_port,
+            "the caller's port, not ours: {c}"
+        );
+        let outbound = c["outbound_call_id"].as_str().expect("outbound_call_id");
+        assert!(
+            outbound.starts_with("sg") && c["call_id"] != outbound,
+            "{c}"
+        );
+        assert_eq!(c["codec"], "PCMU", "{c}");
+        assert_eq!(c["end_reason"], "bye_caller", "{c}");
+        assert!(c["rcd"].is_null(), "{c}");
+    }
     let rejected: Vec<_> = cdrs.iter().filter(|c| c["route"] == "reject").collect();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["final_status"], 428);
     assert_eq!(rejected[0]["verstat"], "No-TN-Validation");
+    assert_eq!(rejected[0]["end_reason"], "refused");
+    assert!(rejected[0]["outbound_call_id"].is_null(), "never forwarded");
+    assert!(rejected[0]["origid"].is_null() && rejected[0]["spc"].is_null());
 
     let exposition = gate.stirgate.metrics(gate.metrics);
     let forwarded = "stirgate_calls_total{route=\"forward\",verstat=\"TN-Validation-Passed\"}";
@@ -253,6 +285,21 @@ fn upstream_verstat_from_a_trusted_peer_stands_in_for_a_missing_identity() {
     );
     assert_eq!(cdr["attest"], "A", "{cdr}");
     assert_eq!(cdr["upstream_verstat"], "TN-Validation-Passed-A", "{cdr}");
+}
+
+/// The `origid` claims of the PASSporTs in an injection file (one Identity value per line).
+fn origids_of(csv: &str) -> Vec<String> {
+    use base64::Engine as _;
+    csv.lines()
+        .filter_map(|line| line.split('.').nth(1))
+        .map(|payload| {
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64url payload");
+            let claims: serde_json::Value = serde_json::from_slice(&json).expect("claims");
+            claims["origid"].as_str().expect("origid claim").to_owned()
+        })
+        .collect()
 }
 
 /// Seconds since midnight of an RFC 3339 CDR timestamp (enough for a comparison).
