@@ -14,7 +14,8 @@ pub struct Config {
     pub bind: String,
     /// UDP port range for RTP, `"LOW-HIGH"`; each call takes an even port and the next (RTCP).
     pub rtp_ports: String,
-    /// Directory of the prompt WAV files.
+    /// Folder of prompt WAV files overriding the embedded prompts file by file (`greeting.wav`
+    /// replaces the embedded greeting); empty means the embedded prompts only.
     pub prompt_dir: String,
     /// Text-to-speech command for text that only exists in the config; `{out}` and `{text}` are
     /// replaced. Empty disables text-to-speech (the generic prompts play).
@@ -35,7 +36,7 @@ impl Default for Config {
             address: "127.0.0.1".to_owned(),
             bind: String::new(),
             rtp_ports: "20000-29999".to_owned(),
-            prompt_dir: "crates/media/prompts".to_owned(),
+            prompt_dir: String::new(),
             tts_command: "espeak-ng -v en-us -s 150 -w {out} {text}".to_owned(),
             tts_cache_dir: String::new(),
             inband_dtmf: true,
@@ -91,8 +92,14 @@ impl Config {
         if let Err(reason) = self.port_range() {
             err("rtp_ports", reason);
         }
-        if self.prompt_dir.is_empty() {
-            err("prompt_dir", "must not be empty".to_owned());
+        if !self.prompt_dir.is_empty() && !std::path::Path::new(&self.prompt_dir).is_dir() {
+            err(
+                "prompt_dir",
+                format!(
+                    "`{}` is not a folder (\"\" plays the embedded prompts)",
+                    self.prompt_dir
+                ),
+            );
         }
         if self.threads > 256 {
             err(
@@ -190,8 +197,11 @@ address = "127.0.0.1"
 bind = ""
 # UDP port range for RTP; each call takes an even port (RTP) and the next odd one (RTCP).
 rtp_ports = "20000-29999"
-# Directory of the prompt WAV files (8 kHz mono 16-bit; other formats are converted at start-up).
-prompt_dir = "crates/media/prompts"
+# The prompts are built into stirgate. A folder named here overrides them file by file: a
+# greeting.wav there replaces the built-in greeting, the others stay built in (names as in
+# crates/media/prompts; 8 kHz mono 16-bit, other formats are converted at start-up). A relative
+# folder is taken relative to this file's folder. "" plays the built-in prompts only.
+prompt_dir = ""
 # Text-to-speech command for text that only exists in the config (e.g. a greeting naming the
 # organisation); {out} is the WAV file to write, {text} the text. "" disables it (generic prompts).
 tts_command = "espeak-ng -v en-us -s 150 -w {out} {text}"
@@ -236,7 +246,7 @@ threads = 0
             address: "nope".to_owned(),
             bind: "x".to_owned(),
             rtp_ports: "30000-20000".to_owned(),
-            prompt_dir: String::new(),
+            prompt_dir: "/nonexistent/prompts".to_owned(),
             threads: 1000,
             tts_command: "say {text}".to_owned(),
             ..Config::default()

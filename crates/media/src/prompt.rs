@@ -6,6 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+/// Declares one embedded prompt: its name and the bytes of `crates/media/prompts/<name>.wav`.
+macro_rules! embedded {
+    ($name:literal) => {
+        (
+            $name,
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/prompts/",
+                $name,
+                ".wav"
+            )),
+        )
+    };
+}
+
 /// The built-in prompt names (files `<name>.wav` in the prompt directory).
 pub const BUILT_IN: &[&str] = &[
     "greeting",
@@ -97,11 +112,38 @@ impl Prompt {
     /// samples are scaled, channels are averaged, and other sample rates are resampled with a
     /// windowed-sinc filter.
     pub fn load(path: &Path) -> Result<Self, PromptError> {
+        let reader = hound::WavReader::open(path).map_err(|source| PromptError::Wav {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("prompt");
+        Self::decode(name, reader, path)
+    }
+
+    /// Decodes WAV bytes held in memory (the embedded prompts) as [`Self::load`] does a file.
+    pub fn from_wav_bytes(name: &str, bytes: &[u8]) -> Result<Self, PromptError> {
+        let path = PathBuf::from(format!("(embedded) {name}.wav"));
+        let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|source| {
+            PromptError::Wav {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Self::decode(name, reader, &path)
+    }
+
+    fn decode<R: std::io::Read>(
+        name: &str,
+        reader: hound::WavReader<R>,
+        path: &Path,
+    ) -> Result<Self, PromptError> {
         let wav_err = |source| PromptError::Wav {
             path: path.to_owned(),
             source,
         };
-        let reader = hound::WavReader::open(path).map_err(wav_err)?;
         let spec = reader.spec();
         let format = |detail| PromptError::Format {
             path: path.to_owned(),
@@ -135,10 +177,6 @@ impl Prompt {
             .iter()
             .map(|&v| (v * 32768.0).clamp(-32768.0, 32767.0) as i16)
             .collect::<Vec<_>>();
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("prompt");
         Ok(Self::from_samples(name, samples))
     }
 
@@ -186,6 +224,32 @@ impl Prompt {
     }
 }
 
+/// The committed prompt WAVs (`crates/media/prompts`), compiled into the binary so that
+/// stirgate needs no files to answer calls. Same names as [`BUILT_IN`].
+pub const EMBEDDED: &[(&str, &[u8])] = &[
+    embedded!("greeting"),
+    embedded!("record_name"),
+    embedded!("leave_message"),
+    embedded!("beep"),
+    embedded!("enter_digits"),
+    embedded!("digit_0"),
+    embedded!("digit_1"),
+    embedded!("digit_2"),
+    embedded!("digit_3"),
+    embedded!("digit_4"),
+    embedded!("digit_5"),
+    embedded!("digit_6"),
+    embedded!("digit_7"),
+    embedded!("digit_8"),
+    embedded!("digit_9"),
+    embedded!("thank_you"),
+    embedded!("goodbye"),
+    embedded!("hold_music"),
+    embedded!("call_from"),
+    embedded!("no_recording"),
+    embedded!("screen_choice"),
+];
+
 /// The prompts of one directory, by name.
 #[derive(Debug, Clone, Default)]
 pub struct PromptSet {
@@ -193,6 +257,40 @@ pub struct PromptSet {
 }
 
 impl PromptSet {
+    /// The embedded prompts ([`EMBEDDED`]), decoded.
+    pub fn embedded() -> Result<Self, PromptError> {
+        let mut prompts = HashMap::new();
+        for (name, bytes) in EMBEDDED {
+            prompts.insert((*name).to_owned(), Prompt::from_wav_bytes(name, bytes)?);
+        }
+        Ok(Self { prompts })
+    }
+
+    /// The embedded prompts, each replaced by `dir/<name>.wav` when that file exists; other
+    /// `*.wav` files of `dir` are added. A file that cannot be converted fails the load with
+    /// its path, and so does a `dir` that cannot be read.
+    pub fn with_overrides(dir: &Path) -> Result<Self, PromptError> {
+        let mut set = Self::embedded()?;
+        set.add_dir(dir)?;
+        Ok(set)
+    }
+
+    fn add_dir(&mut self, dir: &Path) -> Result<(), PromptError> {
+        let io = |source| PromptError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wav") {
+                continue;
+            }
+            let prompt = Prompt::load(&path)?;
+            self.prompts.insert(prompt.name().to_owned(), prompt);
+        }
+        Ok(())
+    }
+
     /// Loads every `*.wav` in `dir` and checks that all [`BUILT_IN`] prompts are there. Any file
     /// that cannot be converted fails the whole load, so a bad prompt stops start-up with its
     /// path in the message.
@@ -236,9 +334,14 @@ impl PromptSet {
         self.prompts.insert(name.to_owned(), prompt);
     }
 
-    /// Loads `media.prompt_dir`.
+    /// The prompts of a `[media]` config: the embedded set, overridden file by file from
+    /// `media.prompt_dir` when it names a folder.
     pub fn from_config(config: &crate::Config) -> Result<Self, PromptError> {
-        Self::load(Path::new(&config.prompt_dir))
+        if config.prompt_dir.is_empty() {
+            Self::embedded()
+        } else {
+            Self::with_overrides(Path::new(&config.prompt_dir))
+        }
     }
 
     /// Replaces prompt `name` with `text` spoken by `tts` (at start-up, for text that only
@@ -476,11 +579,63 @@ mod tests {
     }
 
     #[test]
+    fn embedded_prompts_are_the_committed_files_and_a_folder_overrides_them_one_by_one() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let from_files = PromptSet::load(&shipped).expect("shipped prompts load");
+        let embedded = PromptSet::embedded().expect("embedded prompts decode");
+        let mut files: Vec<String> = std::fs::read_dir(&shipped)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+            .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        files.sort();
+        let mut names: Vec<String> = EMBEDDED.iter().map(|(n, _)| (*n).to_owned()).collect();
+        names.sort();
+        assert_eq!(
+            names, files,
+            "every committed prompt is embedded, nothing else"
+        );
+        for name in &files {
+            assert_eq!(embedded.get(name), from_files.get(name), "{name}");
+        }
+        for name in BUILT_IN {
+            assert!(embedded.get(name).is_some(), "{name}");
+        }
+
+        // A folder holding only a greeting: that one prompt changes, the rest stay embedded.
+        let dir = tempfile::tempdir().unwrap();
+        write_wav(&dir.path().join("greeting.wav"), 8000, 1, &[1234; 800]);
+        std::fs::write(dir.path().join("notes.txt"), "not a prompt").unwrap();
+        let set = PromptSet::with_overrides(dir.path()).unwrap();
+        assert_eq!(set.get("greeting").unwrap().samples(), &[1234; 800][..]);
+        assert_eq!(set.get("goodbye"), embedded.get("goodbye"));
+        let config = crate::Config {
+            prompt_dir: dir.path().display().to_string(),
+            ..crate::Config::default()
+        };
+        let from_config = PromptSet::from_config(&config).unwrap();
+        assert_eq!(from_config.get("greeting"), set.get("greeting"));
+        let default = PromptSet::from_config(&crate::Config::default()).unwrap();
+        assert_eq!(default.get("greeting"), embedded.get("greeting"));
+        assert!(PromptSet::with_overrides(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
     fn tts_renders_and_caches_when_espeak_is_installed() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Tts::new("", dir.path()).is_none());
         assert!(Tts::new("/nonexistent/tts {out} {text}", dir.path()).is_none());
         let Some(tts) = Tts::new("espeak-ng -w {out} {text}", dir.path()) else {
+            // scripts/test.sh installs espeak-ng and sets STIRGATE_REQUIRE_TOOLS; CI runs it.
+            // There a missing program is a failure, not a skip.
+            let required = std::env::var_os("CI").is_some_and(|v| v == "true")
+                || std::env::var_os("STIRGATE_REQUIRE_TOOLS").is_some_and(|v| v == "1");
+            assert!(
+                !required,
+                "espeak-ng is not installed, but CI=true or STIRGATE_REQUIRE_TOOLS=1 says the \
+                 test command installed it"
+            );
             eprintln!("espeak-ng not installed; skipping the rendering half");
             return;
         };

@@ -28,6 +28,14 @@ pub const OID_TN_AUTH_LIST: &str = "1.3.6.1.5.5.7.1.26";
 const OID_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
 const MAX_INTERMEDIATES: usize = 6;
 
+/// The `stir.trust_anchors` value that names the embedded TEST STI-CA ([`TEST_STI_CA_PEM`]).
+pub const BUILTIN_TEST_STI_CA: &str = "builtin:test-sti-ca";
+
+/// The repository's TEST STI-CA root (`certs/test-sti-ca.pem`), compiled in so that stirgate
+/// runs on its defaults with no files. Its private key is public: NOT FOR PRODUCTION, and
+/// stirgate logs a warning at start-up while it is trusted.
+pub const TEST_STI_CA_PEM: &[u8] = include_bytes!("../../../certs/test-sti-ca.pem");
+
 /// A set of STI-CA root certificates (the trust store).
 #[derive(Debug, Clone, Default)]
 pub struct TrustAnchors {
@@ -44,8 +52,11 @@ struct Anchor {
 
 impl TrustAnchors {
     /// Loads anchors from a PEM (or DER) file, or from every `*.pem`, `*.crt` and `*.cer` file
-    /// of a directory.
+    /// of a directory; [`BUILTIN_TEST_STI_CA`] names the embedded test root.
     pub fn load(path: &Path) -> Result<Self, CertError> {
+        if path == Path::new(BUILTIN_TEST_STI_CA) {
+            return Self::from_pem(TEST_STI_CA_PEM);
+        }
         let io = |e: std::io::Error| CertError::Io {
             path: path.to_owned(),
             kind: e.kind(),

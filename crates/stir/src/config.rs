@@ -14,8 +14,9 @@ use crate::replay::{ReplayPolicy, ReplayStoreKind};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// PEM file or directory of STI-CA root certificates. The default is the repository's
-    /// test STI-CA (`certs/test-sti-ca.pem`): production deployments must replace it.
+    /// PEM file or directory of STI-CA root certificates. The default, `builtin:test-sti-ca`,
+    /// is the embedded copy of the repository's TEST STI-CA (`certs/test-sti-ca.pem`):
+    /// production deployments must replace it.
     pub trust_anchors: PathBuf,
     /// Optional PEM file or directory of intermediates used to complete chains that x5u
     /// servers send without them.
@@ -84,7 +85,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            trust_anchors: PathBuf::from("certs/test-sti-ca.pem"),
+            trust_anchors: PathBuf::from(crate::cert::BUILTIN_TEST_STI_CA),
             intermediates: None,
             allow_http_x5u: false,
             allowed_ports: vec![443, 8443],
@@ -309,9 +310,12 @@ mod tests {
     }
 
     #[test]
-    fn default_trust_anchors_exist_in_the_repo() {
+    fn default_trust_anchors_are_the_embedded_copy_of_the_repo_file() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let file = std::fs::read(repo_root().join("certs/test-sti-ca.pem")).unwrap();
+        assert_eq!(crate::cert::TEST_STI_CA_PEM, &file[..]);
         let cfg = Config {
-            trust_anchors: repo_root().join(Config::default().trust_anchors),
+            trust_anchors: repo_root().join("certs/test-sti-ca.pem"),
             ..Config::default()
         };
         assert_eq!(cfg.validate(), Ok(()));

@@ -29,7 +29,7 @@ use test_support::sipp::Stirgate;
 #[allow(dead_code)] // shared with the e2e binary, which uses all of it
 mod common;
 
-use common::{assert_ok, repo_root, scenario, wait_cdrs, Options, Setup, BIN};
+use common::{assert_ok, scenario, wait_cdrs, Options, Setup, BIN};
 
 /// Kills stirgate with SIGKILL and waits until it is gone.
 fn kill_9(stirgate: &mut Stirgate) {
@@ -364,10 +364,8 @@ impl CacheRig {
              [cdr]\npath = \"cdr.jsonl\"\n\
              [routes]\nA = \"reject\"\nB = \"reject\"\nC = \"reject\"\nfailed = \"reject\"\nmissing = \"reject\"\n\
              [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\ncache_file = \"{CACHE_FILE}\"\n\
-             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n\
              [status]\nlisten = \"\"\n",
             dead = free_port(),
-            repo = repo_root().display(),
         );
         let stirgate = Stirgate::start(BIN, dir.path(), &config);
         let caller = UdpSocket::bind("127.0.0.1:0").expect("caller socket");

@@ -156,10 +156,16 @@ impl Stirgate {
     pub fn start(bin: &str, dir: &Path, config: &str) -> Self {
         let cfg_path = dir.join("stirgate.toml");
         std::fs::write(&cfg_path, config).expect("write config");
+        Self::start_in(bin, dir, &cfg_path)
+    }
+
+    /// Starts `bin run --config CONFIG` with `dir` as its working directory (which need not
+    /// be the config file's folder) and waits until it is ready.
+    pub fn start_in(bin: &str, dir: &Path, cfg_path: &Path) -> Self {
         let mut child = Command::new(bin)
             .arg("run")
             .arg("--config")
-            .arg(&cfg_path)
+            .arg(cfg_path)
             .current_dir(dir)
             .env("STIRGATE_LOG", "info")
             .env("NO_COLOR", "1")

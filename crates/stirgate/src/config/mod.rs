@@ -9,6 +9,7 @@ mod captcha;
 mod forward;
 mod limits;
 mod lists;
+mod paths;
 mod records;
 mod routes;
 mod sip;
@@ -179,7 +180,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads and validates a TOML file.
+    /// Loads and validates a TOML file. Relative paths in it are taken relative to the folder
+    /// of the file (see `paths.rs`), whatever the working directory.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError::new(
@@ -187,43 +189,27 @@ impl Config {
                 format!("cannot read {}: {e}", path.display()),
             )])
         })?;
-        Self::from_toml(&text)
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_owned))
+            .unwrap_or_default();
+        Self::from_toml_at(&text, &base)
     }
 
     /// Validates TOML text (the embedded default when `text` is [`DEFAULT_TOML`]). Relative
-    /// paths (trust anchors, prompts, CDR file, ...) are relative to the working directory.
+    /// paths (state files, CDR file, ...) are relative to the working directory.
     pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
         Self::try_from(raw)
     }
 
-    /// Like [`Self::from_toml`], with the relative paths of `[stir]` and `[media]` taken
-    /// relative to `base` instead.
+    /// Like [`Self::from_toml`], with every relative path taken relative to `base` (the folder
+    /// of the config file) instead.
     pub fn from_toml_at(text: &str, base: &Path) -> Result<Self, ConfigErrors> {
         let mut raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
-        let rebase = |p: &Path| -> PathBuf {
-            if p.is_relative() && !p.as_os_str().is_empty() {
-                base.join(p)
-            } else {
-                p.to_owned()
-            }
-        };
-        raw.stir.trust_anchors = rebase(&raw.stir.trust_anchors);
-        for p in [
-            &mut raw.sip.tls_cert,
-            &mut raw.sip.tls_key,
-            &mut raw.sip.tls_ca,
-        ] {
-            if !p.is_empty() {
-                *p = rebase(Path::new(p.as_str())).display().to_string();
-            }
-        }
-        raw.stir.intermediates = raw.stir.intermediates.as_deref().map(rebase);
-        raw.media.prompt_dir = rebase(Path::new(&raw.media.prompt_dir))
-            .display()
-            .to_string();
+        paths::resolve_relative(&mut raw, base);
         Self::try_from(raw)
     }
 }

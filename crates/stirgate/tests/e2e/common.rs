@@ -83,10 +83,7 @@ impl Setup {
              [shutdown]\ndrain_timeout_s = 5\n\
              [routes]\n{routes}\n\
              {voicemail}\
-             [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
-             [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n\
              [status]\nlisten = \"127.0.0.1:{status_port}\"\n{more}",
-            repo = repo_root().display(),
             routes = opts.routes,
             more = opts.extra,
             voicemail = opts.voicemail,

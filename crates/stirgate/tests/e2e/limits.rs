@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use test_support::net::free_port;
 use test_support::sipp::Stirgate;
 
-use crate::common::{assert_ok, repo_root, scenario, Options, Setup, BIN};
+use crate::common::{assert_ok, scenario, Options, Setup, BIN};
 
 const SIPP_LIMIT: Duration = Duration::from_secs(120);
 
@@ -27,10 +27,7 @@ fn start_with_target(target_ip: &str, limits: &str) -> Setup {
          [cdr]\npath = \"cdr.jsonl\"\n\
          [routes]\nmissing = \"forward\"\n\
          [voicemail]\ndir = \"voicemail\"\n\
-         [stir]\ntrust_anchors = \"{repo}/certs/test-sti-ca.pem\"\n\
-         [media]\nprompt_dir = \"{repo}/crates/media/prompts\"\n\
          {limits}",
-        repo = repo_root().display(),
     );
     let stirgate = Stirgate::start(BIN, dir.path(), &config);
     Setup {

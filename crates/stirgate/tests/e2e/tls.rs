@@ -273,10 +273,6 @@ target = "sips:phone@{callee}"
 listen = "127.0.0.1:{metrics}"
 [status]
 listen = ""
-[stir]
-trust_anchors = "{repo}/certs/test-sti-ca.pem"
-[media]
-prompt_dir = "{repo}/crates/media/prompts"
 [routes]
 missing = "forward"
 [voicemail]
@@ -286,7 +282,6 @@ number = "+12025550177"
 routes = {{ missing = "captcha" }}
 "#,
         metrics = free_port(),
-        repo = crate::common::repo_root().display(),
     );
     let stirgate = Stirgate::start(BIN, dir, &config);
     (

@@ -10,7 +10,7 @@ use test_support::net::{free_port, metric_value};
 use test_support::pki::{LeafSpec, TestPki};
 use test_support::sipp::{Sipp, SippResult, Stirgate};
 
-use crate::common::{assert_ok, repo_root, scenario, wait_cdrs, BIN};
+use crate::common::{assert_ok, scenario, wait_cdrs, BIN};
 
 /// A test PKI whose chain a loopback HTTP server serves at `/sp.pem`, and a work directory
 /// holding its root (`root.pem`) and the leaf's key.
@@ -84,9 +84,7 @@ impl Gate {
              [cdr]\npath = \"cdr.jsonl\"\n\
              [routes]\n{routes}\n\
              [stir]\n{stir}\n\
-             [media]\nprompt_dir = \"{}/crates/media/prompts\"\n\
              [status]\nlisten = \"\"\n",
-            repo_root().display()
         );
         Self {
             stirgate: Stirgate::start(BIN, dir, &config),
@@ -267,12 +265,8 @@ fn c_attested_calls_go_to_voicemail_by_default() {
 #[test]
 fn upstream_verstat_from_a_trusted_peer_stands_in_for_a_missing_identity() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stir = format!(
-        "trust_anchors = \"{}/certs/test-sti-ca.pem\"\n\
-         trust_upstream_verstat = true\ntrusted_peers = [\"127.0.0.0/8\"]",
-        repo_root().display()
-    );
-    let gate = Gate::start(dir.path(), &stir, "");
+    let stir = "trust_upstream_verstat = true\ntrusted_peers = [\"127.0.0.0/8\"]";
+    let gate = Gate::start(dir.path(), stir, "");
     let uas = gate.callee(dir.path(), "uas_expect_verified.xml", 1);
     let caller = gate.call(dir.path(), "uac_twilio_verstat.xml", 1, &[]);
     let uas = uas.wait(Duration::from_secs(20));
