@@ -26,6 +26,10 @@
 # media port range (ss -uanp), stirgate_active_calls. Exit 1 when:
 #   - any call failed or was never made (SIPp's counts against the planned calls; none is
 #     expected at half the maximum rate);
+#   - the CDR lines per (route, outcome) differ from the planned calls per route (a signed call
+#     must come out verified — TN-Validation-Passed with its attestation — and forwarded or sent
+#     to voicemail; a SIPp caller that got a 200 from the CAPTCHA instead would pass SIPp's
+#     check but not this one);
 #   - RSS at the last minute of load or after the calls exceeds RSS after the first minute
 #     (warm-up: caches, pools, allocator arenas filled) by more than RSS_TOL_PCT (default 20) %
 #     + RSS_TOL_MIB (default 4) MiB;
@@ -108,7 +112,6 @@ iat_window_s = $((SOAK_S + 300))
 [media]
 address = "127.0.0.1"
 rtp_ports = "$RTP_LO-$RTP_HI"
-prompt_dir = "$ROOT/crates/media/prompts"
 [status]
 listen = ""
 TOML
@@ -130,8 +133,8 @@ sed "s/sip:+15551230001@/sip:+$BLOCKED@/" "$SCEN/uac_603.xml" > "$WORK/sipp/bloc
 cp "$SCEN/uac_identity.xml" "$SCEN/uac_voicemail_signed.xml" "$WORK/sipp/"
 
 # --- samples -------------------------------------------------------------------------------------
-metric() {
-    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m { print $2; f=1 } END { if (!f) print 0 }'
+metric() { # prints the value, or "absent" (never 0 for a series that is not there)
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m { print $2; f=1 } END { if (!f) print "absent" }'
 }
 rtp_ports() {
     ss -uanp 2>/dev/null | awk -v pid="pid=$SG_PID," -v lo=$RTP_LO -v hi=$RTP_HI \
@@ -254,6 +257,12 @@ echo "soak: ${SOAK_S}s at $RATE calls/s (max ${MAX_RATE:-given as RATE}), stirga
 
 # --- the soak -------------------------------------------------------------------------------------
 for _ in $(seq 60); do [ "$(metric stirgate_active_calls)" = 0 ] && break; sleep 1; done
+# The soak's own CDR file: the measurement's lines (if any) go aside; SIGUSR1 reopens cdr.path.
+if [ -f "$WORK/cdr.jsonl" ]; then
+    mv "$WORK/cdr.jsonl" "$WORK/cdr-measure.jsonl"
+    kill -USR1 "$SG_PID"
+    sleep 1
+fi
 sample start
 START_FDS=$(awk '$1 == "start" { print $3 }' "$WORK/samples.dat")
 phase soak "$RATE" "$SOAK_S"
@@ -268,15 +277,33 @@ sleep 2
 sample after-calls
 
 # --- verdict --------------------------------------------------------------------------------------
-echo "outcomes (CDR):"
-python3 - "$WORK/cdr.jsonl" <<'PY'
-import collections, json, sys
-c = collections.Counter()
-for line in open(sys.argv[1]):
+echo "outcomes (CDR: route, outcome, verstat, attest; got / expected from the planned calls):"
+python3 - "$WORK" <<'PY' || CDR_VERDICT=1
+import collections, glob, json, os, sys
+work = sys.argv[1]
+# What each planned call of the mix must leave in the CDR file.
+want_of = {
+    "A": ("forward", "forwarded", "TN-Validation-Passed", "A"),
+    "B": ("forward", "forwarded", "TN-Validation-Passed", "B"),
+    "C": ("voicemail", "voicemail_saved", "TN-Validation-Passed", "C"),
+    "pass": ("captcha", "captcha_passed", "No-TN-Validation", None),
+    "fail": ("captcha", "captcha_failed", "No-TN-Validation", None),
+    "blocked": ("block", "blocked", "No-TN-Validation", None),
+}
+want = collections.Counter()
+for planned in glob.glob(os.path.join(work, "soak", "*.planned")):
+    route = os.path.basename(planned)[: -len(".planned")]
+    want[want_of[route]] += int(open(planned).read())
+got = collections.Counter()
+for line in open(os.path.join(work, "cdr.jsonl")):
     d = json.loads(line)
-    c[(d.get("route"), d.get("outcome"))] += 1
-for (route, outcome), n in sorted(c.items(), key=lambda kv: -kv[1]):
-    print(f"  {route:10} {outcome:18} {n}")
+    got[(d.get("route"), d.get("outcome"), d.get("verstat"), d.get("attest"))] += 1
+for key in sorted(set(got) | set(want), key=lambda k: -want[k]):
+    mark = "" if got[key] == want[key] else "   <-- differs"
+    print(f"  {key[0]:10} {key[1]:16} {key[2]:21} {str(key[3]):5} {got[key]:6} / {want[key]}{mark}")
+if got != want:
+    print("FAIL: the CDR lines per route and outcome are not the planned calls")
+    sys.exit(1)
 PY
 echo "recordings: $(ls "$WORK/voicemail" | grep -c '\.wav$' || true)"
 python3 - "$WORK/samples.dat" "$RSS_TOL_PCT" "$RSS_TOL_MIB" "$FD_TOL" "$FAILED" > "$WORK/verdict.txt" <<'PY' || VERDICT=1
@@ -308,4 +335,5 @@ print("PASS" if not problems else "FAIL: " + "; ".join(problems))
 sys.exit(1 if problems else 0)
 PY
 cat "$WORK/verdict.txt"
-exit "${VERDICT:-0}"
+[ -z "${CDR_VERDICT:-}" ] || echo "FAIL: CDR counts (above)"
+exit "${VERDICT:-${CDR_VERDICT:-0}}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what the tests need when it is missing
 # (SIPp: Debian sip-tester; promtool: prometheus; headless Chromium: chromium; Redis for the
-# shared-store tests, which start their own redis-server on loopback), then runs the
-# suite.
+# shared-store tests, which start their own redis-server on loopback; espeak-ng for the
+# text-to-speech tests), then runs the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -18,6 +19,9 @@ if ((${#need_apt[@]})); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# The tools above are installed now: tests that need one fail instead of skipping without it.
+export STIRGATE_REQUIRE_TOOLS=1
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -77,6 +77,11 @@ fn init_tracing() {
 }
 
 async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
+    // Signal handlers first: a SIGHUP or SIGUSR1 (logrotate, a reload) that arrives while the
+    // listeners start must be queued, not take the default action, which ends the process.
+    let mut signals = Signals::new()?;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     crate::metrics::install(cfg.metrics_listen)?;
     let cancel = CancellationToken::new();
     // Only here, before any call: a reload must not touch recordings in progress. A `.part` is
@@ -111,9 +116,6 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
         );
     }
     warn_if_test_anchors(&cfg.stir.trust_anchors);
-    let mut signals = Signals::new()?;
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             () = signals.next() => break,

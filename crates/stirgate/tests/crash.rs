@@ -434,19 +434,23 @@ impl CacheRig {
     }
 }
 
-/// Fills the cache with many distinct x5u while polling for the persistence write in progress
-/// (its temporary file) and kills stirgate the moment it is seen (or at the end of the load).
+/// Fills the cache with many distinct x5u while polling for a persistence write in progress that
+/// replaces an earlier file (its temporary file beside the cache file), and kills stirgate the
+/// moment it is seen (or at the end of the load). Returns whether the kill landed during that
+/// write: the temporary file is still there, so the writer never reached its rename.
 fn load_and_kill_mid_write(rig: &mut CacheRig) -> bool {
     let identities: Vec<String> = (0..X5US).map(|i| rig.identity(i)).collect();
-    let tmp = rig.path().join(CACHE_FILE).with_extension("tmp");
+    let file = rig.path().join(CACHE_FILE);
+    let tmp = file.with_extension("tmp");
     let seen = Arc::new(Mutex::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
         let pid = rig_pid(rig);
+        let tmp = tmp.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
-                if tmp.exists() {
+                if tmp.exists() && file.exists() {
                     let _ = Command::new("kill").args(["-KILL", &pid]).status();
                     *seen.lock().expect("lock") = true;
                     return;
@@ -466,9 +470,9 @@ fn load_and_kill_mid_write(rig: &mut CacheRig) -> bool {
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::Release);
     watcher.join().expect("watcher");
-    let caught = *seen.lock().expect("lock");
+    let seen = *seen.lock().expect("lock");
     kill_9(&mut rig.stirgate);
-    caught
+    seen && tmp.exists()
 }
 
 /// stirgate's pid, read from `/proc` by its work directory (the runner does not expose it).
@@ -492,23 +496,34 @@ fn rig_pid(rig: &CacheRig) -> String {
 
 #[test]
 fn kill_9_during_a_certificate_cache_write_keeps_a_loadable_file() {
-    let mut rig = CacheRig::start();
-    let caught = load_and_kill_mid_write(&mut rig);
-    println!("killed while the cache file was being written: {caught}");
+    // The kill must land inside a write that replaces an earlier file; a round whose kill came
+    // before or after every write proves nothing, so it is repeated on a fresh rig.
+    const ROUNDS: usize = 8;
+    let mut landed = None;
+    for round in 1..=ROUNDS {
+        let mut rig = CacheRig::start();
+        if load_and_kill_mid_write(&mut rig) {
+            println!("round {round}: kill -9 landed during a cache write (temp file left)");
+            landed = Some(rig);
+            break;
+        }
+        println!("round {round}: the kill missed every write window; again");
+    }
+    let mut rig =
+        landed.unwrap_or_else(|| panic!("kill -9 never landed during a write in {ROUNDS} rounds"));
     assert!(
         rig.fetches().iter().sum::<usize>() > 0,
         "the load fetched nothing"
     );
+    // The file the interrupted write was replacing is still whole (persisted() checks).
     let persisted = rig.persisted();
 
     // Restarted on the same file: it loads what was persisted and does not fetch it again.
     rig.stirgate = restart(rig.path());
     assert!(answers_options(rig.sg_port), "restarted stirgate answers");
-    let Some(x5u) = persisted.first() else {
-        // Killed during the first write: nothing to load, and nothing half-loaded.
-        println!("nothing was persisted before the kill");
-        return;
-    };
+    let x5u = persisted
+        .first()
+        .expect("the write was replacing an earlier cache file, which holds entries");
     let i: usize = x5u
         .rsplit_once("/c")
         .and_then(|(_, rest)| rest.strip_suffix(".pem"))

@@ -52,17 +52,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
     body.to_owned()
 }
 
-/// The value of one Prometheus sample line `name{labels} value` in an exposition (0 if absent).
+/// The value of one Prometheus sample line `name{labels} value` in an exposition, or `None`
+/// when no series matches: an absent metric is not a zero (a counter that was never created,
+/// a renamed label, a broken exporter), so a test comparing values must see the difference.
 ///
 /// `selector` is the metric name with its labels exactly as exposed, e.g.
 /// `stirgate_calls_total{route="forward",verstat="No-TN-Validation"}`; label order does not matter.
-pub fn metric_value(exposition: &str, selector: &str) -> f64 {
+/// Several matching series (none here, as labels must match exactly) would be summed.
+pub fn metric_value(exposition: &str, selector: &str) -> Option<f64> {
     let (name, labels) = match selector.split_once('{') {
         Some((n, l)) => (n, l.trim_end_matches('}')),
         None => (selector, ""),
     };
     let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
-    let mut total = 0.0;
+    let mut total = None;
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
@@ -76,7 +79,10 @@ pub fn metric_value(exposition: &str, selector: &str) -> f64 {
         }
         let have: Vec<&str> = slabels.split(',').filter(|l| !l.is_empty()).collect();
         if wanted.iter().all(|w| have.contains(w)) && wanted.len() == have.len() {
-            total += value.parse::<f64>().unwrap_or(0.0);
+            let value = value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("{selector}: unparsable sample value in `{line}`"));
+            total = Some(total.unwrap_or(0.0) + value);
         }
     }
     total

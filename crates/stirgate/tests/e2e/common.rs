@@ -119,8 +119,15 @@ impl Setup {
         ])
     }
 
-    /// One metric's value.
+    /// One metric's value; fails the test when the series is absent (absent is not zero).
     pub(crate) fn metric(&self, selector: &str) -> f64 {
+        let exposition = self.stirgate.metrics(self.metrics);
+        metric_value(&exposition, selector)
+            .unwrap_or_else(|| panic!("{selector} is absent from /metrics:\n{exposition}"))
+    }
+
+    /// One metric's value, `None` when the series does not exist (yet).
+    pub(crate) fn metric_if_present(&self, selector: &str) -> Option<f64> {
         metric_value(&self.stirgate.metrics(self.metrics), selector)
     }
 

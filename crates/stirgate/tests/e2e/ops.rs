@@ -42,7 +42,10 @@ fn metrics_exposition_passes_promtool_and_counts_calls() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let value = |selector: &str| test_support::net::metric_value(&exposition, selector);
+    let value = |selector: &str| {
+        test_support::net::metric_value(&exposition, selector)
+            .unwrap_or_else(|| panic!("{selector} is absent:\n{exposition}"))
+    };
     assert_eq!(
         value("stirgate_calls_total{route=\"forward\",verstat=\"No-TN-Validation\"}"),
         5.0,

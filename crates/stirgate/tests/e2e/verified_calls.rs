@@ -203,9 +203,9 @@ fn signed_calls_are_stamped_and_unsigned_calls_meet_the_policy() {
 
     let exposition = gate.stirgate.metrics(gate.metrics);
     let forwarded = "stirgate_calls_total{route=\"forward\",verstat=\"TN-Validation-Passed\"}";
-    assert_eq!(metric_value(&exposition, forwarded), 3.0);
+    assert_eq!(metric_value(&exposition, forwarded), Some(3.0));
     let refused = "stirgate_calls_total{route=\"reject\",verstat=\"No-TN-Validation\"}";
-    assert_eq!(metric_value(&exposition, refused), 1.0);
+    assert_eq!(metric_value(&exposition, refused), Some(1.0));
     assert!(
         exposition.contains("stirgate_verify_duration_seconds_bucket"),
         "verification latency histogram"
