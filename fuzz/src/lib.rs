@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("certificate", certificate),
     ("sdp", sdp),
     ("rtp_dtmf", rtp_dtmf),
+    ("tn_auth_list", tn_auth_list),
 ];
 
 /// The message without its Content-Length lines, which printing recomputes from the body.
@@ -215,6 +216,19 @@ pub fn certificate(data: &[u8]) {
         }
     }
     let _ = TrustAnchors::from_pem(data);
+}
+
+/// `TnAuthList::from_der` (RFC 8226, delegate certificates): whatever decodes has entries, lies
+/// within itself, and answers `authorize` for any number without panicking.
+pub fn tn_auth_list(data: &[u8]) {
+    let Ok(list) = stir::tnauth::TnAuthList::from_der(data) else {
+        return;
+    };
+    assert!(!list.entries().is_empty(), "a decoded TNAuthList has entries");
+    assert!(list.within(&list), "a TNAuthList must lie within itself: {list:?}");
+    for tn in ["12155551212", "0", "999999999999999", "1"] {
+        let _ = list.authorize(tn);
+    }
 }
 
 /// `sdp::answer` to the input as an offer, with a fixed local side; an answer we produce must

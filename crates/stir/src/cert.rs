@@ -17,6 +17,8 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use crate::tnauth::{TnAuthList, TnEntry};
+
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
@@ -48,6 +50,8 @@ struct Anchor {
     key: EcKey,
     not_before: i64,
     not_after: i64,
+    /// An anchor may bound what it issues, like any CA of the path.
+    tn_auth: Option<TnAuthList>,
 }
 
 impl TrustAnchors {
@@ -119,6 +123,7 @@ impl TrustAnchors {
                 key,
                 not_before: cert.validity().not_before.timestamp(),
                 not_after: cert.validity().not_after.timestamp(),
+                tn_auth: tn_auth_list(&cert)?,
             });
         }
         self.anchors = Arc::new(list);
@@ -141,7 +146,7 @@ impl TrustAnchors {
 #[derive(Debug, Clone)]
 pub struct ValidatedChain {
     leaf_key: Vec<u8>,
-    spc: Option<String>,
+    tn_auth: TnAuthList,
     not_before: i64,
     not_after: i64,
     der: Vec<Vec<u8>>,
@@ -151,7 +156,19 @@ pub struct ValidatedChain {
 impl ValidatedChain {
     /// The Service Provider Code of the leaf's TNAuthList, if it carries one.
     pub fn spc(&self) -> Option<&str> {
-        self.spc.as_deref()
+        self.tn_auth.spc()
+    }
+
+    /// The leaf's whole TNAuthList.
+    pub fn tn_auth_list(&self) -> &TnAuthList {
+        &self.tn_auth
+    }
+
+    /// The leaf's TNAuthList entry that lets it sign for the canonical calling number `orig`
+    /// (see [`TnAuthList::authorize`]); `None`: `orig` is outside a delegate certificate's
+    /// numbers.
+    pub fn authorize(&self, orig: &str) -> Option<&TnEntry> {
+        self.tn_auth.authorize(orig)
     }
 
     /// The latest notBefore over the chain (leaf, intermediates, anchor), UNIX seconds.
@@ -325,7 +342,9 @@ pub fn validate_chain(
         }
     }
     check_critical(&leaf, 0)?;
-    let spc = tn_auth_list(&leaf)?;
+    let tn_auth = tn_auth_list(&leaf)?.ok_or(CertError::NoTnAuthList)?;
+    // Every TNAuthList met on the way up, lowest first: each must lie inside those above it.
+    let mut scopes: Vec<(usize, TnAuthList)> = vec![(0, tn_auth.clone())];
 
     let mut pool = Vec::new();
     for (i, der) in bundle.iter().enumerate().skip(1) {
@@ -349,9 +368,12 @@ pub fn validate_chain(
         for anchor in anchors.anchors.iter().filter(|a| a.subject == issuer) {
             if verify_signed_by(current, &anchor.key) {
                 push_target(&mut revocation, current, depth, &anchor.key);
+                if let Some(list) = &anchor.tn_auth {
+                    check_scope(&scopes, list, depth + 1)?;
+                }
                 return Ok(ValidatedChain {
                     leaf_key,
-                    spc,
+                    tn_auth,
                     not_before: not_before.max(anchor.not_before),
                     not_after: not_after.min(anchor.not_after),
                     der: path.into_iter().map(<[u8]>::to_vec).collect(),
@@ -368,6 +390,10 @@ pub fn validate_chain(
             if verify_signed_by(current, &key) {
                 check_ca(cand, depth + 1)?;
                 check_critical(cand, depth + 1)?;
+                if let Some(list) = tn_auth_list(cand)? {
+                    check_scope(&scopes, &list, depth + 1)?;
+                    scopes.push((depth + 1, list));
+                }
                 push_target(&mut revocation, current, depth, &key);
                 next = Some((i, *der, cand));
                 break;
@@ -416,9 +442,18 @@ pub enum CertError {
     /// The leaf has no TNAuthList extension (RFC 8226).
     #[error("leaf certificate has no TNAuthList extension")]
     NoTnAuthList,
-    /// The TNAuthList extension does not parse or is empty.
-    #[error("leaf certificate TNAuthList extension is malformed")]
+    /// A TNAuthList extension (of the leaf or of a CA in the path) does not parse or is empty.
+    #[error("certificate TNAuthList extension is malformed")]
     BadTnAuthList,
+    /// A certificate's TNAuthList names numbers or SPCs outside the TNAuthList of a CA above
+    /// it (a delegate certificate wider than its issuer, RFC 9060 / ATIS-1000092).
+    #[error("certificate {index}'s TNAuthList is wider than that of its issuer at depth {issuer}")]
+    TnScopeWiderThanIssuer {
+        /// Position of the wider certificate in the path (0 = leaf).
+        index: usize,
+        /// Depth of the CA whose scope it exceeds.
+        issuer: usize,
+    },
     /// The leaf is a CA certificate.
     #[error("leaf certificate is a CA certificate")]
     LeafIsCa,
@@ -620,6 +655,21 @@ fn crl_urls(cert: &X509Certificate<'_>) -> Vec<String> {
     out
 }
 
+/// A CA's TNAuthList at `depth` bounds every certificate below it that carries one.
+fn check_scope(
+    below: &[(usize, TnAuthList)],
+    issuer: &TnAuthList,
+    depth: usize,
+) -> Result<(), CertError> {
+    match below.iter().find(|(_, list)| !list.within(issuer)) {
+        Some((index, _)) => Err(CertError::TnScopeWiderThanIssuer {
+            index: *index,
+            issuer: depth,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check_ca(cert: &X509Certificate<'_>, depth: usize) -> Result<(), CertError> {
     let err = CertError::IssuerNotCa { depth };
     match cert.basic_constraints() {
@@ -652,87 +702,19 @@ fn ca_issuers_url(cert: &X509Certificate<'_>) -> Option<String> {
         })
 }
 
-/// Reads the leaf's TNAuthList (RFC 8226): `SEQUENCE OF TNEntry`, where `TNEntry` is
-/// `spc [0] IA5String | range [1] | one [2]` (explicit tags; an implicit `[0]` is tolerated).
-/// Returns the first SPC.
-fn tn_auth_list(cert: &X509Certificate<'_>) -> Result<Option<String>, CertError> {
-    let ext = cert
-        .extensions()
+/// The certificate's TNAuthList (RFC 8226), decoded by [`TnAuthList::from_der`]; `None` when the
+/// certificate has none.
+fn tn_auth_list(cert: &X509Certificate<'_>) -> Result<Option<TnAuthList>, CertError> {
+    cert.extensions()
         .iter()
         .find(|e| e.oid.to_id_string() == OID_TN_AUTH_LIST)
-        .ok_or(CertError::NoTnAuthList)?;
-    let bad = CertError::BadTnAuthList; // unit variant, cheap to rebuild
-    let (tag, mut entries, _) = der_tlv(ext.value).ok_or(CertError::BadTnAuthList)?;
-    if tag != 0x30 || entries.is_empty() {
-        return Err(bad);
-    }
-    let mut spc = None;
-    while !entries.is_empty() {
-        let (tag, content, rest) = der_tlv(entries).ok_or(CertError::BadTnAuthList)?;
-        entries = rest;
-        match tag {
-            0xa0 => {
-                let (inner, value, _) = der_tlv(content).ok_or(CertError::BadTnAuthList)?;
-                if inner != 0x16 {
-                    return Err(bad);
-                }
-                spc.get_or_insert(ascii(value).ok_or(CertError::BadTnAuthList)?);
-            }
-            0x80 => {
-                spc.get_or_insert(ascii(content).ok_or(CertError::BadTnAuthList)?);
-            }
-            0xa1 | 0xa2 | 0x81 | 0x82 => {}
-            _ => return Err(bad),
-        }
-    }
-    Ok(spc)
-}
-
-fn ascii(b: &[u8]) -> Option<String> {
-    (!b.is_empty() && b.iter().all(|c| c.is_ascii_graphic()))
-        .then(|| String::from_utf8_lossy(b).into_owned())
-}
-
-/// Reads one DER TLV: (tag, content, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, rest) = if len0 < 0x80 {
-        (usize::from(len0), rest)
-    } else {
-        let n = usize::from(len0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
+        .map(|ext| TnAuthList::from_der(ext.value).map_err(|_| CertError::BadTnAuthList))
+        .transpose()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn der_tlv_reads_short_and_long_lengths() {
-        assert_eq!(
-            der_tlv(&[0x30, 0x01, 0xaa, 0xbb]),
-            Some((0x30, &[0xaa][..], &[0xbb][..]))
-        );
-        let mut long = vec![0x04, 0x81, 0x80];
-        long.extend([7u8; 0x80]);
-        let (tag, content, rest) = der_tlv(&long).unwrap();
-        assert_eq!((tag, content.len(), rest.len()), (0x04, 0x80, 0));
-        assert_eq!(der_tlv(&[0x30, 0x05, 0x00]), None);
-        assert_eq!(der_tlv(&[0x30, 0x80]), None);
-        assert_eq!(der_tlv(&[]), None);
-    }
 
     #[test]
     fn bundle_without_certificates_is_refused() {

@@ -14,7 +14,8 @@
 //! the lifetime of the replay record — is judged against the same instant,
 //! [`VerifyRequest::now`], taken once by the caller (the engine reads the system clock once
 //! per call; `stirgate verify --now` fixes it). [`Freshness`] holds the rules: an iat may be
-//! up to `clock_skew` in the future and up to `iat_window + clock_skew` in the past, and a
+//! up to `clock_skew` in the future and exactly up to `max_age` in the past (the skew does not
+//! widen the past: a PASSporT 61 s old fails a 60 s rule, as Twilio counts), and a
 //! certificate is accepted from `clock_skew` before its notBefore.
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::identity::{self, IdentityHeader};
 use crate::passport::Passport;
 use crate::replay::{ReplayCache, ReplayKey, ReplayPolicy};
 use crate::tn;
+use crate::tnauth::TnEntry;
 use crate::verdict::{Attest, Diversion, Reason, Verdict};
 
 /// What to verify: the request's Identity header values and the call's numbers.
@@ -216,28 +218,27 @@ impl Parsed {
 /// The time rules of verification (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
-    /// How old an iat may be (`stir.iat_window_s`), the skew added.
-    pub iat_window: Duration,
+    /// How old an iat may be (`stir.max_iat_age_s`), exactly.
+    pub max_age: Duration,
     /// Tolerated disagreement between the signer's clock and ours (`stir.clock_skew_s`).
     pub clock_skew: Duration,
 }
 
 impl Freshness {
     /// Whether a PASSporT issued at `iat` is fresh at `now` (UNIX seconds): at most
-    /// `clock_skew` in the future, at most `iat_window + clock_skew` in the past.
+    /// `clock_skew` in the future, at most `max_age` in the past.
     pub fn accepts_iat(&self, iat: i64, now: i64) -> bool {
         // i128: iat comes from the wire and may be anywhere in i64.
         let (iat, now) = (i128::from(iat), i128::from(now));
         let skew = i128::from(self.clock_skew.as_secs());
-        let window = i128::from(self.iat_window.as_secs());
-        iat - now <= skew && now - iat <= window + skew
+        let max_age = i128::from(self.max_age.as_secs());
+        iat - now <= skew && now - iat <= max_age
     }
 
     /// The last UNIX second at which a PASSporT issued at `iat` is still fresh: how long its
     /// replay record must live.
     pub fn last_accepted(&self, iat: i64) -> i64 {
-        iat.saturating_add(secs(self.iat_window))
-            .saturating_add(secs(self.clock_skew))
+        iat.saturating_add(secs(self.max_age))
     }
 
     /// The skew in whole seconds.
@@ -294,12 +295,12 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker with an iat window, a replay policy and a replay memory bound (0 turns replay
+    /// A checker with a maximum iat age, a replay policy and a replay memory bound (0 turns replay
     /// detection off), and no clock skew tolerance (see [`Checker::with_clock_skew`]).
-    pub fn new(iat_window: Duration, replay_policy: ReplayPolicy, replay_capacity: usize) -> Self {
+    pub fn new(max_age: Duration, replay_policy: ReplayPolicy, replay_capacity: usize) -> Self {
         Self {
             rules: Freshness {
-                iat_window,
+                max_age,
                 clock_skew: Duration::ZERO,
             },
             replay_policy,
@@ -309,7 +310,7 @@ impl Checker {
 
     /// The checker a `[stir]` config describes (window, skew, replay policy and bound).
     pub fn from_config(cfg: &Config) -> Self {
-        Self::new(cfg.iat_window(), cfg.replay, cfg.replay_cache_size)
+        Self::new(cfg.max_iat_age(), cfg.replay, cfg.replay_cache_size)
             .with_clock_skew(cfg.clock_skew())
     }
 
@@ -320,9 +321,9 @@ impl Checker {
         self
     }
 
-    /// The iat freshness window.
-    pub fn iat_window(&self) -> Duration {
-        self.rules.iat_window
+    /// The oldest iat accepted, in seconds before now.
+    pub fn max_iat_age(&self) -> Duration {
+        self.rules.max_age
     }
 
     /// The time rules.
@@ -433,6 +434,8 @@ impl Checker {
             let chain = chains.chain(&c.header.info)?;
             v.spc = chain.spc().map(str::to_owned);
             check_signature(&c.passport, &chain, now, self.rules)?;
+            // A delegate certificate vouches only for its own numbers (RFC 8226 §9).
+            v.tn_auth_match = Some(authorize(&chain, &ok.orig)?.clone());
             if !matches_dest(&ok.dest, &req.to) {
                 v.diversions = self.check_divs(parsed, &ok, req, now, chains);
                 if !v.diversions.iter().any(|d| {
@@ -473,6 +476,10 @@ impl Checker {
                     }
                     let chain = chains.chain(&d.header.info)?;
                     check_signature(&d.passport, &chain, now, self.rules)?;
+                    // The retargeting party signs for the number it diverts (`div.tn`).
+                    if let Some(div_tn) = &ok.div {
+                        authorize(&chain, div_tn)?;
+                    }
                     Ok(ok)
                 });
                 let div = Diversion {
@@ -528,6 +535,8 @@ impl Checker {
 struct ClaimsOk {
     orig: String,
     dest: Vec<String>,
+    /// The canonical `div.tn` of a `div` PASSporT.
+    div: Option<String>,
 }
 
 /// Header and claim checks that need no certificate.
@@ -568,15 +577,19 @@ fn pre_check(c: &Candidate, ppt: &str, now: i64, rules: Freshness) -> Result<Cla
         if claims.origid.as_deref().is_none_or(str::is_empty) {
             return Err(Reason::BadClaim { claim: "origid" });
         }
-    } else if claims
-        .div
-        .as_ref()
-        .and_then(|d| d.tn.as_deref())
-        .and_then(tn::canonicalize)
-        .is_none()
-    {
-        return Err(Reason::BadClaim { claim: "div.tn" });
     }
+    let div = if ppt == "shaken" {
+        None
+    } else {
+        Some(
+            claims
+                .div
+                .as_ref()
+                .and_then(|d| d.tn.as_deref())
+                .and_then(tn::canonicalize)
+                .ok_or(Reason::BadClaim { claim: "div.tn" })?,
+        )
+    };
     let orig = claims
         .orig
         .tn
@@ -593,7 +606,7 @@ fn pre_check(c: &Candidate, ppt: &str, now: i64, rules: Freshness) -> Result<Cla
             now,
         });
     }
-    Ok(ClaimsOk { orig, dest })
+    Ok(ClaimsOk { orig, dest, div })
 }
 
 fn check_signature(
@@ -609,6 +622,13 @@ fn check_signature(
         return Err(Reason::BadSignature);
     }
     Ok(())
+}
+
+/// The TNAuthList entry of the chain's leaf that covers the canonical number `tn`.
+fn authorize<'c>(chain: &'c ValidatedChain, tn: &str) -> Result<&'c TnEntry, Reason> {
+    chain
+        .authorize(tn)
+        .ok_or_else(|| Reason::TnNotAuthorized { tn: tn.to_owned() })
 }
 
 fn matches_dest(dest: &[String], to: &str) -> bool {

@@ -28,11 +28,14 @@ pub struct Config {
     /// Upper bound on one verification, fetches included; past it the call proceeds as
     /// No-TN-Validation and the fetch finishes in the background.
     pub verify_budget_ms: u64,
-    /// How old a PASSporT's `iat` may be (plus `clock_skew_s`) before it fails as stale (403).
-    pub iat_window_s: u64,
+    /// The oldest PASSporT accepted: seconds from `iat` to now, applied exactly (60 by default,
+    /// as Twilio counts: a PASSporT 61 s old fails 403 Stale Date). `iat_window_s`, the
+    /// earlier name, is read as this key.
+    #[serde(alias = "iat_window_s")]
+    pub max_iat_age_s: u64,
     /// Tolerated disagreement between a signer's clock and ours: an `iat` up to this far in
-    /// the future is accepted, as is a certificate this long before its notBefore; an `iat`
-    /// older than `iat_window_s + clock_skew_s` is stale.
+    /// the future is accepted, as is a certificate this long before its notBefore. It does
+    /// not widen `max_iat_age_s`.
     pub clock_skew_s: u64,
     /// TCP+TLS connect timeout for x5u (and AIA) fetches.
     pub fetch_connect_timeout_ms: u64,
@@ -90,7 +93,7 @@ impl Default for Config {
             allow_http_x5u: false,
             allowed_ports: vec![443, 8443],
             verify_budget_ms: 2000,
-            iat_window_s: 60,
+            max_iat_age_s: 60,
             clock_skew_s: 5,
             fetch_connect_timeout_ms: 500,
             fetch_timeout_ms: 1500,
@@ -143,7 +146,7 @@ impl Config {
         }
         for (key, value) in [
             ("verify_budget_ms", self.verify_budget_ms),
-            ("iat_window_s", self.iat_window_s),
+            ("max_iat_age_s", self.max_iat_age_s),
             ("fetch_connect_timeout_ms", self.fetch_connect_timeout_ms),
             ("fetch_timeout_ms", self.fetch_timeout_ms),
             ("cache_default_ttl_s", self.cache_default_ttl_s),
@@ -241,9 +244,9 @@ impl Config {
         Duration::from_millis(self.verify_budget_ms)
     }
 
-    /// The iat window.
-    pub fn iat_window(&self) -> Duration {
-        Duration::from_secs(self.iat_window_s)
+    /// The oldest PASSporT accepted (`max_iat_age_s`).
+    pub fn max_iat_age(&self) -> Duration {
+        Duration::from_secs(self.max_iat_age_s)
     }
 
     /// The clock skew tolerance.
@@ -376,8 +379,9 @@ mod tests {
         );
         let cfg: Config =
             serde_json::from_str(r#"{"replay": "fail", "iat_window_s": 30}"#).unwrap();
+        // The earlier key name is read as max_iat_age_s.
         assert_eq!(cfg.replay, ReplayPolicy::Fail);
-        assert_eq!(cfg.iat_window_s, 30);
+        assert_eq!(cfg.max_iat_age_s, 30);
         assert_eq!(cfg.verify_budget_ms, 2000);
     }
 }

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod replay_redis;
 pub mod sign;
 pub mod tn;
+pub mod tnauth;
 pub mod verdict;
 
 #[cfg(feature = "fetch")]

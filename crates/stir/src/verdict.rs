@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use crate::cert::CertError;
 use crate::identity::IdentityError;
 use crate::passport::PassportError;
+use crate::tnauth::TnEntry;
 
 /// The 3GPP TS 24.229 `verstat` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,6 +161,13 @@ pub enum Reason {
     DestMismatch,
     /// The ES256 signature does not verify with the certificate's key.
     BadSignature,
+    /// The signing certificate is a delegate certificate whose TNAuthList numbers and ranges
+    /// do not hold the PASSporT's `orig` (437: the credential is valid but not for this
+    /// number; see docs/stir.md).
+    TnNotAuthorized {
+        /// The canonical number the certificate was asked to vouch for.
+        tn: String,
+    },
     /// The x5u certificate could not be fetched.
     X5uUnavailable(FetchFailure),
     /// The certificate or chain is not acceptable.
@@ -196,7 +204,7 @@ impl Reason {
             }
             Self::StaleDate { .. } => Some(403),
             Self::X5uUnavailable(_) | Self::X5uMismatch => Some(436),
-            Self::Certificate(_) => Some(437),
+            Self::Certificate(_) | Self::TnNotAuthorized { .. } => Some(437),
             _ => Some(438),
         }
     }
@@ -218,6 +226,7 @@ impl Reason {
             Self::OrigMismatch => "orig_mismatch",
             Self::DestMismatch => "dest_mismatch",
             Self::BadSignature => "bad_signature",
+            Self::TnNotAuthorized { .. } => "tn_not_authorized",
             Self::X5uUnavailable(_) => "x5u_unavailable",
             Self::Certificate(CertError::Expired { .. } | CertError::NotYetValid { .. }) => {
                 "certificate_expired"
@@ -258,6 +267,10 @@ impl fmt::Display for Reason {
             Self::OrigMismatch => f.write_str("PASSporT orig does not match the calling number"),
             Self::DestMismatch => f.write_str("PASSporT dest does not match the called number"),
             Self::BadSignature => f.write_str("PASSporT signature does not verify"),
+            Self::TnNotAuthorized { tn } => write!(
+                f,
+                "signing certificate's TNAuthList does not cover the calling number {tn}"
+            ),
             Self::X5uUnavailable(e) => write!(f, "{e}"),
             Self::Certificate(e) => write!(f, "{e}"),
             Self::Replay => f.write_str("PASSporT replayed within the freshness window"),
@@ -303,6 +316,9 @@ pub struct Verdict {
     pub reason: Reason,
     /// The Service Provider Code of the signing certificate, when it validated.
     pub spc: Option<String>,
+    /// The entry of the signing certificate's TNAuthList that authorized `orig` (a number or
+    /// range of a delegate certificate, else the SPC), when the check got that far.
+    pub tn_auth_match: Option<TnEntry>,
     /// The x5u of the SHAKEN PASSporT.
     pub x5u: Option<String>,
     /// The origid claim.
@@ -329,6 +345,7 @@ impl Verdict {
             attest: None,
             reason,
             spc: None,
+            tn_auth_match: None,
             x5u: None,
             origid: None,
             orig: None,
@@ -414,6 +431,7 @@ impl Serialize for Verdict {
         st.serialize_field("dest", &self.dest)?;
         st.serialize_field("iat", &self.iat)?;
         st.serialize_field("spc", &self.spc)?;
+        st.serialize_field("tn_auth_match", &self.tn_auth_match)?;
         st.serialize_field("replayed", &self.replayed)?;
         st.serialize_field("diversions", &self.diversions)?;
         st.serialize_field("x_stirgate_verstat", self.twilio_style())?;

@@ -259,10 +259,10 @@ async fn passport_rules_table() {
             "x5u_mismatch",
             Some(436),
         ),
-        // Default rules: iat_window_s 60, clock_skew_s 5 (boundaries in `clock_skew_boundaries`).
+        // Default rules: max_iat_age_s 60, clock_skew_s 5 (boundaries in `clock_skew_boundaries`).
         (
-            "stale iat",
-            with_c(&|c| c.iat = NOW - 66),
+            "stale iat: 61 s old",
+            with_c(&|c| c.iat = NOW - 61),
             Verstat::Failed,
             "stale_date",
             Some(403),
@@ -275,8 +275,8 @@ async fn passport_rules_table() {
             Some(403),
         ),
         (
-            "iat at window edge",
-            with_c(&|c| c.iat = NOW - 65),
+            "iat at the age limit: 60 s old",
+            with_c(&|c| c.iat = NOW - 60),
             Verstat::Passed,
             "verified",
             None,
@@ -1059,8 +1059,9 @@ async fn replay_flag_and_fail() {
     );
 }
 
-/// Freshness at its boundaries, on the fixed clock `NOW` (no sleeps): with window W and skew K,
-/// an iat in [NOW - W - K, NOW + K] passes and one second outside fails 403; a certificate is
+/// Freshness at its boundaries, on the fixed clock `NOW` (no sleeps): with maximum age W and
+/// skew K, an iat in [NOW - W, NOW + K] passes and one second outside fails 403 (the skew
+/// tolerates a signer's clock ahead of ours, never an older PASSporT); a certificate is
 /// good from K seconds before its notBefore; every rule of one verification reads the same
 /// `now`, so moving only the request's clock moves every outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1075,7 +1076,7 @@ async fn clock_skew_boundaries() {
     };
     for (window, skew) in [(60_i64, 5_i64), (60, 0), (30, 20)] {
         let cfg = Config {
-            iat_window_s: u64::try_from(window).unwrap(),
+            max_iat_age_s: u64::try_from(window).unwrap(),
             clock_skew_s: u64::try_from(skew).unwrap(),
             replay_cache_size: 0,
             ..env.config()
@@ -1085,8 +1086,8 @@ async fn clock_skew_boundaries() {
         for (iat, passes) in [
             (NOW + skew, true),
             (NOW + skew + 1, false),
-            (NOW - window - skew, true),
-            (NOW - window - skew - 1, false),
+            (NOW - window, true),
+            (NOW - window - 1, false),
         ] {
             let v = verifier.verify(&req(vec![iat_case(iat)])).await;
             if passes {
@@ -1191,7 +1192,7 @@ async fn replay_is_remembered_for_the_whole_window() {
         ..env.config()
     };
     let verifier = env.verifier(&cfg);
-    let id = env.good(); // iat NOW; window 60, skew 5: fresh until NOW + 65
+    let id = env.good(); // iat NOW; max age 60: fresh until NOW + 60
     let at_t = |t: i64| VerifyRequest::new(vec![id.clone()], ORIG, DEST, at(t));
     expect(
         &verifier.verify(&at_t(NOW - 5)).await,
@@ -1201,14 +1202,14 @@ async fn replay_is_remembered_for_the_whole_window() {
         "first",
     );
     expect(
-        &verifier.verify(&at_t(NOW + 65)).await,
+        &verifier.verify(&at_t(NOW + 60)).await,
         Verstat::Failed,
         "replay",
         Some(438),
         "last second",
     );
     expect(
-        &verifier.verify(&at_t(NOW + 66)).await,
+        &verifier.verify(&at_t(NOW + 61)).await,
         Verstat::Failed,
         "stale_date",
         Some(403),

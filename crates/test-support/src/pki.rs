@@ -35,8 +35,22 @@ impl Ca {
 
     /// An intermediate CA signed by `self`, valid from 2020 to 2045.
     pub fn intermediate(&self, name: &str) -> Self {
+        self.delegate_ca(name, &[])
+    }
+
+    /// An intermediate CA signed by `self` that carries a TNAuthList of `scope` (none when
+    /// empty): a delegate CA of ATIS-1000092, which bounds the numbers it may issue for.
+    pub fn delegate_ca(&self, name: &str, scope: &[TnSpec]) -> Self {
         let key = p256();
-        let params = ca_params(name, 1_577_836_800, 2_366_755_200);
+        let mut params = ca_params(name, 1_577_836_800, 2_366_755_200);
+        if !scope.is_empty() {
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &TN_AUTH_LIST,
+                    tn_auth_list_of(scope),
+                ));
+        }
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .expect("intermediate");
@@ -142,12 +156,14 @@ impl Ca {
         };
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
-        if let Some(spc) = &spec.spc {
+        let mut entries: Vec<TnSpec> = spec.spc.iter().cloned().map(TnSpec::Spc).collect();
+        entries.extend(spec.tns.iter().cloned());
+        if !entries.is_empty() {
             params
                 .custom_extensions
                 .push(CustomExtension::from_oid_content(
                     &TN_AUTH_LIST,
-                    tn_auth_list(spc),
+                    tn_auth_list_of(&entries),
                 ));
         }
         if let Some(serial) = spec.serial {
@@ -187,8 +203,10 @@ impl Ca {
 /// What leaf to issue.
 #[derive(Debug, Clone)]
 pub struct LeafSpec {
-    /// The TNAuthList SPC; `None` leaves the extension out.
+    /// The TNAuthList SPC; `None` (with no `tns`) leaves the extension out.
     pub spc: Option<String>,
+    /// Telephone numbers and ranges after the SPC: a delegate certificate (ATIS-1000092).
+    pub tns: Vec<TnSpec>,
     /// notBefore, UNIX seconds.
     pub not_before: i64,
     /// notAfter, UNIX seconds.
@@ -210,6 +228,7 @@ impl Default for LeafSpec {
     fn default() -> Self {
         Self {
             spc: Some("1234".into()),
+            tns: Vec::new(),
             not_before: 1_577_836_800,
             not_after: 2_366_755_200,
             rsa: false,
@@ -303,6 +322,45 @@ fn ca_params(name: &str, not_before: i64, not_after: i64) -> CertificateParams {
 pub fn tn_auth_list(spc: &str) -> Vec<u8> {
     let ia5 = tlv(0x16, spc.as_bytes());
     tlv(0x30, &tlv(0xa0, &ia5))
+}
+
+/// One TNEntry of RFC 8226 for a test certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TnSpec {
+    /// `spc [0] ServiceProviderCode`.
+    Spc(String),
+    /// `range [1] TelephoneNumberRange { start, count }`.
+    Range(String, u64),
+    /// `one [2] TelephoneNumber`.
+    One(String),
+}
+
+/// The DER of a TNAuthorizationList (EXPLICIT tags, as RFC 8226's module says), written with
+/// yasna: an encoder independent of the decoder under test.
+pub fn tn_auth_list_of(entries: &[TnSpec]) -> Vec<u8> {
+    yasna::construct_der(|w| {
+        w.write_sequence_of(|w| {
+            for e in entries {
+                let next = w.next();
+                match e {
+                    TnSpec::Spc(spc) => next.write_tagged(yasna::Tag::context(0), |w| {
+                        w.write_ia5_string(spc);
+                    }),
+                    TnSpec::Range(start, count) => {
+                        next.write_tagged(yasna::Tag::context(1), |w| {
+                            w.write_sequence(|w| {
+                                w.next().write_ia5_string(start);
+                                w.next().write_u64(*count);
+                            });
+                        });
+                    }
+                    TnSpec::One(tn) => next.write_tagged(yasna::Tag::context(2), |w| {
+                        w.write_ia5_string(tn);
+                    }),
+                }
+            }
+        });
+    })
 }
 
 fn aia(url: &str) -> Vec<u8> {
