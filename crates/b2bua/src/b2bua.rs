@@ -20,7 +20,7 @@ use crate::call::{
 };
 use crate::error::CallError;
 use crate::flows::{FlowConfig, MediaLeg};
-use crate::router::{decide, Decision, Listing, Routes};
+use crate::router::{decide, Decision, FastPass, Listing, Routes};
 
 /// Methods we answer or relay; the Allow header of our responses.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -61,6 +61,8 @@ pub struct Config {
     pub retry_after_s: u32,
     /// The policy table.
     pub routes: Routes,
+    /// Which verdicts a fast-pass entry skips the routes for.
+    pub fast_pass: FastPass,
     /// Settings of the flows stirgate runs itself (voicemail, CAPTCHA).
     pub flows: FlowConfig,
     /// Per dialled number (canonical TN, RFC 8224 §8.3) overrides.
@@ -621,7 +623,13 @@ impl<R: RngCore> B2bua<R> {
             return;
         }
         let identity_present = c.inbound_invite.headers.get("Identity").is_some();
-        let decision = decide(&c.routes, verdict, listing, identity_present);
+        let decision = decide(
+            &c.routes,
+            verdict,
+            listing,
+            identity_present,
+            self.cfg.fast_pass,
+        );
         c.verification.verstat = verdict.verstat.as_str();
         c.verification.attest = verdict.attest.map(stir::Attest::as_str);
         c.verification.reason = verdict.reason.label();
@@ -1469,6 +1477,7 @@ mod tests {
                 timers: TimerConfig::default(),
                 retry_after_s: 30,
                 routes: Routes::default(),
+                fast_pass: FastPass::default(),
                 flows: test_flows(),
                 numbers: HashMap::new(),
             },

@@ -24,4 +24,4 @@ pub use b2bua::{B2bua, Config, NumberSettings, Output, VerifyJob, VoicemailNote}
 pub use call::{Call, CallId, CallRecord, EndReason, Outcome, Verification};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
-pub use router::{Listing, RouteAction, Routes};
+pub use router::{FastPass, Listing, RouteAction, Routes};

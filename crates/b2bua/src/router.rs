@@ -112,8 +112,22 @@ pub enum Listing {
     Unlisted,
     /// On the blocklist: refused before anything else (603 Decline).
     Blocked,
-    /// On the fast-pass allow list: forwarded whatever the verdict.
+    /// On the fast-pass allow list: forwarded when the verdict is passed or missing (see
+    /// [`FastPass`]).
     Allowed,
+}
+
+/// Which verdicts a fast-pass entry may skip the routes for (`lists.fast_pass_overrides_failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastPass {
+    /// Passed (A/B/C) and missing (no Identity, no verdict in time) verdicts only: a failed
+    /// signature on a number that once passed the CAPTCHA follows `routes.failed`, so a
+    /// spoofer cannot borrow a fast-pass entry with a forged PASSporT.
+    #[default]
+    PassedOrMissing,
+    /// Every verdict, failed ones included (the behaviour before issue 14; a forged Identity
+    /// on a fast-passed number is then forwarded).
+    Any,
 }
 
 /// What the router decided.
@@ -149,19 +163,24 @@ impl Decision {
     }
 }
 
-/// Evaluation order: blocklist, then the fast-pass list, then the verdict's class.
+/// Evaluation order: blocklist, then the fast-pass list (for the verdicts `fast_pass` admits),
+/// then the verdict's class.
 pub fn decide(
     routes: &Routes,
     verdict: &Verdict,
     listing: Listing,
     identity_present: bool,
+    fast_pass: FastPass,
 ) -> Decision {
+    let class = Class::of(verdict);
     match listing {
         Listing::Blocked => return Decision::Block,
-        Listing::Allowed => return Decision::Forward { fast_pass: true },
-        Listing::Unlisted => {}
+        Listing::Allowed if class != Class::Failed || fast_pass == FastPass::Any => {
+            return Decision::Forward { fast_pass: true };
+        }
+        Listing::Allowed | Listing::Unlisted => {}
     }
-    match routes.action(Class::of(verdict)) {
+    match routes.action(class) {
         RouteAction::Forward => Decision::Forward { fast_pass: false },
         action @ (RouteAction::Voicemail | RouteAction::Captcha | RouteAction::Screen) => {
             Decision::Local(action)
@@ -227,31 +246,65 @@ mod tests {
             missing: RouteAction::Reject,
         };
         let v = passed(Attest::A);
+        let fp = FastPass::default();
         assert_eq!(
-            decide(&Routes::default(), &v, Listing::Blocked, true),
+            decide(&Routes::default(), &v, Listing::Blocked, true, fp),
             Decision::Block
         );
         assert_eq!(
-            decide(&all_reject, &v, Listing::Allowed, true),
+            decide(&all_reject, &v, Listing::Allowed, true, fp),
             Decision::Forward { fast_pass: true }
         );
         assert_eq!(
-            decide(&Routes::default(), &v, Listing::Unlisted, true),
+            decide(&Routes::default(), &v, Listing::Unlisted, true, fp),
             Decision::Forward { fast_pass: false }
         );
         let missing = Verdict::from_reason(Reason::NoIdentity);
         assert_eq!(
-            decide(&all_reject, &missing, Listing::Unlisted, false),
+            decide(&all_reject, &missing, Listing::Allowed, false, fp),
+            Decision::Forward { fast_pass: true },
+            "fast-pass covers an unsigned call"
+        );
+        assert_eq!(
+            decide(&all_reject, &missing, Listing::Unlisted, false, fp),
             Decision::Reject {
                 status: 428,
                 phrase: "Use Identity Header"
             }
         );
         let bad = Verdict::from_reason(Reason::BadTyp);
-        let Decision::Reject { status, .. } = decide(&all_reject, &bad, Listing::Unlisted, true)
+        let Decision::Reject { status, .. } =
+            decide(&all_reject, &bad, Listing::Unlisted, true, fp)
         else {
             panic!("reject expected")
         };
         assert_eq!(Some(status), bad.sip_code());
+    }
+
+    #[test]
+    fn fast_pass_does_not_launder_a_failed_signature() {
+        let forged = Verdict::from_reason(Reason::BadSignature);
+        let routes = Routes::default();
+        assert_eq!(
+            decide(
+                &routes,
+                &forged,
+                Listing::Allowed,
+                true,
+                FastPass::default()
+            ),
+            Decision::Local(routes.failed),
+            "a failed verdict follows routes.failed even for a fast-passed number"
+        );
+        assert_eq!(
+            decide(&routes, &forged, Listing::Allowed, true, FastPass::Any),
+            Decision::Forward { fast_pass: true },
+            "the old behaviour, when configured"
+        );
+        assert_eq!(
+            decide(&routes, &forged, Listing::Blocked, true, FastPass::Any),
+            Decision::Block,
+            "the blocklist stays first"
+        );
     }
 }

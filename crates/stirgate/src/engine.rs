@@ -102,6 +102,7 @@ impl Policy {
             timers: cfg.timers,
             retry_after_s: cfg.retry_after_s,
             routes: cfg.routes,
+            fast_pass: cfg.fast_pass,
             flows,
             numbers: cfg
                 .numbers

@@ -15,6 +15,9 @@ pub struct RawLists {
     pub path: PathBuf,
     /// `lists.fast_pass_days`: how long a caller who passed the CAPTCHA skips it (0: forever).
     pub fast_pass_days: u64,
+    /// `lists.fast_pass_overrides_failed`: let a fast-pass entry forward calls whose PASSporT
+    /// FAILED verification too (false: only missing or passed verdicts; see the README).
+    pub fast_pass_overrides_failed: bool,
     /// `lists.backend`: "sqlite" (the file `lists.path`) or "redis" (shared by instances).
     pub backend: String,
     /// `lists.redis_url`: the Redis server of the "redis" backend.
@@ -30,6 +33,7 @@ impl Default for RawLists {
         Self {
             path: PathBuf::from("stirgate-lists.sqlite3"),
             fast_pass_days: 30,
+            fast_pass_overrides_failed: false,
             backend: "sqlite".to_owned(),
             redis_url: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),

@@ -171,6 +171,8 @@ pub struct Config {
     pub lists_store: crate::lists::StoreConfig,
     /// Fast-pass lifetime in days (0: no expiry).
     pub fast_pass_days: u64,
+    /// Which verdicts a fast-pass entry skips the routes for (`lists.fast_pass_overrides_failed`).
+    pub fast_pass: b2bua::FastPass,
     /// Per dialled number overrides.
     pub numbers: Vec<NumberConfig>,
     /// Voicemail notifications.
@@ -282,6 +284,11 @@ impl TryFrom<RawConfig> for Config {
             notify,
             lists_store,
             fast_pass_days: raw.lists.fast_pass_days,
+            fast_pass: if raw.lists.fast_pass_overrides_failed {
+                b2bua::FastPass::Any
+            } else {
+                b2bua::FastPass::PassedOrMissing
+            },
             screen,
             voicemail,
             raw,

@@ -296,6 +296,94 @@ fn origids_of(csv: &str) -> Vec<String> {
         .collect()
 }
 
+/// A forged signature on a number that once passed the CAPTCHA (on the fast-pass list) is not
+/// laundered by the list: it follows `routes.failed` (here `reject`: 438). The documented key
+/// `lists.fast_pass_overrides_failed = true` restores forwarding; the blocklist stays first.
+#[test]
+fn fast_pass_does_not_launder_a_forged_signature() {
+    let signer = Signer::new(Duration::ZERO);
+    let dir = signer.path();
+    let forged = |n: usize| {
+        let mut csv = String::from("SEQUENTIAL\n");
+        for _ in 0..n {
+            let id = signer.identity("A");
+            let (token, params) = id.split_once(';').expect("full form");
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            let mut sig: Vec<char> = parts[2].chars().collect();
+            sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
+            parts[2] = sig.into_iter().collect();
+            csv.push_str(&format!("{};{params}\n", parts.join(".")));
+        }
+        let path = dir.join("forged.csv");
+        std::fs::write(&path, csv).expect("csv");
+        path.display().to_string()
+    };
+    // The caller passed the CAPTCHA once (the config file is the gate's own).
+    let allow = |gate: &Gate| {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "lists",
+                "add",
+                "--list",
+                "allow",
+                "+15551230001",
+                "--config",
+            ])
+            .arg(dir.join("stirgate.toml"))
+            .current_dir(dir)
+            .output()
+            .expect("stirgate lists");
+        assert!(out.status.success(), "{out:?}");
+        let _ = gate;
+    };
+
+    // Default: the forged call meets routes.failed = reject.
+    let gate = Gate::start(dir, SIGNER_ROOT, "failed = \"reject\"");
+    allow(&gate);
+    let caller = gate.call(
+        dir,
+        "uac_identity_438.xml",
+        1,
+        &["-inf".to_owned(), forged(1)],
+    );
+    assert_ok("forged signature on a fast-passed number rejected", &caller);
+    let cdr = &wait_cdrs(&gate.stirgate, 1)[0];
+    assert_eq!(cdr["verstat"], "TN-Validation-Failed", "{cdr}");
+    assert_eq!(cdr["reason"], "bad_signature", "{cdr}");
+    assert_eq!(cdr["route"], "reject", "{cdr}");
+    assert_eq!(cdr["fast_pass"], false, "{cdr}");
+    // A valid signature from the same number is fast-passed as before.
+    let uas = gate.callee(dir, "uas", 1);
+    let good = gate.call(
+        dir,
+        "uac_identity.xml",
+        1,
+        &["-inf".to_owned(), signer.injection("B", 1)],
+    );
+    uas.kill();
+    assert_ok("valid signature, fast-passed", &good);
+    let cdrs = wait_cdrs(&gate.stirgate, 2);
+    assert_eq!(cdrs[1]["route"], "forward", "{cdrs:?}");
+    assert_eq!(cdrs[1]["fast_pass"], true, "{cdrs:?}");
+    drop(gate);
+
+    // The old behaviour, when configured: the forged call is forwarded by the list.
+    std::fs::remove_file(dir.join("cdr.jsonl")).ok();
+    let gate = Gate::start(
+        dir,
+        &format!("{SIGNER_ROOT}\n[lists]\nfast_pass_overrides_failed = true"),
+        "failed = \"reject\"",
+    );
+    let uas = gate.callee(dir, "uas", 1);
+    let caller = gate.call(dir, "uac_identity.xml", 1, &["-inf".to_owned(), forged(1)]);
+    uas.kill();
+    assert_ok("forwarded by the fast-pass list", &caller);
+    let cdr = &wait_cdrs(&gate.stirgate, 1)[0];
+    assert_eq!(cdr["verstat"], "TN-Validation-Failed", "{cdr}");
+    assert_eq!(cdr["route"], "forward", "{cdr}");
+    assert_eq!(cdr["fast_pass"], true, "{cdr}");
+}
+
 /// Seconds since midnight of an RFC 3339 CDR timestamp (enough for a comparison).
 fn seconds_of_day(v: &serde_json::Value) -> f64 {
     let text = v.as_str().expect("timestamp");
