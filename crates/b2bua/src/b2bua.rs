@@ -543,17 +543,21 @@ impl<R: RngCore> B2bua<R> {
             .get_all("Identity")
             .map(str::to_owned)
             .collect();
-        // The calling number: P-Asserted-Identity when present (the trunk vouches for it),
-        // else From; the called number: the Request-URI user, else To (RFC 8224 §5.2).
+        // The calling number: the first P-Asserted-Identity (sip: user or tel: number) that is a
+        // telephone number — the trunk vouches for it, and an anonymous From with a valid PAI is
+        // common — else From; the called number: the Request-URI user, else To (RFC 8224 §5.2).
+        // RFC 4904 user parameters (`;tgrp=`, `;trunk-context=`) and visual separators are left
+        // for `stir::tn::canonicalize` to strip before any comparison.
         let orig = invite
             .headers
             .get_list("P-Asserted-Identity")
-            .find_map(|v| {
+            .filter_map(|v| {
                 NameAddr::parse(v)
                     .ok()
                     .and_then(|a| a.sip_uri())
                     .and_then(|u| u.user)
             })
+            .find(|user| stir::tn::canonicalize(user).is_some())
             .unwrap_or_else(|| from.clone());
         let dest = SipUri::parse(&invite.uri)
             .ok()
@@ -1615,6 +1619,51 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
             resp.body = Bytes::from(body.to_owned());
         }
         b.handle_bytes(now, udp(CALLEE), &resp.to_bytes());
+    }
+
+    /// The calling number handed to the verifier: a PAI tel: URI behind an anonymous From, RFC
+    /// 4904 trunk-group parameters in the user part, and a non-numeric PAI skipped for the next.
+    #[test]
+    fn calling_number_comes_from_the_first_numeric_pai() {
+        let anonymous = "From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=caller1";
+        let cases = [
+            (
+                "<tel:+1-555-123-0001;tgrp=TG-1;trunk-context=example.com>",
+                true,
+            ),
+            (
+                "<sip:+15551230001;tgrp=TG-1;trunk-context=example.com@trunk;user=phone>",
+                true,
+            ),
+            ("<sip:anonymous@trunk>, <tel:+15551230001>", true),
+            ("<sip:anonymous@trunk>", false),
+        ];
+        for (pai, numeric) in cases {
+            let text = invite()
+                .replace(
+                    &format!("From: \"Alice\" <sip:+15551230001@{CALLER}>;tag=caller1"),
+                    anonymous,
+                )
+                .replace(
+                    "P-Asserted-Identity: <sip:+15551230001@trunk>",
+                    &format!("P-Asserted-Identity: {pai}"),
+                );
+            let mut b = b2bua();
+            let job = start_call(
+                &mut b,
+                Instant::now(),
+                &text,
+                &verified(stir::Attest::A),
+                Listing::Unlisted,
+            );
+            let want = numeric.then(|| "15551230001".to_owned());
+            assert_eq!(
+                stir::tn::canonicalize(&job.orig),
+                want,
+                "{pai}: {}",
+                job.orig
+            );
+        }
     }
 
     #[test]

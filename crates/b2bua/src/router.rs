@@ -284,7 +284,10 @@ mod tests {
     #[test]
     fn fast_pass_does_not_launder_a_failed_signature() {
         let forged = Verdict::from_reason(Reason::BadSignature);
-        let routes = Routes::default();
+        let routes = Routes {
+            failed: RouteAction::Captcha,
+            ..Routes::default()
+        };
         assert_eq!(
             decide(
                 &routes,
@@ -293,7 +296,7 @@ mod tests {
                 true,
                 FastPass::default()
             ),
-            Decision::Local(routes.failed),
+            Decision::Local(RouteAction::Captcha),
             "a failed verdict follows routes.failed even for a fast-passed number"
         );
         assert_eq!(

@@ -290,7 +290,23 @@ impl SipUri {
                 transport: None,
             });
         }
-        let uri = rsip::Uri::try_from(text).map_err(|_| HeaderError)?;
+        // The userinfo is ours to split: RFC 3261 lets a user part hold `;` and `=` (RFC 4904
+        // `+15551230001;tgrp=TG-1;trunk-context=example.com`), which rsip reads as the host and
+        // its parameters, dropping the real host. Userinfo ends at the first `@` (an `@` inside
+        // it must be escaped); rsip then parses the rest behind a plain placeholder user.
+        let (scheme_text, rest) = text.split_once(':').ok_or(HeaderError)?;
+        let (user, uri) = match rest.find('@') {
+            Some(at) => {
+                let user = rest[..at].split(':').next().unwrap_or_default();
+                if user.is_empty() {
+                    return Err(HeaderError);
+                }
+                let plain = format!("{scheme_text}:u@{}", &rest[at + 1..]);
+                let uri = rsip::Uri::try_from(plain.as_str()).map_err(|_| HeaderError)?;
+                (Some(user.to_owned()), uri)
+            }
+            None => (None, rsip::Uri::try_from(text).map_err(|_| HeaderError)?),
+        };
         let scheme = match &uri.scheme {
             Some(rsip::Scheme::Sips) => "sips",
             Some(rsip::Scheme::Sip) => "sip",
@@ -310,7 +326,7 @@ impl SipUri {
         });
         Ok(Self {
             scheme: scheme.to_owned(),
-            user: uri.user().map(str::to_owned),
+            user,
             host,
             port,
             transport,
@@ -470,6 +486,28 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), HeaderError> {
 
 #[cfg(test)]
 mod tests {
+    use super::SipUri;
+
+    /// RFC 4904 trunk-group parameters live in the user part; the host is still the host.
+    #[test]
+    fn user_part_with_trunk_group_parameters() {
+        let u = SipUri::parse(
+            "sip:+15551230001;tgrp=TG-1;trunk-context=example.com@trunk.example:5070;user=phone",
+        )
+        .unwrap();
+        assert_eq!(
+            u.user.as_deref(),
+            Some("+15551230001;tgrp=TG-1;trunk-context=example.com")
+        );
+        assert_eq!((u.host.as_str(), u.port), ("trunk.example", Some(5070)));
+        let u = SipUri::parse("sips:alice:secret@pbx.example;transport=tls").unwrap();
+        assert_eq!(u.user.as_deref(), Some("alice"), "password dropped");
+        assert_eq!(u.host, "pbx.example");
+        assert_eq!(u.transport.as_deref(), Some("tls"));
+        assert!(SipUri::parse("sip:@host").is_err());
+        assert_eq!(SipUri::parse("sip:host:5060").unwrap().user, None);
+    }
+
     use super::*;
 
     #[test]

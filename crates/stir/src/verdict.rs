@@ -292,6 +292,21 @@ impl fmt::Display for Reason {
     }
 }
 
+/// A Twilio `X-Twilio-VerStat` value without the `-Diverted` / `-Passthrough` suffix Twilio
+/// adds for diverted and passed-through calls (`TN-Validation-Passed-A-Diverted` →
+/// `TN-Validation-Passed-A`), trimmed: the verdict part, which is what compares with ours.
+pub fn twilio_base(value: &str) -> &str {
+    let value = value.trim();
+    for suffix in ["-Diverted", "-Passthrough"] {
+        if let Some(cut) = value.len().checked_sub(suffix.len()) {
+            if value.is_char_boundary(cut) && value[cut..].eq_ignore_ascii_case(suffix) {
+                return &value[..cut];
+            }
+        }
+    }
+    value
+}
+
 /// A verified (or not) RFC 8946 diversion PASSporT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diversion {
@@ -365,7 +380,7 @@ impl Verdict {
     /// A verdict taken from a trunk's `X-Twilio-VerStat` value (`TN-Validation-Passed-A`,
     /// `TN-Validation-Failed-B`, ...); `None` for `No-TN-Validation` or anything unknown.
     pub fn from_upstream(value: &str) -> Option<Self> {
-        let value = value.trim();
+        let value = twilio_base(value);
         let (passed, rest) = if let Some(rest) = value.strip_prefix("TN-Validation-Passed") {
             (true, rest)
         } else if let Some(rest) = value.strip_prefix("TN-Validation-Failed") {
@@ -536,5 +551,36 @@ mod upstream_tests {
         assert!(Verdict::from_upstream("TN-Validation-Passed").is_none());
         assert!(Verdict::from_upstream("TN-Validation-Passed-Z").is_none());
         assert!(Verdict::from_upstream("whatever").is_none());
+    }
+
+    #[test]
+    fn diverted_and_passthrough_suffixes_keep_the_verdict() {
+        for (value, verstat, attest) in [
+            (
+                "TN-Validation-Passed-A-Diverted",
+                Verstat::Passed,
+                Some(Attest::A),
+            ),
+            (
+                "TN-Validation-Passed-B-Passthrough",
+                Verstat::Passed,
+                Some(Attest::B),
+            ),
+            (
+                "TN-Validation-Failed-C-passthrough",
+                Verstat::Failed,
+                Some(Attest::C),
+            ),
+        ] {
+            let v = Verdict::from_upstream(value).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!((v.verstat, v.attest), (verstat, attest), "{value}");
+        }
+        assert!(Verdict::from_upstream("No-TN-Validation-Passthrough").is_none());
+        assert_eq!(
+            twilio_base(" TN-Validation-Passed-A-Diverted "),
+            "TN-Validation-Passed-A"
+        );
+        assert_eq!(twilio_base("No-TN-Validation"), "No-TN-Validation");
+        assert_eq!(twilio_base("-Diverted"), "");
     }
 }

@@ -795,7 +795,8 @@ impl Shard {
 /// Counts (and logs) a call whose X-Twilio-VerStat disagrees with our own verdict.
 fn check_upstream(upstream: Option<&str>, verdict: &stir::Verdict) {
     if let Some(upstream) = upstream {
-        if upstream != verdict.twilio_style() {
+        // Twilio's `-Diverted` / `-Passthrough` suffixes qualify the same verdict.
+        if stir::verdict::twilio_base(upstream) != verdict.twilio_style() {
             metrics::counter!(VERSTAT_DISAGREEMENTS_TOTAL).increment(1);
             tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");
         }

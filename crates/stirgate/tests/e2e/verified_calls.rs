@@ -384,6 +384,39 @@ fn fast_pass_does_not_launder_a_forged_signature() {
     assert_eq!(cdr["fast_pass"], true, "{cdr}");
 }
 
+/// Field quirks of a real trunk: the calling number in P-Asserted-Identity behind an anonymous
+/// From, written with RFC 4904 trunk-group parameters and visual separators; a Diversion header
+/// on an ordinary call (no div PASSporT); Twilio's `-Diverted` suffix on X-Twilio-VerStat. The
+/// call verifies, and only a real disagreement with Twilio's verdict is counted.
+#[test]
+fn twilio_shaped_signed_calls_verify() {
+    let signer = Signer::new(Duration::ZERO);
+    let dir = signer.path();
+    let gate = Gate::start(dir, SIGNER_ROOT, "");
+    let mut csv = String::from("SEQUENTIAL\n");
+    for upstream in ["TN-Validation-Passed-A-Diverted", "TN-Validation-Failed-A"] {
+        csv.push_str(&format!("{};{upstream}\n", signer.identity("A")));
+    }
+    std::fs::write(dir.join("twilio.csv"), csv).expect("csv");
+    let inf = dir.join("twilio.csv").display().to_string();
+    let uas = gate.callee(dir, "uas", 2);
+    let caller = gate.call(dir, "uac_twilio_signed.xml", 2, &["-inf".to_owned(), inf]);
+    uas.kill();
+    assert_ok("Twilio-shaped signed calls", &caller);
+    let cdrs = wait_cdrs(&gate.stirgate, 2);
+    for cdr in &cdrs {
+        assert_eq!(cdr["verstat"], "TN-Validation-Passed", "{cdr}");
+        assert_eq!(cdr["attest"], "A", "{cdr}");
+        assert_eq!(cdr["route"], "forward", "{cdr}");
+    }
+    let exposition = gate.stirgate.metrics(gate.metrics);
+    assert_eq!(
+        metric_value(&exposition, "stirgate_verstat_disagreements_total"),
+        1.0,
+        "Passed-A-Diverted agrees with Passed-A; Failed-A does not"
+    );
+}
+
 /// Seconds since midnight of an RFC 3339 CDR timestamp (enough for a comparison).
 fn seconds_of_day(v: &serde_json::Value) -> f64 {
     let text = v.as_str().expect("timestamp");
