@@ -412,9 +412,64 @@ fn twilio_shaped_signed_calls_verify() {
     let exposition = gate.stirgate.metrics(gate.metrics);
     assert_eq!(
         metric_value(&exposition, "stirgate_verstat_disagreements_total"),
-        1.0,
+        Some(1.0),
         "Passed-A-Diverted agrees with Passed-A; Failed-A does not"
     );
+}
+
+/// SIGHUP keeps what the verifier learned: a PASSporT seen just before the reload is still a
+/// replay right after it (438 under `replay = "fail"`), and the first new call after the reload
+/// is answered from the certificate cache (one x5u fetch in all).
+#[test]
+fn a_reload_keeps_the_certificate_cache_and_the_replay_memory() {
+    let signer = Signer::new(Duration::ZERO);
+    let dir = signer.path();
+    let stir = format!("{SIGNER_ROOT}\nreplay = \"fail\"");
+    let mut gate = Gate::start(dir, &stir, "failed = \"reject\"");
+    let seen = signer.identity("A");
+    let inject = |name: &str, ids: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("SEQUENTIAL\n{}\n", ids.join("\n"))).expect("csv");
+        path.display().to_string()
+    };
+    let uas = gate.callee(dir, "uas", 1);
+    let first = gate.call(
+        dir,
+        "uac_identity.xml",
+        1,
+        &["-inf".to_owned(), inject("seen.csv", &[&seen])],
+    );
+    uas.kill();
+    assert_ok("verified before the reload", &first);
+
+    gate.stirgate.signal("HUP");
+    gate.stirgate
+        .wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let replay = gate.call(
+        dir,
+        "uac_identity_438.xml",
+        1,
+        &["-inf".to_owned(), inject("replay.csv", &[&seen])],
+    );
+    assert_ok("the same PASSporT after the reload is a replay", &replay);
+    let uas = gate.callee(dir, "uas", 1);
+    let fresh = signer.identity("A");
+    let after = gate.call(
+        dir,
+        "uac_identity.xml",
+        1,
+        &["-inf".to_owned(), inject("fresh.csv", &[&fresh])],
+    );
+    uas.kill();
+    assert_ok("a new PASSporT after the reload", &after);
+    assert_eq!(
+        signer.server.hits("/sp.pem"),
+        1,
+        "no x5u fetch after the reload"
+    );
+    let cdrs = wait_cdrs(&gate.stirgate, 3);
+    assert_eq!(cdrs[1]["reason"], "replay", "{cdrs:?}");
+    assert_eq!(cdrs[2]["verstat"], "TN-Validation-Passed", "{cdrs:?}");
 }
 
 /// Seconds since midnight of an RFC 3339 CDR timestamp (enough for a comparison).
