@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
@@ -88,14 +88,25 @@ pub struct CertCache {
 #[derive(Debug)]
 struct Inner {
     slots: Mutex<HashMap<String, Slot>>,
-    fetcher: Fetcher,
-    anchors: TrustAnchors,
-    intermediates: Vec<Vec<u8>>,
-    policy: CachePolicy,
+    /// What a reload may change; swapped whole by [`CertCache::reconfigure`]. Read when a
+    /// fetch starts or lands, never on the cached-lookup path.
+    settings: RwLock<Arc<Settings>>,
     fetches: AtomicU64,
     persist_scheduled: AtomicBool,
     /// CRL bodies by URL (`None`: the fetch failed), with their expiry.
     crls: Mutex<HashMap<String, CrlEntry>>,
+}
+
+/// The anchors, fetch rules and lifetimes a cache works with.
+#[derive(Debug)]
+struct Settings {
+    fetcher: Fetcher,
+    anchors: TrustAnchors,
+    intermediates: Vec<Vec<u8>>,
+    policy: CachePolicy,
+    /// Bumped by every reconfiguration: a fetch validated under an older generation is
+    /// re-validated against the current anchors before it is cached.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -126,6 +137,15 @@ pub struct CacheEntry {
     pub expires_unix: Option<i64>,
     /// The SPC of the leaf's TNAuthList.
     pub spc: Option<String>,
+}
+
+/// What [`CertCache::reconfigure`] did with the cached chains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Chains that still lead to a trust anchor, kept.
+    pub kept: usize,
+    /// Chains that no longer do (or were not revocation-checked), dropped.
+    pub dropped: usize,
 }
 
 /// A lookup's immediate answer: a result, or a fetch to wait for.
@@ -166,12 +186,16 @@ impl CertCache {
         anchors: TrustAnchors,
         intermediates: Vec<Vec<u8>>,
     ) -> Result<Self, FetchError> {
-        let inner = Inner {
-            slots: Mutex::new(HashMap::new()),
+        let settings = Settings {
             fetcher: Fetcher::new(fetch)?,
             anchors,
             intermediates,
             policy,
+            generation: 0,
+        };
+        let inner = Inner {
+            slots: Mutex::new(HashMap::new()),
+            settings: RwLock::new(Arc::new(settings)),
             fetches: AtomicU64::new(0),
             persist_scheduled: AtomicBool::new(false),
             crls: Mutex::new(HashMap::new()),
@@ -181,6 +205,68 @@ impl CertCache {
         };
         cache.load();
         Ok(cache)
+    }
+
+    /// Swaps in new anchors, fetch rules and lifetimes (a SIGHUP reload) and keeps what the cache
+    /// learned: every cached chain is validated again against the new anchors and kept when it
+    /// still leads to one (dropped, so it is fetched again, when it does not); failures are
+    /// forgotten (the new anchors may accept them). Turning `crl_check` on drops the cached
+    /// chains, which were not checked for revocation. Fetches in flight are re-validated when
+    /// they land. The persistence file stays the one the cache was built with.
+    pub fn reconfigure(
+        &self,
+        fetch: FetchPolicy,
+        policy: CachePolicy,
+        anchors: TrustAnchors,
+        intermediates: Vec<Vec<u8>>,
+    ) -> Result<Reconfigured, FetchError> {
+        let fetcher = Fetcher::new(fetch)?;
+        let old = self.inner.settings();
+        let mut policy = policy;
+        policy.file.clone_from(&old.policy.file);
+        let drop_all = policy.crl_check && !old.policy.crl_check;
+        let settings = Arc::new(Settings {
+            fetcher,
+            anchors,
+            intermediates,
+            policy,
+            generation: old.generation + 1,
+        });
+        *self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&settings);
+        let mut report = Reconfigured::default();
+        let mut slots = self.inner.lock();
+        slots.retain(|_, slot| match slot {
+            Slot::Ready { chain, .. } => {
+                let revalidated = (!drop_all)
+                    .then(|| {
+                        cert::validate_chain(
+                            chain.der(),
+                            &settings.intermediates,
+                            &settings.anchors,
+                        )
+                        .ok()
+                    })
+                    .flatten();
+                match revalidated {
+                    Some(fresh) => {
+                        *chain = Arc::new(fresh);
+                        report.kept += 1;
+                        true
+                    }
+                    None => {
+                        report.dropped += 1;
+                        false
+                    }
+                }
+            }
+            Slot::Failed { .. } => false,
+            Slot::Pending(_) => true,
+        });
+        Ok(report)
     }
 
     /// Looks an x5u up; on a miss starts (or joins) the single fetch. Must run inside a tokio
@@ -284,7 +370,22 @@ impl CertCache {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = inner.fetch_and_validate(&x5u).await;
+            let generation = inner.settings().generation;
+            let mut result = inner.fetch_and_validate(&x5u).await;
+            // A reload landed while this fetch ran: validate against the anchors now in force.
+            let settings = inner.settings();
+            if settings.generation != generation {
+                if let Ok((chain, _, _)) = &mut result {
+                    match cert::validate_chain(
+                        chain.der(),
+                        &settings.intermediates,
+                        &settings.anchors,
+                    ) {
+                        Ok(fresh) => *chain = fresh,
+                        Err(e) => result = Err(Reason::Certificate(e)),
+                    }
+                }
+            }
             if let Err(reason) = &result {
                 tracing::warn!(x5u = %x5u, reason = %reason, "x5u certificate unavailable");
             }
@@ -301,7 +402,7 @@ impl CertCache {
                             Slot::Ready {
                                 chain: chain.clone(),
                                 fresh_until: now + ttl,
-                                stale_until: now + ttl + inner.policy.stale,
+                                stale_until: now + ttl + settings.policy.stale,
                                 expires_unix,
                                 refreshing: false,
                             },
@@ -309,7 +410,7 @@ impl CertCache {
                         Ok(chain)
                     }
                     Err(reason) => {
-                        let until = now + inner.policy.negative_ttl;
+                        let until = now + settings.policy.negative_ttl;
                         match slots.get_mut(&x5u) {
                             // A failed refresh keeps serving the stale entry; retry later.
                             Some(Slot::Ready {
@@ -337,7 +438,7 @@ impl CertCache {
                 inner.evict(&mut slots, now);
                 outcome
             };
-            let persist = outcome.is_ok() && inner.policy.file.is_some();
+            let persist = outcome.is_ok() && settings.policy.file.is_some();
             // Receivers may all be gone (budget exhausted); the cache is updated regardless.
             let _ = tx.send(Some(outcome));
             // Debounced: one write covers every fetch that lands within PERSIST_DELAY.
@@ -345,7 +446,7 @@ impl CertCache {
                 tokio::time::sleep(PERSIST_DELAY).await;
                 inner.persist_scheduled.store(false, Ordering::Release);
                 let snapshot = inner.snapshot();
-                if let Some(path) = inner.policy.file.clone() {
+                if let Some(path) = settings.policy.file.clone() {
                     let written =
                         tokio::task::spawn_blocking(move || write_atomically(&path, &snapshot))
                             .await;
@@ -358,7 +459,8 @@ impl CertCache {
     }
 
     fn load(&self) {
-        let Some(path) = &self.inner.policy.file else {
+        let settings = self.inner.settings();
+        let Some(path) = &settings.policy.file else {
             return;
         };
         let bytes = match std::fs::read(path) {
@@ -391,8 +493,7 @@ impl CertCache {
             let der: Result<Vec<Vec<u8>>, _> = e.der.iter().map(|d| STANDARD.decode(d)).collect();
             let Ok(der) = der else { continue };
             // Re-validate: the anchors may have changed since the file was written.
-            let Ok(chain) =
-                cert::validate_chain(&der, &self.inner.intermediates, &self.inner.anchors)
+            let Ok(chain) = cert::validate_chain(&der, &settings.intermediates, &settings.anchors)
             else {
                 continue;
             };
@@ -402,7 +503,7 @@ impl CertCache {
                 Slot::Ready {
                     chain: Arc::new(chain),
                     fresh_until: now + ttl,
-                    stale_until: now + ttl + self.inner.policy.stale,
+                    stale_until: now + ttl + settings.policy.stale,
                     expires_unix: e.expires_unix,
                     refreshing: false,
                 },
@@ -413,6 +514,16 @@ impl CertCache {
 }
 
 impl Inner {
+    /// The settings in force (a reload may swap them at any time).
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(
+            &self
+                .settings
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
         // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
         self.slots
@@ -424,46 +535,49 @@ impl Inner {
         &self,
         x5u: &str,
     ) -> Result<(ValidatedChain, Duration, i64), Reason> {
-        let fetched = self
+        let settings = self.settings();
+        let fetched = settings
             .fetcher
             .fetch(x5u)
             .await
             .map_err(|e| Reason::X5uUnavailable(e.failure()))?;
         let bundle = cert::parse_bundle(&fetched.body).map_err(Reason::Certificate)?;
-        let chain = match cert::validate_chain(&bundle, &self.intermediates, &self.anchors) {
+        let chain = match cert::validate_chain(&bundle, &settings.intermediates, &settings.anchors)
+        {
             Err(CertError::Untrusted {
                 ca_issuers: Some(url),
-            }) if self.policy.aia_fetch => {
+            }) if settings.policy.aia_fetch => {
                 // The server sent the leaf without its chain: complete it from AIA caIssuers,
                 // under the same fetch rules.
-                let issuer = self.fetcher.fetch(&url).await.map_err(|_| {
+                let issuer = settings.fetcher.fetch(&url).await.map_err(|_| {
                     Reason::Certificate(CertError::Untrusted {
                         ca_issuers: Some(url.clone()),
                     })
                 })?;
-                let mut extra = self.intermediates.clone();
+                let mut extra = settings.intermediates.clone();
                 extra.extend(cert::parse_bundle(&issuer.body).map_err(Reason::Certificate)?);
-                cert::validate_chain(&bundle, &extra, &self.anchors)
+                cert::validate_chain(&bundle, &extra, &settings.anchors)
             }
             other => other,
         }
         .map_err(Reason::Certificate)?;
         let now_unix = unix(SystemTime::now());
-        if self.policy.crl_check {
+        let policy = &settings.policy;
+        if policy.crl_check {
             self.check_revocation(&chain, now_unix).await?;
         }
         let ttl = fetched
             .max_age
-            .unwrap_or(self.policy.default_ttl)
+            .unwrap_or(policy.default_ttl)
             // min/max rather than clamp: clamp panics when a config sets min above max.
-            .min(self.policy.max_ttl)
-            .max(self.policy.min_ttl);
+            .min(policy.max_ttl)
+            .max(policy.min_ttl);
         let until_not_after =
             Duration::from_secs(u64::try_from(chain.not_after() - now_unix).unwrap_or(0));
         // Never cache past notAfter; an already expired chain is kept for the minimum
         // lifetime so that calls signed with it fail fast (437) without refetching.
         let ttl = if until_not_after.is_zero() {
-            self.policy.min_ttl
+            policy.min_ttl
         } else {
             ttl.min(until_not_after)
         };
@@ -501,9 +615,11 @@ impl Inner {
                 return e.body.clone();
             }
         }
-        let fetched = self
+        let settings = self.settings();
+        let policy = &settings.policy;
+        let fetched = settings
             .fetcher
-            .fetch_limited(url, self.policy.crl_max_bytes)
+            .fetch_limited(url, policy.crl_max_bytes)
             .await
             .ok();
         let now = Instant::now();
@@ -511,9 +627,9 @@ impl Inner {
             Some(f) => {
                 let ttl = f
                     .max_age
-                    .unwrap_or(self.policy.default_ttl)
-                    .min(self.policy.default_ttl)
-                    .max(self.policy.min_ttl);
+                    .unwrap_or(policy.default_ttl)
+                    .min(policy.default_ttl)
+                    .max(policy.min_ttl);
                 CrlEntry {
                     body: Some(Arc::new(f.body)),
                     until: now + ttl,
@@ -521,12 +637,12 @@ impl Inner {
             }
             None => CrlEntry {
                 body: None,
-                until: now + self.policy.negative_ttl,
+                until: now + policy.negative_ttl,
             },
         };
         let body = entry.body.clone();
         let mut crls = self.crl_lock();
-        if crls.len() >= self.policy.max_entries {
+        if crls.len() >= policy.max_entries {
             crls.retain(|_, e| e.until > now);
         }
         crls.insert(url.to_owned(), entry);
@@ -540,7 +656,8 @@ impl Inner {
     }
 
     fn evict(&self, slots: &mut HashMap<String, Slot>, now: Instant) {
-        if slots.len() <= self.policy.max_entries {
+        let max_entries = self.settings().policy.max_entries;
+        if slots.len() <= max_entries {
             return;
         }
         slots.retain(|_, s| match s {
@@ -548,7 +665,7 @@ impl Inner {
             Slot::Failed { until, .. } => *until > now,
             Slot::Pending(_) => true,
         });
-        while slots.len() > self.policy.max_entries {
+        while slots.len() > max_entries {
             let victim = slots
                 .iter()
                 .filter_map(|(k, s)| match s {

@@ -291,7 +291,9 @@ impl Pending {
 pub struct Checker {
     rules: Freshness,
     replay_policy: ReplayPolicy,
-    replay: ReplayCache,
+    /// Shared with the checker a reload replaces, so a PASSporT seen before the reload is
+    /// still a replay after it.
+    replay: Arc<ReplayCache>,
 }
 
 impl Checker {
@@ -304,7 +306,7 @@ impl Checker {
                 clock_skew: Duration::ZERO,
             },
             replay_policy,
-            replay: ReplayCache::new(replay_capacity),
+            replay: Arc::new(ReplayCache::new(replay_capacity)),
         }
     }
 
@@ -312,6 +314,17 @@ impl Checker {
     pub fn from_config(cfg: &Config) -> Self {
         Self::new(cfg.max_iat_age(), cfg.replay, cfg.replay_cache_size)
             .with_clock_skew(cfg.clock_skew())
+    }
+
+    /// Keeps `previous`'s replay memory (a reload): what it remembers stays a replay. The
+    /// memory keeps its own bound; a changed `replay_cache_size` applies after a restart.
+    #[must_use]
+    pub fn sharing_replay_with(mut self, previous: &Self) -> Self {
+        // A memory turned on or off by the reload starts anew.
+        if self.replay.enabled() && previous.replay.enabled() {
+            self.replay = Arc::clone(&previous.replay);
+        }
+        self
     }
 
     /// Tolerates `skew` of clock disagreement (see [`Freshness`]).

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::{CachePolicy, CertCache, Lookup};
+use crate::cache::{CachePolicy, CertCache, Lookup, Reconfigured};
 use crate::cert::{self, CertError, TrustAnchors};
 #[cfg(feature = "redis")]
 use crate::check::{ChainSource, Checked};
@@ -48,18 +48,7 @@ impl Verifier {
 
     /// A verifier with explicit anchors (`stirgate verify --trust-anchors`).
     pub fn with_anchors(cfg: &Config, anchors: TrustAnchors) -> Result<Self, VerifierError> {
-        let intermediates = match &cfg.intermediates {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    VerifierError::Intermediates(CertError::Io {
-                        path: path.clone(),
-                        kind: e.kind(),
-                    })
-                })?;
-                cert::parse_bundle(&bytes).map_err(VerifierError::Intermediates)?
-            }
-            None => Vec::new(),
-        };
+        let intermediates = load_intermediates(cfg)?;
         let cache = CertCache::new(
             FetchPolicy::from_config(cfg),
             CachePolicy::from_config(cfg),
@@ -69,14 +58,7 @@ impl Verifier {
         .map_err(VerifierError::Client)?;
         let checker = Checker::from_config(cfg);
         #[cfg(feature = "redis")]
-        let replay = match (cfg.replay_store, &cfg.redis_url) {
-            (ReplayStoreKind::Redis, Some(url)) => Some(
-                RedisReplay::new(url, &cfg.redis_prefix, cfg.redis_timeout())
-                    .map_err(VerifierError::ReplayStore)?,
-            ),
-            (ReplayStoreKind::Redis, None) => return Err(VerifierError::NoRedisUrl),
-            _ => None,
-        };
+        let replay = redis_store(cfg)?;
         #[cfg(not(feature = "redis"))]
         if cfg.replay_store != crate::replay::ReplayStoreKind::Memory {
             return Err(VerifierError::NoRedisSupport);
@@ -90,6 +72,47 @@ impl Verifier {
                 replay,
             }),
         })
+    }
+
+    /// The verifier a reloaded `[stir]` config describes, keeping what this one learned: the
+    /// certificate cache (its chains validated again against the new anchors, see
+    /// [`CertCache::reconfigure`]) and the replay memory, so a PASSporT seen before a reload is
+    /// still caught after it and the first calls after it need no fetch. Anchors, intermediates,
+    /// fetch and CRL rules, freshness, replay policy and budget come from `cfg`; the shared
+    /// Redis replay store is kept when its address and prefix are unchanged. This verifier
+    /// goes on working for the calls that already hold it.
+    pub fn reconfigure(&self, cfg: &Config) -> Result<(Self, Reconfigured), VerifierError> {
+        let anchors =
+            TrustAnchors::load(&cfg.trust_anchors).map_err(VerifierError::TrustAnchors)?;
+        let intermediates = load_intermediates(cfg)?;
+        let report = self
+            .inner
+            .cache
+            .reconfigure(
+                FetchPolicy::from_config(cfg),
+                CachePolicy::from_config(cfg),
+                anchors,
+                intermediates,
+            )
+            .map_err(VerifierError::Client)?;
+        let checker = Checker::from_config(cfg).sharing_replay_with(&self.inner.checker);
+        // The replay keys of the Redis store live in Redis: a new client sees them all.
+        #[cfg(feature = "redis")]
+        let replay = redis_store(cfg)?;
+        #[cfg(not(feature = "redis"))]
+        if cfg.replay_store != crate::replay::ReplayStoreKind::Memory {
+            return Err(VerifierError::NoRedisSupport);
+        }
+        let verifier = Self {
+            inner: Arc::new(Inner {
+                checker,
+                cache: self.inner.cache.clone(),
+                budget: cfg.verify_budget(),
+                #[cfg(feature = "redis")]
+                replay,
+            }),
+        };
+        Ok((verifier, report))
     }
 
     /// Verifies one request. Never longer than the configured budget: past it the verdict is
@@ -232,6 +255,33 @@ impl Verifier {
         let _ = started;
         checker.check(parsed, req, chains)
     }
+}
+
+/// The shared replay store `[stir]` names, if any.
+#[cfg(feature = "redis")]
+fn redis_store(cfg: &Config) -> Result<Option<RedisReplay>, VerifierError> {
+    match (cfg.replay_store, &cfg.redis_url) {
+        (ReplayStoreKind::Redis, Some(url)) => Ok(Some(
+            RedisReplay::new(url, &cfg.redis_prefix, cfg.redis_timeout())
+                .map_err(VerifierError::ReplayStore)?,
+        )),
+        (ReplayStoreKind::Redis, None) => Err(VerifierError::NoRedisUrl),
+        _ => Ok(None),
+    }
+}
+
+/// The configured extra intermediates (`stir.intermediates`), DER.
+fn load_intermediates(cfg: &Config) -> Result<Vec<Vec<u8>>, VerifierError> {
+    let Some(path) = &cfg.intermediates else {
+        return Ok(Vec::new());
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        VerifierError::Intermediates(CertError::Io {
+            path: path.clone(),
+            kind: e.kind(),
+        })
+    })?;
+    cert::parse_bundle(&bytes).map_err(VerifierError::Intermediates)
 }
 
 /// A verification [`Verifier::verify_now`] started but could not finish without waiting.

@@ -1029,6 +1029,80 @@ async fn cache_persists_across_restart() {
     assert_eq!(third.cache().len(), 0);
 }
 
+/// A reload (`Verifier::reconfigure`, what SIGHUP does) keeps the certificate cache and the
+/// replay memory: a PASSporT seen before it is a replay after it, and the next call needs no
+/// fetch. New anchors re-check the cached chains: one that no longer leads to an anchor is
+/// dropped and fails when fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_keeps_the_cache_and_the_replay_memory() {
+    let env = Env::new().await;
+    let dir = temp_dir("reconfigure");
+    std::fs::write(dir.join("root.pem"), env.pki.root.pem()).unwrap();
+    let cfg = Config {
+        trust_anchors: dir.join("root.pem"),
+        replay: stir::replay::ReplayPolicy::Fail,
+        ..env.config()
+    };
+    let before = env.verifier(&cfg);
+    let id = env.good();
+    expect(
+        &before.verify(&req(vec![id.clone()])).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "before the reload",
+    );
+    let reloaded = Config {
+        max_iat_age_s: 30,
+        ..cfg.clone()
+    };
+    let (after, report) = before.reconfigure(&reloaded).unwrap();
+    assert_eq!(report.kept, 1, "{report:?}");
+    expect(
+        &after.verify(&req(vec![id])).await,
+        Verstat::Failed,
+        "replay",
+        Some(438),
+        "the same PASSporT after the reload",
+    );
+    let fresh = |origid: &str| {
+        let mut c = env.claims();
+        c.origid = Some(origid.into());
+        env.identity(&env.header(), &c)
+    };
+    expect(
+        &after.verify(&req(vec![fresh("after-reload")])).await,
+        Verstat::Passed,
+        "verified",
+        None,
+        "a new PASSporT after the reload",
+    );
+    assert_eq!(env.server.hits("/cert.pem"), 1, "no fetch after the reload");
+
+    // Another STI-CA replaces the anchors: the cached chain is dropped and refused on refetch.
+    let other = TestPki::new();
+    std::fs::write(dir.join("other.pem"), other.root.pem()).unwrap();
+    let (third, report) = after
+        .reconfigure(&Config {
+            trust_anchors: dir.join("other.pem"),
+            ..reloaded
+        })
+        .unwrap();
+    assert_eq!((report.kept, report.dropped), (0, 1), "{report:?}");
+    expect(
+        &third.verify(&req(vec![fresh("new-anchors")])).await,
+        Verstat::Failed,
+        "untrusted_chain",
+        Some(437),
+        "the chain under anchors that do not issue it",
+    );
+    assert_eq!(
+        env.server.hits("/cert.pem"),
+        2,
+        "fetched again, then refused"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_flag_and_fail() {
     let env = Env::new().await;

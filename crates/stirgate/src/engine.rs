@@ -79,7 +79,9 @@ pub struct Locals {
 impl Policy {
     /// Builds everything the config describes (loads prompts, trust anchors, opens the lists).
     /// `locals` are the bound listener addresses.
-    pub fn build(cfg: &Config, locals: Locals) -> anyhow::Result<Self> {
+    /// On a reload, `previous` is the policy in force: its verifier's certificate cache and
+    /// replay memory carry over to the new one (see `stir::Verifier::reconfigure`).
+    pub fn build(cfg: &Config, locals: Locals, previous: Option<&Self>) -> anyhow::Result<Self> {
         let flows = flow_config(cfg)?;
         let lists: Arc<dyn ListStore> = cfg
             .lists_store
@@ -87,10 +89,23 @@ impl Policy {
             .map_err(|e| anyhow::anyhow!("lists: {e}"))?;
         let notifier =
             crate::notify::Notifier::new(&cfg.notify).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let verifier = Arc::new(
-            stir::Verifier::new(&cfg.stir)
+        let verifier = match previous {
+            None => stir::Verifier::new(&cfg.stir)
                 .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?,
-        );
+            Some(previous) => {
+                let (verifier, kept) = previous
+                    .verifier
+                    .reconfigure(&cfg.stir)
+                    .map_err(|e| anyhow::anyhow!("stir.trust_anchors: {e}"))?;
+                tracing::info!(
+                    kept = kept.kept,
+                    dropped = kept.dropped,
+                    "certificate cache and replay memory kept across the reload"
+                );
+                verifier
+            }
+        };
+        let verifier = Arc::new(verifier);
         let core = b2bua::Config {
             forward_target: cfg.forward_target.clone(),
             forward_peer: cfg.forward_peer,
@@ -200,7 +215,7 @@ impl Engine {
             tcp: local_tcp,
             tls: local_tls,
         };
-        let policy = Arc::new(Policy::build(cfg, locals)?);
+        let policy = Arc::new(Policy::build(cfg, locals, None)?);
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (policy_tx, policy_rx) = watch::channel(Arc::clone(&policy));
         let active = Arc::new(AtomicUsize::new(0));
@@ -272,7 +287,8 @@ impl Engine {
     /// Rebuilds the policy from `cfg` and hands it to every shard; calls in progress keep the
     /// routes and target they started with. On error nothing changes.
     pub fn reload(&self, cfg: &Config) -> anyhow::Result<()> {
-        let policy = Policy::build(cfg, self.locals)?;
+        let current = Arc::clone(&self.policy.borrow());
+        let policy = Policy::build(cfg, self.locals, Some(&current))?;
         let _ = self.policy.send(Arc::new(policy));
         Ok(())
     }
