@@ -2,7 +2,9 @@
 # The one command that runs every test: installs what the tests need when it is missing
 # (SIPp: Debian sip-tester; promtool: prometheus; headless Chromium: chromium; Redis for the
 # shared-store tests, which start their own redis-server on loopback; espeak-ng for the
-# text-to-speech tests), then runs the suite.
+# text-to-speech tests), then runs the suite, then the Debian package test
+# (scripts/deb-test.sh: build, dpkg -i, a call through the installed service, purge), which
+# needs root (CI runs as root; elsewhere it says it skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +31,5 @@ status=0
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one "test result" per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+bash scripts/deb-test.sh || status=$?
 exit "$status"

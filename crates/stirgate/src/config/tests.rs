@@ -368,3 +368,36 @@ fn the_interface_names_every_key() {
         "docs/interface.md does not name: {missing:?}"
     );
 }
+
+/// The Debian package's /etc/stirgate/stirgate.toml is valid, and every state path in it is
+/// absolute, inside the folders its systemd unit makes writable.
+#[test]
+fn the_packaged_service_config_is_valid_and_keeps_state_in_the_service_folders() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/debian/stirgate.toml"))
+            .unwrap();
+    let cfg = Config::from_toml_at(&text, Path::new("/etc/stirgate")).unwrap();
+    let writable = [
+        "/var/lib/stirgate/",
+        "/var/log/stirgate/",
+        "/var/cache/stirgate/",
+    ];
+    let state = [
+        cfg.cdr_path.clone().unwrap(),
+        cfg.raw.lists.path.clone(),
+        cfg.voicemail.dir.clone(),
+        cfg.stir.cache_file.clone().unwrap(),
+        PathBuf::from(&cfg.media.tts_cache_dir),
+    ];
+    for path in state {
+        assert!(
+            writable.iter().any(|w| path.starts_with(w)),
+            "{} is outside the unit's writable folders",
+            path.display()
+        );
+    }
+    assert_eq!(
+        cfg.cdr_path.as_deref(),
+        Some(Path::new("/var/log/stirgate/cdr.jsonl"))
+    );
+}
