@@ -24,6 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 
+# One deb test at a time on a machine (dpkg and the package name are machine-wide).
+exec 9>/var/lock/stirgate-deb-test.lock
+flock 9
+
 step() { echo "== deb test: $*"; }
 fail() {
     echo "deb test: FAILED: $*" >&2
