@@ -14,14 +14,18 @@
 //! Later issues add verification, routing and the media flows in front of and beside the
 //! forward flow implemented here.
 
-pub mod b2bua;
 pub mod call;
+pub mod config;
 pub mod error;
 pub mod flows;
+pub mod output;
 pub mod router;
+pub mod shard;
 
-pub use b2bua::{B2bua, Config, NumberSettings, Output, VerifyJob, VoicemailNote};
 pub use call::{Call, CallId, CallRecord, EndReason, Outcome, Verification};
+pub use config::{Config, NumberSettings};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
+pub use output::{Output, VerifyJob, VoicemailNote};
 pub use router::{FastPass, Listing, RouteAction, Routes};
+pub use shard::B2bua;

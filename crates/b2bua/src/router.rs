@@ -36,7 +36,7 @@ impl RouteAction {
 
 /// The verification outcome classes that the policy table is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub enum VerdictClass {
     /// Verified, attestation A.
     A,
     /// Verified, attestation B.
@@ -49,7 +49,7 @@ pub enum Class {
     Missing,
 }
 
-impl Class {
+impl VerdictClass {
     /// The class of a verdict.
     pub fn of(verdict: &Verdict) -> Self {
         match (verdict.verstat, verdict.attest) {
@@ -93,13 +93,13 @@ impl Default for Routes {
 
 impl Routes {
     /// The action for a class.
-    pub fn action(&self, class: Class) -> RouteAction {
+    pub fn action(&self, class: VerdictClass) -> RouteAction {
         match class {
-            Class::A => self.a,
-            Class::B => self.b,
-            Class::C => self.c,
-            Class::Failed => self.failed,
-            Class::Missing => self.missing,
+            VerdictClass::A => self.a,
+            VerdictClass::B => self.b,
+            VerdictClass::C => self.c,
+            VerdictClass::Failed => self.failed,
+            VerdictClass::Missing => self.missing,
         }
     }
 }
@@ -172,10 +172,10 @@ pub fn decide(
     identity_present: bool,
     fast_pass: FastPass,
 ) -> Decision {
-    let class = Class::of(verdict);
+    let class = VerdictClass::of(verdict);
     match listing {
         Listing::Blocked => return Decision::Block,
-        Listing::Allowed if class != Class::Failed || fast_pass == FastPass::Any => {
+        Listing::Allowed if class != VerdictClass::Failed || fast_pass == FastPass::Any => {
             return Decision::Forward { fast_pass: true };
         }
         Listing::Allowed | Listing::Unlisted => {}
@@ -223,16 +223,16 @@ mod tests {
 
     #[test]
     fn classes_follow_verstat_and_attest() {
-        assert_eq!(Class::of(&passed(Attest::A)), Class::A);
-        assert_eq!(Class::of(&passed(Attest::B)), Class::B);
-        assert_eq!(Class::of(&passed(Attest::C)), Class::C);
+        assert_eq!(VerdictClass::of(&passed(Attest::A)), VerdictClass::A);
+        assert_eq!(VerdictClass::of(&passed(Attest::B)), VerdictClass::B);
+        assert_eq!(VerdictClass::of(&passed(Attest::C)), VerdictClass::C);
         assert_eq!(
-            Class::of(&Verdict::from_reason(Reason::NoIdentity)),
-            Class::Missing
+            VerdictClass::of(&Verdict::from_reason(Reason::NoIdentity)),
+            VerdictClass::Missing
         );
         assert_eq!(
-            Class::of(&Verdict::from_reason(Reason::BadTyp)),
-            Class::Failed
+            VerdictClass::of(&Verdict::from_reason(Reason::BadTyp)),
+            VerdictClass::Failed
         );
     }
 

@@ -112,7 +112,7 @@ impl Rate {
 
 /// How a message is treated by admission control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub enum MessageKind {
     /// Responses, ACK, CANCEL and in-dialog requests: work of calls already admitted. Never
     /// rate-limited or shed.
     Ongoing,
@@ -160,18 +160,18 @@ pub fn parse_net(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// Sorts a message into [`Class`]es.
-pub fn classify(message: &Message) -> Class {
+/// Sorts a message into [`MessageKind`]s.
+pub fn classify(message: &Message) -> MessageKind {
     let Message::Request(request) = message else {
-        return Class::Ongoing;
+        return MessageKind::Ongoing;
     };
     match request.method {
         // ACK has no transaction of its own; CANCEL targets an INVITE we already admitted.
-        Method::Ack | Method::Cancel => Class::Ongoing,
+        Method::Ack | Method::Cancel => MessageKind::Ongoing,
         // The same test the B2BUA uses to tell in-dialog requests, so the two cannot disagree.
-        _ if request.header_to().is_some_and(|to| to.tag().is_some()) => Class::Ongoing,
-        Method::Invite => Class::NewInvite,
-        _ => Class::NewRequest,
+        _ if request.header_to().is_some_and(|to| to.tag().is_some()) => MessageKind::Ongoing,
+        Method::Invite => MessageKind::NewInvite,
+        _ => MessageKind::NewRequest,
     }
 }
 
@@ -222,10 +222,10 @@ impl Admission {
         self.cfg.allow_sources.is_empty() || self.cfg.allow_sources.iter().any(|n| n.contains(&ip))
     }
 
-    /// Admits a message of `class` from `ip` at `now`, or says why not. [`Class::Ongoing`] and
+    /// Admits a message of `class` from `ip` at `now`, or says why not. [`MessageKind::Ongoing`] and
     /// exempt sources are always admitted.
-    pub fn admit(&self, now: Instant, ip: IpAddr, class: Class) -> Result<(), Refusal> {
-        if class == Class::Ongoing || self.exempt(ip) {
+    pub fn admit(&self, now: Instant, ip: IpAddr, class: MessageKind) -> Result<(), Refusal> {
+        if class == MessageKind::Ongoing || self.exempt(ip) {
             return Ok(());
         }
         let key = source_key(ip);
@@ -437,13 +437,13 @@ impl SourceTable {
         self.sources.len()
     }
 
-    fn admit(&mut self, now: Instant, key: IpAddr, class: Class) -> Result<(), Refusal> {
+    fn admit(&mut self, now: Instant, key: IpAddr, class: MessageKind) -> Result<(), Refusal> {
         let rates = self.rates;
         let source = self.source(now, key);
         let (bucket, rate) = match class {
-            Class::Ongoing => return Ok(()),
-            Class::NewInvite => (&mut source.invite, rates.invite),
-            Class::NewRequest => (&mut source.request, rates.request),
+            MessageKind::Ongoing => return Ok(()),
+            MessageKind::NewInvite => (&mut source.invite, rates.invite),
+            MessageKind::NewRequest => (&mut source.request, rates.request),
         };
         if !rate.is_off() && !bucket.has_token() {
             return Err(Refusal::RateLimited);
@@ -593,7 +593,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn admitted(table: &mut SourceTable, now: Instant, who: &str, class: Class, n: u32) -> u32 {
+    fn admitted(table: &mut SourceTable, now: Instant, who: &str, class: MessageKind, n: u32) -> u32 {
         (0..n)
             .filter(|_| table.admit(now, source_key(ip(who)), class).is_ok())
             .count() as u32
@@ -604,22 +604,22 @@ mod tests {
         let t0 = Instant::now();
         let mut table = SourceTable::new(rates((10, 20), (0, 0), 0), 100, t0);
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::NewInvite, 50),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::NewInvite, 50),
             20
         );
         assert_eq!(
-            table.admit(t0, ip("192.0.2.1"), Class::NewInvite),
+            table.admit(t0, ip("192.0.2.1"), MessageKind::NewInvite),
             Err(Refusal::RateLimited)
         );
         // Half a second refills 5 tokens; a whole minute refills only up to the burst.
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(
-            admitted(&mut table, t1, "192.0.2.1", Class::NewInvite, 50),
+            admitted(&mut table, t1, "192.0.2.1", MessageKind::NewInvite, 50),
             5
         );
         let t2 = t1 + Duration::from_secs(60);
         assert_eq!(
-            admitted(&mut table, t2, "192.0.2.1", Class::NewInvite, 50),
+            admitted(&mut table, t2, "192.0.2.1", MessageKind::NewInvite, 50),
             20
         );
         // Sustained: 10 per second over 10 virtual seconds.
@@ -629,7 +629,7 @@ mod tests {
                 &mut table,
                 t2 + Duration::from_secs(s),
                 "192.0.2.1",
-                Class::NewInvite,
+                MessageKind::NewInvite,
                 50,
             );
         }
@@ -641,19 +641,19 @@ mod tests {
         let t0 = Instant::now();
         let mut table = SourceTable::new(rates((1, 2), (1, 3), 0), 100, t0);
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::NewInvite, 10),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::NewInvite, 10),
             2
         );
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::NewRequest, 10),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::NewRequest, 10),
             3
         );
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.2", Class::NewInvite, 10),
+            admitted(&mut table, t0, "192.0.2.2", MessageKind::NewInvite, 10),
             2
         );
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::Ongoing, 1000),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::Ongoing, 1000),
             1000,
             "in-dialog traffic and responses are never limited"
         );
@@ -664,7 +664,7 @@ mod tests {
         let t0 = Instant::now();
         let mut table = SourceTable::new(rates((0, 0), (0, 0), 0), 100, t0);
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::NewInvite, 10_000),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::NewInvite, 10_000),
             10_000
         );
     }
@@ -675,23 +675,23 @@ mod tests {
         // Lifetime 32 s (the default), rate limits off, at most 100 transactions.
         let mut table = SourceTable::new(rates((0, 0), (0, 0), 100), 100, t0);
         assert_eq!(
-            admitted(&mut table, t0, "192.0.2.1", Class::NewRequest, 150),
+            admitted(&mut table, t0, "192.0.2.1", MessageKind::NewRequest, 150),
             100
         );
         assert_eq!(
-            table.admit(t0, ip("192.0.2.1"), Class::NewInvite),
+            table.admit(t0, ip("192.0.2.1"), MessageKind::NewInvite),
             Err(Refusal::MaxTransactions)
         );
         // Still within the lifetime: still capped.
         let t1 = t0 + Duration::from_secs(20);
         assert_eq!(
-            admitted(&mut table, t1, "192.0.2.1", Class::NewInvite, 10),
+            admitted(&mut table, t1, "192.0.2.1", MessageKind::NewInvite, 10),
             0
         );
         // Past it (plus one slot of granularity) the old ones are forgotten.
         let t2 = t0 + Duration::from_secs(32) + Duration::from_secs(32) / 7;
         assert_eq!(
-            admitted(&mut table, t2, "192.0.2.1", Class::NewInvite, 150),
+            admitted(&mut table, t2, "192.0.2.1", MessageKind::NewInvite, 150),
             100
         );
     }
@@ -717,13 +717,13 @@ mod tests {
         let mut table = SourceTable::new(rates((1, 1), (1, 1), 0), 4, t0);
         for n in 1..=4 {
             assert!(table
-                .admit(t0, ip(&format!("10.0.0.{n}")), Class::NewInvite)
+                .admit(t0, ip(&format!("10.0.0.{n}")), MessageKind::NewInvite)
                 .is_ok());
         }
         // Full of active sources: a fifth (and a sixth) share the overflow bucket.
-        assert!(table.admit(t0, ip("10.0.0.5"), Class::NewInvite).is_ok());
+        assert!(table.admit(t0, ip("10.0.0.5"), MessageKind::NewInvite).is_ok());
         assert_eq!(
-            table.admit(t0, ip("10.0.0.6"), Class::NewInvite),
+            table.admit(t0, ip("10.0.0.6"), MessageKind::NewInvite),
             Err(Refusal::RateLimited),
             "untracked sources share one bucket"
         );
@@ -731,7 +731,7 @@ mod tests {
         // Once the old ones are idle (full buckets, no transactions in the window: 32 s and
         // a slot), a newcomer gets its own entry again.
         let later = t0 + Duration::from_secs(40);
-        assert!(table.admit(later, ip("10.0.0.7"), Class::NewInvite).is_ok());
+        assert!(table.admit(later, ip("10.0.0.7"), MessageKind::NewInvite).is_ok());
         assert_eq!(table.len(), 1);
     }
 
@@ -745,7 +745,7 @@ mod tests {
                 now += Duration::from_millis(100);
             }
             let spoofed = IpAddr::from((0x0A00_0000u32 | n).to_be_bytes());
-            let _ = table.admit(now, spoofed, Class::NewInvite);
+            let _ = table.admit(now, spoofed, MessageKind::NewInvite);
             assert!(table.len() <= 1000);
         }
         assert_eq!(table.len(), 1000);
@@ -765,9 +765,9 @@ mod tests {
         let t0 = Instant::now();
         let mut table = SourceTable::new(rates((1, 2), (1, 1), 0), 100, t0);
         assert_eq!(
-            admitted(&mut table, t0, "2001:db8::1", Class::NewInvite, 1)
-                + admitted(&mut table, t0, "2001:db8::2", Class::NewInvite, 1)
-                + admitted(&mut table, t0, "2001:db8::3", Class::NewInvite, 1),
+            admitted(&mut table, t0, "2001:db8::1", MessageKind::NewInvite, 1)
+                + admitted(&mut table, t0, "2001:db8::2", MessageKind::NewInvite, 1)
+                + admitted(&mut table, t0, "2001:db8::3", MessageKind::NewInvite, 1),
             2
         );
     }
@@ -795,14 +795,14 @@ mod tests {
         let now = Instant::now();
         for _ in 0..100 {
             assert!(admission
-                .admit(now, ip("54.172.60.2"), Class::NewInvite)
+                .admit(now, ip("54.172.60.2"), MessageKind::NewInvite)
                 .is_ok());
         }
         assert!(admission
-            .admit(now, ip("192.0.2.9"), Class::NewInvite)
+            .admit(now, ip("192.0.2.9"), MessageKind::NewInvite)
             .is_ok());
         assert_eq!(
-            admission.admit(now, ip("192.0.2.9"), Class::NewInvite),
+            admission.admit(now, ip("192.0.2.9"), MessageKind::NewInvite),
             Err(Refusal::RateLimited)
         );
         assert!(
@@ -825,22 +825,22 @@ mod tests {
 
     #[test]
     fn classification_follows_the_to_tag_and_method() {
-        assert_eq!(classify(&request(INVITE)), Class::NewInvite);
+        assert_eq!(classify(&request(INVITE)), MessageKind::NewInvite);
         let reinvite = INVITE.replace("127.0.0.1>\nCall", "127.0.0.1>;tag=b\nCall");
-        assert_eq!(classify(&request(&reinvite)), Class::Ongoing);
+        assert_eq!(classify(&request(&reinvite)), MessageKind::Ongoing);
         let options = INVITE.replace("INVITE", "OPTIONS");
-        assert_eq!(classify(&request(&options)), Class::NewRequest);
+        assert_eq!(classify(&request(&options)), MessageKind::NewRequest);
         for method in ["ACK", "CANCEL"] {
             assert_eq!(
                 classify(&request(&INVITE.replace("INVITE", method))),
-                Class::Ongoing
+                MessageKind::Ongoing
             );
         }
         let bye = reinvite.replace("INVITE", "BYE");
-        assert_eq!(classify(&request(&bye)), Class::Ongoing);
+        assert_eq!(classify(&request(&bye)), MessageKind::Ongoing);
         let response = "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:6000;branch=z9hG4bK-1\n\
             From: <sip:a@b>;tag=a\nTo: <sip:c@d>\nCall-ID: x\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
-        assert_eq!(classify(&request(response)), Class::Ongoing);
+        assert_eq!(classify(&request(response)), MessageKind::Ongoing);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{classify, refusal_response, Admission, Class, DenyAction, Refusal};
+use crate::limits::{classify, refusal_response, Admission, MessageKind, DenyAction, Refusal};
 use crate::metrics::{
     first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_REFUSED_TOTAL, SIP_TCP_CONNECTIONS,
 };
@@ -580,7 +580,7 @@ async fn dispatch(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: &
         return;
     };
     let class = classify(&message);
-    if class != Class::Ongoing {
+    if class != MessageKind::Ongoing {
         // The last quarter of every shard queue is kept for calls already admitted (their
         // ACKs, BYEs and responses): new work is refused before it can take those places.
         let refusal = if sender.capacity() < sender.max_capacity() / 4 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use b2bua::{B2bua, CallId, Listing, MediaLeg, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sip::limits::{Admission, Class, Refusal};
+use sip::limits::{Admission, MessageKind, Refusal};
 use sip::{Inbound, Transports};
 use sip_proto::Message;
 use tokio::sync::{mpsc, watch};
@@ -482,7 +482,7 @@ impl Shard {
             Inbound::Message { peer, message } => {
                 if let Message::Request(request) = &message {
                     if self.at_call_cap()
-                        && sip::limits::classify(&message) == Class::NewInvite
+                        && sip::limits::classify(&message) == MessageKind::NewInvite
                         // A retransmission of an INVITE we took belongs to its transaction.
                         && self.core.endpoint().cancel_target(request).is_none()
                     {

@@ -107,7 +107,7 @@ impl<R: RngCore> B2bua<R> {
     }
 
     /// Greeting and beep, then the recording (voicemail, or a screened call sent there).
-    fn voicemail_greeting(&mut self, id: CallId) {
+    pub(super) fn voicemail_greeting(&mut self, id: CallId) {
         let greeting = self
             .calls
             .get(&id)
@@ -422,7 +422,13 @@ impl<R: RngCore> B2bua<R> {
     }
 
     /// A media event of the callee's leg (screening: the callee's decision).
-    fn callee_media_event(&mut self, now: Instant, call: CallId, flow: &Flow, event: Event) {
+    pub(super) fn callee_media_event(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        flow: &Flow,
+        event: Event,
+    ) {
         let Flow::Screen {
             stage: ScreenStage::Announcing,
             name,
@@ -449,7 +455,7 @@ impl<R: RngCore> B2bua<R> {
     }
 
     /// Screening did not connect: cancel the callee if it still rings, and take a message.
-    fn divert_to_voicemail(&mut self, now: Instant, id: CallId) {
+    pub(super) fn divert_to_voicemail(&mut self, now: Instant, id: CallId) {
         self.local_deadlines.retain(|(_, c)| *c != id);
         let ringing = matches!(
             self.calls.get(&id).and_then(|c| c.flow.as_ref()),
@@ -559,7 +565,7 @@ impl<R: RngCore> B2bua<R> {
         }
     }
 
-    fn challenge(&mut self, id: CallId) {
+    pub(super) fn challenge(&mut self, id: CallId) {
         let (expected, mut names): (String, Vec<String>) = match &self.cfg.flows.captcha.mode {
             CaptchaMode::Random { digits } => {
                 let digits: String = (0..*digits)
@@ -598,7 +604,7 @@ impl<R: RngCore> B2bua<R> {
         );
     }
 
-    fn captcha_collect(&self) -> (usize, Duration) {
+    pub(super) fn captcha_collect(&self) -> (usize, Duration) {
         let len = match &self.cfg.flows.captcha.mode {
             CaptchaMode::Random { digits } => *digits,
             CaptchaMode::Fixed { answer } => answer.len(),
@@ -606,7 +612,7 @@ impl<R: RngCore> B2bua<R> {
         (len.max(1), self.cfg.flows.captcha.timeout)
     }
 
-    fn captcha_passed(&mut self, id: CallId) {
+    pub(super) fn captcha_passed(&mut self, id: CallId) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -635,7 +641,7 @@ impl<R: RngCore> B2bua<R> {
         self.outputs.push_back(Output::MediaOffer { call: id });
     }
 
-    fn goodbye(&mut self, id: CallId, prompts: &[&str], success: bool) {
+    pub(super) fn goodbye(&mut self, id: CallId, prompts: &[&str], success: bool) {
         let items = self.prompts(prompts);
         self.media(id, Command::Play(PlaySpec::new(items)));
         let flow = match self.calls.get(&id).and_then(|c| c.flow.clone()) {
@@ -655,7 +661,12 @@ impl<R: RngCore> B2bua<R> {
         self.set_flow(id, flow);
     }
 
-    fn voicemail_saved(&mut self, id: CallId, path: std::path::PathBuf, duration: Duration) {
+    pub(super) fn voicemail_saved(
+        &mut self,
+        id: CallId,
+        path: std::path::PathBuf,
+        duration: Duration,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -672,7 +683,7 @@ impl<R: RngCore> B2bua<R> {
         self.outputs.push_back(Output::VoicemailSaved(note));
     }
 
-    fn recording_path(&self, id: CallId) -> std::path::PathBuf {
+    pub(super) fn recording_path(&self, id: CallId) -> std::path::PathBuf {
         let call_id = self
             .calls
             .get(&id)
@@ -697,7 +708,7 @@ impl<R: RngCore> B2bua<R> {
             .join(format!("{}-{}.wav", safe.trim_start_matches('.'), id.0))
     }
 
-    fn prompts(&self, names: &[&str]) -> Vec<PlayItem> {
+    pub(super) fn prompts(&self, names: &[&str]) -> Vec<PlayItem> {
         names
             .iter()
             .filter_map(|n| self.cfg.flows.prompts.get(n).cloned())
@@ -710,7 +721,7 @@ impl<R: RngCore> B2bua<R> {
             .collect()
     }
 
-    fn media(&mut self, call: CallId, command: Command) {
+    pub(super) fn media(&mut self, call: CallId, command: Command) {
         self.outputs.push_back(Output::MediaCommand {
             call,
             leg: MediaLeg::Caller,
@@ -718,11 +729,11 @@ impl<R: RngCore> B2bua<R> {
         });
     }
 
-    fn name_path(&self, id: CallId) -> std::path::PathBuf {
+    pub(super) fn name_path(&self, id: CallId) -> std::path::PathBuf {
         self.recording_path(id).with_extension("name.wav")
     }
 
-    fn set_flow(&mut self, id: CallId, flow: Flow) {
+    pub(super) fn set_flow(&mut self, id: CallId, flow: Flow) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.flow = Some(flow);
         }

@@ -1,0 +1,278 @@
+//! Requests inside an established dialog: ACK, BYE, INFO, re-INVITE and UPDATE, relayed across or
+//! answered here; the requests we originate inside a dialog.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::RngCore;
+use sip_proto::endpoint::TxKey;
+use sip_proto::message::{Headers, SipHeaders};
+use sip_proto::{Method, Request, Response};
+
+use crate::call::{CallId, CallState, EndReason, LegSide, Outcome};
+
+use super::*;
+
+impl<R: RngCore> B2bua<R> {
+    pub(super) fn on_ack_timeout(&mut self, now: Instant, tx: &TxKey) {
+        // The caller never acknowledged our 2xx: the call cannot go on (RFC 3261 §13.3.1.4).
+        let id = self
+            .calls
+            .values()
+            .find(|c| &c.inbound_tx == tx && c.state == CallState::Answered)
+            .map(|c| c.id);
+        if let Some(id) = id {
+            self.note_end(id, EndReason::AckTimeout);
+            self.send_bye(now, id, LegSide::Inbound);
+            self.send_bye(now, id, LegSide::Outbound);
+            self.finish(now, id, Outcome::Forwarded);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, ack: &Request) {
+        let Some(&(id, side)) = ack.call_id().and_then(|c| self.dialogs.get(c)) else {
+            return;
+        };
+        if side != LegSide::Inbound {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Answered {
+            call.state = CallState::Confirmed;
+            if call.flow.is_some() {
+                self.local_begin(id);
+                return;
+            }
+        }
+        if let Some(tx) = call.deferred_ack.take() {
+            call.codec = sdp_codec(&ack.body);
+            let ct = ack.headers.get("Content-Type").map(str::to_owned);
+            self.send_outbound_ack(now, id, &tx, ack.body.clone(), ct);
+        }
+    }
+
+    pub(super) fn on_in_dialog(&mut self, now: Instant, tx: TxKey, request: &Request) {
+        let Some(&(id, side)) = request.call_id().and_then(|c| self.dialogs.get(c)) else {
+            let resp = Response::for_request(request, 481, "Call/Transaction Does Not Exist", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        };
+        match request.method {
+            Method::Bye => {
+                let ok = Response::for_request(request, 200, "OK", None);
+                self.endpoint.send_response(now, &tx, ok);
+                self.note_end(id, EndReason::bye_from(side));
+                let state = self.calls.get(&id).map(|c| c.state);
+                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+                    self.local_bye(now, id, side);
+                } else if matches!(state, Some(CallState::Answered | CallState::Confirmed)) {
+                    self.send_bye(now, id, side.other());
+                    self.finish(now, id, Outcome::Forwarded);
+                } else if side == LegSide::Outbound {
+                    // The callee hung up an early dialog: treat like a refusal.
+                    self.answer_inbound(now, id, 480, "Temporarily Unavailable", None);
+                    self.finish(now, id, Outcome::ForwardFailed);
+                }
+            }
+            Method::Info
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.flow.is_some() && side == LegSide::Inbound) =>
+            {
+                // DTMF by SIP INFO (application/dtmf-relay, application/dtmf) goes to our media.
+                let ct = request.headers.get("Content-Type").unwrap_or_default();
+                let body = String::from_utf8_lossy(&request.body);
+                let status = match media::dtmf::parse_sip_info(ct, &body) {
+                    Ok(digit) => {
+                        self.outputs
+                            .push_back(Output::MediaDigit { call: id, digit });
+                        200
+                    }
+                    Err(_) => 415,
+                };
+                let phrase = if status == 200 {
+                    "OK"
+                } else {
+                    "Unsupported Media Type"
+                };
+                let resp = Response::for_request(request, status, phrase, None);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+            Method::Invite
+            | Method::Update
+            | Method::Info
+            | Method::Other(_)
+            | Method::Message
+            | Method::Notify
+            | Method::Refer => {
+                self.relay_request(now, id, side, tx, request);
+            }
+            _ => {
+                let mut resp = Response::for_request(request, 405, "Method Not Allowed", None);
+                resp.headers.push("Allow", ALLOW);
+                self.endpoint.send_response(now, &tx, resp);
+            }
+        }
+    }
+
+    pub(super) fn relay_request(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        from_side: LegSide,
+        server_tx: TxKey,
+        request: &Request,
+    ) {
+        let to_side = from_side.other();
+        let mut extra = Headers::new();
+        for name in [
+            "Content-Type",
+            "Info-Package",
+            "Content-Disposition",
+            "Event",
+            "Session-Expires",
+            "Min-SE",
+            "Supported",
+            "Refer-To",
+        ] {
+            if let Some(v) = request.headers.get(name) {
+                extra.push(name, v);
+            }
+        }
+        let Some(req) = self.in_dialog_request(
+            id,
+            to_side,
+            request.method.clone(),
+            &extra,
+            request.body.clone(),
+        ) else {
+            return;
+        };
+        let Some(peer) = self.calls.get(&id).map(|c| c.leg(to_side).peer) else {
+            return;
+        };
+        if let Some(key) = self.endpoint.send_request(now, req, peer) {
+            self.client_txs.insert(
+                key,
+                (
+                    id,
+                    Purpose::Relay {
+                        server_tx,
+                        side: to_side,
+                    },
+                ),
+            );
+        }
+    }
+
+    pub(super) fn relay_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        client_tx: &TxKey,
+        server_tx: &TxKey,
+        side: LegSide,
+        response: &Response,
+    ) {
+        if response.status == 100 {
+            return;
+        }
+        if response.status >= 200 && response.status < 300 && client_tx.method == Method::Invite {
+            // We ACK the re-INVITE's 2xx on this leg ourselves; the caller's ACK ends at us.
+            let seq = self
+                .endpoint
+                .client_request(client_tx)
+                .and_then(|(r, _)| r.cseq())
+                .map_or(1, |c| c.seq);
+            if let Some(mut ack) =
+                self.in_dialog_request(id, side, Method::Ack, &Headers::new(), Bytes::new())
+            {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
+                }
+                let peer = self.calls.get(&id).map(|c| c.leg(side).peer);
+                if let Some(peer) = peer {
+                    self.endpoint.send_ack(client_tx, &ack, peer);
+                }
+            }
+        }
+        let Some(req) = self.endpoint.server_request(server_tx).cloned() else {
+            return;
+        };
+        let mut resp = Response::for_request(&req, response.status, &response.reason, None);
+        if req.method == Method::Invite || req.method == Method::Update {
+            resp.headers
+                .push("Contact", self.contact(req_transport(&req)));
+        }
+        if let Some((ct, body)) = body_of(response) {
+            resp.headers.push("Content-Type", ct);
+            resp.body = body;
+        }
+        self.endpoint.send_response(now, server_tx, resp);
+    }
+
+    pub(super) fn send_bye(&mut self, now: Instant, id: CallId, side: LegSide) {
+        // A leg that never got a dialog (no remote tag) has nobody to say BYE to.
+        if self
+            .calls
+            .get(&id)
+            .is_none_or(|c| c.leg(side).remote_tag.is_none() && side == LegSide::Outbound)
+        {
+            return;
+        }
+        let Some(bye) =
+            self.in_dialog_request(id, side, Method::Bye, &Headers::new(), Bytes::new())
+        else {
+            return;
+        };
+        let Some(peer) = self.calls.get(&id).map(|c| c.leg(side).peer) else {
+            return;
+        };
+        if let Some(key) = self.endpoint.send_request(now, bye, peer) {
+            self.client_txs.insert(key, (id, Purpose::Fire));
+        }
+    }
+
+    /// Builds a request inside the dialog of leg `side` (RFC 3261 §12.2.1.1).
+    pub(super) fn in_dialog_request(
+        &mut self,
+        id: CallId,
+        side: LegSide,
+        method: Method,
+        extra: &Headers,
+        body: Bytes,
+    ) -> Option<Request> {
+        let transport = self.calls.get(&id)?.leg(side).peer.transport;
+        let branch_via = self.via(transport);
+        let contact = contact_for(&self.cfg, transport);
+        let call = self.calls.get_mut(&id)?;
+        let leg = call.leg_mut(side);
+        leg.local_cseq += 1;
+        let mut headers = Headers::new();
+        headers.push("Via", branch_via);
+        for route in &leg.route_set {
+            headers.push("Route", route.as_str());
+        }
+        headers.push("Max-Forwards", "70");
+        headers.push("From", leg.local_header.as_str());
+        headers.push("To", leg.remote_header.as_str());
+        headers.push("Call-ID", leg.call_id.as_str());
+        headers.push("CSeq", format!("{} {}", leg.local_cseq, method));
+        if method != Method::Bye && method != Method::Ack {
+            headers.push("Contact", contact);
+        }
+        for (name, value) in extra.iter() {
+            headers.push(name, value);
+        }
+        Some(Request {
+            method,
+            uri: leg.remote_target.clone(),
+            headers,
+            body,
+        })
+    }
+}

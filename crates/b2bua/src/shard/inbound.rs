@@ -1,0 +1,357 @@
+//! The caller's side of a new call: the INVITE taken in, routed by its verdict, answered, cancelled.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::RngCore;
+use sip_proto::endpoint::{Peer, TxKey};
+use sip_proto::headers::{NameAddr, SipUri};
+use sip_proto::message::SipHeaders;
+use sip_proto::{Request, Response};
+use stir::Verdict;
+
+use crate::call::{
+    Call, CallId, CallRecord, CallState, EndReason, Leg, LegSide, Outcome, Stamps, Verification,
+};
+use crate::error::CallError;
+use crate::router::{decide, Decision, Listing};
+
+use super::*;
+
+impl<R: RngCore> B2bua<R> {
+    pub(super) fn on_invite(&mut self, now: Instant, tx: TxKey, invite: Request, source: Peer) {
+        let call_id = invite.call_id().unwrap_or_default().to_owned();
+        if self.dialogs.contains_key(&call_id) {
+            // A second INVITE for a call we already handle, on a new branch: a loop or a fork.
+            let resp = Response::for_request(&invite, 482, "Loop Detected", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        }
+        let from = invite
+            .header_from()
+            .and_then(|f| f.sip_uri())
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        let to = invite
+            .header_to()
+            .and_then(|t| t.sip_uri())
+            .and_then(|u| u.user)
+            .unwrap_or_default();
+        if !self.accepting {
+            let mut resp =
+                Response::for_request(&invite, 503, "Service Unavailable", Some(&self.tag()));
+            resp.headers
+                .push("Retry-After", self.cfg.retry_after_s.to_string());
+            self.endpoint.send_response(now, &tx, resp);
+            self.outputs.push_back(Output::Refused(CallRecord {
+                call_id,
+                from,
+                to,
+                verification: Verification::default(),
+                outcome: Outcome::Rejected,
+                final_status: 503,
+                started: now,
+                answered: None,
+                ended: now,
+                end_reason: EndReason::Refused,
+                source: source.addr,
+                outbound_call_id: None,
+                codec: None,
+            }));
+            return;
+        }
+        let max_forwards = invite
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if max_forwards == 0 {
+            let err = CallError::TooManyHops;
+            let (status, reason) = err.response();
+            let resp = Response::for_request(&invite, status, reason, Some(&self.tag()));
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        }
+
+        let id = CallId(self.next_id);
+        self.next_id += 1;
+        let a_tag = self.tag();
+        let inbound = inbound_leg(&invite, source, &a_tag);
+        let Some(inbound) = inbound else {
+            let resp = Response::for_request(&invite, 400, "Bad Request", None);
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        };
+
+        // Per dialled number: the forward target, routes and greeting may differ.
+        let dialled = SipUri::parse(&invite.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .or_else(|| {
+                invite
+                    .header_to()
+                    .and_then(|t| t.sip_uri())
+                    .and_then(|u| u.user)
+            })
+            .and_then(|n| stir::tn::canonicalize(&n));
+        let settings = dialled
+            .as_ref()
+            .and_then(|n| self.cfg.numbers.get(n))
+            .cloned();
+        let (forward_target, forward_peer) = settings
+            .as_ref()
+            .and_then(|s| s.forward.clone())
+            .unwrap_or_else(|| (self.cfg.forward_target.clone(), self.cfg.forward_peer));
+        let routes = settings.as_ref().map_or(self.cfg.routes, |s| s.routes);
+        let greeting = settings.and_then(|s| s.greeting);
+
+        // The outbound leg: a new dialog of our own towards the forward target.
+        let b_call_id = format!(
+            "{}{:016x}{:08x}",
+            self.cfg.call_id_prefix,
+            self.rng.next_u64(),
+            self.rng.next_u32()
+        );
+        let b_tag = self.tag();
+        let from_hdr = invite.header_from();
+        let local_header = match &from_hdr {
+            Some(f) => {
+                let mut f = f.clone();
+                f.params.set("tag", Some(&b_tag));
+                f.to_string()
+            }
+            None => format!("<sip:anonymous@anonymous.invalid>;tag={b_tag}"),
+        };
+        let remote_header = invite
+            .header_to()
+            .map(|mut t| {
+                t.params.remove("tag");
+                t.to_string()
+            })
+            .unwrap_or_else(|| format!("<{forward_target}>"));
+        let outbound = Leg {
+            call_id: b_call_id.clone(),
+            local_tag: b_tag,
+            local_header,
+            remote_header,
+            remote_tag: None,
+            remote_target: forward_target.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            peer: forward_peer,
+        };
+
+        let identity: Vec<String> = invite
+            .headers
+            .get_all("Identity")
+            .map(str::to_owned)
+            .collect();
+        // The calling number: the first P-Asserted-Identity (sip: user or tel: number) that is a
+        // telephone number — the trunk vouches for it, and an anonymous From with a valid PAI is
+        // common — else From; the called number: the Request-URI user, else To (RFC 8224 §5.2).
+        // RFC 4904 user parameters (`;tgrp=`, `;trunk-context=`) and visual separators are left
+        // for `stir::tn::canonicalize` to strip before any comparison.
+        let orig = invite
+            .headers
+            .get_list("P-Asserted-Identity")
+            .filter_map(|v| {
+                NameAddr::parse(v)
+                    .ok()
+                    .and_then(|a| a.sip_uri())
+                    .and_then(|u| u.user)
+            })
+            .find(|user| stir::tn::canonicalize(user).is_some())
+            .unwrap_or_else(|| from.clone());
+        let dest = SipUri::parse(&invite.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_else(|| to.clone());
+        let upstream_verstat = invite.headers.get("X-Twilio-VerStat").map(str::to_owned);
+        let job = VerifyJob {
+            call: id,
+            identity_present: !identity.is_empty(),
+            identity,
+            orig,
+            dest,
+            upstream_verstat: upstream_verstat.clone(),
+            source: source.addr.ip(),
+        };
+        let call = Call {
+            id,
+            inbound,
+            outbound,
+            inbound_tx: tx,
+            inbound_invite: invite,
+            outbound_tx: None,
+            state: CallState::Verifying,
+            outbound_provisional: false,
+            deferred_ack: None,
+            caller_number: job.orig.clone(),
+            from,
+            to,
+            final_status: 0,
+            started: now,
+            answered: None,
+            max_forwards,
+            verification: Verification {
+                upstream_verstat,
+                ..Verification::default()
+            },
+            stamps: Stamps::default(),
+            flow: None,
+            routes,
+            forward_target,
+            greeting,
+            source: source.addr,
+            end_reason: None,
+            outbound_sent: false,
+            codec: None,
+        };
+        self.dialogs
+            .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
+        self.dialogs.insert(b_call_id, (id, LegSide::Outbound));
+        self.calls.insert(id, call);
+        self.outputs.push_back(Output::CallStarted);
+        self.outputs.push_back(Output::Verify(job));
+    }
+
+    /// The verification of `call` finished (within the shell's time budget): route the call.
+    pub fn handle_verdict(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        verdict: &Verdict,
+        listing: Listing,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return; // cancelled meanwhile
+        };
+        if c.state != CallState::Verifying {
+            return;
+        }
+        let identity_present = c.inbound_invite.headers.get("Identity").is_some();
+        let decision = decide(
+            &c.routes,
+            verdict,
+            listing,
+            identity_present,
+            self.cfg.fast_pass,
+        );
+        c.verification.verstat = verdict.verstat.as_str();
+        c.verification.attest = verdict.attest.map(stir::Attest::as_str);
+        c.verification.reason = verdict.reason.label();
+        c.verification.route = decision.route();
+        c.verification.fast_pass = matches!(decision, Decision::Forward { fast_pass: true });
+        c.verification.origid.clone_from(&verdict.origid);
+        c.verification.x5u.clone_from(&verdict.x5u);
+        c.verification.spc.clone_from(&verdict.spc);
+        c.stamps = Stamps {
+            verstat: verdict.verstat.as_str(),
+            header: verdict.twilio_style(),
+            reason: verdict.reason_header(),
+        };
+        match decision {
+            Decision::Block => {
+                self.answer_inbound_with(now, call, 603, "Decline", None, &[]);
+                self.finish(now, call, Outcome::Blocked);
+            }
+            Decision::Reject { status, phrase } => {
+                let reason = verdict.reason_header();
+                let extra: Vec<(&str, &str)> =
+                    reason.iter().map(|r| ("Reason", r.as_str())).collect();
+                self.answer_inbound_with(now, call, status, phrase, None, &extra);
+                self.finish(now, call, Outcome::Rejected);
+            }
+            Decision::Forward { .. } => self.send_outbound_invite(now, call, None),
+            Decision::Local(flow) => self.start_local(now, call, flow),
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, tx: &TxKey, cancel: &Request) {
+        let target = self.endpoint.cancel_target(cancel);
+        let call = target.and_then(|invite_tx| {
+            self.calls
+                .values()
+                .find(|c| c.inbound_tx == invite_tx)
+                .map(|c| (c.id, c.state))
+        });
+        let Some((id, state)) = call else {
+            let resp = Response::for_request(cancel, 481, "Call/Transaction Does Not Exist", None);
+            self.endpoint.send_response(now, tx, resp);
+            return;
+        };
+        let ok = Response::for_request(cancel, 200, "OK", None);
+        self.endpoint.send_response(now, tx, ok);
+        if matches!(state, CallState::Verifying | CallState::LocalAnswering) {
+            // Nothing was sent onward yet; the verdict, when it comes, finds no call.
+            self.answer_inbound(now, id, 487, "Request Terminated", None);
+            self.finish(now, id, Outcome::Cancelled);
+            return;
+        }
+        if state != CallState::Early {
+            return; // already answered: the CANCEL has no effect (RFC 3261 §9.2)
+        }
+        self.answer_inbound(now, id, 487, "Request Terminated", None);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.state = CallState::Cancelling;
+            if call.outbound_provisional {
+                self.send_cancel(now, id);
+            }
+        }
+    }
+
+    pub(super) fn answer_inbound(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+        reason: &str,
+        body: Option<(String, Bytes)>,
+    ) {
+        self.answer_inbound_with(now, id, status, reason, body, &[]);
+    }
+
+    pub(super) fn answer_inbound_with(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: u16,
+        reason: &str,
+        body: Option<(String, Bytes)>,
+        extra: &[(&str, &str)],
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut resp = Response::for_request(
+            &call.inbound_invite,
+            status,
+            reason,
+            Some(&call.inbound.local_tag),
+        );
+        if (101..300).contains(&status) {
+            let transport = call.inbound.peer.transport;
+            resp.headers
+                .push("Contact", contact_for(&self.cfg, transport));
+            if status >= 200 {
+                // Record-Route of the INVITE is the inbound dialog's route set (UAS side).
+                for rr in call.inbound_invite.headers.get_all("Record-Route") {
+                    resp.headers.push("Record-Route", rr);
+                }
+                resp.headers.push("Allow", ALLOW);
+            }
+        }
+        for (name, value) in extra {
+            resp.headers.push(*name, *value);
+        }
+        if let Some((ct, body)) = body {
+            resp.headers.push("Content-Type", ct);
+            resp.body = body;
+        }
+        if status >= 200 {
+            call.final_status = status;
+        }
+        let tx = call.inbound_tx.clone();
+        self.endpoint.send_response(now, &tx, resp);
+    }
+}

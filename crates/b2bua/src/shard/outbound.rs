@@ -1,0 +1,322 @@
+//! The outbound leg: the INVITE towards the forward target, its responses and failures, our
+//! ACK and CANCEL.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::RngCore;
+use sip_proto::endpoint::TxKey;
+use sip_proto::headers::{set_uri_param, NameAddr};
+use sip_proto::message::{Headers, SipHeaders};
+use sip_proto::{Method, Request, Response};
+
+use crate::call::{CallId, CallState, LegSide, Outcome};
+use crate::error::CallError;
+
+use super::*;
+
+/// Headers of the inbound INVITE that the outbound INVITE carries over unchanged.
+const CARRIED_HEADERS: &[&str] = &[
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Privacy",
+    "Identity",
+    "Allow",
+    "Accept",
+    "Subject",
+    "Session-Expires",
+    "Min-SE",
+];
+
+impl<R: RngCore> B2bua<R> {
+    /// Sends the outbound INVITE of a call, stamped with the verification result (docs/interface.md:
+    /// `verstat` on the From and P-Asserted-Identity URIs, `X-Stirgate-Verstat`).
+    /// `body`: the SDP to offer (stirgate's own, for calls it answered itself); `None` carries
+    /// the caller's offer over unchanged.
+    pub(super) fn send_outbound_invite(&mut self, now: Instant, id: CallId, body: Option<Bytes>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let stamps = call.stamps.clone();
+        let verstat = stamps.verstat;
+        let transport = call.outbound.peer.transport;
+        let invite = &call.inbound_invite;
+        let mut from = NameAddr::parse(&call.outbound.local_header).ok();
+        if let Some(f) = from.as_mut() {
+            f.uri = set_uri_param(&f.uri, "verstat", verstat);
+        }
+        let from = from.map_or_else(|| call.outbound.local_header.clone(), |f| f.to_string());
+        let mut headers = Headers::new();
+        headers.push("Via", String::new()); // filled below (needs &mut self for the branch)
+        headers.push(
+            "Max-Forwards",
+            call.max_forwards.saturating_sub(1).min(70).to_string(),
+        );
+        headers.push("From", from.as_str());
+        headers.push("To", call.outbound.remote_header.as_str());
+        headers.push("Call-ID", call.outbound.call_id.as_str());
+        headers.push("CSeq", "1 INVITE");
+        headers.push("Contact", contact_for(&self.cfg, transport));
+        headers.push("User-Agent", self.cfg.user_agent.as_str());
+        for name in CARRIED_HEADERS {
+            for value in invite.headers.get_all(name) {
+                if name.eq_ignore_ascii_case("P-Asserted-Identity") {
+                    match NameAddr::parse(value) {
+                        Ok(mut pai) => {
+                            pai.uri = set_uri_param(&pai.uri, "verstat", verstat);
+                            headers.push(*name, pai.to_string());
+                        }
+                        Err(_) => headers.push(*name, value),
+                    }
+                } else {
+                    headers.push(*name, value);
+                }
+            }
+        }
+        headers.push("X-Stirgate-Verstat", stamps.header);
+        if let Some(reason) = stamps.reason {
+            // RFC 9410: the call goes on, and the callee learns why verification failed.
+            headers.push("Reason", reason);
+        }
+        let body = match body {
+            Some(sdp) => {
+                headers.push("Content-Type", "application/sdp");
+                sdp
+            }
+            None => {
+                if let Some(ct) = invite.headers.get("Content-Type") {
+                    headers.push("Content-Type", ct);
+                }
+                invite.body.clone()
+            }
+        };
+        let mut out_invite = Request {
+            method: Method::Invite,
+            uri: call.forward_target.clone(),
+            headers,
+            body,
+        };
+        let peer = call.outbound.peer;
+        let via = self.via(transport);
+        out_invite.headers.set("Via", via);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.outbound.local_header = from;
+            call.state = CallState::Early;
+            call.outbound_sent = true;
+        }
+        match self.endpoint.send_request(now, out_invite, peer) {
+            Some(key) => {
+                self.client_txs
+                    .insert(key.clone(), (id, Purpose::OutboundInvite));
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.outbound_tx = Some(key);
+                }
+            }
+            None => {
+                self.answer_inbound(now, id, 500, "Server Internal Error", None);
+                self.finish(now, id, Outcome::Rejected);
+            }
+        }
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, tx: &TxKey, response: &Response) {
+        let Some((id, purpose)) = self.client_txs.get(tx).cloned() else {
+            return;
+        };
+        if response.status >= 200 {
+            self.client_txs.remove(tx);
+        }
+        match purpose {
+            Purpose::OutboundInvite => self.on_outbound_invite_response(now, id, tx, response),
+            Purpose::Relay { server_tx, side } => {
+                self.relay_response(now, id, tx, &server_tx, side, response);
+            }
+            Purpose::Fire => {}
+        }
+    }
+
+    pub(super) fn on_outbound_invite_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        tx: &TxKey,
+        response: &Response,
+    ) {
+        if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+            self.local_outbound_response(now, id, tx, response);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let status = response.status;
+        if status == 100 {
+            return;
+        }
+        if let Some(to) = response.headers.get("To") {
+            if let Ok(addr) = NameAddr::parse(to) {
+                if let Some(tag) = addr.tag() {
+                    call.outbound.remote_tag = Some(tag.to_owned());
+                    call.outbound.remote_header = to.to_owned();
+                }
+            }
+        }
+        if let Some(contact) = response.contact() {
+            call.outbound.remote_target = contact.uri;
+        }
+        if status < 200 {
+            call.outbound_provisional = true;
+            match call.state {
+                CallState::Cancelling => self.send_cancel(now, id),
+                CallState::Early => {
+                    let body = body_of(response);
+                    self.answer_inbound(now, id, status, &response.reason, body);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if status < 300 {
+            // Route set: the Record-Route of the 2xx, reversed (RFC 3261 §12.1.2).
+            let mut routes: Vec<String> = response
+                .headers
+                .get_list("Record-Route")
+                .map(str::to_owned)
+                .collect();
+            routes.reverse();
+            call.outbound.route_set = routes;
+            let late_offer = call.inbound_invite.body.is_empty() && !response.body.is_empty();
+            let state = call.state;
+            if state == CallState::Cancelling {
+                // The callee answered after the caller cancelled: ACK it, then hang it up.
+                self.send_outbound_ack(now, id, tx, Bytes::new(), None);
+                self.send_bye(now, id, LegSide::Outbound);
+                self.finish(now, id, Outcome::Cancelled);
+                return;
+            }
+            if late_offer {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.deferred_ack = Some(tx.clone());
+                }
+            } else {
+                self.send_outbound_ack(now, id, tx, Bytes::new(), None);
+            }
+            let body = body_of(response);
+            self.answer_inbound(now, id, status, &response.reason, body);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.state = CallState::Answered;
+                call.answered = Some(now);
+                // The callee's answer; with a late offer the answer comes in the caller's ACK.
+                if !late_offer {
+                    call.codec = sdp_codec(&response.body);
+                }
+            }
+            return;
+        }
+        // 3xx–6xx: relay to the caller (unless it already cancelled).
+        if call.state == CallState::Cancelling {
+            self.finish(now, id, Outcome::Cancelled);
+            return;
+        }
+        let body = body_of(response);
+        self.answer_inbound(now, id, status, &response.reason, body);
+        self.finish(now, id, Outcome::ForwardFailed);
+    }
+
+    pub(super) fn on_client_failure(&mut self, now: Instant, tx: &TxKey, err: &CallError) {
+        let Some((id, purpose)) = self.client_txs.remove(tx) else {
+            return;
+        };
+        match purpose {
+            Purpose::OutboundInvite => {
+                let state = self.calls.get(&id).map(|c| c.state);
+                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
+                    self.local_outbound_failed(now, id);
+                } else if state == Some(CallState::Early) {
+                    let (status, reason) = err.response();
+                    self.answer_inbound(now, id, status, reason, None);
+                    self.finish(now, id, Outcome::ForwardUnreachable);
+                } else if state == Some(CallState::Cancelling) {
+                    self.finish(now, id, Outcome::Cancelled);
+                }
+            }
+            Purpose::Relay { server_tx, .. } => {
+                let (status, reason) = err.response();
+                if let Some(req) = self.endpoint.server_request(&server_tx).cloned() {
+                    let resp = Response::for_request(&req, status, reason, None);
+                    self.endpoint.send_response(now, &server_tx, resp);
+                }
+            }
+            Purpose::Fire => {}
+        }
+    }
+
+    pub(super) fn send_outbound_ack(
+        &mut self,
+        _now: Instant,
+        id: CallId,
+        tx: &TxKey,
+        body: Bytes,
+        content_type: Option<String>,
+    ) {
+        let mut extra = Headers::new();
+        if let Some(ct) = content_type {
+            extra.push("Content-Type", ct);
+        }
+        let Some(mut ack) =
+            self.in_dialog_request(id, LegSide::Outbound, Method::Ack, &extra, body)
+        else {
+            return;
+        };
+        let seq = self
+            .endpoint
+            .client_request(tx)
+            .and_then(|(r, _)| r.cseq())
+            .map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.outbound.local_cseq -= 1;
+        }
+        let Some(peer) = self.calls.get(&id).map(|c| c.outbound.peer) else {
+            return;
+        };
+        self.endpoint.send_ack(tx, &ack, peer);
+    }
+
+    pub(super) fn send_cancel(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(tx) = call.outbound_tx.clone() else {
+            return;
+        };
+        let Some((invite, peer)) = self.endpoint.client_request(&tx) else {
+            return;
+        };
+        // CANCEL copies the INVITE's Request-URI, top Via, From, To, Call-ID and CSeq number
+        // (RFC 3261 §9.1).
+        let mut headers = Headers::new();
+        for name in ["Via", "Route"] {
+            if let Some(v) = invite.headers.get_list(name).next() {
+                headers.push(name, v);
+            }
+        }
+        headers.push("Max-Forwards", "70");
+        for name in ["From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(name) {
+                headers.push(name, v);
+            }
+        }
+        let seq = invite.cseq().map_or(1, |c| c.seq);
+        headers.push("CSeq", format!("{seq} CANCEL"));
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: invite.uri.clone(),
+            headers,
+            body: Bytes::new(),
+        };
+        if let Some(key) = self.endpoint.send_request(now, cancel, peer) {
+            self.client_txs.insert(key, (id, Purpose::Fire));
+        }
+    }
+}
