@@ -593,7 +593,13 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn admitted(table: &mut SourceTable, now: Instant, who: &str, class: MessageKind, n: u32) -> u32 {
+    fn admitted(
+        table: &mut SourceTable,
+        now: Instant,
+        who: &str,
+        class: MessageKind,
+        n: u32,
+    ) -> u32 {
         (0..n)
             .filter(|_| table.admit(now, source_key(ip(who)), class).is_ok())
             .count() as u32
@@ -721,7 +727,9 @@ mod tests {
                 .is_ok());
         }
         // Full of active sources: a fifth (and a sixth) share the overflow bucket.
-        assert!(table.admit(t0, ip("10.0.0.5"), MessageKind::NewInvite).is_ok());
+        assert!(table
+            .admit(t0, ip("10.0.0.5"), MessageKind::NewInvite)
+            .is_ok());
         assert_eq!(
             table.admit(t0, ip("10.0.0.6"), MessageKind::NewInvite),
             Err(Refusal::RateLimited),
@@ -731,7 +739,9 @@ mod tests {
         // Once the old ones are idle (full buckets, no transactions in the window: 32 s and
         // a slot), a newcomer gets its own entry again.
         let later = t0 + Duration::from_secs(40);
-        assert!(table.admit(later, ip("10.0.0.7"), MessageKind::NewInvite).is_ok());
+        assert!(table
+            .admit(later, ip("10.0.0.7"), MessageKind::NewInvite)
+            .is_ok());
         assert_eq!(table.len(), 1);
     }
 

@@ -21,7 +21,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{classify, refusal_response, Admission, MessageKind, DenyAction, Refusal};
+use crate::limits::{classify, refusal_response, Admission, DenyAction, MessageKind, Refusal};
 use crate::metrics::{
     first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_REFUSED_TOTAL, SIP_TCP_CONNECTIONS,
 };
