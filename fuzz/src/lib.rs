@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sdp", sdp),
     ("rtp_dtmf", rtp_dtmf),
     ("tn_auth_list", tn_auth_list),
+    ("rcd_claims", rcd_claims),
 ];
 
 /// The message without its Content-Length lines, which printing recomputes from the body.
@@ -228,6 +229,36 @@ pub fn tn_auth_list(data: &[u8]) {
     assert!(list.within(&list), "a TNAuthList must lie within itself: {list:?}");
     for tn in ["12155551212", "0", "999999999999999", "1"] {
         let _ = list.authorize(tn);
+    }
+}
+
+/// Rich Call Data claims (RFC 9795): the input as a JSON object `{"rcd", "rcdi", "crn"}`
+/// through `RcdClaims::check`. Whatever is accepted must be safe to show: texts without control
+/// characters and within the cap, https URLs, at most `MAX_DIGESTS` digests to fetch.
+pub fn rcd_claims(data: &[u8]) {
+    use stir::rcd::{RcdClaims, MAX_DIGESTS, MAX_TEXT_CHARS};
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let claims = RcdClaims {
+        rcd: value.get("rcd"),
+        rcdi: value.get("rcdi"),
+        crn: value.get("crn"),
+        allow_http: false,
+    };
+    let Ok(Some(plan)) = claims.check() else {
+        return;
+    };
+    for text in [&plan.rcd.nam, &plan.rcd.crn].into_iter().flatten() {
+        assert!(text.chars().count() <= MAX_TEXT_CHARS, "{text:?}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    for url in [&plan.rcd.icn, &plan.rcd.jcl].into_iter().flatten() {
+        assert!(url.to_ascii_lowercase().starts_with("https://"), "{url:?}");
+    }
+    assert!(plan.digests.len() <= MAX_DIGESTS);
+    for d in &plan.digests {
+        assert!(d.url.to_ascii_lowercase().starts_with("https://"), "{:?}", d.url);
     }
 }
 

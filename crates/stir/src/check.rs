@@ -26,6 +26,7 @@ use crate::cert::{self, TrustAnchors, ValidatedChain};
 use crate::config::Config;
 use crate::identity::{self, IdentityHeader};
 use crate::passport::Passport;
+use crate::rcd::{RcdClaims, RcdPlan};
 use crate::replay::{ReplayCache, ReplayKey, ReplayPolicy};
 use crate::tn;
 use crate::tnauth::TnEntry;
@@ -118,6 +119,8 @@ impl ChainSource for StaticChains {
 pub struct Parsed {
     shaken: Vec<Candidate>,
     divs: Vec<Candidate>,
+    /// `ppt=rcd` PASSporTs (RFC 9795): rich data signed apart from the SHAKEN PASSporT.
+    rcds: Vec<Candidate>,
     first_error: Option<Reason>,
 }
 
@@ -135,6 +138,7 @@ impl Parsed {
         let mut parsed = Self {
             shaken: Vec::new(),
             divs: Vec::new(),
+            rcds: Vec::new(),
             first_error: None,
         };
         let mut any = false;
@@ -162,7 +166,8 @@ impl Parsed {
             match ppt {
                 p if p.eq_ignore_ascii_case("shaken") => parsed.shaken.push(candidate),
                 p if p.eq_ignore_ascii_case("div") => parsed.divs.push(candidate),
-                // Other PASSporT types (rcd, …) are outside SHAKEN verification.
+                p if p.eq_ignore_ascii_case("rcd") => parsed.rcds.push(candidate),
+                // Other PASSporT types are outside SHAKEN verification.
                 _ => {}
             }
         }
@@ -194,6 +199,14 @@ impl Parsed {
                 if tn::canonicalize(&req.from).as_deref() == Some(claims.orig.as_str()) {
                     out.push(c.header.info.clone());
                     need_div |= !matches_dest(&claims.dest, &req.to);
+                }
+            }
+        }
+        if !out.is_empty() {
+            // Rich data PASSporTs ride on a SHAKEN one that may pass: their chains too.
+            for r in &self.rcds {
+                if pre_check(r, "rcd", now, rules).is_ok() {
+                    out.push(r.header.info.clone());
                 }
             }
         }
@@ -294,6 +307,8 @@ pub struct Checker {
     /// Shared with the checker a reload replaces, so a PASSporT seen before the reload is
     /// still a replay after it.
     replay: Arc<ReplayCache>,
+    /// Rich-data URLs may be http (`stir.allow_http_x5u`, tests only).
+    allow_http_urls: bool,
 }
 
 impl Checker {
@@ -307,13 +322,16 @@ impl Checker {
             },
             replay_policy,
             replay: Arc::new(ReplayCache::new(replay_capacity)),
+            allow_http_urls: false,
         }
     }
 
     /// The checker a `[stir]` config describes (window, skew, replay policy and bound).
     pub fn from_config(cfg: &Config) -> Self {
-        Self::new(cfg.max_iat_age(), cfg.replay, cfg.replay_cache_size)
-            .with_clock_skew(cfg.clock_skew())
+        let mut checker = Self::new(cfg.max_iat_age(), cfg.replay, cfg.replay_cache_size)
+            .with_clock_skew(cfg.clock_skew());
+        checker.allow_http_urls = cfg.allow_http_x5u;
+        checker
     }
 
     /// Keeps `previous`'s replay memory (a reload): what it remembers stays a replay. The
@@ -413,6 +431,9 @@ impl Checker {
             if self.replay_policy == ReplayPolicy::Fail {
                 v.verstat = Reason::Replay.verstat();
                 v.reason = Reason::Replay;
+                // Rich data rides on a verdict that passed; a replay shows none.
+                v.rcd = None;
+                v.rcd_plan = None;
             }
         }
         v
@@ -462,11 +483,69 @@ impl Checker {
             }
             Ok(())
         })();
-        if let Err(reason) = result {
-            v.verstat = reason.verstat();
-            v.reason = reason;
+        match result {
+            Err(reason) => {
+                v.verstat = reason.verstat();
+                v.reason = reason;
+            }
+            Ok(()) => {
+                if let Some(plan) = self.rich_data(c, parsed, req, now, chains) {
+                    if plan.digests.is_empty() {
+                        v.rcd = plan.settle(&[]).map(Box::new);
+                    } else {
+                        v.rcd_plan = Some(Box::new(plan));
+                    }
+                }
+            }
         }
         v
+    }
+
+    /// The rich data of a SHAKEN PASSporT that passed: its own `rcd`/`crn` claims, else those of
+    /// the first `ppt=rcd` PASSporT that passes the same checks (same `orig`, a destination of
+    /// the call, fresh, a chain whose TNAuthList covers `orig`, a good signature). Malformed
+    /// rich data is dropped, never shown.
+    fn rich_data(
+        &self,
+        shaken: &Candidate,
+        parsed: &Parsed,
+        req: &VerifyRequest,
+        now: i64,
+        chains: &dyn ChainSource,
+    ) -> Option<RcdPlan> {
+        let own = rcd_claims(&shaken.passport, self.allow_http_urls).check();
+        match own {
+            Ok(Some(plan)) => return Some(plan),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "rich call data of the SHAKEN PASSporT dropped");
+                return None;
+            }
+        }
+        let orig = shaken
+            .passport
+            .claims
+            .orig
+            .tn
+            .as_deref()
+            .and_then(tn::canonicalize)?;
+        parsed.rcds.iter().find_map(|r| {
+            let ok = pre_check(r, "rcd", now, self.rules).ok()?;
+            let to_call = matches_dest(&ok.dest, &req.to);
+            if ok.orig != orig || !to_call {
+                return None;
+            }
+            let chain = chains.chain(&r.header.info).ok()?;
+            check_signature(&r.passport, &chain, now, self.rules).ok()?;
+            authorize(&chain, &orig).ok()?;
+            match rcd_claims(&r.passport, self.allow_http_urls).check() {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rich call data of an rcd PASSporT dropped");
+                    None
+                }
+            }
+        })
     }
 
     /// Verifies the `div` PASSporTs and marks those that link the SHAKEN PASSporT's
@@ -591,7 +670,7 @@ fn pre_check(c: &Candidate, ppt: &str, now: i64, rules: Freshness) -> Result<Cla
             return Err(Reason::BadClaim { claim: "origid" });
         }
     }
-    let div = if ppt == "shaken" {
+    let div = if ppt != "div" {
         None
     } else {
         Some(
@@ -635,6 +714,16 @@ fn check_signature(
         return Err(Reason::BadSignature);
     }
     Ok(())
+}
+
+/// The rich-data claims of a PASSporT.
+fn rcd_claims(p: &Passport, allow_http: bool) -> RcdClaims<'_> {
+    RcdClaims {
+        rcd: p.claims.rcd.as_ref(),
+        rcdi: p.claims.rcdi.as_ref(),
+        crn: p.claims.crn.as_ref(),
+        allow_http,
+    }
 }
 
 /// The TNAuthList entry of the chain's leaf that covers the canonical number `tn`.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod passport;
+pub mod rcd;
 pub mod replay;
 #[cfg(feature = "redis")]
 pub mod replay_redis;
@@ -32,6 +33,8 @@ pub mod verdict;
 pub mod cache;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+#[cfg(feature = "fetch")]
+mod rcd_fetch;
 #[cfg(feature = "fetch")]
 mod verifier;
 

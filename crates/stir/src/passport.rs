@@ -106,6 +106,9 @@ pub struct Claims {
     /// Attestation level: `A`, `B` or `C` (SHAKEN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attest: Option<String>,
+    /// Call reason (RFC 9795 `crn`), signed text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crn: Option<serde_json::Value>,
     /// Destination identities.
     pub dest: Dest,
     /// The diverting identity (RFC 8946 `div` PASSporTs).
@@ -118,6 +121,12 @@ pub struct Claims {
     /// Origination identifier (SHAKEN), a UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origid: Option<String>,
+    /// Rich Call Data (RFC 9795 `rcd`): `nam`, `apn`, `icn`, `jcd`, `jcl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcd: Option<serde_json::Value>,
+    /// Integrity digests of URL-referenced rich data (RFC 9795 `rcdi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcdi: Option<serde_json::Value>,
 }
 
 /// The `orig` claim.

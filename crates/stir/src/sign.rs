@@ -79,9 +79,29 @@ pub struct ShakenClaims {
     pub iat: i64,
 }
 
+/// Rich Call Data claims (RFC 9795) to sign into a SHAKEN PASSporT, for tests and demos.
+#[derive(Debug, Clone, Default)]
+pub struct RichData {
+    /// The `rcd` object (`nam`, `apn`, `icn`, `jcd`, `jcl`).
+    pub rcd: Option<serde_json::Value>,
+    /// The `rcdi` object (JSON pointer → `sha256-BASE64`).
+    pub rcdi: Option<serde_json::Value>,
+    /// The call reason.
+    pub crn: Option<String>,
+}
+
 /// Signs a SHAKEN PASSporT and returns the full-form Identity header value
 /// `TOKEN;info=<URL>;alg=ES256;ppt=shaken`.
 pub fn sign(key: &SigningKey, claims: &ShakenClaims) -> Result<String, SignError> {
+    sign_with_rcd(key, claims, &RichData::default())
+}
+
+/// [`sign`] with Rich Call Data claims.
+pub fn sign_with_rcd(
+    key: &SigningKey,
+    claims: &ShakenClaims,
+    rich: &RichData,
+) -> Result<String, SignError> {
     let orig =
         tn::canonicalize(&claims.orig).ok_or_else(|| SignError::BadTn(claims.orig.clone()))?;
     let dest = claims
@@ -100,11 +120,14 @@ pub fn sign(key: &SigningKey, claims: &ShakenClaims) -> Result<String, SignError
     };
     let body = Claims {
         attest: Some(claims.attest.as_str().into()),
+        crn: rich.crn.clone().map(serde_json::Value::String),
         dest: Dest { tn: dest },
         div: None,
         iat: claims.iat,
         orig: Orig { tn: Some(orig) },
         origid: Some(claims.origid.clone()),
+        rcd: rich.rcd.clone(),
+        rcdi: rich.rcdi.clone(),
     };
     let token = key.sign_passport(&header, &body)?;
     Ok(identity_value(&token, &claims.x5u, "shaken"))

@@ -101,7 +101,7 @@ pub enum TnAuthListError {
     /// An empty SEQUENCE OF.
     #[error("TNAuthList has no entry")]
     Empty,
-    /// A TNEntry with a tag other than [0], [1], [2].
+    /// A TNEntry with a tag other than `[0]`, `[1]`, `[2]`.
     #[error("TNAuthList entry has an unknown tag")]
     UnknownEntry,
     /// A TelephoneNumber that is empty, longer than 15 or has characters other than

@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use crate::cert::CertError;
 use crate::identity::IdentityError;
 use crate::passport::PassportError;
+use crate::rcd::{Rcd, RcdPlan};
 use crate::tnauth::TnEntry;
 
 /// The 3GPP TS 24.229 `verstat` value.
@@ -348,6 +349,12 @@ pub struct Verdict {
     pub replayed: bool,
     /// The `div` PASSporTs found (RFC 8946).
     pub diversions: Vec<Diversion>,
+    /// The Rich Call Data that verified (RFC 9795), or `None`: absent, malformed, failed
+    /// integrity, or carried by a call that did not pass.
+    pub rcd: Option<Box<Rcd>>,
+    /// Rich data that passed the signature and shape checks but whose `rcdi` content digests
+    /// still need checking (the async verifier fetches them); never shown.
+    pub(crate) rcd_plan: Option<Box<RcdPlan>>,
     /// How long the verification took.
     pub elapsed: Duration,
 }
@@ -368,6 +375,8 @@ impl Verdict {
             iat: None,
             replayed: false,
             diversions: Vec::new(),
+            rcd: None,
+            rcd_plan: None,
             elapsed: Duration::ZERO,
         }
     }
@@ -434,7 +443,7 @@ impl Verdict {
 
 impl Serialize for Verdict {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Verdict", 15)?;
+        let mut st = s.serialize_struct("Verdict", 17)?;
         st.serialize_field("verstat", self.verstat.as_str())?;
         st.serialize_field("attest", &self.attest.map(Attest::as_str))?;
         st.serialize_field("sip_code", &self.sip_code())?;
@@ -449,6 +458,7 @@ impl Serialize for Verdict {
         st.serialize_field("tn_auth_match", &self.tn_auth_match)?;
         st.serialize_field("replayed", &self.replayed)?;
         st.serialize_field("diversions", &self.diversions)?;
+        st.serialize_field("rcd", &self.rcd)?;
         st.serialize_field("x_stirgate_verstat", self.twilio_style())?;
         st.serialize_field("elapsed_ms", &(self.elapsed.as_secs_f64() * 1000.0))?;
         st.end()

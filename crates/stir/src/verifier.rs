@@ -15,6 +15,7 @@ use crate::check::{ChainSource, Checked};
 use crate::check::{Checker, Parsed, StaticChains, VerifyRequest};
 use crate::config::Config;
 use crate::fetch::{FetchError, FetchPolicy};
+use crate::rcd_fetch::RcdContent;
 #[cfg(feature = "redis")]
 use crate::replay::ReplayStoreKind;
 #[cfg(feature = "redis")]
@@ -32,6 +33,8 @@ pub struct Verifier {
 struct Inner {
     checker: Checker,
     cache: CertCache,
+    /// Content behind Rich Call Data URLs (`rcdi`).
+    content: RcdContent,
     budget: Duration,
     /// The shared replay store; `None`: the checker's in-process memory.
     #[cfg(feature = "redis")]
@@ -67,6 +70,8 @@ impl Verifier {
             inner: Arc::new(Inner {
                 checker,
                 cache,
+                content: RcdContent::new(FetchPolicy::from_config(cfg))
+                    .map_err(VerifierError::Client)?,
                 budget: cfg.verify_budget(),
                 #[cfg(feature = "redis")]
                 replay,
@@ -107,6 +112,8 @@ impl Verifier {
             inner: Arc::new(Inner {
                 checker,
                 cache: self.inner.cache.clone(),
+                content: RcdContent::new(FetchPolicy::from_config(cfg))
+                    .map_err(VerifierError::Client)?,
                 budget: cfg.verify_budget(),
                 #[cfg(feature = "redis")]
                 replay,
@@ -155,13 +162,24 @@ impl Verifier {
                 if !pending.is_empty() || self.replay_awaits() {
                     // Boxed: only the cold path pays for moving it around.
                     return Err(Box::new(PendingVerify {
-                        parsed,
-                        chains,
-                        pending,
+                        stage: Stage::Chains {
+                            parsed,
+                            chains,
+                            pending,
+                        },
                         started,
                     }));
                 }
                 self.inner.checker.check(&parsed, req, &chains)
+            }
+        };
+        verdict = match self.rich_data_now(verdict) {
+            Ok(verdict) => verdict,
+            Err(verdict) => {
+                return Err(Box::new(PendingVerify {
+                    stage: Stage::RichData(verdict),
+                    started,
+                }))
             }
         };
         verdict.elapsed = started.elapsed();
@@ -169,15 +187,65 @@ impl Verifier {
         Ok(verdict)
     }
 
+    /// Settles the rich data of a verdict when every `rcdi` content is cached; `Err` with the
+    /// verdict when some must be fetched.
+    fn rich_data_now(&self, mut verdict: Verdict) -> Result<Verdict, Box<Verdict>> {
+        let Some(plan) = verdict.rcd_plan.take() else {
+            return Ok(verdict);
+        };
+        let mut results = Vec::with_capacity(plan.digests.len());
+        for d in &plan.digests {
+            match self.inner.content.cached(&d.url) {
+                Some(body) => results.push(body.is_some_and(|b| d.matches(&b))),
+                None => {
+                    verdict.rcd_plan = Some(plan);
+                    return Err(Box::new(verdict));
+                }
+            }
+        }
+        verdict.rcd = plan.settle(&results).map(Box::new);
+        Ok(verdict)
+    }
+
+    /// Fetches the `rcdi` contents of a verdict (within what is left of the budget) and keeps
+    /// its rich data only when every digest matches. Past the budget the call goes on without
+    /// rich data; its verstat does not change.
+    async fn rich_data(&self, mut verdict: Verdict, started: Instant) -> Verdict {
+        let Some(plan) = verdict.rcd_plan.take() else {
+            return verdict;
+        };
+        let fetch_all = async {
+            let mut results = Vec::with_capacity(plan.digests.len());
+            for d in &plan.digests {
+                let body = self.inner.content.get(&d.url).await;
+                results.push(body.is_some_and(|b| d.matches(&b)));
+            }
+            results
+        };
+        let remaining = self.inner.budget.saturating_sub(started.elapsed());
+        if let Ok(results) = tokio::time::timeout(remaining, fetch_all).await {
+            verdict.rcd = plan.settle(&results).map(Box::new);
+        }
+        verdict
+    }
+
     /// The rest of a verification [`Self::verify_now`] could not finish: waits for the
     /// fetches (within what is left of the budget) and the shared replay store.
     pub async fn finish(&self, pending: Box<PendingVerify>, req: &VerifyRequest) -> Verdict {
-        let PendingVerify {
-            parsed,
-            mut chains,
-            pending,
-            started,
-        } = *pending;
+        let PendingVerify { stage, started } = *pending;
+        let (parsed, mut chains, pending) = match stage {
+            Stage::Chains {
+                parsed,
+                chains,
+                pending,
+            } => (parsed, chains, pending),
+            Stage::RichData(verdict) => {
+                let mut verdict = self.rich_data(*verdict, started).await;
+                verdict.elapsed = started.elapsed();
+                crate::metrics::verification_finished(&verdict);
+                return verdict;
+            }
+        };
         // The hot path (every chain cached) arms no timer.
         if !pending.is_empty() {
             let wait_all = async {
@@ -196,7 +264,8 @@ impl Verifier {
                 return verdict;
             }
         }
-        let mut verdict = self.check(&parsed, req, &chains, started).await;
+        let verdict = self.check(&parsed, req, &chains, started).await;
+        let mut verdict = self.rich_data(verdict, started).await;
         verdict.elapsed = started.elapsed();
         crate::metrics::verification_finished(&verdict);
         verdict
@@ -287,10 +356,21 @@ fn load_intermediates(cfg: &Config) -> Result<Vec<Vec<u8>>, VerifierError> {
 /// A verification [`Verifier::verify_now`] started but could not finish without waiting.
 #[derive(Debug)]
 pub struct PendingVerify {
-    parsed: Parsed,
-    chains: StaticChains,
-    pending: Vec<(String, Lookup)>,
+    stage: Stage,
     started: Instant,
+}
+
+/// What a pending verification waits for.
+#[derive(Debug)]
+enum Stage {
+    /// Certificate fetches (and the shared replay store).
+    Chains {
+        parsed: Parsed,
+        chains: StaticChains,
+        pending: Vec<(String, Lookup)>,
+    },
+    /// The content behind `rcdi` digests of a verdict otherwise final.
+    RichData(Box<Verdict>),
 }
 
 /// Why a verifier could not be built.

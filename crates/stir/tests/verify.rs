@@ -78,6 +78,9 @@ impl Env {
                 tn: Some(ORIG.into()),
             },
             origid: Some("4437c7eb-8f7a-4f0e-a863-f53a0e60251a".into()),
+            crn: None,
+            rcd: None,
+            rcdi: None,
         }
     }
 
@@ -1387,6 +1390,9 @@ async fn diversion_chain_links_to_the_call() {
                 tn: Some(ORIG.into()),
             },
             origid: None,
+            crn: None,
+            rcd: None,
+            rcdi: None,
         };
         identity_value(&div_key.sign_passport(&h, &c).unwrap(), &div_x5u, "div")
     };

@@ -90,4 +90,19 @@ pub struct SignArgs {
     /// generation: one process instead of one per call). Without it: one value.
     #[arg(long, conflicts_with = "origid", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub count: Option<u32>,
+    /// Rich Call Data (RFC 9795): the caller's display name (`rcd.nam`).
+    #[arg(long)]
+    pub rcd_nam: Option<String>,
+    /// Rich Call Data: an alternate presentation number (`rcd.apn`).
+    #[arg(long)]
+    pub rcd_apn: Option<String>,
+    /// Rich Call Data: the URL of the caller's icon (`rcd.icn`).
+    #[arg(long)]
+    pub rcd_icn: Option<String>,
+    /// A file holding the icon's content as served: its SHA-256 goes into `rcdi` for `/icn`.
+    #[arg(long, requires = "rcd_icn")]
+    pub rcd_icn_file: Option<PathBuf>,
+    /// The call reason (`crn`).
+    #[arg(long)]
+    pub crn: Option<String>,
 }

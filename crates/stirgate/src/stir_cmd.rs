@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use stir::cert::TrustAnchors;
-use stir::sign::{ShakenClaims, SigningKey};
+use stir::sign::{RichData, ShakenClaims, SigningKey};
 use stir::{Attest, Verdict, Verifier, VerifyRequest};
 
 use crate::cli::{SignArgs, VerifyArgs};
@@ -95,6 +95,7 @@ fn sign_values(args: SignArgs) -> Result<(), String> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     };
+    let rich = rich_data(&args)?;
     let mut claims = ShakenClaims {
         x5u: args.x5u,
         attest,
@@ -110,10 +111,44 @@ fn sign_values(args: SignArgs) -> Result<(), String> {
     let mut given = args.origid;
     for _ in 0..count {
         claims.origid = given.take().unwrap_or_else(uuid_v4);
-        let value = stir::sign::sign(&key, &claims).map_err(|e| e.to_string())?;
+        let value = stir::sign::sign_with_rcd(&key, &claims, &rich).map_err(|e| e.to_string())?;
         writeln!(out, "{value}").map_err(|e| format!("stdout: {e}"))?;
     }
     out.flush().map_err(|e| format!("stdout: {e}"))
+}
+
+/// The `--rcd-*` and `--crn` flags as PASSporT claims.
+fn rich_data(args: &SignArgs) -> Result<RichData, String> {
+    use base64::Engine as _;
+
+    let mut rcd = serde_json::Map::new();
+    for (key, value) in [
+        ("nam", &args.rcd_nam),
+        ("apn", &args.rcd_apn),
+        ("icn", &args.rcd_icn),
+    ] {
+        if let Some(v) = value {
+            rcd.insert(key.to_owned(), serde_json::Value::String(v.clone()));
+        }
+    }
+    let rcdi = match &args.rcd_icn_file {
+        Some(path) => {
+            let content = std::fs::read(path)
+                .map_err(|e| format!("--rcd-icn-file {}: {e}", path.display()))?;
+            let digest = stir::rcd::DigestAlg::Sha256.digest(&content);
+            let value = format!(
+                "sha256-{}",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            );
+            Some(serde_json::json!({ "/icn": value }))
+        }
+        None => None,
+    };
+    Ok(RichData {
+        rcd: (!rcd.is_empty()).then_some(serde_json::Value::Object(rcd)),
+        rcdi,
+        crn: args.crn.clone(),
+    })
 }
 
 fn human(v: &Verdict) -> String {
@@ -152,6 +187,13 @@ fn human(v: &Verdict) -> String {
             d.to.join(", "),
             d.reason
         ));
+    }
+    match &v.rcd {
+        Some(rcd) => out.push_str(&format!(
+            "rcd:      {}\n",
+            serde_json::to_string(rcd).unwrap_or_default()
+        )),
+        None => out.push_str("rcd:      -\n"),
     }
     out.push_str(&format!(
         "elapsed:  {:.1} ms\n",

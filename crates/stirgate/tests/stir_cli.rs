@@ -145,6 +145,58 @@ async fn sign_then_verify_round_trip() {
     );
 }
 
+/// `sign --rcd-*` emits Rich Call Data (RFC 9795); `verify --json` reports it under `rcd` once
+/// verified (`rcd: null` without it), with `rcdi` checked against the served icon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rich_call_data_round_trip() {
+    let f = Fixture::new("rcd").await;
+    let icon = b"\x89PNG the logo".to_vec();
+    std::fs::write(f.dir.join("logo.png"), &icon).unwrap();
+    f._server.set("/logo.png", Response::ok(icon));
+    let icn = f._server.url("/logo.png");
+    let logo = f.path("logo.png");
+    let identity = sign(
+        &f,
+        &[
+            "--rcd-nam",
+            "Acme Pharmacy",
+            "--rcd-icn",
+            &icn,
+            "--rcd-icn-file",
+            &logo,
+            "--crn",
+            "Prescription ready",
+        ],
+    )
+    .await;
+    let (code, out) = verify(
+        &f,
+        &identity,
+        "12155551213",
+        NOW + 5,
+        &["--allow-http-x5u", "--json"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["rcd"]["nam"], "Acme Pharmacy", "{j}");
+    assert_eq!(j["rcd"]["icn"], icn.as_str());
+    assert_eq!(j["rcd"]["crn"], "Prescription ready");
+    assert_eq!(j["rcd"]["integrity"], true);
+
+    let plain = sign(&f, &[]).await;
+    let (_, out) = verify(
+        &f,
+        &plain,
+        "12155551213",
+        NOW + 5,
+        &["--allow-http-x5u", "--json"],
+    )
+    .await;
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["rcd"], serde_json::Value::Null, "{j}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_failures_exit_1_with_codes() {
     let f = Fixture::new("failures").await;
