@@ -60,6 +60,15 @@ impl<R: RngCore> B2bua<R> {
             }));
             return;
         }
+        if !invite.body.is_empty() && !is_sdp(invite.headers.get("Content-Type")) {
+            // RFC 3261 §21.4.13 and RFC 4475 §3.3.6: a body we cannot use is 415 with Accept,
+            // not 400 (the message is well formed).
+            let mut resp =
+                Response::for_request(&invite, 415, "Unsupported Media Type", Some(&self.tag()));
+            resp.headers.push("Accept", "application/sdp");
+            self.endpoint.send_response(now, &tx, resp);
+            return;
+        }
         let max_forwards = invite
             .headers
             .get("Max-Forwards")
@@ -354,4 +363,14 @@ impl<R: RngCore> B2bua<R> {
         let tx = call.inbound_tx.clone();
         self.endpoint.send_response(now, &tx, resp);
     }
+}
+
+/// True for `application/sdp` (parameters and case ignored) and for a missing Content-Type,
+/// which lenient peers leave out on SDP bodies.
+pub(super) fn is_sdp(content_type: Option<&str>) -> bool {
+    content_type.is_none_or(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    })
 }

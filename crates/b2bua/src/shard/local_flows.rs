@@ -74,10 +74,11 @@ impl<R: RngCore> B2bua<R> {
                 }
             }
             Err(status) => {
-                let phrase = if status == 488 {
-                    "Not Acceptable Here"
-                } else {
-                    "Service Unavailable"
+                let phrase = match status {
+                    488 => "Not Acceptable Here",
+                    400 => "Bad Request",
+                    415 => "Unsupported Media Type",
+                    _ => "Service Unavailable",
                 };
                 self.answer_inbound(now, call, status, phrase, None);
                 self.finish(now, call, Outcome::Rejected);

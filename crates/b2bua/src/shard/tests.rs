@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::message::{Message, SipHeaders};
 use sip_proto::transaction::TimerConfig;
-use sip_proto::{Method, Request};
+use sip_proto::{Method, Request, Response};
 use stir::Verdict;
 
 use super::*;
@@ -916,4 +916,29 @@ fn options_and_unknown_methods() {
     let bye = from_caller("BYE", 10, None, Some("nope"));
     b.handle_bytes(now, udp(CALLER), bye.as_bytes());
     assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![481]);
+}
+
+#[test]
+fn an_invite_with_a_body_we_cannot_use_gets_415_with_accept() {
+    let mut b = b2bua();
+    let now = Instant::now();
+    let invite = invite().replace(
+        "Content-Type: application/sdp",
+        "Content-Type: application/x-unknown-thing",
+    );
+    b.handle_bytes(now, udp(CALLER), invite.as_bytes());
+    let out = sent(&mut b);
+    let finals: Vec<&Response> = out
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Response(r) if r.status >= 200 => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "{out:?}");
+    assert_eq!(finals[0].status, 415);
+    assert_eq!(finals[0].headers.get("Accept"), Some("application/sdp"));
+    assert_eq!(b.active_calls(), 0);
+    // `application/SDP; charset=utf-8` is still SDP.
+    assert!(inbound::is_sdp(Some("application/SDP; charset=utf-8")));
 }

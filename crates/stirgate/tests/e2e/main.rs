@@ -9,4 +9,5 @@ mod ops;
 mod records;
 mod sip_calls;
 mod tls;
+mod torture;
 mod verified_calls;
