@@ -142,6 +142,8 @@ pub enum EndReason {
     FlowEnded,
     /// The drain grace ran out at shutdown: stirgate hung up.
     Shutdown,
+    /// `sip.max_call_duration_s` ran out: stirgate sent BYE on each leg.
+    MaxDuration,
 }
 
 impl EndReason {
@@ -158,6 +160,7 @@ impl EndReason {
             Self::RtpTimeout => "rtp_timeout",
             Self::FlowEnded => "flow_ended",
             Self::Shutdown => "shutdown",
+            Self::MaxDuration => "max_duration",
         }
     }
 
@@ -267,6 +270,8 @@ pub struct Call {
     pub outbound_sent: bool,
     /// The caller leg's codec, once answered.
     pub codec: Option<String>,
+    /// The maximum duration this call was answered under (`Config::max_call_duration` then).
+    pub max_duration: Option<std::time::Duration>,
 }
 
 /// The verification stamps of an outbound INVITE (docs/interface.md: verstat on From/PAI,

@@ -31,6 +31,9 @@ pub struct Config {
     pub timers: TimerConfig,
     /// Retry-After seconds in the 503 sent while draining.
     pub retry_after_s: u32,
+    /// An answered call is ended with BYE on each leg after this long (`None`: no limit). It
+    /// also bounds a call whose BYE was lost.
+    pub max_call_duration: Option<std::time::Duration>,
     /// The policy table.
     pub routes: Routes,
     /// Which verdicts a fast-pass entry skips the routes for.

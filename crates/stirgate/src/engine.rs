@@ -116,6 +116,7 @@ impl Policy {
             call_id_prefix: String::new(), // set per shard
             timers: cfg.timers,
             retry_after_s: cfg.retry_after_s,
+            max_call_duration: cfg.max_call_duration,
             routes: cfg.routes,
             fast_pass: cfg.fast_pass,
             flows,

@@ -215,6 +215,7 @@ impl<R: RngCore> B2bua<R> {
             end_reason: None,
             outbound_sent: false,
             codec: None,
+            max_duration: None,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));

@@ -69,9 +69,9 @@ impl<R: RngCore> B2bua<R> {
                 self.answer_inbound(now, call, 200, "OK", body);
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.state = CallState::Answered;
-                    c.answered = Some(now);
                     c.codec = codec;
                 }
+                self.mark_answered(now, call);
             }
             Err(status) => {
                 let phrase = match status {

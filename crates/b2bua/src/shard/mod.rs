@@ -7,6 +7,7 @@
 mod addressing;
 mod in_dialog;
 mod inbound;
+mod limits;
 mod local_flows;
 mod outbound;
 #[cfg(test)]
@@ -61,6 +62,8 @@ pub struct B2bua<R> {
     client_txs: FastMap<TxKey, (CallId, Purpose)>,
     outputs: VecDeque<Output>,
     local_deadlines: BTreeSet<(Instant, CallId)>,
+    /// When answered calls reach `max_call_duration`.
+    call_deadlines: BTreeSet<(Instant, CallId)>,
     accepting: bool,
     next_id: u64,
 }
@@ -78,6 +81,7 @@ impl<R: RngCore> B2bua<R> {
             client_txs: FastMap::default(),
             outputs: VecDeque::new(),
             local_deadlines: BTreeSet::new(),
+            call_deadlines: BTreeSet::new(),
             accepting: true,
             next_id: 1,
         }
@@ -124,7 +128,10 @@ impl<R: RngCore> B2bua<R> {
 
     /// The next instant [`Self::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let local = self.local_deadlines.iter().next().map(|(at, _)| *at);
+        let local = [&self.local_deadlines, &self.call_deadlines]
+            .into_iter()
+            .filter_map(|set| set.iter().next().map(|(at, _)| *at))
+            .min();
         match (self.endpoint.poll_timeout(), local) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -136,6 +143,7 @@ impl<R: RngCore> B2bua<R> {
         self.endpoint.handle_timeout(now);
         self.process_events(now);
         self.handle_local_timeouts(now);
+        self.handle_call_deadlines(now);
     }
 
     /// The next message to send.
@@ -242,6 +250,11 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs.remove(&call.outbound.call_id);
         self.client_txs.retain(|_, (cid, _)| *cid != id);
         self.local_deadlines.retain(|(_, cid)| *cid != id);
+        if let Some(answered) = call.answered {
+            if let Some(limit) = call.max_duration {
+                self.call_deadlines.remove(&(answered + limit, id));
+            }
+        }
         if call.flow.is_some() {
             self.outputs.push_back(Output::MediaClose { call: id });
         }

@@ -205,12 +205,12 @@ impl<R: RngCore> B2bua<R> {
             self.answer_inbound(now, id, status, &response.reason, body);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.state = CallState::Answered;
-                call.answered = Some(now);
                 // The callee's answer; with a late offer the answer comes in the caller's ACK.
                 if !late_offer {
                     call.codec = sdp_codec(&response.body);
                 }
             }
+            self.mark_answered(now, id);
             return;
         }
         // 3xx–6xx: relay to the caller (unless it already cancelled).

@@ -40,6 +40,7 @@ fn b2bua() -> B2bua<StdRng> {
             call_id_prefix: "sg0-".into(),
             timers: TimerConfig::default(),
             retry_after_s: 30,
+            max_call_duration: None,
             routes: Routes::default(),
             fast_pass: FastPass::default(),
             flows: test_flows(),
@@ -941,4 +942,34 @@ fn an_invite_with_a_body_we_cannot_use_gets_415_with_accept() {
     assert_eq!(b.active_calls(), 0);
     // `application/SDP; charset=utf-8` is still SDP.
     assert!(inbound::is_sdp(Some("application/SDP; charset=utf-8")));
+}
+
+#[test]
+fn an_answered_call_ends_at_the_maximum_duration_with_bye_on_each_leg() {
+    let mut b = b2bua();
+    let mut cfg = b.cfg.clone();
+    cfg.max_call_duration = Some(Duration::from_secs(60));
+    b.set_config(cfg);
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    reply(&mut b, now, &inv, 200, "callee1", SDP);
+    let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
+    b.handle_bytes(now, udp(CALLER), ack.as_bytes());
+    sent(&mut b);
+    while b.poll_output().is_some() {}
+    // Neither side ever hangs up (their BYEs were lost): the call ends at 60 s, not before.
+    let deadline = b.poll_timeout().expect("a deadline");
+    assert!(deadline <= now + Duration::from_secs(60));
+    b.handle_timeout(now + Duration::from_secs(59));
+    assert_eq!(b.active_calls(), 1);
+    b.handle_timeout(now + Duration::from_secs(60));
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLER, &Method::Bye).len(), 1);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Bye).len(), 1);
+    let Some(Output::CallEnded(record)) = b.poll_output() else {
+        panic!("call record expected")
+    };
+    assert_eq!(record.end_reason, EndReason::MaxDuration);
+    assert_eq!(record.outcome, Outcome::Forwarded);
+    assert_eq!(b.active_calls(), 0);
 }

@@ -125,6 +125,8 @@ pub struct Config {
     pub user_agent: String,
     /// Transaction timers.
     pub timers: TimerConfig,
+    /// `sip.max_call_duration_s`: the longest an answered call lasts (`None`: no limit).
+    pub max_call_duration: Option<Duration>,
     /// Transport caps.
     pub limits: Limits,
     /// Access list, per-source rate limits and transaction cap (`[limits]`).
@@ -261,6 +263,7 @@ impl TryFrom<RawConfig> for Config {
             advertised_address: sip.advertised_address,
             user_agent: raw.sip.user_agent.clone(),
             timers: sip.timers,
+            max_call_duration: sip.max_call_duration,
             limits: sip.limits,
             admission,
             max_calls: raw.limits.max_calls,

@@ -42,6 +42,9 @@ pub struct RawSip {
     pub tls_handshake_timeout_ms: u64,
     /// `sip.udp_recv_buffer_bytes`: SO_RCVBUF of the UDP sockets.
     pub udp_recv_buffer_bytes: usize,
+    /// `sip.max_call_duration_s`: an answered call is ended with BYE on each leg after this
+    /// long (0 = no limit).
+    pub max_call_duration_s: u64,
 }
 
 impl Default for RawSip {
@@ -64,6 +67,7 @@ impl Default for RawSip {
             tls_ca: String::new(),
             tls_handshake_timeout_ms: 5000,
             udp_recv_buffer_bytes: 4 << 20,
+            max_call_duration_s: 14_400,
         }
     }
 }
@@ -77,6 +81,7 @@ pub(super) struct SipSection {
     pub(super) timers: TimerConfig,
     pub(super) limits: Limits,
     pub(super) shards: usize,
+    pub(super) max_call_duration: Option<Duration>,
 }
 
 impl RawSip {
@@ -143,7 +148,15 @@ impl RawSip {
         } else {
             self.shards
         };
+        if self.max_call_duration_s > 7 * 24 * 3600 {
+            errors.push(ConfigError::new(
+                "sip.max_call_duration_s",
+                "must be between 0 (no limit) and 604800 (a week)",
+            ));
+        }
         SipSection {
+            max_call_duration: (self.max_call_duration_s > 0)
+                .then(|| Duration::from_secs(self.max_call_duration_s)),
             listen,
             advertised_address,
             timers,

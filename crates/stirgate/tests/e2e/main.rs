@@ -2,6 +2,7 @@
 //! One test binary with a module per concern.
 
 mod anywhere;
+mod call_limits;
 mod common;
 mod limits;
 mod local_flows;
