@@ -166,6 +166,7 @@ pub struct Engine {
     cdr_task: Option<tokio::task::JoinHandle<()>>,
     cdr_reopen: CdrReopen,
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    vs_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -244,6 +245,15 @@ impl Engine {
             }
             None => None,
         };
+        let vs_task = match &cfg.vs {
+            Some(vs) => {
+                let verifier_rx = policy_rx.clone();
+                let source: crate::vs::VerifierSource =
+                    Arc::new(move || Arc::clone(&verifier_rx.borrow().verifier));
+                Some(crate::vs::spawn(vs, source, cancel.clone()).await?)
+            }
+            None => None,
+        };
         let mut shards = JoinSet::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
@@ -282,6 +292,7 @@ impl Engine {
             cdr_task,
             cdr_reopen,
             admin_task,
+            vs_task,
         })
     }
 
@@ -317,7 +328,10 @@ impl Engine {
         if let Some(task) = self.cdr_task.take() {
             let _ = task.await;
         }
-        if let Some(task) = self.admin_task.take() {
+        for task in [self.admin_task.take(), self.vs_task.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
     }

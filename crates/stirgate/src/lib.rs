@@ -16,3 +16,4 @@ pub mod notify;
 pub mod run;
 pub mod status;
 pub mod stir_cmd;
+pub mod vs;

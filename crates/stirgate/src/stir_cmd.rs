@@ -203,7 +203,7 @@ fn human(v: &Verdict) -> String {
 }
 
 /// A random (version 4) UUID for `origid`.
-fn uuid_v4() -> String {
+pub(crate) fn uuid_v4() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;

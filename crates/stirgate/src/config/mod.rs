@@ -4,6 +4,7 @@
 //! One file per section: each `Raw*` table has its defaults and a `validate` that pushes every
 //! wrong value with its dotted key; [`Config`]'s `TryFrom` composes them.
 
+mod access;
 mod admin;
 mod captcha;
 mod forward;
@@ -14,6 +15,7 @@ mod records;
 mod routes;
 mod sip;
 mod voicemail;
+mod vs;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +39,7 @@ use self::routes::validate_numbers;
 pub use self::routes::{NumberConfig, RawNumber, RawRouteOverrides, RawRoutes};
 pub use self::sip::RawSip;
 pub use self::voicemail::{RawScreen, RawVoicemail};
+pub use self::vs::{RawVs, Signer, VsConfig};
 
 /// The embedded default configuration: the text of `configs/stirgate.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../../../configs/stirgate.toml");
@@ -110,6 +113,8 @@ pub struct RawConfig {
     pub lists: RawLists,
     /// `[status]`
     pub status: RawStatus,
+    /// `[vs]`: the REST verification service.
+    pub vs: RawVs,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -149,6 +154,8 @@ pub struct Config {
     pub status_listen: Option<SocketAddr>,
     /// Who may use the status listener (`status.token`, `status.allow`).
     pub status_access: crate::admin_access::AccessRule,
+    /// The REST verification service (None: `vs.listen` is off).
+    pub vs: Option<VsConfig>,
     /// CDR file (None: no CDRs).
     pub cdr_path: Option<PathBuf>,
     /// How long running calls may go on after SIGTERM.
@@ -237,6 +244,7 @@ impl TryFrom<RawConfig> for Config {
         let (voicemail, notify) = raw.voicemail.validate(&mut errors);
         let screen = raw.screen.validate(&mut errors);
         let status_listen = raw.status.validate(&mut errors);
+        let vs = raw.vs.validate(&mut errors);
         let lists_store = raw.lists.validate(&mut errors);
         let routes = raw.routes.validate(&mut errors);
         let numbers = validate_numbers(&raw.numbers, &routes, &mut tls_names, &mut errors);
@@ -275,6 +283,7 @@ impl TryFrom<RawConfig> for Config {
             metrics_listen,
             status_listen,
             status_access: crate::admin_access::AccessRule::default(),
+            vs,
             cdr_path: raw.cdr.path(),
             drain_timeout,
             retry_after_s: raw.shutdown.retry_after_s,

@@ -28,6 +28,7 @@ pub(super) fn resolve_relative(raw: &mut RawConfig, base: &Path) {
     rebase_text(&mut raw.media.prompt_dir);
     rebase_text(&mut raw.media.tts_cache_dir);
     rebase_text(&mut raw.cdr.path);
+    rebase_text(&mut raw.vs.signing_key);
     raw.stir.trust_anchors = rebase(&raw.stir.trust_anchors);
     raw.stir.intermediates = raw.stir.intermediates.as_deref().map(rebase);
     raw.stir.cache_file = raw.stir.cache_file.as_deref().map(rebase);

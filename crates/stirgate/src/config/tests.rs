@@ -126,6 +126,7 @@ fn unknown_keys_are_rejected_in_every_table() {
         "captcha",
         "voicemail",
         "screen",
+        "vs",
     ] {
         let text = format!("[{table}]\nbogus_key = 1\n");
         let err = Config::from_toml_at(&text, &repo())
@@ -399,5 +400,45 @@ fn the_packaged_service_config_is_valid_and_keeps_state_in_the_service_folders()
     assert_eq!(
         cfg.cdr_path.as_deref(),
         Some(Path::new("/var/log/stirgate/cdr.jsonl"))
+    );
+}
+
+#[test]
+fn the_verification_service_takes_the_listener_access_rules() {
+    let cfg = Config::from_toml_at("", &repo()).unwrap();
+    assert!(cfg.vs.is_none(), "off by default");
+    let cfg = Config::from_toml_at("[vs]\nlisten = \"127.0.0.1:9300\"\n", &repo()).unwrap();
+    let vs = cfg.vs.expect("on");
+    assert_eq!(vs.listen, "127.0.0.1:9300".parse().unwrap());
+    assert!(!vs.access.has_token());
+    assert!(vs.signer.is_none());
+    let err = Config::from_toml_at(
+        "[vs]\nlisten = \"0.0.0.0:9300\"\nallow = [\"10.0.0.0/33\"]\nmax_connections = 0\n\
+         signing_key = \"no-such.pem\"\n",
+        &repo(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "vs.allow",
+            "vs.token",
+            "vs.max_connections",
+            "vs.signing_key",
+            "vs.signing_x5u"
+        ],
+        "{err}"
+    );
+    let cfg = Config::from_toml_at(
+        "[vs]\nlisten = \"0.0.0.0:9300\"\ntoken = \"0123456789abcdef0123\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert!(cfg.vs.expect("on").access.has_token());
+    let shown = format!("{:?}", cfg.raw);
+    assert!(
+        !shown.contains("0123456789abcdef0123"),
+        "the token is never printed"
     );
 }

@@ -12,3 +12,4 @@ mod sip_calls;
 mod tls;
 mod torture;
 mod verified_calls;
+mod vs;
