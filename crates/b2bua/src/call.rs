@@ -95,6 +95,8 @@ pub enum Outcome {
     Abandoned,
     /// Screened: the callee accepted and the legs were bridged.
     ScreenAccepted,
+    /// The callee rang past the ring limit and the fallback was `relay` (the caller got 480).
+    NoAnswer,
 }
 
 impl Outcome {
@@ -113,6 +115,7 @@ impl Outcome {
             Self::CaptchaFailed => "captcha_failed",
             Self::Abandoned => "abandoned",
             Self::ScreenAccepted => "screen_accepted",
+            Self::NoAnswer => "no_answer",
         }
     }
 }
@@ -144,6 +147,8 @@ pub enum EndReason {
     Shutdown,
     /// `sip.max_call_duration_s` ran out: stirgate sent BYE on each leg.
     MaxDuration,
+    /// The forward leg rang past `forward.ring_timeout_s` (and the fallback was `relay`).
+    RingTimeout,
 }
 
 impl EndReason {
@@ -161,6 +166,7 @@ impl EndReason {
             Self::FlowEnded => "flow_ended",
             Self::Shutdown => "shutdown",
             Self::MaxDuration => "max_duration",
+            Self::RingTimeout => "ring_timeout",
         }
     }
 
@@ -171,6 +177,7 @@ impl EndReason {
             Outcome::Cancelled => Self::Cancelled,
             Outcome::ForwardFailed => Self::CalleeRefused,
             Outcome::ForwardUnreachable => Self::CalleeUnreachable,
+            Outcome::NoAnswer => Self::RingTimeout,
             _ => Self::FlowEnded,
         }
     }
@@ -213,6 +220,8 @@ pub struct CallRecord {
     pub outbound_call_id: Option<String>,
     /// The audio codec of the caller's leg (the SDP answer's first format), once answered.
     pub codec: Option<String>,
+    /// Why a forwarded call went to its fallback (voicemail) instead of the callee, if it did.
+    pub fallback: Option<FallbackCause>,
 }
 
 /// A call of two legs.
@@ -272,6 +281,34 @@ pub struct Call {
     pub codec: Option<String>,
     /// The maximum duration this call was answered under (`Config::max_call_duration` then).
     pub max_duration: Option<std::time::Duration>,
+    /// Ring limit and fallbacks of its forward leg.
+    pub forward_policy: crate::config::ForwardPolicy,
+    /// When the forward leg's ring limit runs out.
+    pub ring_deadline: Option<Instant>,
+    /// Why the caller was sent to a fallback instead of the callee.
+    pub fallback: Option<FallbackCause>,
+}
+
+/// Why a forwarded call went to its fallback (CDR `fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackCause {
+    /// The ring limit ran out, or the callee said 408 / 480.
+    NoAnswer,
+    /// The callee said 486 or 600.
+    Busy,
+    /// Any other failure of the forward leg.
+    Failure,
+}
+
+impl FallbackCause {
+    /// The CDR value: `no_answer`, `busy`, `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoAnswer => "no_answer",
+            Self::Busy => "busy",
+            Self::Failure => "failure",
+        }
+    }
 }
 
 /// The verification stamps of an outbound INVITE (docs/interface.md: verstat on From/PAI,

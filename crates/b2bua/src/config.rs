@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use sip_proto::endpoint::Peer;
 use sip_proto::transaction::TimerConfig;
@@ -33,13 +34,15 @@ pub struct Config {
     pub retry_after_s: u32,
     /// An answered call is ended with BYE on each leg after this long (`None`: no limit). It
     /// also bounds a call whose BYE was lost.
-    pub max_call_duration: Option<std::time::Duration>,
+    pub max_call_duration: Option<Duration>,
     /// The policy table.
     pub routes: Routes,
     /// Which verdicts a fast-pass entry skips the routes for.
     pub fast_pass: FastPass,
     /// Settings of the flows stirgate runs itself (voicemail, CAPTCHA).
     pub flows: FlowConfig,
+    /// Ring limit and fallbacks of the forward leg (`forward.ring_timeout_s`, `forward.on_*`).
+    pub forward_policy: ForwardPolicy,
     /// Per dialled number (canonical TN, RFC 8224 §8.3) overrides.
     pub numbers: HashMap<String, NumberSettings>,
 }
@@ -53,4 +56,42 @@ pub struct NumberSettings {
     pub forward: Option<(String, Peer)>,
     /// The prompt greeting callers of this number (rendered from its organisation name).
     pub greeting: Option<String>,
+    /// Its ring limit and fallbacks (the `[forward]` ones unless it overrides them).
+    pub forward_policy: ForwardPolicy,
+}
+
+/// What the caller of a forwarded call gets when the callee does not take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Pass the callee's final response on (a 480 when the ring limit ran out).
+    Relay,
+    /// stirgate answers and the caller leaves a message (the voicemail flow).
+    Voicemail,
+}
+
+/// The forward leg's ring limit and what happens when it does not connect (config
+/// `forward.ring_timeout_s`, `forward.on_no_answer`, `forward.on_busy`, `forward.on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardPolicy {
+    /// How long the callee may ring before the call counts as not answered (`None`: until the
+    /// transaction timeout).
+    pub ring_timeout: Option<Duration>,
+    /// After the ring limit, or a 408 / 480 from the callee.
+    pub on_no_answer: Fallback,
+    /// After 486 Busy Here or 600 Busy Everywhere.
+    pub on_busy: Fallback,
+    /// After any other final failure, or when the callee cannot be reached.
+    pub on_failure: Fallback,
+}
+
+impl Default for ForwardPolicy {
+    /// 30 s as Twilio's `<Dial>`; no answer goes to voicemail, busy and failures are relayed.
+    fn default() -> Self {
+        Self {
+            ring_timeout: Some(Duration::from_secs(30)),
+            on_no_answer: Fallback::Voicemail,
+            on_busy: Fallback::Relay,
+            on_failure: Fallback::Relay,
+        }
+    }
 }

@@ -22,8 +22,8 @@ pub mod output;
 pub mod router;
 pub mod shard;
 
-pub use call::{Call, CallId, CallRecord, EndReason, Outcome, Verification};
-pub use config::{Config, NumberSettings};
+pub use call::{Call, CallId, CallRecord, EndReason, FallbackCause, Outcome, Verification};
+pub use config::{Config, Fallback, ForwardPolicy, NumberSettings};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
 pub use output::{Output, VerifyJob, VoicemailNote};

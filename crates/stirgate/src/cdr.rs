@@ -76,8 +76,11 @@ pub struct CdrLine {
     /// How the call ended.
     pub outcome: &'static str,
     /// Why it ended: `bye_caller`, `bye_callee`, `cancelled`, `refused`, `callee_refused`,
-    /// `callee_unreachable`, `ack_timeout`, `rtp_timeout`, `flow_ended`, `shutdown`.
+    /// `callee_unreachable`, `ack_timeout`, `rtp_timeout`, `flow_ended`, `shutdown`,
+    /// `max_duration`, `ring_timeout`.
     pub end_reason: &'static str,
+    /// Why a forwarded call went to voicemail instead (`no_answer`, `busy`, `failure`), or null.
+    pub fallback: Option<&'static str>,
     /// Final SIP status sent to the caller.
     pub final_status: u16,
     /// RFC 3339 arrival time.
@@ -115,6 +118,7 @@ impl CdrLine {
             route: record.verification.route,
             outcome: record.outcome.as_str(),
             end_reason: record.end_reason.as_str(),
+            fallback: record.fallback.map(b2bua::FallbackCause::as_str),
             final_status: record.final_status,
             started_at: fmt(record.started),
             answered_at: record.answered.map(fmt),

@@ -117,6 +117,7 @@ impl Policy {
             timers: cfg.timers,
             retry_after_s: cfg.retry_after_s,
             max_call_duration: cfg.max_call_duration,
+            forward_policy: cfg.forward_policy,
             routes: cfg.routes,
             fast_pass: cfg.fast_pass,
             flows,
@@ -131,6 +132,7 @@ impl Policy {
                             .organization
                             .as_ref()
                             .map(|_| format!("greeting_{}", n.number)),
+                        forward_policy: n.forward_policy,
                     };
                     (n.number.clone(), settings)
                 })

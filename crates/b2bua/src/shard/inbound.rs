@@ -57,6 +57,7 @@ impl<R: RngCore> B2bua<R> {
                 source: source.addr,
                 outbound_call_id: None,
                 codec: None,
+                fallback: None,
             }));
             return;
         }
@@ -112,6 +113,9 @@ impl<R: RngCore> B2bua<R> {
             .and_then(|s| s.forward.clone())
             .unwrap_or_else(|| (self.cfg.forward_target.clone(), self.cfg.forward_peer));
         let routes = settings.as_ref().map_or(self.cfg.routes, |s| s.routes);
+        let forward_policy = settings
+            .as_ref()
+            .map_or(self.cfg.forward_policy, |s| s.forward_policy);
         let greeting = settings.and_then(|s| s.greeting);
 
         // The outbound leg: a new dialog of our own towards the forward target.
@@ -216,6 +220,9 @@ impl<R: RngCore> B2bua<R> {
             outbound_sent: false,
             codec: None,
             max_duration: None,
+            forward_policy,
+            ring_deadline: None,
+            fallback: None,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));

@@ -5,6 +5,7 @@
 //! itself).
 
 mod addressing;
+mod fallback;
 mod in_dialog;
 mod inbound;
 mod limits;
@@ -45,6 +46,9 @@ enum Purpose {
     },
     /// BYE or CANCEL we originated; the response needs nothing.
     Fire,
+    /// An outbound INVITE given up on (ring limit, fallback): a late provisional gets the
+    /// CANCEL, a late 2xx is ACKed and hung up.
+    Abandoned,
 }
 
 /// The maps looked up on every message. foldhash instead of std's SipHash: several lookups per
@@ -64,6 +68,8 @@ pub struct B2bua<R> {
     local_deadlines: BTreeSet<(Instant, CallId)>,
     /// When answered calls reach `max_call_duration`.
     call_deadlines: BTreeSet<(Instant, CallId)>,
+    /// When forward legs reach their ring limit.
+    ring_deadlines: BTreeSet<(Instant, CallId)>,
     accepting: bool,
     next_id: u64,
 }
@@ -82,6 +88,7 @@ impl<R: RngCore> B2bua<R> {
             outputs: VecDeque::new(),
             local_deadlines: BTreeSet::new(),
             call_deadlines: BTreeSet::new(),
+            ring_deadlines: BTreeSet::new(),
             accepting: true,
             next_id: 1,
         }
@@ -128,10 +135,14 @@ impl<R: RngCore> B2bua<R> {
 
     /// The next instant [`Self::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let local = [&self.local_deadlines, &self.call_deadlines]
-            .into_iter()
-            .filter_map(|set| set.iter().next().map(|(at, _)| *at))
-            .min();
+        let local = [
+            &self.local_deadlines,
+            &self.call_deadlines,
+            &self.ring_deadlines,
+        ]
+        .into_iter()
+        .filter_map(|set| set.iter().next().map(|(at, _)| *at))
+        .min();
         match (self.endpoint.poll_timeout(), local) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -144,6 +155,7 @@ impl<R: RngCore> B2bua<R> {
         self.process_events(now);
         self.handle_local_timeouts(now);
         self.handle_call_deadlines(now);
+        self.handle_ring_deadlines(now);
     }
 
     /// The next message to send.
@@ -250,6 +262,9 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs.remove(&call.outbound.call_id);
         self.client_txs.retain(|_, (cid, _)| *cid != id);
         self.local_deadlines.retain(|(_, cid)| *cid != id);
+        if let Some(at) = call.ring_deadline {
+            self.ring_deadlines.remove(&(at, id));
+        }
         if let Some(answered) = call.answered {
             if let Some(limit) = call.max_duration {
                 self.call_deadlines.remove(&(answered + limit, id));
@@ -274,6 +289,7 @@ impl<R: RngCore> B2bua<R> {
             source: call.source,
             outbound_call_id: call.outbound_sent.then_some(call.outbound.call_id),
             codec: call.codec,
+            fallback: call.fallback,
         }));
     }
 

@@ -10,7 +10,7 @@ use sip_proto::headers::{set_uri_param, NameAddr};
 use sip_proto::message::{Headers, SipHeaders};
 use sip_proto::{Method, Request, Response};
 
-use crate::call::{CallId, CallState, LegSide, Outcome};
+use crate::call::{CallId, CallState, FallbackCause, LegSide, Outcome};
 use crate::error::CallError;
 
 use super::*;
@@ -111,6 +111,7 @@ impl<R: RngCore> B2bua<R> {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.outbound_tx = Some(key);
                 }
+                self.start_ring_timer(now, id);
             }
             None => {
                 self.answer_inbound(now, id, 500, "Server Internal Error", None);
@@ -131,6 +132,7 @@ impl<R: RngCore> B2bua<R> {
             Purpose::Relay { server_tx, side } => {
                 self.relay_response(now, id, tx, &server_tx, side, response);
             }
+            Purpose::Abandoned => self.on_abandoned_response(now, id, tx, response),
             Purpose::Fire => {}
         }
     }
@@ -219,6 +221,14 @@ impl<R: RngCore> B2bua<R> {
             return;
         }
         let body = body_of(response);
+        let cause = match status {
+            486 | 600 => FallbackCause::Busy,
+            408 | 480 => FallbackCause::NoAnswer,
+            _ => FallbackCause::Failure,
+        };
+        if self.fall_back(now, id, cause) {
+            return;
+        }
         self.answer_inbound(now, id, status, &response.reason, body);
         self.finish(now, id, Outcome::ForwardFailed);
     }
@@ -233,6 +243,9 @@ impl<R: RngCore> B2bua<R> {
                 if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
                     self.local_outbound_failed(now, id);
                 } else if state == Some(CallState::Early) {
+                    if self.fall_back(now, id, FallbackCause::Failure) {
+                        return;
+                    }
                     let (status, reason) = err.response();
                     self.answer_inbound(now, id, status, reason, None);
                     self.finish(now, id, Outcome::ForwardUnreachable);
@@ -247,7 +260,7 @@ impl<R: RngCore> B2bua<R> {
                     self.endpoint.send_response(now, &server_tx, resp);
                 }
             }
-            Purpose::Fire => {}
+            Purpose::Fire | Purpose::Abandoned => {}
         }
     }
 

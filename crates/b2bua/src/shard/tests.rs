@@ -14,6 +14,7 @@ use stir::Verdict;
 
 use super::*;
 use crate::call::{CallId, EndReason, Outcome};
+use crate::config::{Fallback, ForwardPolicy};
 use crate::flows::{FlowConfig, MediaLeg};
 use crate::router::{FastPass, Listing, RouteAction, Routes};
 
@@ -41,6 +42,13 @@ fn b2bua() -> B2bua<StdRng> {
             timers: TimerConfig::default(),
             retry_after_s: 30,
             max_call_duration: None,
+            // The tests of the forward leg itself see the callee's answers unchanged.
+            forward_policy: ForwardPolicy {
+                ring_timeout: None,
+                on_no_answer: Fallback::Relay,
+                on_busy: Fallback::Relay,
+                on_failure: Fallback::Relay,
+            },
             routes: Routes::default(),
             fast_pass: FastPass::default(),
             flows: test_flows(),
@@ -739,6 +747,7 @@ fn a_dialled_number_brings_its_own_target_and_routes() {
             },
             forward: Some((format!("sip:desk@{pbx}"), udp(pbx))),
             greeting: None,
+            forward_policy: ForwardPolicy::default(),
         },
     );
     let now = Instant::now();
@@ -972,4 +981,104 @@ fn an_answered_call_ends_at_the_maximum_duration_with_bye_on_each_leg() {
     assert_eq!(record.end_reason, EndReason::MaxDuration);
     assert_eq!(record.outcome, Outcome::Forwarded);
     assert_eq!(b.active_calls(), 0);
+}
+
+fn with_policy(b: &mut B2bua<StdRng>, policy: ForwardPolicy) {
+    let mut cfg = b.cfg.clone();
+    cfg.forward_policy = policy;
+    b.set_config(cfg);
+}
+
+#[test]
+fn a_callee_ringing_past_the_limit_is_cancelled_and_the_caller_gets_voicemail() {
+    let mut b = b2bua();
+    with_policy(&mut b, ForwardPolicy::default());
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    while b.poll_output().is_some() {}
+    reply(&mut b, now, &inv, 180, "callee1", "");
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![180]);
+    b.handle_timeout(now + Duration::from_secs(29));
+    assert!(sent(&mut b).is_empty(), "still ringing at 29 s");
+    let at = now + Duration::from_secs(30);
+    b.handle_timeout(at);
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Cancel).len(), 1);
+    assert!(statuses_to(&out, CALLER).is_empty(), "no 408 to the caller");
+    let Some(Output::MediaAnswer { call, .. }) = b.poll_output() else {
+        panic!("voicemail answers the caller's offer")
+    };
+    b.handle_media_answer(at, call, Ok(SDP.to_owned()));
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![200]);
+    // The callee's 487 ends its leg and reaches nobody.
+    reply(&mut b, at, &inv, 487, "callee1", "");
+    assert!(statuses_to(&sent(&mut b), CALLER).is_empty());
+    let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
+    b.handle_bytes(at, udp(CALLER), ack.as_bytes());
+    assert!(std::iter::from_fn(|| b.poll_output()).any(|o| matches!(o, Output::MediaStart { .. })));
+    let bye = from_caller("BYE", 11, Some("z9hG4bKin3"), Some("x"));
+    b.handle_bytes(at, udp(CALLER), bye.as_bytes());
+    sent(&mut b);
+    let record = std::iter::from_fn(|| b.poll_output())
+        .find_map(|o| match o {
+            Output::CallEnded(r) => Some(r),
+            _ => None,
+        })
+        .expect("call record");
+    assert_eq!(record.fallback, Some(crate::call::FallbackCause::NoAnswer));
+    assert_eq!(record.verification.route, "voicemail");
+    assert_eq!(b.active_calls(), 0);
+}
+
+#[test]
+fn busy_is_relayed_by_default_and_goes_to_voicemail_when_configured() {
+    let mut b = b2bua();
+    with_policy(&mut b, ForwardPolicy::default());
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    reply(&mut b, now, &inv, 486, "callee1", "");
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![486]);
+    assert_eq!(b.active_calls(), 0);
+
+    let mut b = b2bua();
+    with_policy(
+        &mut b,
+        ForwardPolicy {
+            on_busy: Fallback::Voicemail,
+            ..ForwardPolicy::default()
+        },
+    );
+    let inv = forwarded_unsigned(&mut b, now);
+    while b.poll_output().is_some() {}
+    reply(&mut b, now, &inv, 486, "callee1", "");
+    assert!(statuses_to(&sent(&mut b), CALLER).is_empty());
+    assert!(matches!(b.poll_output(), Some(Output::MediaAnswer { .. })));
+}
+
+#[test]
+fn ring_limit_with_relay_gives_the_caller_480() {
+    let mut b = b2bua();
+    with_policy(
+        &mut b,
+        ForwardPolicy {
+            on_no_answer: Fallback::Relay,
+            ..ForwardPolicy::default()
+        },
+    );
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    reply(&mut b, now, &inv, 180, "callee1", "");
+    sent(&mut b);
+    b.handle_timeout(now + Duration::from_secs(30));
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Cancel).len(), 1);
+    assert_eq!(statuses_to(&out, CALLER), vec![480]);
+    let record = std::iter::from_fn(|| b.poll_output())
+        .find_map(|o| match o {
+            Output::CallEnded(r) => Some(r),
+            _ => None,
+        })
+        .expect("call record");
+    assert_eq!(record.outcome, Outcome::NoAnswer);
+    assert_eq!(record.end_reason, EndReason::RingTimeout);
 }

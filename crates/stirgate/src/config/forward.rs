@@ -1,7 +1,9 @@
 //! `[forward]`: where forwarded calls go, resolved once at start-up.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
+use b2bua::{Fallback, ForwardPolicy};
 use serde::Deserialize;
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::headers::SipUri;
@@ -14,12 +16,76 @@ use super::ConfigError;
 pub struct RawForward {
     /// `forward.target`
     pub target: String,
+    /// `forward.ring_timeout_s`: how long the callee may ring (0 = until the transaction
+    /// timeout).
+    pub ring_timeout_s: u64,
+    /// `forward.on_no_answer`: `voicemail` or `relay`.
+    pub on_no_answer: String,
+    /// `forward.on_busy`: `voicemail` or `relay`.
+    pub on_busy: String,
+    /// `forward.on_failure`: `voicemail` or `relay`.
+    pub on_failure: String,
 }
 
 impl Default for RawForward {
     fn default() -> Self {
         Self {
             target: "sip:phone@127.0.0.1:5070".to_owned(),
+            ring_timeout_s: 30,
+            on_no_answer: "voicemail".to_owned(),
+            on_busy: "relay".to_owned(),
+            on_failure: "relay".to_owned(),
+        }
+    }
+}
+
+/// The ring limit and fallback keys as a `[forward]` table or a `[[numbers]]` entry names them
+/// (`None`: inherit).
+pub(super) struct PolicyKeys<'a> {
+    pub(super) ring_timeout_s: Option<u64>,
+    pub(super) on_no_answer: Option<&'a str>,
+    pub(super) on_busy: Option<&'a str>,
+    pub(super) on_failure: Option<&'a str>,
+}
+
+impl PolicyKeys<'_> {
+    /// `base` with these keys applied; wrong values are pushed under `prefix` + key.
+    pub(super) fn apply(
+        &self,
+        base: ForwardPolicy,
+        prefix: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> ForwardPolicy {
+        let fallback = |v: Option<&str>, key: &str, default: Fallback, errors: &mut Vec<_>| match v
+        {
+            None => default,
+            Some("voicemail") => Fallback::Voicemail,
+            Some("relay") => Fallback::Relay,
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    &format!("{prefix}{key}"),
+                    format!("`{other}` is not a fallback; use voicemail or relay"),
+                ));
+                default
+            }
+        };
+        let ring_timeout = match self.ring_timeout_s {
+            None => base.ring_timeout,
+            Some(0) => None,
+            Some(s) if s > 3600 => {
+                errors.push(ConfigError::new(
+                    &format!("{prefix}ring_timeout_s"),
+                    "must be between 0 (no limit) and 3600",
+                ));
+                base.ring_timeout
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+        };
+        ForwardPolicy {
+            ring_timeout,
+            on_no_answer: fallback(self.on_no_answer, "on_no_answer", base.on_no_answer, errors),
+            on_busy: fallback(self.on_busy, "on_busy", base.on_busy, errors),
+            on_failure: fallback(self.on_failure, "on_failure", base.on_failure, errors),
         }
     }
 }
@@ -42,6 +108,19 @@ impl RawForward {
                 None
             }
         }
+    }
+}
+
+impl RawForward {
+    /// The validated ring limit and fallbacks of `[forward]`.
+    pub(super) fn policy(&self, errors: &mut Vec<ConfigError>) -> ForwardPolicy {
+        PolicyKeys {
+            ring_timeout_s: Some(self.ring_timeout_s),
+            on_no_answer: Some(&self.on_no_answer),
+            on_busy: Some(&self.on_busy),
+            on_failure: Some(&self.on_failure),
+        }
+        .apply(ForwardPolicy::default(), "forward.", errors)
     }
 }
 

@@ -144,6 +144,8 @@ pub struct Config {
     pub forward_target: String,
     /// Where the forward target is reached.
     pub forward_peer: Peer,
+    /// `forward.ring_timeout_s` and `forward.on_*`.
+    pub forward_policy: b2bua::ForwardPolicy,
     /// TLS acceptor/connector (None: no `tls:` listener, no TLS target and no TLS setting).
     pub tls: Option<::sip::Tls>,
     /// The certificate name expected from each TLS target address (the host of its URI).
@@ -247,7 +249,14 @@ impl TryFrom<RawConfig> for Config {
         let vs = raw.vs.validate(&mut errors);
         let lists_store = raw.lists.validate(&mut errors);
         let routes = raw.routes.validate(&mut errors);
-        let numbers = validate_numbers(&raw.numbers, &routes, &mut tls_names, &mut errors);
+        let forward_policy = raw.forward.policy(&mut errors);
+        let numbers = validate_numbers(
+            &raw.numbers,
+            &routes,
+            forward_policy,
+            &mut tls_names,
+            &mut errors,
+        );
         let implicit_allow: Vec<IpAddr> = forward_peer
             .iter()
             .map(|p| p.addr.ip())
@@ -278,6 +287,7 @@ impl TryFrom<RawConfig> for Config {
             shards: sip.shards,
             forward_target: raw.forward.target.clone(),
             forward_peer,
+            forward_policy,
             tls,
             tls_names,
             metrics_listen,

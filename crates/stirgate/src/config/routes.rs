@@ -71,6 +71,18 @@ pub struct RawNumber {
     /// `numbers[].routes`: route overrides for it.
     #[serde(default)]
     pub routes: RawRouteOverrides,
+    /// `numbers[].ring_timeout_s`: its ring limit (default: forward.ring_timeout_s).
+    #[serde(default)]
+    pub ring_timeout_s: Option<u64>,
+    /// `numbers[].on_no_answer`: `voicemail` or `relay` (default: forward.on_no_answer).
+    #[serde(default)]
+    pub on_no_answer: Option<String>,
+    /// `numbers[].on_busy` (default: forward.on_busy).
+    #[serde(default)]
+    pub on_busy: Option<String>,
+    /// `numbers[].on_failure` (default: forward.on_failure).
+    #[serde(default)]
+    pub on_failure: Option<String>,
 }
 
 /// `[numbers.routes]`: any of the `[routes]` keys.
@@ -103,6 +115,8 @@ pub struct NumberConfig {
     pub forward: Option<(String, Peer)>,
     /// Its organisation name.
     pub organization: Option<String>,
+    /// Its ring limit and fallbacks.
+    pub forward_policy: b2bua::ForwardPolicy,
 }
 
 /// Validates every `[[numbers]]` entry; what an entry does not override comes from `routes`.
@@ -110,6 +124,7 @@ pub struct NumberConfig {
 pub(super) fn validate_numbers(
     raw: &[RawNumber],
     routes: &Routes,
+    forward_policy: b2bua::ForwardPolicy,
     tls_names: &mut Vec<(SocketAddr, String)>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<NumberConfig> {
@@ -162,6 +177,13 @@ pub(super) fn validate_numbers(
             routes: number_routes,
             forward,
             organization: (!n.organization.is_empty()).then(|| n.organization.clone()),
+            forward_policy: super::forward::PolicyKeys {
+                ring_timeout_s: n.ring_timeout_s,
+                on_no_answer: n.on_no_answer.as_deref(),
+                on_busy: n.on_busy.as_deref(),
+                on_failure: n.on_failure.as_deref(),
+            }
+            .apply(forward_policy, &key(""), errors),
         });
     }
     numbers

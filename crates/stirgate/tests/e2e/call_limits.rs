@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{assert_ok, scenario, Setup};
+use crate::common::{assert_ok, scenario, Options, Setup};
 
 /// Both BYEs are "lost": neither the caller nor the callee ever hangs up. With
 /// `sip.max_call_duration_s = 2` stirgate ends each call with BYE on both legs, and nothing
@@ -28,5 +28,34 @@ fn max_call_duration_ends_answered_calls_with_bye_on_each_leg() {
         let duration = cdr["duration_s"].as_f64().expect("duration_s");
         assert!((1.5..5.0).contains(&duration), "{cdr}");
     }
+    assert_eq!(s.metric("stirgate_active_calls"), 0.0);
+}
+
+/// A callee that rings and never answers: after `forward.ring_timeout_s` stirgate cancels its
+/// leg and the caller, instead of a 408 when it gives up, gets the voicemail flow and leaves a
+/// message (the default `forward.on_no_answer = "voicemail"`).
+#[test]
+fn a_callee_that_never_answers_sends_the_caller_to_voicemail_at_the_ring_limit() {
+    let s = Setup::with(&Options {
+        forward: "ring_timeout_s = 2\n",
+        ..Options::default()
+    });
+    // Rings, then expects the CANCEL (answers it 200 and the INVITE 487).
+    let uas = s
+        .uas(&scenario("uas_ring_cancel.xml"))
+        .args(["-m", "1"])
+        .spawn();
+    let uac = s
+        .uac(&scenario("uac_voicemail.xml"), 1)
+        .run(Duration::from_secs(90));
+    let uas = uas.wait(Duration::from_secs(20));
+    assert_ok("caller left a message", &uac);
+    assert_ok("callee was cancelled", &uas);
+    let cdrs = s.cdrs(1);
+    assert_eq!(cdrs[0]["route"], "voicemail", "{cdrs:?}");
+    assert_eq!(cdrs[0]["fallback"], "no_answer", "{cdrs:?}");
+    assert_eq!(cdrs[0]["outcome"], "voicemail_saved", "{cdrs:?}");
+    assert_eq!(cdrs[0]["final_status"], 200, "{cdrs:?}");
+    assert!(cdrs[0]["outbound_call_id"].is_string(), "{cdrs:?}");
     assert_eq!(s.metric("stirgate_active_calls"), 0.0);
 }

@@ -35,6 +35,8 @@ pub(crate) struct Options<'a> {
     pub(crate) extra: &'a str,
     /// The `[voicemail]` table.
     pub(crate) voicemail: &'a str,
+    /// Extra `[forward]` lines.
+    pub(crate) forward: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -45,6 +47,7 @@ impl Default for Options<'_> {
             routes: "missing = \"forward\"\n",
             extra: "",
             voicemail: "[voicemail]\ndir = \"voicemail\"\n",
+            forward: "",
         }
     }
 }
@@ -77,7 +80,7 @@ impl Setup {
         let status_port = free_port();
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
-             [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n\
+             [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n{forward}\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [cdr]\npath = \"cdr.jsonl\"\n\
              [shutdown]\ndrain_timeout_s = 5\n\
@@ -87,6 +90,7 @@ impl Setup {
             routes = opts.routes,
             more = opts.extra,
             voicemail = opts.voicemail,
+            forward = opts.forward,
         );
         let stirgate = Stirgate::start(BIN, dir.path(), &config);
         Self {
