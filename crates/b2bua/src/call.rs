@@ -287,6 +287,8 @@ pub struct Call {
     pub ring_deadline: Option<Instant>,
     /// Why the caller was sent to a fallback instead of the callee.
     pub fallback: Option<FallbackCause>,
+    /// A re-INVITE or UPDATE from the caller that stirgate's media is answering.
+    pub reoffer_tx: Option<TxKey>,
 }
 
 /// Why a forwarded call went to its fallback (CDR `fallback`).

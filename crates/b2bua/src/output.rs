@@ -25,6 +25,16 @@ pub enum Output {
         /// The caller's SDP offer.
         offer: String,
     },
+    /// The caller made a new offer inside a call stirgate answered itself (re-INVITE or UPDATE):
+    /// answer it from the caller's running media session (same port and codec; hold honoured),
+    /// then call [`crate::B2bua::handle_media_reanswer`]. An empty `offer` (a re-INVITE without
+    /// SDP) asks for our offer instead.
+    MediaReoffer {
+        /// The call.
+        call: CallId,
+        /// The new offer, or "" for a late-offer re-INVITE.
+        offer: String,
+    },
     /// Start the caller's media (its ACK arrived); report its events with
     /// [`crate::B2bua::handle_media_event`].
     MediaStart {

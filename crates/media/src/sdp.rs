@@ -582,6 +582,100 @@ fn offered_direction(
         .unwrap_or(Direction::SendRecv)
 }
 
+/// stirgate's answer to a new offer inside an established session (a re-INVITE or UPDATE,
+/// RFC 3264 §8): what the peer now wants and the SDP to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reanswer {
+    /// The answer: our previous SDP with the version bumped and the new direction.
+    pub sdp: String,
+    /// Media direction from stirgate's point of view (`RecvOnly` while the peer holds).
+    pub direction: Direction,
+    /// Where the peer now wants RTP.
+    pub remote_rtp: SocketAddr,
+}
+
+/// Answers an offer made inside a session stirgate already answered with `previous` (its last
+/// SDP) and agreed `negotiated` on: the same port, codec and keys, with the direction the offer
+/// asks for (`sendonly` or `inactive` from the peer = hold: we stop sending; `sendrecv` resumes).
+/// An offer whose audio stream drops our codec, or changes RTP/AVP to RTP/SAVP or back, fails
+/// with [`SdpError::NoUsableCodec`] / [`SdpError::NoAudio`] (488; the session goes on as it was).
+pub fn reanswer(
+    previous: &str,
+    negotiated: &Negotiated,
+    offer: &str,
+) -> Result<Reanswer, SdpError> {
+    let session = parse(offer)?;
+    let md = session
+        .media_descriptions
+        .iter()
+        .find(|md| active_audio(md) == Some(negotiated.profile()))
+        .ok_or(SdpError::NoAudio)?;
+    if !offers_codec(md, negotiated.codec) {
+        return Err(SdpError::NoUsableCodec {
+            offered: md.media_name.formats.clone(),
+        });
+    }
+    let remote_rtp = remote_address(&session, md)?;
+    let direction = match offered_direction(&session, md) {
+        Direction::SendOnly => Direction::RecvOnly,
+        Direction::RecvOnly => Direction::SendOnly,
+        d => d,
+    };
+    Ok(Reanswer {
+        sdp: revise(previous, direction),
+        direction,
+        remote_rtp,
+    })
+}
+
+/// Our offer for a re-INVITE that carried none (RFC 3261 §14.1 late offer): the session as it
+/// stands, version bumped, `sendrecv`.
+#[must_use]
+pub fn reoffer(previous: &str) -> String {
+    revise(previous, Direction::SendRecv)
+}
+
+/// `previous` with the `o=` version incremented (RFC 3264 §8) and every direction attribute set
+/// to `direction`.
+fn revise(previous: &str, direction: Direction) -> String {
+    let mut out = String::with_capacity(previous.len() + 8);
+    for line in previous.split("\r\n").filter(|l| !l.is_empty()) {
+        if let Some(origin) = line.strip_prefix("o=") {
+            let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+            if let Some(version) = fields.get_mut(2) {
+                if let Ok(v) = version.parse::<u64>() {
+                    *version = v.wrapping_add(1).to_string();
+                }
+            }
+            let _ = write!(out, "o={}\r\n", fields.join(" "));
+        } else if matches!(
+            line,
+            "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+        ) {
+            let _ = write!(out, "a={}\r\n", direction.attribute());
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// Whether the audio stream `md` lists `codec` at 8000 Hz (by static type or rtpmap).
+fn offers_codec(md: &::sdp::MediaDescription, codec: Codec) -> bool {
+    let maps = rtpmaps(md);
+    md.media_name.formats.iter().any(|fmt| {
+        let Ok(pt) = fmt.parse::<u8>() else {
+            return false;
+        };
+        match maps.iter().find(|(p, _, _)| *p == pt) {
+            Some((_, name, 8000)) => Codec::from_encoding_name(name) == Some(codec),
+            Some(_) => false,
+            None => Codec::from_static_payload_type(pt) == Some(codec),
+        }
+    })
+}
+
 fn session_header(local: &LocalMedia) -> String {
     let ip_type = if local.address.is_ipv4() {
         "IP4"
@@ -985,5 +1079,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reoffer_is_answered_from_the_session_with_the_direction_it_asks_for() {
+        let local = LocalMedia {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 20000,
+            session_id: 7,
+        };
+        let first = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                     m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let a = answer(first, &local).unwrap();
+        let hold = first.replace("101\r\n", "101\r\na=sendonly\r\n");
+        let r = reanswer(&a.sdp, &a.negotiated, &hold).unwrap();
+        assert_eq!(r.direction, Direction::RecvOnly);
+        assert!(r.sdp.contains("a=recvonly\r\n"), "{}", r.sdp);
+        assert!(
+            r.sdp.contains("o=stirgate 7 8 IN IP4"),
+            "version bumped: {}",
+            r.sdp
+        );
+        assert!(
+            r.sdp.contains("m=audio 20000 RTP/AVP 0 101"),
+            "same port and codec"
+        );
+        let resume = reanswer(&r.sdp, &a.negotiated, first).unwrap();
+        assert_eq!(resume.direction, Direction::SendRecv);
+        assert!(resume.sdp.contains("a=sendrecv\r\n") && resume.sdp.contains(" 7 9 IN"));
+        // PCMA only: our PCMU session cannot continue on it.
+        let other = first.replace("RTP/AVP 0 8 101", "RTP/AVP 8 101");
+        let err = reanswer(&a.sdp, &a.negotiated, &other).unwrap_err();
+        assert_eq!(err.sip_status(), 488);
+        assert!(reoffer(&r.sdp).contains("a=sendrecv\r\n"));
     }
 }

@@ -129,6 +129,14 @@ pub enum Command {
     Unbridge,
     /// Stop playing, collecting and recording (a running recording is saved).
     Stop,
+    /// The peer re-negotiated inside the session (re-INVITE, UPDATE): the new direction (hold
+    /// = `RecvOnly` or `Inactive`: we stop sending; `SendRecv` resumes) and where it wants RTP.
+    Renegotiated {
+        /// Direction from stirgate's point of view.
+        direction: crate::sdp::Direction,
+        /// The peer's RTP address.
+        remote_rtp: std::net::SocketAddr,
+    },
 }
 
 /// What a session reports to the call flow.
@@ -295,6 +303,15 @@ impl MediaSession {
             Command::Bridge => self.bridge(),
             Command::Unbridge => self.unbridge(now),
             Command::Stop => self.stop(),
+            Command::Renegotiated {
+                direction,
+                remote_rtp,
+            } => {
+                self.cfg.negotiated.direction = direction;
+                self.cfg.negotiated.remote_rtp = remote_rtp;
+                // The RTP silence clock starts again from the new agreement.
+                self.last_rx = now;
+            }
         }
     }
 
@@ -498,7 +515,13 @@ impl MediaSession {
                 self.finish_recording(RecordEnd::Silence);
             }
         }
-        if let Some(t) = self.cfg.rtp_timeout {
+        // The peer sends nothing while it holds with `inactive` (or `recvonly`): silence
+        // then is no reason to hang up.
+        let peer_sends = matches!(
+            self.cfg.negotiated.direction,
+            crate::sdp::Direction::SendRecv | crate::sdp::Direction::RecvOnly
+        );
+        if let Some(t) = self.cfg.rtp_timeout.filter(|_| peer_sends) {
             let silent_for = now.saturating_duration_since(self.last_rx);
             if !self.rtp_timeout_reported && silent_for >= t {
                 self.rtp_timeout_reported = true;
@@ -1186,5 +1209,33 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert!(matches!(ev[0], Event::RtpTimeout { .. }));
         assert!(s.handle_rtp(b"junk", t0).is_err());
+    }
+
+    #[test]
+    fn hold_stops_our_sending_and_sendrecv_resumes_it() {
+        let t0 = Instant::now();
+        let mut s = session(Codec::Pcmu, None, t0);
+        let tick = |s: &mut MediaSession, ms: u64| {
+            s.handle_timeout(t0 + Duration::from_millis(ms));
+            transmits(s).len()
+        };
+        assert!(tick(&mut s, 100) > 0, "sending before the hold");
+        let remote_rtp = "127.0.0.1:4000".parse().unwrap();
+        s.handle_command(
+            Command::Renegotiated {
+                direction: Direction::RecvOnly,
+                remote_rtp,
+            },
+            t0,
+        );
+        assert_eq!(tick(&mut s, 300), 0, "nothing sent on hold");
+        s.handle_command(
+            Command::Renegotiated {
+                direction: Direction::SendRecv,
+                remote_rtp,
+            },
+            t0,
+        );
+        assert!(tick(&mut s, 500) > 0, "sending again after the resume");
     }
 }

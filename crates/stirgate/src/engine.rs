@@ -40,6 +40,8 @@ struct CallMedia {
     offer: Option<media::net::PendingOffer>,
     /// The callee's running session.
     callee: Option<media::net::MediaHandle>,
+    /// Our last SDP to the caller and what it agreed, for answering re-INVITEs.
+    caller_sdp: Option<(String, media::sdp::Negotiated)>,
 }
 
 /// What the drain sequence asks of the shards.
@@ -567,6 +569,36 @@ impl Shard {
         }
     }
 
+    /// Answers the caller's offer inside a running call from its media session (or, for an
+    /// empty offer, makes ours), and tells the session about hold and resume.
+    fn reanswer(&mut self, call: CallId, offer: &str) -> Result<String, u16> {
+        let slot = self.calls_media.get_mut(&call).ok_or(500u16)?;
+        let (previous, negotiated) = slot.caller_sdp.as_mut().ok_or(500u16)?;
+        if offer.is_empty() {
+            // Late offer: ours is the session as it stands; the answer comes in the ACK and
+            // changes nothing we could not already do.
+            let sdp = media::sdp::reoffer(previous);
+            previous.clone_from(&sdp);
+            return Ok(sdp);
+        }
+        let re = media::sdp::reanswer(previous, negotiated, offer).map_err(|e| {
+            tracing::info!(error = %e, "cannot take the caller's new offer; the call goes on");
+            e.sip_status()
+        })?;
+        previous.clone_from(&re.sdp);
+        negotiated.direction = re.direction;
+        negotiated.remote_rtp = re.remote_rtp;
+        let command = media::Command::Renegotiated {
+            direction: re.direction,
+            remote_rtp: re.remote_rtp,
+        };
+        match slot.caller.as_ref() {
+            Some(handle) => handle.command(command),
+            None => slot.queued.push(command),
+        }
+        Ok(re.sdp)
+    }
+
     /// Carries out the media outputs of the local call flows.
     fn media_output(&mut self, output: Output) {
         let now = Instant::now();
@@ -574,7 +606,9 @@ impl Shard {
             Output::MediaAnswer { call, offer } => match self.media.answer(&offer) {
                 Ok(prepared) => {
                     let sdp = prepared.answer_sdp().to_owned();
-                    self.calls_media.entry(call).or_default().prepared = Some(prepared);
+                    let slot = self.calls_media.entry(call).or_default();
+                    slot.caller_sdp = Some((sdp.clone(), prepared.negotiated().clone()));
+                    slot.prepared = Some(prepared);
                     self.core.handle_media_answer(now, call, Ok(sdp));
                 }
                 Err(e) => {
@@ -634,6 +668,10 @@ impl Shard {
                     ));
                     handle.command(media::Command::CollectDigits(collect));
                 }
+            }
+            Output::MediaReoffer { call, offer } => {
+                let result = self.reanswer(call, &offer);
+                self.core.handle_media_reanswer(now, call, result);
             }
             Output::MediaDigit { call, digit } => {
                 if let Some(handle) = self.calls_media.get(&call).and_then(|m| m.caller.as_ref()) {

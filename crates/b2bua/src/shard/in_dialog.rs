@@ -101,6 +101,14 @@ impl<R: RngCore> B2bua<R> {
                 let resp = Response::for_request(request, status, phrase, None);
                 self.endpoint.send_response(now, &tx, resp);
             }
+            Method::Invite | Method::Update
+                if side == LegSide::Inbound
+                    && self.calls.get(&id).is_some_and(|c| c.flow.is_some()) =>
+            {
+                // stirgate anchors the caller's media: its new offer is answered here, never
+                // passed to a callee that is not in the call (or whose media we relay).
+                self.local_reoffer(now, tx, id, request);
+            }
             Method::Invite
             | Method::Update
             | Method::Info

@@ -223,6 +223,7 @@ impl<R: RngCore> B2bua<R> {
             forward_policy,
             ring_deadline: None,
             fallback: None,
+            reoffer_tx: None,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));

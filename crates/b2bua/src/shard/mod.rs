@@ -11,6 +11,7 @@ mod inbound;
 mod limits;
 mod local_flows;
 mod outbound;
+mod reinvite;
 #[cfg(test)]
 // The virtual clock needs one base instant; time then only advances by addition.
 #[allow(clippy::disallowed_methods)]

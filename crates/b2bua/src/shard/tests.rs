@@ -1082,3 +1082,41 @@ fn ring_limit_with_relay_gives_the_caller_480() {
     assert_eq!(record.outcome, Outcome::NoAnswer);
     assert_eq!(record.end_reason, EndReason::RingTimeout);
 }
+
+#[test]
+fn a_reinvite_on_a_locally_answered_call_is_answered_here_not_relayed() {
+    let mut b = b2bua();
+    b.cfg.routes.missing = RouteAction::Voicemail;
+    let now = Instant::now();
+    let id = answered_local(&mut b, now);
+    outputs(&mut b);
+    sent(&mut b);
+    let reinvite = from_caller("INVITE", 11, Some("z9hG4bKre1"), Some("x"))
+        .replace("RTP/AVP 0\r\n", "RTP/AVP 0\r\na=sendonly\r\n")
+        .replace(
+            &format!("Content-Length: {}", SDP.len()),
+            &format!("Content-Length: {}", SDP.len() + "a=sendonly\r\n".len()),
+        );
+    b.handle_bytes(now, udp(CALLER), reinvite.as_bytes());
+    let out = sent(&mut b);
+    assert!(
+        requests_to(&out, CALLEE, &Method::Invite).is_empty(),
+        "nothing goes to forward.target"
+    );
+    let (_, others) = outputs(&mut b);
+    assert!(
+        others.iter().any(
+            |o| matches!(o, Output::MediaReoffer { call, offer } if *call == id && offer.contains("a=sendonly"))
+        ),
+        "{others:?}"
+    );
+    // A second offer while the first is pending: 491.
+    let again = reinvite
+        .replace("z9hG4bKre1", "z9hG4bKre2")
+        .replace("11 INVITE", "12 INVITE");
+    b.handle_bytes(now, udp(CALLER), again.as_bytes());
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![100, 491]);
+    b.handle_media_reanswer(now, id, Err(488));
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![488]);
+    assert_eq!(b.active_calls(), 1, "the call goes on");
+}

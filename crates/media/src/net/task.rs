@@ -83,7 +83,16 @@ impl Task {
                     paced = true;
                 }
                 ctl = self.ctl.recv() => match ctl {
-                    Some(Ctl::Command(c)) => self.core.handle_command(c, Instant::now()),
+                    Some(Ctl::Command(c)) => {
+                        // A re-INVITE naming a new address moves our RTP there at once
+                        // (hold's 0.0.0.0 does not: the direction stops sending instead).
+                        if let Command::Renegotiated { remote_rtp, .. } = &c {
+                            if !remote_rtp.ip().is_unspecified() && remote_rtp.port() != 0 {
+                                remote = Some(*remote_rtp);
+                            }
+                        }
+                        self.core.handle_command(c, Instant::now());
+                    }
                     Some(Ctl::Info(d)) => self.core.handle_info_digit(d, Instant::now()),
                     Some(Ctl::Bridge(p)) => {
                         peer = Some(p);

@@ -8,6 +8,7 @@ mod limits;
 mod local_flows;
 mod ops;
 mod records;
+mod reinvite;
 mod sip_calls;
 mod tls;
 mod torture;
