@@ -14,6 +14,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# The redirect mode's end-to-end test runs Debian's Kamailio with docs/kamailio/stirgate-redirect.cfg.
+[ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -18,6 +18,7 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod flows;
+pub mod numbers;
 pub mod output;
 pub mod router;
 pub mod shard;
@@ -26,6 +27,7 @@ pub use call::{Call, CallId, CallRecord, EndReason, FallbackCause, Outcome, Veri
 pub use config::{Config, Fallback, ForwardPolicy, NumberSettings};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
+pub use numbers::CallNumbers;
 pub use output::{Output, VerifyJob, VoicemailNote};
 pub use router::{FastPass, Listing, RouteAction, Routes};
 pub use shard::B2bua;

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cdr::{CdrLine, CdrReopen, WallClock};
 use crate::config::Config;
 use crate::lists::{ListEntry, ListKind, ListStore};
-use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL, VERSTAT_DISAGREEMENTS_TOTAL};
+use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL};
 
 /// A verdict on its way back to the shard that owns the call.
 type VerdictMsg = (CallId, stir::Verdict, Listing);
@@ -59,10 +59,10 @@ pub enum Phase {
 /// target, trust anchors and verification settings, the lists store and the notifier.
 /// Listeners, shards, timers, media ports and the metrics endpoint need a restart.
 pub struct Policy {
-    core: b2bua::Config,
-    verifier: Arc<stir::Verifier>,
-    stir_cfg: Arc<stir::Config>,
-    lists: Arc<dyn ListStore>,
+    pub(crate) core: b2bua::Config,
+    pub(crate) verifier: Arc<stir::Verifier>,
+    pub(crate) stir_cfg: Arc<stir::Config>,
+    pub(crate) lists: Arc<dyn ListStore>,
     notifier: crate::notify::Notifier,
     fast_pass_days: u64,
 }
@@ -171,6 +171,7 @@ pub struct Engine {
     cdr_reopen: CdrReopen,
     admin_task: Option<tokio::task::JoinHandle<()>>,
     vs_task: Option<tokio::task::JoinHandle<()>>,
+    redirect: Option<crate::redirect::Redirector>,
 }
 
 impl Engine {
@@ -258,6 +259,11 @@ impl Engine {
             }
             None => None,
         };
+        let redirect = if cfg.redirect_listen.is_empty() {
+            None
+        } else {
+            Some(crate::redirect::Redirector::start(cfg, policy_rx.clone(), cancel.clone()).await?)
+        };
         let mut shards = JoinSet::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
@@ -297,6 +303,7 @@ impl Engine {
             cdr_reopen,
             admin_task,
             vs_task,
+            redirect,
         })
     }
 
@@ -329,6 +336,9 @@ impl Engine {
         while self.shards.join_next().await.is_some() {}
         self.transports.join().await;
         drop(self.transports);
+        if let Some(redirect) = self.redirect.take() {
+            redirect.join().await;
+        }
         if let Some(task) = self.cdr_task.take() {
             let _ = task.await;
         }
@@ -770,79 +780,23 @@ impl Shard {
         }
     }
 
-    /// Verifies a call and hands the verdict to the core. The hot path — certificate cached,
-    /// replay memory in process, list answered by the store without blocking — runs right here
-    /// on the shard: a P-256 verify (~50 us) costs less than the task, the blocking-pool thread
-    /// and the channel hop it would otherwise take. Anything that must wait (an x5u fetch,
-    /// Redis) goes to a task of its own and the verdict comes back over `verdict_tx`; the
-    /// verifier honours its own time budget either way.
+    /// Verifies a call and hands the verdict to the core: on the shard itself when nothing
+    /// must wait (see [`crate::call_verify`]), else from a task over `verdict_tx`.
     fn verify(&mut self, job: VerifyJob) {
-        // A call Twilio verified upstream may carry no Identity header at all: its
-        // X-Twilio-VerStat is used when the config trusts the peer it came from.
-        let upstream = (!job.identity_present && self.policy.stir_cfg.trusts_upstream(job.source))
-            .then(|| {
-                job.upstream_verstat
-                    .as_deref()
-                    .and_then(stir::Verdict::from_upstream)
-            })
-            .flatten();
-        let from_upstream = upstream.is_some();
-        let listing = self.policy.lists.lookup_now(&job.orig, unix_now());
-        let verdict = match upstream {
-            Some(verdict) => Ok(verdict),
-            None => {
-                let request = stir::VerifyRequest::new(
-                    job.identity,
-                    job.orig.clone(),
-                    job.dest,
-                    SystemTime::now(),
-                );
-                // The request goes with what is left to wait for.
-                self.policy
-                    .verifier
-                    .verify_now(&request)
-                    .map_err(|pending| (pending, request))
+        let call = job.call;
+        match crate::call_verify::start(&self.policy, job) {
+            Ok((verdict, listing)) => {
+                self.core
+                    .handle_verdict(Instant::now(), call, &verdict, listing);
             }
-        };
-        let upstream_verstat = job.upstream_verstat;
-        if let (Ok(verdict), Some(listing)) = (&verdict, &listing) {
-            if !from_upstream {
-                check_upstream(upstream_verstat.as_deref(), verdict);
+            Err(pending) => {
+                let back = self.verdict_tx.clone();
+                tokio::spawn(async move {
+                    let (verdict, listing) = pending.await;
+                    let _ = back.send((call, verdict, listing));
+                });
             }
-            let listing = settle_listing(listing);
-            self.core
-                .handle_verdict(Instant::now(), job.call, verdict, listing);
-            return;
         }
-        let verifier = Arc::clone(&self.policy.verifier);
-        let back = self.verdict_tx.clone();
-        let lists = Arc::clone(&self.policy.lists);
-        let number = job.orig;
-        tokio::spawn(async move {
-            // The list lookup (a blocking read) runs beside the verification.
-            let lookup = match &listing {
-                Some(_) => None,
-                None => Some(tokio::task::spawn_blocking(move || {
-                    lists.lookup(&number, unix_now())
-                })),
-            };
-            let verdict = match verdict {
-                Ok(verdict) => verdict,
-                Err((pending, request)) => verifier.finish(pending, &request).await,
-            };
-            if !from_upstream {
-                check_upstream(upstream_verstat.as_deref(), &verdict);
-            }
-            let listing = match (lookup, listing) {
-                (Some(lookup), _) => match lookup.await {
-                    Ok(result) => settle_listing(&result),
-                    Err(_) => Listing::Unlisted,
-                },
-                (None, Some(listing)) => settle_listing(&listing),
-                (None, None) => Listing::Unlisted,
-            };
-            let _ = back.send((job.call, verdict, listing));
-        });
     }
 
     fn record(&self, record: &b2bua::CallRecord) {
@@ -859,28 +813,6 @@ impl Shard {
             if cdr.try_send(line).is_err() {
                 tracing::warn!("CDR queue full; a call record was dropped");
             }
-        }
-    }
-}
-
-/// Counts (and logs) a call whose X-Twilio-VerStat disagrees with our own verdict.
-fn check_upstream(upstream: Option<&str>, verdict: &stir::Verdict) {
-    if let Some(upstream) = upstream {
-        // Twilio's `-Diverted` / `-Passthrough` suffixes qualify the same verdict.
-        if stir::verdict::twilio_base(upstream) != verdict.twilio_style() {
-            metrics::counter!(VERSTAT_DISAGREEMENTS_TOTAL).increment(1);
-            tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");
-        }
-    }
-}
-
-/// A lookup's answer; a failed lookup routes the call as unlisted.
-fn settle_listing(result: &Result<Listing, crate::lists::ListError>) -> Listing {
-    match result {
-        Ok(listing) => *listing,
-        Err(e) => {
-            tracing::warn!(error = %e, "list lookup failed; routing as unlisted");
-            Listing::Unlisted
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin_access;
 pub mod admin_api;
+pub mod call_verify;
 pub mod cdr;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod lists_cmd;
 mod lists_redis;
 pub mod metrics;
 pub mod notify;
+pub mod redirect;
 pub mod run;
 pub mod status;
 pub mod stir_cmd;

@@ -12,6 +12,8 @@ pub const ACTIVE_CALLS: &str = "stirgate_active_calls";
 pub const VERSTAT_DISAGREEMENTS_TOTAL: &str = "stirgate_verstat_disagreements_total";
 /// `stirgate_call_outcomes_total{outcome}`: how calls ended.
 pub const CALL_OUTCOMES_TOTAL: &str = "stirgate_call_outcomes_total";
+/// `stirgate_redirect_answers_total{status, verstat}`: INVITEs answered by the redirect mode.
+pub const REDIRECT_ANSWERS_TOTAL: &str = "stirgate_redirect_answers_total";
 
 /// Installs the global recorder and serves `/metrics` on `listen` (needs a tokio runtime).
 pub fn install(listen: SocketAddr) -> anyhow::Result<()> {

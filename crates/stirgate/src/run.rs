@@ -5,7 +5,7 @@
 //! | first SIGINT / SIGTERM | new INVITEs get 503 + Retry-After; ACK, BYE, CANCEL and in-dialog requests are still served |
 //! | (calls reach 0, or `shutdown.drain_timeout_s` passes) | remaining calls get BYE on both legs; 1 s later the transports close, CDRs are flushed, exit 0 |
 //! | second SIGINT / SIGTERM | exit at once (status 130) |
-//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners, shards, timers, media, metrics, `[log]` and `[limits]` need a restart. Also reopens `cdr.path` |
+//! | SIGHUP | reload the config file: routes, numbers, flows, forward target, verification and trust anchors, lists, notifications change for new calls; calls in progress go on; a bad file is refused (logged) and the running config stays; listeners (`sip.listen`, `vs.*`, `redirect.listen`), shards, timers, media, metrics, `[log]` and `[limits]` need a restart; the verification service and the redirect mode use the reloaded verifier and routes at once. Also reopens `cdr.path` |
 //! | SIGUSR1 | reopen `cdr.path` by name (log rotation without `copytruncate`) |
 
 use std::time::Duration;
@@ -190,6 +190,11 @@ fn reload(engine: &Engine, running: &Config, path: Option<&std::path::Path>) {
             format!("{:?}", running.media) != format!("{:?}", new.media),
         ),
         ("cdr.path", running.cdr_path != new.cdr_path),
+        ("vs.*", running.raw.vs != new.raw.vs),
+        (
+            "redirect.listen",
+            running.redirect_listen != new.redirect_listen,
+        ),
         (
             "limits.*",
             running.admission != new.admission || running.max_calls != new.max_calls,

@@ -5,7 +5,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::RngCore;
 use sip_proto::endpoint::{Peer, TxKey};
-use sip_proto::headers::{NameAddr, SipUri};
 use sip_proto::message::SipHeaders;
 use sip_proto::{Request, Response};
 use stir::Verdict;
@@ -94,16 +93,8 @@ impl<R: RngCore> B2bua<R> {
         };
 
         // Per dialled number: the forward target, routes and greeting may differ.
-        let dialled = SipUri::parse(&invite.uri)
-            .ok()
-            .and_then(|u| u.user)
-            .or_else(|| {
-                invite
-                    .header_to()
-                    .and_then(|t| t.sip_uri())
-                    .and_then(|u| u.user)
-            })
-            .and_then(|n| stir::tn::canonicalize(&n));
+        let numbers = crate::numbers::CallNumbers::of(&invite);
+        let dialled = numbers.dialled.clone();
         let settings = dialled
             .as_ref()
             .and_then(|n| self.cfg.numbers.get(n))
@@ -159,26 +150,7 @@ impl<R: RngCore> B2bua<R> {
             .get_all("Identity")
             .map(str::to_owned)
             .collect();
-        // The calling number: the first P-Asserted-Identity (sip: user or tel: number) that is a
-        // telephone number — the trunk vouches for it, and an anonymous From with a valid PAI is
-        // common — else From; the called number: the Request-URI user, else To (RFC 8224 §5.2).
-        // RFC 4904 user parameters (`;tgrp=`, `;trunk-context=`) and visual separators are left
-        // for `stir::tn::canonicalize` to strip before any comparison.
-        let orig = invite
-            .headers
-            .get_list("P-Asserted-Identity")
-            .filter_map(|v| {
-                NameAddr::parse(v)
-                    .ok()
-                    .and_then(|a| a.sip_uri())
-                    .and_then(|u| u.user)
-            })
-            .find(|user| stir::tn::canonicalize(user).is_some())
-            .unwrap_or_else(|| from.clone());
-        let dest = SipUri::parse(&invite.uri)
-            .ok()
-            .and_then(|u| u.user)
-            .unwrap_or_else(|| to.clone());
+        let crate::numbers::CallNumbers { orig, dest, .. } = numbers;
         let upstream_verstat = invite.headers.get("X-Twilio-VerStat").map(str::to_owned);
         let job = VerifyJob {
             call: id,

@@ -12,6 +12,7 @@ mod limits;
 mod lists;
 mod paths;
 mod records;
+mod redirect;
 mod routes;
 mod sip;
 mod voicemail;
@@ -35,6 +36,7 @@ pub use self::forward::RawForward;
 pub use self::limits::RawLimits;
 pub use self::lists::RawLists;
 pub use self::records::{RawCdr, RawShutdown};
+pub use self::redirect::RawRedirect;
 use self::routes::validate_numbers;
 pub use self::routes::{NumberConfig, RawNumber, RawRouteOverrides, RawRoutes};
 pub use self::sip::RawSip;
@@ -115,6 +117,8 @@ pub struct RawConfig {
     pub status: RawStatus,
     /// `[vs]`: the REST verification service.
     pub vs: RawVs,
+    /// `[redirect]`: the SIP redirect mode.
+    pub redirect: RawRedirect,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -158,6 +162,8 @@ pub struct Config {
     pub status_access: crate::admin_access::AccessRule,
     /// The REST verification service (None: `vs.listen` is off).
     pub vs: Option<VsConfig>,
+    /// The redirect mode's listeners (empty: off).
+    pub redirect_listen: Vec<ListenAddr>,
     /// CDR file (None: no CDRs).
     pub cdr_path: Option<PathBuf>,
     /// How long running calls may go on after SIGTERM.
@@ -247,6 +253,7 @@ impl TryFrom<RawConfig> for Config {
         let screen = raw.screen.validate(&mut errors);
         let status_listen = raw.status.validate(&mut errors);
         let vs = raw.vs.validate(&mut errors);
+        let redirect_listen = raw.redirect.validate(&sip.listen, &mut errors);
         let lists_store = raw.lists.validate(&mut errors);
         let routes = raw.routes.validate(&mut errors);
         let forward_policy = raw.forward.policy(&mut errors);
@@ -294,6 +301,7 @@ impl TryFrom<RawConfig> for Config {
             status_listen,
             status_access: crate::admin_access::AccessRule::default(),
             vs,
+            redirect_listen,
             cdr_path: raw.cdr.path(),
             drain_timeout,
             retry_after_s: raw.shutdown.retry_after_s,

@@ -127,6 +127,7 @@ fn unknown_keys_are_rejected_in_every_table() {
         "voicemail",
         "screen",
         "vs",
+        "redirect",
     ] {
         let text = format!("[{table}]\nbogus_key = 1\n");
         let err = Config::from_toml_at(&text, &repo())
@@ -441,4 +442,23 @@ fn the_verification_service_takes_the_listener_access_rules() {
         !shown.contains("0123456789abcdef0123"),
         "the token is never printed"
     );
+}
+
+#[test]
+fn redirect_listeners_are_their_own() {
+    let cfg = Config::from_toml_at("", &repo()).unwrap();
+    assert!(cfg.redirect_listen.is_empty(), "off by default");
+    let cfg = Config::from_toml_at(
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n[redirect]\nlisten = [\"udp:127.0.0.1:5065\", \"tcp:127.0.0.1:5065\"]\n",
+        &repo(),
+    )
+    .unwrap();
+    assert_eq!(cfg.redirect_listen.len(), 2);
+    let err = Config::from_toml_at(
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n[redirect]\nlisten = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\", \"udp:nowhere\"]\n",
+        &repo(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["redirect.listen"; 3], "{err}");
 }

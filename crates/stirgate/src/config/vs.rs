@@ -10,7 +10,7 @@ use super::ConfigError;
 use crate::admin_access::AccessRule;
 
 /// `[vs]`
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawVs {
     /// `vs.listen`: HOST:PORT of the REST STI-VS; empty: off.

@@ -8,6 +8,7 @@ mod limits;
 mod local_flows;
 mod ops;
 mod records;
+mod redirect;
 mod reinvite;
 mod sip_calls;
 mod tls;

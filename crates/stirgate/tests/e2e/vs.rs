@@ -18,14 +18,14 @@ const TOKEN: &str = "vs-test-token-0123456789";
 
 /// A test PKI whose chain a loopback server serves at `/sp.pem`; its root and the leaf's key
 /// in a work directory.
-struct Pki {
+pub(crate) struct Pki {
     rt: tokio::runtime::Runtime,
     server: CertServer,
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let pki = TestPki::new();
         let leaf = pki.leaf(&LeafSpec::default());
@@ -37,33 +37,40 @@ impl Pki {
         Self { rt, server, dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn x5u(&self) -> String {
+    pub(crate) fn x5u(&self) -> String {
         self.server.url("/sp.pem")
     }
 
     /// A fresh Identity value for 15551230001 → 15551230002.
-    fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         test_support::sipp::sign_identity(BIN, &self.path().join("leaf.key"), &self.x5u(), "A")
     }
 
-    /// stirgate with `[vs]` lines, in a fresh directory of its own holding this PKI's root.
-    fn gate(&self, vs: &str) -> (Stirgate, tempfile::TempDir, String) {
+    /// stirgate in a fresh directory of its own holding this PKI's root and key, trusting the
+    /// root, with extra `tables`; returns it, its directory and its metrics port.
+    pub(crate) fn start(&self, tables: &str) -> (Stirgate, tempfile::TempDir, u16) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::copy(self.path().join("root.pem"), dir.path().join("root.pem")).expect("root");
         std::fs::copy(self.path().join("leaf.key"), dir.path().join("leaf.key")).expect("key");
-        let (sip, metrics, vs_port) = (free_port(), free_port(), free_port());
+        let (sip, metrics) = (free_port(), free_port());
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
              [status]\nlisten = \"\"\n\
-             [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\n\
-             [vs]\nlisten = \"127.0.0.1:{vs_port}\"\n{vs}\n"
+             [stir]\ntrust_anchors = \"root.pem\"\nallow_http_x5u = true\n{tables}\n"
         );
         let gate = Stirgate::start(BIN, dir.path(), &config);
+        (gate, dir, metrics)
+    }
+
+    /// stirgate with `[vs]` lines; returns it, its directory and the service's base URL.
+    fn gate(&self, vs: &str) -> (Stirgate, tempfile::TempDir, String) {
+        let vs_port = free_port();
+        let (gate, dir, _) = self.start(&format!("[vs]\nlisten = \"127.0.0.1:{vs_port}\"\n{vs}"));
         (gate, dir, format!("http://127.0.0.1:{vs_port}"))
     }
 
@@ -121,7 +128,7 @@ fn verification(identity: &Value) -> String {
 }
 
 /// Changes one character in the middle of the PASSporT's signature.
-fn tamper(identity: &str) -> String {
+pub(crate) fn tamper(identity: &str) -> String {
     let token_end = identity.find(';').expect("parameters");
     let sig_start = identity[..token_end].rfind('.').expect("signature") + 1;
     let at = sig_start + 10;
