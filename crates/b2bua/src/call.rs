@@ -323,6 +323,10 @@ pub struct Stamps {
     pub header: &'static str,
     /// Reason header value, when verification failed.
     pub reason: Option<String>,
+    /// The From display name from verified Rich Call Data (a quoted-string).
+    pub display: Option<String>,
+    /// Headers from verified Rich Call Data (`Call-Reason`, `Call-Info`).
+    pub rich: Vec<(&'static str, String)>,
 }
 
 impl Default for Stamps {
@@ -331,6 +335,8 @@ impl Default for Stamps {
             verstat: "No-TN-Validation",
             header: "No-TN-Validation",
             reason: None,
+            display: None,
+            rich: Vec::new(),
         }
     }
 }
@@ -356,6 +362,8 @@ pub struct Verification {
     pub x5u: Option<String>,
     /// The SPC (TNAuthList) of the signing certificate, when its chain validated.
     pub spc: Option<String>,
+    /// The Rich Call Data that verified (RFC 9795), when any did.
+    pub rcd: Option<Box<stir::rcd::Rcd>>,
     /// The voicemail recording, when one was saved.
     pub recording: Option<std::path::PathBuf>,
 }
@@ -372,6 +380,7 @@ impl Default for Verification {
             origid: None,
             x5u: None,
             spc: None,
+            rcd: None,
             recording: None,
         }
     }

@@ -45,6 +45,82 @@ pub struct Config {
     pub forward_policy: ForwardPolicy,
     /// Per dialled number (canonical TN, RFC 8224 §8.3) overrides.
     pub numbers: HashMap<String, NumberSettings>,
+    /// How verified Rich Call Data reaches the callee of a forwarded call.
+    pub rich: RichPresentation,
+}
+
+/// How verified Rich Call Data (RFC 9795) is presented on a forwarded INVITE
+/// (`forward.rcd_display`, `forward.rcd_prefix`, `forward.rcd_call_reason`,
+/// `forward.rcd_call_info`). Unverified rich data is never presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RichPresentation {
+    /// What happens to the From display name.
+    pub display: DisplayName,
+    /// Add `Call-Reason` with the verified `crn`.
+    pub call_reason: bool,
+    /// Add `Call-Info: <icn>;purpose=icon` with the verified icon URL.
+    pub call_info: bool,
+}
+
+impl Default for RichPresentation {
+    fn default() -> Self {
+        Self {
+            display: DisplayName::Replace,
+            call_reason: true,
+            call_info: true,
+        }
+    }
+}
+
+/// What the verified `nam` does to the forwarded From display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisplayName {
+    /// The verified name replaces the caller's display name.
+    Replace,
+    /// The verified name, after this prefix (e.g. `[V] `), replaces it.
+    Prefix(String),
+    /// The display name is left as the caller sent it.
+    Leave,
+}
+
+impl RichPresentation {
+    /// The From display name (a quoted-string) and the extra headers for verified rich data.
+    pub fn stamps(
+        &self,
+        rcd: Option<&stir::rcd::Rcd>,
+    ) -> (Option<String>, Vec<(&'static str, String)>) {
+        let Some(rcd) = rcd else {
+            return (None, Vec::new());
+        };
+        let display = rcd.nam.as_deref().and_then(|nam| match &self.display {
+            DisplayName::Replace => Some(quoted(nam)),
+            DisplayName::Prefix(prefix) => Some(quoted(&format!("{prefix}{nam}"))),
+            DisplayName::Leave => None,
+        });
+        let mut extra = Vec::new();
+        if let (true, Some(crn)) = (self.call_reason, rcd.crn.as_deref()) {
+            extra.push(("Call-Reason", quoted(crn)));
+        }
+        if let (true, Some(icn)) = (self.call_info, rcd.icn.as_deref()) {
+            extra.push(("Call-Info", format!("<{icn}>;purpose=icon")));
+        }
+        (display, extra)
+    }
+}
+
+/// An RFC 3261 quoted-string: `\` and `"` escaped (the text is free of control characters:
+/// `stir::rcd` refused any).
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// What one dialled number changes (config `[[numbers]]`).

@@ -24,7 +24,7 @@ pub mod router;
 pub mod shard;
 
 pub use call::{Call, CallId, CallRecord, EndReason, FallbackCause, Outcome, Verification};
-pub use config::{Config, Fallback, ForwardPolicy, NumberSettings};
+pub use config::{Config, DisplayName, Fallback, ForwardPolicy, NumberSettings, RichPresentation};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
 pub use numbers::CallNumbers;

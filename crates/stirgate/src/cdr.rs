@@ -109,7 +109,11 @@ impl CdrLine {
             origid: record.verification.origid.clone(),
             x5u: record.verification.x5u.clone(),
             spc: record.verification.spc.clone(),
-            rcd: None,
+            rcd: record
+                .verification
+                .rcd
+                .as_deref()
+                .and_then(|rcd| serde_json::to_value(rcd).ok()),
             source: record.source.to_string(),
             outbound_call_id: record.outbound_call_id.clone(),
             codec: record.codec.clone(),

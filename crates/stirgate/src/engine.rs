@@ -122,6 +122,7 @@ impl Policy {
             forward_policy: cfg.forward_policy,
             routes: cfg.routes,
             fast_pass: cfg.fast_pass,
+            rich: cfg.rich.clone(),
             flows,
             numbers: cfg
                 .numbers

@@ -89,17 +89,26 @@ impl StatusBoard {
 
         html.push_str(
             "<h2>Recent calls</h2><table id=\"calls\"><tr><th>ended</th><th>caller</th>\
-             <th>called</th><th>verstat</th><th>attest</th><th>route</th><th>outcome</th></tr>",
+             <th>called</th><th>verstat</th><th>attest</th><th>verified name</th><th>route</th>\
+             <th>outcome</th></tr>",
         );
         for row in &board.recent {
+            // Only verified Rich Call Data is ever in a CDR line (RFC 9795 `nam`).
+            let name = row
+                .rcd
+                .as_ref()
+                .and_then(|rcd| rcd.get("nam"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("-");
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&row.ended_at),
                 escape(&row.from),
                 escape(&row.to),
                 row.verstat,
                 row.attest.unwrap_or("-"),
+                escape(name),
                 row.route,
                 row.outcome
             );

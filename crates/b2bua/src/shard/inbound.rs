@@ -235,10 +235,14 @@ impl<R: RngCore> B2bua<R> {
         c.verification.origid.clone_from(&verdict.origid);
         c.verification.x5u.clone_from(&verdict.x5u);
         c.verification.spc.clone_from(&verdict.spc);
+        c.verification.rcd.clone_from(&verdict.rcd);
+        let (display, rich) = self.cfg.rich.stamps(verdict.rcd.as_deref());
         c.stamps = Stamps {
             verstat: verdict.verstat.as_str(),
             header: verdict.twilio_style(),
             reason: verdict.reason_header(),
+            display,
+            rich,
         };
         match decision {
             Decision::Block => {

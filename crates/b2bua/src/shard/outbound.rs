@@ -44,6 +44,10 @@ impl<R: RngCore> B2bua<R> {
         let mut from = NameAddr::parse(&call.outbound.local_header).ok();
         if let Some(f) = from.as_mut() {
             f.uri = set_uri_param(&f.uri, "verstat", verstat);
+            if let Some(display) = &stamps.display {
+                // The verified name (RFC 9795 `nam`), never an unverified one.
+                f.display = Some(display.clone());
+            }
         }
         let from = from.map_or_else(|| call.outbound.local_header.clone(), |f| f.to_string());
         let mut headers = Headers::new();
@@ -77,6 +81,9 @@ impl<R: RngCore> B2bua<R> {
         if let Some(reason) = stamps.reason {
             // RFC 9410: the call goes on, and the callee learns why verification failed.
             headers.push("Reason", reason);
+        }
+        for (name, value) in stamps.rich {
+            headers.push(name, value);
         }
         let body = match body {
             Some(sdp) => {

@@ -53,6 +53,7 @@ fn b2bua() -> B2bua<StdRng> {
             fast_pass: FastPass::default(),
             flows: test_flows(),
             numbers: HashMap::new(),
+            rich: crate::config::RichPresentation::default(),
         },
         StdRng::seed_from_u64(7),
     )
@@ -1119,4 +1120,47 @@ fn a_reinvite_on_a_locally_answered_call_is_answered_here_not_relayed() {
     b.handle_media_reanswer(now, id, Err(488));
     assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![488]);
     assert_eq!(b.active_calls(), 1, "the call goes on");
+}
+
+/// Verified Rich Call Data reaches the callee: the verified name in the From display name
+/// (quoted), the call reason and the icon as headers; an unverified verdict adds nothing.
+#[test]
+fn verified_rich_call_data_is_presented_on_the_forwarded_invite() {
+    let mut b = b2bua();
+    let mut v = verified(stir::Attest::A);
+    v.rcd = Some(Box::new(stir::rcd::Rcd {
+        nam: Some("Acme \"Rx\" Pharmacy".into()),
+        crn: Some("Prescription ready".into()),
+        icn: Some("https://i.example/logo.png".into()),
+        ..stir::rcd::Rcd::default()
+    }));
+    start_call(&mut b, Instant::now(), &invite(), &v, Listing::Unlisted);
+    let out = sent(&mut b);
+    let inv = &requests_to(&out, CALLEE, &Method::Invite)[0];
+    let from = inv.headers.get("From").unwrap();
+    assert!(
+        from.starts_with("\"Acme \\\"Rx\\\" Pharmacy\" <sip:+15551230001@"),
+        "{from}"
+    );
+    assert_eq!(
+        inv.headers.get("Call-Reason"),
+        Some("\"Prescription ready\"")
+    );
+    assert_eq!(
+        inv.headers.get("Call-Info"),
+        Some("<https://i.example/logo.png>;purpose=icon")
+    );
+
+    let mut b = b2bua();
+    start_call(
+        &mut b,
+        Instant::now(),
+        &invite(),
+        &verified(stir::Attest::A),
+        Listing::Unlisted,
+    );
+    let out = sent(&mut b);
+    let inv = &requests_to(&out, CALLEE, &Method::Invite)[0];
+    assert!(inv.headers.get("From").unwrap().starts_with("\"Alice\""));
+    assert!(inv.headers.get("Call-Info").is_none());
 }

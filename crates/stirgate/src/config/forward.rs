@@ -25,6 +25,15 @@ pub struct RawForward {
     pub on_busy: String,
     /// `forward.on_failure`: `voicemail` or `relay`.
     pub on_failure: String,
+    /// `forward.rcd_display`: what a verified Rich Call Data name does to the forwarded From
+    /// display name: `replace`, `prefix` (with `rcd_prefix`) or `leave`.
+    pub rcd_display: String,
+    /// `forward.rcd_prefix`: put before the verified name when `rcd_display = "prefix"`.
+    pub rcd_prefix: String,
+    /// `forward.rcd_call_reason`: add `Call-Reason` with the verified call reason.
+    pub rcd_call_reason: bool,
+    /// `forward.rcd_call_info`: add `Call-Info: <icon>;purpose=icon` with the verified icon.
+    pub rcd_call_info: bool,
 }
 
 impl Default for RawForward {
@@ -35,6 +44,10 @@ impl Default for RawForward {
             on_no_answer: "voicemail".to_owned(),
             on_busy: "relay".to_owned(),
             on_failure: "relay".to_owned(),
+            rcd_display: "replace".to_owned(),
+            rcd_prefix: "[V] ".to_owned(),
+            rcd_call_reason: true,
+            rcd_call_info: true,
         }
     }
 }
@@ -91,6 +104,33 @@ impl PolicyKeys<'_> {
 }
 
 impl RawForward {
+    /// How verified Rich Call Data is presented to the callee.
+    pub(super) fn rich(&self, errors: &mut Vec<ConfigError>) -> b2bua::RichPresentation {
+        let display = match self.rcd_display.as_str() {
+            "replace" => b2bua::DisplayName::Replace,
+            "prefix" => b2bua::DisplayName::Prefix(self.rcd_prefix.clone()),
+            "leave" => b2bua::DisplayName::Leave,
+            other => {
+                errors.push(ConfigError::new(
+                    "forward.rcd_display",
+                    format!("`{other}` is not one of replace, prefix, leave"),
+                ));
+                b2bua::DisplayName::Replace
+            }
+        };
+        if self.rcd_prefix.chars().any(|c| c.is_control()) || self.rcd_prefix.len() > 32 {
+            errors.push(ConfigError::new(
+                "forward.rcd_prefix",
+                "at most 32 bytes without control characters",
+            ));
+        }
+        b2bua::RichPresentation {
+            display,
+            call_reason: self.rcd_call_reason,
+            call_info: self.rcd_call_info,
+        }
+    }
+
     /// Resolves `forward.target`; a TLS target adds the name its certificate must carry to
     /// `tls_names`.
     pub(super) fn validate(

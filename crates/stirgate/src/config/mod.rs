@@ -150,6 +150,8 @@ pub struct Config {
     pub forward_peer: Peer,
     /// `forward.ring_timeout_s` and `forward.on_*`.
     pub forward_policy: b2bua::ForwardPolicy,
+    /// How verified Rich Call Data is presented on forwarded calls (`forward.rcd_*`).
+    pub rich: b2bua::RichPresentation,
     /// TLS acceptor/connector (None: no `tls:` listener, no TLS target and no TLS setting).
     pub tls: Option<::sip::Tls>,
     /// The certificate name expected from each TLS target address (the host of its URI).
@@ -245,6 +247,7 @@ impl TryFrom<RawConfig> for Config {
         let sip = raw.sip.validate(&mut errors);
         let mut tls_names = Vec::new();
         let forward_peer = raw.forward.validate(&mut tls_names, &mut errors);
+        let rich = raw.forward.rich(&mut errors);
         let metrics_listen = raw.metrics.validate(&mut errors);
         let drain_timeout = raw.shutdown.validate(&mut errors);
         validate_owned(&raw.stir, &raw.media, &mut errors);
@@ -295,6 +298,7 @@ impl TryFrom<RawConfig> for Config {
             forward_target: raw.forward.target.clone(),
             forward_peer,
             forward_policy,
+            rich,
             tls,
             tls_names,
             metrics_listen,

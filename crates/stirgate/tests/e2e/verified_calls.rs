@@ -472,6 +472,40 @@ fn a_reload_keeps_the_certificate_cache_and_the_replay_memory() {
     assert_eq!(cdrs[2]["verstat"], "TN-Validation-Passed", "{cdrs:?}");
 }
 
+/// Rich Call Data signed into the PASSporT (`stirgate sign --rcd-nam --crn`) reaches the callee
+/// once verified: the verified name as the From display name, the reason in Call-Reason; the
+/// CDR carries the verified `rcd` object. (Unverified data never does: stir's tests.)
+#[test]
+fn verified_rich_call_data_reaches_the_callee_and_the_cdr() {
+    let signer = Signer::new(Duration::ZERO);
+    let dir = signer.path();
+    let gate = Gate::start(dir, SIGNER_ROOT, "");
+    let out = std::process::Command::new(BIN)
+        .args(["sign", "--key"])
+        .arg(dir.join("leaf.key"))
+        .args(["--x5u", &signer.server.url("/sp.pem"), "--attest", "A"])
+        .args(["--orig", "15551230001", "--dest", "15551230002"])
+        .args(["--rcd-nam", "Acme Pharmacy", "--crn", "Prescription ready"])
+        .output()
+        .expect("stirgate sign");
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).expect("utf8");
+    std::fs::write(dir.join("rcd.csv"), format!("SEQUENTIAL\n{}\n", id.trim())).expect("csv");
+    let uas = gate.callee(dir, "uas_expect_rcd.xml", 1);
+    let caller = gate.call(
+        dir,
+        "uac_identity.xml",
+        1,
+        &["-inf".to_owned(), dir.join("rcd.csv").display().to_string()],
+    );
+    let uas = uas.wait(Duration::from_secs(20));
+    assert_ok("caller", &caller);
+    assert_ok("the callee saw the verified name and reason", &uas);
+    let cdr = &wait_cdrs(&gate.stirgate, 1)[0];
+    assert_eq!(cdr["rcd"]["nam"], "Acme Pharmacy", "{cdr}");
+    assert_eq!(cdr["rcd"]["crn"], "Prescription ready", "{cdr}");
+}
+
 /// Seconds since midnight of an RFC 3339 CDR timestamp (enough for a comparison).
 fn seconds_of_day(v: &serde_json::Value) -> f64 {
     let text = v.as_str().expect("timestamp");
