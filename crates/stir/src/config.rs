@@ -229,7 +229,16 @@ impl Config {
         }
     }
 
-    /// True when `X-Twilio-VerStat` from `source` may stand in for a missing Identity header.
+    /// `trusted_peers` as networks (entries that do not parse are reported by `validate`).
+    pub fn trusted_peer_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_peers
+            .iter()
+            .filter_map(|p| parse_peer(p))
+            .collect()
+    }
+
+    /// Whether `source` is a trusted peer whose `X-Twilio-VerStat` stands in for a missing
+    /// Identity header.
     pub fn trusts_upstream(&self, source: IpAddr) -> bool {
         self.trust_upstream_verstat
             && self

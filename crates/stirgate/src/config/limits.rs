@@ -18,6 +18,8 @@ pub struct RawLimits {
     pub deny_action: String,
     /// `limits.exempt_sources`: CIDRs / IPs that skip the per-source limits.
     pub exempt_sources: Vec<String>,
+    /// `limits.trust_loopback`: loopback sources (this host) skip the per-source limits.
+    pub trust_loopback: bool,
     /// `limits.invite_rate_per_source`: new INVITEs per second per source (0: off).
     pub invite_rate_per_source: u32,
     /// `limits.invite_burst_per_source`
@@ -41,6 +43,7 @@ impl Default for RawLimits {
             allow_sources: Vec::new(),
             deny_action: "drop".to_owned(),
             exempt_sources: Vec::new(),
+            trust_loopback: true,
             invite_rate_per_source: d.invite.per_second,
             invite_burst_per_source: d.invite.burst,
             request_rate_per_source: d.request.per_second,
@@ -83,7 +86,23 @@ impl RawLimits {
                 }
             }
         }
-        let exempt_sources = nets("limits.exempt_sources", &self.exempt_sources, errors);
+        // Per-source limits are for strangers. The peers the operator configured — the access
+        // list (the trunk's ranges), the forward targets, the exempt list, this host — are not
+        // throttled by them: a busy trunk sends every call from one edge address.
+        let mut exempt_sources = nets("limits.exempt_sources", &self.exempt_sources, errors);
+        exempt_sources.extend(allow_sources.iter().copied());
+        exempt_sources.extend(
+            implicit_allow
+                .iter()
+                .map(|ip| IpNet::from(ip.to_canonical())),
+        );
+        if self.trust_loopback {
+            exempt_sources.extend(
+                ["127.0.0.0/8", "::1/128"]
+                    .iter()
+                    .filter_map(|n| n.parse::<IpNet>().ok()),
+            );
+        }
         let deny_action = match self.deny_action.as_str() {
             "drop" => DenyAction::Drop,
             "403" => DenyAction::Forbidden,

@@ -276,9 +276,13 @@ impl TryFrom<RawConfig> for Config {
                     .filter_map(|n| n.forward.as_ref().map(|f| f.1.addr.ip())),
             )
             .collect();
-        let admission = raw
+        let mut admission = raw
             .limits
             .validate(sip.timers.timeout, &implicit_allow, &mut errors);
+        // The trunk's verifying peers are trunk peers too: never throttled per source.
+        admission
+            .exempt_sources
+            .extend(raw.stir.trusted_peer_nets());
         let tls = raw.sip.tls(&sip.listen, !tls_names.is_empty(), &mut errors);
         let (Some(forward_peer), Some(metrics_listen), true) =
             (forward_peer, metrics_listen, errors.is_empty())

@@ -169,12 +169,39 @@ fn the_access_list_drops_or_forbids_strangers_and_serves_allowed_sources() {
     }
 }
 
+/// Defaults are part of the product: a trunk (here SIPp on this host, as in the README's load
+/// test) sending four times the per-source INVITE rate gets no 503, because the per-source
+/// limits are for strangers (loopback, the access list, the forward targets and trusted peers
+/// skip them). The flood test below shows a stranger at the same pace does get 503.
+#[test]
+fn a_trunk_above_the_per_source_rate_on_defaults_gets_no_503() {
+    let s = Setup::with(&Options {
+        extra: "[[numbers]]\nnumber = \"+15551239999\"\n[numbers.routes]\nmissing = \"reject\"\n",
+        ..Options::default()
+    });
+    let calls: u32 = 1200;
+    let flood = s
+        .uac(&scenario("limits_flood.xml"), calls)
+        .args(["-i", "127.0.0.2", "-r", "400", "-rp", "1000", "-nr"])
+        .args(["-l", "20000", "-trace_logs"])
+        .spawn();
+    assert_ok("the trunk's calls", &flood.wait(SIPP_LIMIT));
+    let log = sipp_log_lines(s.dir.path(), "limits_flood");
+    let count = |prefix: &str| log.iter().filter(|l| l.starts_with(prefix)).count();
+    let (answered_503, rejected) = (count("REFUSED"), count("REJECTED"));
+    assert_eq!(answered_503, 0, "no 503 for a trunk peer on defaults");
+    assert!(
+        rejected * 100 >= calls as usize * 95,
+        "the calls reached routing (428): {rejected} of {calls}"
+    );
+}
+
 #[test]
 fn a_flood_gets_503_and_silence_while_calls_up_and_health_checks_go_on() {
     // The flood dials a number whose unsigned calls are rejected (428), so the INVITEs that
     // are admitted end at once; caller A's call is forwarded to the callee and stays up.
     let s = Setup::with(&Options {
-        extra: "[limits]\ninvite_rate_per_source = 20\ninvite_burst_per_source = 20\n\
+        extra: "[limits]\ntrust_loopback = false\ninvite_rate_per_source = 20\ninvite_burst_per_source = 20\n\
                 retry_after_s = 7\n\
                 [[numbers]]\nnumber = \"+15551239999\"\n[numbers.routes]\nmissing = \"reject\"\n",
         ..Options::default()
