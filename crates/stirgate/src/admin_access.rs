@@ -26,7 +26,7 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 /// The access rule of one listener.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AccessRule {
     /// SHA-256 of the bearer token, when one is required.
     token_digest: Option<[u8; 32]>,

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use sip::limits::IpNet;
 
 /// `stirgate_calls_total{route, verstat}`: calls by chosen route and verification result.
 pub const CALLS_TOTAL: &str = "stirgate_calls_total";
@@ -15,13 +16,20 @@ pub const CALL_OUTCOMES_TOTAL: &str = "stirgate_call_outcomes_total";
 /// `stirgate_redirect_answers_total{status, verstat}`: INVITEs answered by the redirect mode.
 pub const REDIRECT_ANSWERS_TOTAL: &str = "stirgate_redirect_answers_total";
 
-/// Installs the global recorder and serves `/metrics` on `listen` (needs a tokio runtime).
-pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+/// Installs the global recorder and serves `/metrics` on `listen` (needs a tokio runtime) to
+/// the sources in `allow` (every source when empty; others get 403 from the exporter's own
+/// allow-list).
+pub fn install(listen: SocketAddr, allow: &[IpNet]) -> anyhow::Result<()> {
     let err = |e: metrics_exporter_prometheus::BuildError| {
         anyhow::anyhow!("metrics.listen: cannot serve metrics on {listen}: {e}")
     };
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
+    let mut builder = PrometheusBuilder::new().with_http_listener(listen);
+    for net in allow {
+        builder = builder
+            .add_allowed_address(net.to_string())
+            .map_err(|e| anyhow::anyhow!("metrics.allow: {net}: {e}"))?;
+    }
+    builder
         .set_buckets_for_metric(
             Matcher::Full(stir::metrics::VERIFY_DURATION_SECONDS.to_owned()),
             stir::metrics::DURATION_BUCKETS,

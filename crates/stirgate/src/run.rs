@@ -13,12 +13,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
-use crate::config::{Config, ConfigErrors, DEFAULT_TOML};
+use crate::config::{Config, ConfigErrors, LogFormat, DEFAULT_TOML};
 use crate::engine::{Engine, Phase};
 
 /// Runs the B2BUA until a signal; returns the exit status.
 pub fn main(args: &RunArgs) -> u8 {
-    init_tracing();
     let cfg = match load(args) {
         Ok(cfg) => cfg,
         Err(errors) => {
@@ -26,6 +25,7 @@ pub fn main(args: &RunArgs) -> u8 {
             return 2;
         }
     };
+    init_tracing(cfg.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,13 +67,24 @@ fn load(args: &RunArgs) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, as text or as one JSON object per line (`log.format`), at the level of
+/// `STIRGATE_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STIRGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // Flattened: `message` and the event's fields at the top level, beside `timestamp`,
+        // `level` and `target`, as log shippers expect.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
 }
 
 async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
@@ -82,7 +93,7 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
     let mut signals = Signals::new()?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-    crate::metrics::install(cfg.metrics_listen)?;
+    crate::metrics::install(cfg.metrics_listen, &cfg.metrics_allow)?;
     let cancel = CancellationToken::new();
     // Only here, before any call: a reload must not touch recordings in progress. A `.part` is
     // a recording a crash cut short; it was never presented as a message, and never will be.
@@ -182,9 +193,16 @@ fn reload(engine: &Engine, running: &Config, path: Option<&std::path::Path>) {
             running.timers != new.timers,
         ),
         (
-            "metrics.listen",
-            running.metrics_listen != new.metrics_listen,
+            "metrics.listen / metrics.allow",
+            running.metrics_listen != new.metrics_listen
+                || running.metrics_allow != new.metrics_allow,
         ),
+        (
+            "status.*",
+            running.status_listen != new.status_listen
+                || running.status_access != new.status_access,
+        ),
+        ("log.format", running.log_format != new.log_format),
         (
             "media.*",
             format!("{:?}", running.media) != format!("{:?}", new.media),

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sip_proto::endpoint::Peer;
 use sip_proto::transaction::TimerConfig;
 
-pub use self::admin::{RawMetrics, RawStatus};
+pub use self::admin::{LogFormat, RawLog, RawMetrics, RawStatus};
 pub use self::captcha::RawCaptcha;
 pub use self::forward::RawForward;
 pub use self::limits::RawLimits;
@@ -119,6 +119,8 @@ pub struct RawConfig {
     pub vs: RawVs,
     /// `[redirect]`: the SIP redirect mode.
     pub redirect: RawRedirect,
+    /// `[log]`
+    pub log: RawLog,
     /// `[[numbers]]`: per dialled number overrides.
     pub numbers: Vec<RawNumber>,
 }
@@ -158,6 +160,8 @@ pub struct Config {
     pub tls_names: Vec<(SocketAddr, String)>,
     /// Metrics endpoint.
     pub metrics_listen: SocketAddr,
+    /// Sources allowed to scrape `/metrics` (empty: all).
+    pub metrics_allow: Vec<::sip::limits::IpNet>,
     /// Status page (None: off).
     pub status_listen: Option<SocketAddr>,
     /// Who may use the status listener (`status.token`, `status.allow`).
@@ -166,6 +170,8 @@ pub struct Config {
     pub vs: Option<VsConfig>,
     /// The redirect mode's listeners (empty: off).
     pub redirect_listen: Vec<ListenAddr>,
+    /// `log.format`.
+    pub log_format: LogFormat,
     /// CDR file (None: no CDRs).
     pub cdr_path: Option<PathBuf>,
     /// How long running calls may go on after SIGTERM.
@@ -248,13 +254,14 @@ impl TryFrom<RawConfig> for Config {
         let mut tls_names = Vec::new();
         let forward_peer = raw.forward.validate(&mut tls_names, &mut errors);
         let rich = raw.forward.rich(&mut errors);
-        let metrics_listen = raw.metrics.validate(&mut errors);
+        let (metrics_listen, metrics_allow) = raw.metrics.validate(&mut errors);
         let drain_timeout = raw.shutdown.validate(&mut errors);
         validate_owned(&raw.stir, &raw.media, &mut errors);
         let captcha = raw.captcha.validate(&mut errors);
         let (voicemail, notify) = raw.voicemail.validate(&mut errors);
         let screen = raw.screen.validate(&mut errors);
-        let status_listen = raw.status.validate(&mut errors);
+        let (status_listen, status_access) = raw.status.validate(&mut errors);
+        let log_format = raw.log.validate(&mut errors);
         let vs = raw.vs.validate(&mut errors);
         let redirect_listen = raw.redirect.validate(&sip.listen, &mut errors);
         let lists_store = raw.lists.validate(&mut errors);
@@ -306,10 +313,12 @@ impl TryFrom<RawConfig> for Config {
             tls,
             tls_names,
             metrics_listen,
+            metrics_allow,
             status_listen,
-            status_access: crate::admin_access::AccessRule::default(),
             vs,
             redirect_listen,
+            status_access,
+            log_format,
             cdr_path: raw.cdr.path(),
             drain_timeout,
             retry_after_s: raw.shutdown.retry_after_s,

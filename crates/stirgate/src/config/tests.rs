@@ -128,6 +128,9 @@ fn unknown_keys_are_rejected_in_every_table() {
         "screen",
         "vs",
         "redirect",
+        "status",
+        "log",
+        "lists",
     ] {
         let text = format!("[{table}]\nbogus_key = 1\n");
         let err = Config::from_toml_at(&text, &repo())
@@ -139,6 +142,50 @@ fn unknown_keys_are_rejected_in_every_table() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn admin_listeners_and_log_keys_validate_with_their_keys() {
+    let ok = Config::from_toml_at(
+        "[status]\nlisten = \"0.0.0.0:9092\"\ntoken = \"0123456789abcdef\"\n\
+         allow = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
+         [metrics]\nallow = [\"127.0.0.1\", \"::1/128\"]\n[log]\nformat = \"json\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert!(ok.status_access.has_token());
+    assert!(ok
+        .status_access
+        .source_allowed("192.0.2.7".parse().unwrap()));
+    assert!(!ok
+        .status_access
+        .source_allowed("192.0.2.8".parse().unwrap()));
+    assert_eq!(ok.metrics_allow.len(), 2);
+    assert_eq!(ok.log_format, LogFormat::Json);
+
+    let keys = |text: &str| -> Vec<String> {
+        Config::from_toml_at(text, &repo())
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    };
+    assert_eq!(
+        keys("[status]\nlisten = \"0.0.0.0:9092\"\n"),
+        vec!["status.token"],
+        "no token: loopback only"
+    );
+    assert_eq!(
+        keys("[status]\nlisten = \"127.0.0.1:9092\"\ntoken = \"short\"\n"),
+        vec!["status.token"]
+    );
+    assert_eq!(
+        keys("[status]\nallow = [\"nowhere\"]\n[metrics]\nallow = [\"10.0.0.0/33\"]\n[log]\nformat = \"xml\"\n"),
+        vec!["metrics.allow", "status.allow", "log.format"]
+    );
+    // Loopback without a token is the default, IPv6 loopback too.
+    assert!(Config::from_toml_at("[status]\nlisten = \"[::1]:9092\"\n", &repo()).is_ok());
 }
 
 #[test]

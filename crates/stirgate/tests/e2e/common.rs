@@ -37,6 +37,8 @@ pub(crate) struct Options<'a> {
     pub(crate) voicemail: &'a str,
     /// Extra `[forward]` lines.
     pub(crate) forward: &'a str,
+    /// Extra `[metrics]` lines.
+    pub(crate) metrics: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -48,6 +50,7 @@ impl Default for Options<'_> {
             extra: "",
             voicemail: "[voicemail]\ndir = \"voicemail\"\n",
             forward: "",
+            metrics: "",
         }
     }
 }
@@ -81,7 +84,7 @@ impl Setup {
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sg_port}\", \"tcp:127.0.0.1:{sg_port}\"]\nshards = 2\n{extra}\n\
              [forward]\ntarget = \"sip:callee@127.0.0.1:{uas_port}{target_transport}\"\n{forward}\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{metrics}\
              [cdr]\npath = \"cdr.jsonl\"\n\
              [shutdown]\ndrain_timeout_s = 5\n\
              [routes]\n{routes}\n\
@@ -91,6 +94,7 @@ impl Setup {
             more = opts.extra,
             voicemail = opts.voicemail,
             forward = opts.forward,
+            metrics = opts.metrics,
         );
         let stirgate = Stirgate::start(BIN, dir.path(), &config);
         Self {

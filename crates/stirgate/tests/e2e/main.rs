@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `stirgate` binary driven by SIPp and real sockets on 127.0.0.1.
 //! One test binary with a module per concern.
 
+mod admin;
 mod anywhere;
 mod call_limits;
 mod common;

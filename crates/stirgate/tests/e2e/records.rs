@@ -68,3 +68,36 @@ fn cdr_file_is_reopened_after_rotation_on_sigusr1_and_sighup() {
     assert_eq!(third[0]["end_reason"], "bye_caller", "{}", third[0]);
     assert_eq!(third[0]["codec"], "PCMU", "{}", third[0]);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut s = Setup::with(&Options {
+        extra: "[log]\nformat = \"json\"\n",
+        ..Options::default()
+    });
+    one_call(&s);
+    s.cdrs(1);
+    // A SIGHUP makes a few more lines (reopen, reload) to read.
+    s.stirgate.signal("HUP");
+    s.stirgate
+        .wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(s.stirgate.logged.len() >= 3, "{:?}", s.stirgate.logged);
+    for line in &s.stirgate.logged {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        assert!(v["message"].is_string(), "{line}");
+    }
+    let ready: serde_json::Value = s
+        .stirgate
+        .logged
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .find(|v: &serde_json::Value| v["message"] == "stirgate ready")
+        .expect("the ready line");
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["shards"], 2, "fields at the top level: {ready}");
+}
