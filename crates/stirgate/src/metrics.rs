@@ -1,9 +1,17 @@
 //! Metric names of the binary (the names of docs/interface.md) and the Prometheus exporter.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sip::limits::IpNet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin_access::{source_filter, AccessRule};
+use crate::http_serve::Caps;
 
 /// `stirgate_calls_total{route, verstat}`: calls by chosen route and verification result.
 pub const CALLS_TOTAL: &str = "stirgate_calls_total";
@@ -16,20 +24,22 @@ pub const CALL_OUTCOMES_TOTAL: &str = "stirgate_call_outcomes_total";
 /// `stirgate_redirect_answers_total{status, verstat}`: INVITEs answered by the redirect mode.
 pub const REDIRECT_ANSWERS_TOTAL: &str = "stirgate_redirect_answers_total";
 
-/// Installs the global recorder and serves `/metrics` on `listen` (needs a tokio runtime) to
-/// the sources in `allow` (every source when empty; others get 403 from the exporter's own
-/// allow-list).
-pub fn install(listen: SocketAddr, allow: &[IpNet]) -> anyhow::Result<()> {
+/// How often histograms are folded and idle series trimmed (the exporter's upkeep).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the global recorder and serves `/metrics` on `listen` (needs a tokio runtime)
+/// until `cancel`, through the same capped HTTP stack and access rules as the admin listener
+/// ([`crate::http_serve`], [`crate::admin_access`]): sources outside `allow` (when not empty)
+/// get 403. No token: Prometheus scrapes carry none.
+pub async fn install(
+    listen: SocketAddr,
+    allow: &[IpNet],
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let err = |e: metrics_exporter_prometheus::BuildError| {
         anyhow::anyhow!("metrics.listen: cannot serve metrics on {listen}: {e}")
     };
-    let mut builder = PrometheusBuilder::new().with_http_listener(listen);
-    for net in allow {
-        builder = builder
-            .add_allowed_address(net.to_string())
-            .map_err(|e| anyhow::anyhow!("metrics.allow: {net}: {e}"))?;
-    }
-    builder
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(stir::metrics::VERIFY_DURATION_SECONDS.to_owned()),
             stir::metrics::DURATION_BUCKETS,
@@ -40,12 +50,49 @@ pub fn install(listen: SocketAddr, allow: &[IpNet]) -> anyhow::Result<()> {
             stir::metrics::DURATION_BUCKETS,
         )
         .map_err(err)?
-        .install()
+        .install_recorder()
+        .map_err(err)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
         .map_err(|e| anyhow::anyhow!("metrics.listen: cannot serve metrics on {listen}: {e}"))?;
     describe();
     // Series that exist from the start, so dashboards and alerts see zeros rather than gaps.
     metrics::gauge!(ACTIVE_CALLS).set(0.0);
+
+    let upkeep = handle.clone();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(UPKEEP_EVERY) => upkeep.run_upkeep(),
+            }
+        }
+    });
+    let rule = Arc::new(AccessRule::new(None, allow.to_vec()));
+    crate::http_serve::spawn(listener, router(handle, rule), Caps::default(), cancel);
     Ok(())
+}
+
+/// `GET /metrics` (Prometheus text format) behind the source rule.
+fn router(handle: PrometheusHandle, rule: Arc<AccessRule>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = handle.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(rule, source_filter))
 }
 
 /// The `# HELP` text of every metric stirgate exposes (`promtool check metrics` requires one).

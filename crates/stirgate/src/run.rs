@@ -93,8 +93,8 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
     let mut signals = Signals::new()?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-    crate::metrics::install(cfg.metrics_listen, &cfg.metrics_allow)?;
     let cancel = CancellationToken::new();
+    crate::metrics::install(cfg.metrics_listen, &cfg.metrics_allow, cancel.clone()).await?;
     // Only here, before any call: a reload must not touch recordings in progress. A `.part` is
     // a recording a crash cut short; it was never presented as a message, and never will be.
     match media::recorder::remove_stale_parts(&cfg.voicemail.dir) {

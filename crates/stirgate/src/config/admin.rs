@@ -51,7 +51,7 @@ impl RawMetrics {
 }
 
 /// `[status]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStatus {
     /// `status.listen`: HOST:PORT of the status page and admin API; empty disables it.
@@ -70,6 +70,18 @@ impl Default for RawStatus {
             token: String::new(),
             allow: Vec::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for RawStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `check-config` prints the raw values: never the token itself.
+        let token = if self.token.is_empty() { "" } else { "<set>" };
+        f.debug_struct("RawStatus")
+            .field("listen", &self.listen)
+            .field("token", &token)
+            .field("allow", &self.allow)
+            .finish()
     }
 }
 

@@ -162,6 +162,11 @@ fn admin_listeners_and_log_keys_validate_with_their_keys() {
         .source_allowed("192.0.2.8".parse().unwrap()));
     assert_eq!(ok.metrics_allow.len(), 2);
     assert_eq!(ok.log_format, LogFormat::Json);
+    let printed = format!("{:?}", ok.raw);
+    assert!(
+        !printed.contains("0123456789abcdef") && printed.contains("<set>"),
+        "check-config never prints the token: {printed}"
+    );
 
     let keys = |text: &str| -> Vec<String> {
         Config::from_toml_at(text, &repo())
