@@ -330,3 +330,33 @@ fn a_non_loopback_status_listener_without_a_token_is_refused_at_start_up() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("status.token"), "{stderr}");
 }
+
+#[test]
+fn idle_connections_cannot_hold_the_admin_listener_or_the_calls() {
+    let s = Setup::with(&Options::default());
+    let api = Client::new(&s);
+    // 40 connections that never send a request head: more than the 32 the listener serves.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(s.status).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = api.rt.block_on(async {
+        api.http
+            .get(format!("{}/api/calls", api.base))
+            .send()
+            .await
+            .is_err()
+    });
+    assert!(refused, "over the cap, a connection is closed at once");
+    // Calls go on meanwhile.
+    let uas = s.uas("uas").spawn();
+    let result = s.uac("uac", 1).run(Duration::from_secs(60));
+    uas.kill();
+    assert_ok("a call while the admin listener is held", &result);
+    // The 5 s header timeout frees every slot: the API answers again, idle sockets still open.
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, body) = api.get("/api/calls");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["calls"].as_array().map(Vec::len), Some(1), "{body}");
+    drop(idle);
+}
