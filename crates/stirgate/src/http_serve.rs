@@ -5,8 +5,11 @@
 //! lines that add them around hyper's HTTP/1 connection:
 //!
 //! - at most [`Caps::max_connections`] connections at once; more are closed on accept;
-//! - the request head must arrive within [`Caps::header_timeout`] (slow-loris);
-//! - a connection lives at most [`Caps::connection_timeout`], keep-alive included;
+//! - a request head must arrive within [`Caps::header_timeout`] (slow-loris; an idle keep-alive
+//!   connection waiting for its next request counts too);
+//! - a request, body included, is answered within [`Caps::request_timeout`] (408 otherwise);
+//! - after [`Caps::connection_timeout`] a connection is shut down gracefully: the request in
+//!   flight is answered, then it closes;
 //! - bodies are capped by the router's `DefaultBodyLimit` (see [`crate::admin_api`]).
 //!
 //! Each request carries the peer address as axum's [`ConnectInfo`] for the access rules.
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -23,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
 
 /// Resource caps of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +36,9 @@ pub struct Caps {
     pub max_connections: usize,
     /// Time allowed for a request head.
     pub header_timeout: Duration,
-    /// Longest life of one connection.
+    /// Time allowed for a request, from its head to the end of the response head.
+    pub request_timeout: Duration,
+    /// Life of one connection before it is shut down gracefully.
     pub connection_timeout: Duration,
 }
 
@@ -40,7 +47,8 @@ impl Default for Caps {
         Self {
             max_connections: 32,
             header_timeout: Duration::from_secs(5),
-            connection_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            connection_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -53,6 +61,10 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let slots = Arc::new(Semaphore::new(caps.max_connections));
+    let router = router.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        caps.request_timeout,
+    ));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -82,9 +94,17 @@ pub fn spawn(
                     .timer(TokioTimer::new())
                     .header_read_timeout(caps.header_timeout)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                tokio::select! {
-                    _ = tokio::time::timeout(caps.connection_timeout, connection) => {}
-                    () = cancel.cancelled() => {}
+                tokio::pin!(connection);
+                let stop = tokio::select! {
+                    _ = connection.as_mut() => false,
+                    () = tokio::time::sleep(caps.connection_timeout) => true,
+                    () = cancel.cancelled() => true,
+                };
+                if stop {
+                    // Finish the request in flight (bounded by the request timeout), then close;
+                    // an idle connection closes at once.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(caps.request_timeout, connection).await;
                 }
                 drop(permit);
             });

@@ -92,6 +92,8 @@ pub async fn spawn(
     let caps = crate::http_serve::Caps {
         max_connections: cfg.max_connections,
         header_timeout: Duration::from_secs(5),
+        // Well past the verification budget (x5u fetch included): 408 only for a stuck request.
+        request_timeout: Duration::from_secs(10),
         // An SBC keeps its connections open; a long life spares it reconnects.
         connection_timeout: Duration::from_secs(600),
     };

@@ -2,6 +2,7 @@
 //! `stirgate lists` and by routing, and the refusals of `status.token`, `status.allow` and
 //! `metrics.allow`.
 
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -332,9 +333,18 @@ fn a_non_loopback_status_listener_without_a_token_is_refused_at_start_up() {
 }
 
 #[test]
-fn idle_connections_cannot_hold_the_admin_listener_or_the_calls() {
+fn slow_and_idle_clients_cannot_hold_the_admin_listener_or_the_calls() {
     let s = Setup::with(&Options::default());
     let api = Client::new(&s);
+    // A request whose body never finishes: answered 408 at the request timeout (10 s).
+    let mut slow = std::net::TcpStream::connect(s.status).expect("connect");
+    slow.write_all(
+        b"POST /api/lists/block HTTP/1.1\r\nHost: stirgate\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"number\":",
+    )
+    .expect("send");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     // 40 connections that never send a request head: more than the 32 the listener serves.
     let idle: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(s.status).expect("connect"))
@@ -359,4 +369,10 @@ fn idle_connections_cannot_hold_the_admin_listener_or_the_calls() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["calls"].as_array().map(Vec::len), Some(1), "{body}");
     drop(idle);
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "the unfinished request timed out: {answer:?}"
+    );
 }
