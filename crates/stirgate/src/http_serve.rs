@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -61,10 +62,12 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let slots = Arc::new(Semaphore::new(caps.max_connections));
-    let router = router.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        caps.request_timeout,
-    ));
+    let router = router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            caps.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(close_after_refused_body));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -110,4 +113,19 @@ pub fn spawn(
             });
         }
     })
+}
+
+/// A request refused before its body was read (413 too large, 408 too slow) leaves the rest of
+/// the body on the connection, so the server closes it: say so with `Connection: close`, or a
+/// client reuses the connection for its next request and loses it.
+async fn close_after_refused_body(mut response: Response) -> Response {
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

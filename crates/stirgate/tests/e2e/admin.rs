@@ -27,8 +27,11 @@ impl Client {
                 .enable_all()
                 .build()
                 .expect("runtime"),
+            // Idle connections are dropped before the server's 5 s keep-alive limit, as a client
+            // of this listener should: reusing one the server is closing would race.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .expect("client"),
             base: format!("http://{}", s.status),
