@@ -152,6 +152,11 @@ pub struct Stirgate {
 }
 
 impl Stirgate {
+    /// The process id (benchmarks read its CPU time from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts `bin run --config <dir>/stirgate.toml` and waits for "stirgate ready".
     pub fn start(bin: &str, dir: &Path, config: &str) -> Self {
         let cfg_path = dir.join("stirgate.toml");
