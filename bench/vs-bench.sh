@@ -12,5 +12,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p stirgate --bin stirgate --example vs_bench
-target="${CARGO_TARGET_DIR:-target}/release"
+target="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"
 "$target/examples/vs_bench" --stirgate "$target/stirgate" "$@"

@@ -1,6 +1,6 @@
-//! The access keys every HTTP listener of stirgate's own shares (`*.listen`, `*.token`,
-//! `*.allow`), validated into an address and a [`AccessRule`]: without a token a listener may
-//! only bind a loopback address.
+//! The access keys every HTTP listener of stirgate's own shares (`status`, `vs`; the allow
+//! list of `metrics`): `*.listen`, `*.token` and `*.allow`, validated into an address and an
+//! [`AccessRule`]. Without a token a listener may only bind a loopback address.
 
 use std::net::SocketAddr;
 

@@ -2,14 +2,11 @@
 
 use std::net::SocketAddr;
 
-use ::sip::limits::{parse_net, IpNet};
+use ::sip::limits::IpNet;
 use serde::Deserialize;
 
 use super::ConfigError;
 use crate::admin_access::AccessRule;
-
-/// Shortest `status.token` accepted: a token guessable by brute force is no protection.
-pub(super) const MIN_TOKEN_LEN: usize = 16;
 
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +33,7 @@ impl RawMetrics {
         &self,
         errors: &mut Vec<ConfigError>,
     ) -> (Option<SocketAddr>, Vec<IpNet>) {
-        let allow = networks("metrics.allow", &self.allow, errors);
+        let allow = super::access::networks("metrics.allow", &self.allow, errors);
         match self.listen.parse::<SocketAddr>() {
             Ok(a) => (Some(a), allow),
             Err(_) => {
@@ -92,46 +89,7 @@ impl RawStatus {
         &self,
         errors: &mut Vec<ConfigError>,
     ) -> (Option<SocketAddr>, AccessRule) {
-        let allow = networks("status.allow", &self.allow, errors);
-        let token = (!self.token.is_empty()).then_some(self.token.as_str());
-        if let Some(token) = token {
-            if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                errors.push(ConfigError::new(
-                    "status.token",
-                    format!(
-                        "a bearer token needs at least {MIN_TOKEN_LEN} printable ASCII characters \
-                         without spaces (e.g. `openssl rand -hex 32`)"
-                    ),
-                ));
-            }
-        }
-        let rule = AccessRule::new(token, allow);
-        if self.listen.is_empty() {
-            return (None, rule);
-        }
-        match self.listen.parse::<SocketAddr>() {
-            Ok(a) if !rule.may_bind(a) => {
-                errors.push(ConfigError::new(
-                    "status.token",
-                    format!(
-                        "status.listen `{a}` is not a loopback address: set status.token (a bearer \
-                         token) to serve the admin API beyond this host, or listen on 127.0.0.1"
-                    ),
-                ));
-                (None, rule)
-            }
-            Ok(a) => (Some(a), rule),
-            Err(_) => {
-                errors.push(ConfigError::new(
-                    "status.listen",
-                    format!(
-                        "`{}` is not HOST:PORT with an IP address (or \"\" for off)",
-                        self.listen
-                    ),
-                ));
-                (None, rule)
-            }
-        }
+        super::access::listener("status", &self.listen, &self.token, &self.allow, errors)
     }
 }
 
@@ -175,19 +133,4 @@ impl RawLog {
             }
         }
     }
-}
-
-/// Parses a list of CIDRs / IP addresses, pushing an error under `key` for each bad one.
-fn networks(key: &str, list: &[String], errors: &mut Vec<ConfigError>) -> Vec<IpNet> {
-    let mut nets = Vec::new();
-    for text in list {
-        match parse_net(text) {
-            Some(net) => nets.push(net),
-            None => errors.push(ConfigError::new(
-                key,
-                format!("`{text}` is not a CIDR (e.g. 10.0.0.0/8) or an IP address"),
-            )),
-        }
-    }
-    nets
 }
