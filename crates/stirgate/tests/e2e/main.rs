@@ -5,6 +5,7 @@ mod admin;
 mod anywhere;
 mod call_limits;
 mod common;
+mod interop;
 mod limits;
 mod local_flows;
 mod ops;
