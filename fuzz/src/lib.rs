@@ -225,8 +225,14 @@ pub fn tn_auth_list(data: &[u8]) {
     let Ok(list) = stir::tnauth::TnAuthList::from_der(data) else {
         return;
     };
-    assert!(!list.entries().is_empty(), "a decoded TNAuthList has entries");
-    assert!(list.within(&list), "a TNAuthList must lie within itself: {list:?}");
+    assert!(
+        !list.entries().is_empty(),
+        "a decoded TNAuthList has entries"
+    );
+    assert!(
+        list.within(&list),
+        "a TNAuthList must lie within itself: {list:?}"
+    );
     for tn in ["12155551212", "0", "999999999999999", "1"] {
         let _ = list.authorize(tn);
     }
@@ -258,7 +264,11 @@ pub fn rcd_claims(data: &[u8]) {
     }
     assert!(plan.digests.len() <= MAX_DIGESTS);
     for d in &plan.digests {
-        assert!(d.url.to_ascii_lowercase().starts_with("https://"), "{:?}", d.url);
+        assert!(
+            d.url.to_ascii_lowercase().starts_with("https://"),
+            "{:?}",
+            d.url
+        );
     }
 }
 
