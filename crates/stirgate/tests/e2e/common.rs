@@ -158,7 +158,9 @@ pub(crate) fn assert_ok(what: &str, result: &test_support::sipp::SippResult) {
 
 /// Waits until stirgate has written `n` CDR lines and returns them, parsed.
 pub(crate) fn wait_cdrs(stirgate: &Stirgate, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
+    // Up to 15 s: a call whose last message was lost ends by a transaction timer (64 × T1),
+    // and a loaded machine adds to it. A test that gets its lines waits no longer than it must.
+    for _ in 0..300 {
         let lines = stirgate.cdr_lines();
         if lines.len() >= n {
             return lines
