@@ -16,6 +16,10 @@ pub struct CallNumbers {
     pub dest: String,
     /// The called number canonicalized, when it is one: the key of `[[numbers]]`.
     pub dialled: Option<String>,
+    /// The From user as written ("" without one): the caller of the call record.
+    pub from: String,
+    /// The To user as written ("" without one): the callee of the call record.
+    pub to: String,
 }
 
 impl CallNumbers {
@@ -42,17 +46,19 @@ impl CallNumbers {
                     .and_then(|u| u.user)
             })
             .find(|user| stir::tn::canonicalize(user).is_some())
-            .unwrap_or(from);
+            .unwrap_or_else(|| from.clone());
         let uri_user = SipUri::parse(&invite.uri).ok().and_then(|u| u.user);
         let dialled = uri_user
             .clone()
             .or_else(|| to.clone())
             .and_then(|n| stir::tn::canonicalize(&n));
-        let dest = uri_user.or(to).unwrap_or_default();
+        let dest = uri_user.or_else(|| to.clone()).unwrap_or_default();
         Self {
             orig,
             dest,
             dialled,
+            from,
+            to: to.unwrap_or_default(),
         }
     }
 }

@@ -26,16 +26,10 @@ impl<R: RngCore> B2bua<R> {
             self.endpoint.send_response(now, &tx, resp);
             return;
         }
-        let from = invite
-            .header_from()
-            .and_then(|f| f.sip_uri())
-            .and_then(|u| u.user)
-            .unwrap_or_default();
-        let to = invite
-            .header_to()
-            .and_then(|t| t.sip_uri())
-            .and_then(|u| u.user)
-            .unwrap_or_default();
+        // Who calls whom, read once: the record's From/To users, the number verified, the
+        // number dialled.
+        let numbers = crate::numbers::CallNumbers::of(&invite);
+        let (from, to) = (numbers.from.clone(), numbers.to.clone());
         if !self.accepting {
             let mut resp =
                 Response::for_request(&invite, 503, "Service Unavailable", Some(&self.tag()));
@@ -93,7 +87,6 @@ impl<R: RngCore> B2bua<R> {
         };
 
         // Per dialled number: the forward target, routes and greeting may differ.
-        let numbers = crate::numbers::CallNumbers::of(&invite);
         let dialled = numbers.dialled.clone();
         let settings = dialled
             .as_ref()
