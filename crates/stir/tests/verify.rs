@@ -11,7 +11,7 @@ use stir::sign::{identity_value, sign, ShakenClaims, SigningKey};
 use stir::verdict::FetchFailure;
 use stir::{Attest, Config, Reason, Verdict, Verifier, VerifyRequest, Verstat};
 use test_support::certserver::{CertServer, Response};
-use test_support::pki::{self, Leaf, LeafSpec, TestPki};
+use test_support::pki::{self, tamper_signature, Leaf, LeafSpec, TestPki};
 
 const NOW: i64 = 1_700_000_000;
 const ORIG: &str = "12155551212";
@@ -129,15 +129,6 @@ fn expect(v: &Verdict, verstat: Verstat, label: &str, code: Option<u16>, case: &
     assert_eq!(v.verstat, verstat, "{case}: {v:?}");
     assert_eq!(v.reason.label(), label, "{case}: {}", v.reason);
     assert_eq!(v.sip_code(), code, "{case}");
-}
-
-fn tamper_signature(identity: &str) -> String {
-    let (token, params) = identity.split_once(';').unwrap();
-    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let mut sig: Vec<char> = parts[2].chars().collect();
-    sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
-    parts[2] = sig.into_iter().collect();
-    format!("{};{params}", parts.join("."))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

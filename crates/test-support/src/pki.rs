@@ -324,6 +324,17 @@ pub fn tn_auth_list(spc: &str) -> Vec<u8> {
     tlv(0x30, &tlv(0xa0, &ia5))
 }
 
+/// A full-form Identity value (`TOKEN;params`) with one character of its signature changed: a
+/// forged signature on otherwise valid claims.
+pub fn tamper_signature(identity: &str) -> String {
+    let (token, params) = identity.split_once(';').expect("full-form Identity value");
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut sig: Vec<char> = parts[2].chars().collect();
+    sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
+    parts[2] = sig.into_iter().collect();
+    format!("{};{params}", parts.join("."))
+}
+
 /// One TNEntry of RFC 8226 for a test certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TnSpec {

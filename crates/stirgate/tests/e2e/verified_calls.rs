@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use test_support::certserver::{CertServer, Response};
 use test_support::net::{free_port, metric_value};
-use test_support::pki::{LeafSpec, TestPki};
+use test_support::pki::{tamper_signature, LeafSpec, TestPki};
 use test_support::sipp::{Sipp, SippResult, Stirgate};
 
 use crate::common::{assert_ok, scenario, wait_cdrs, BIN};
@@ -306,13 +306,8 @@ fn fast_pass_does_not_launder_a_forged_signature() {
     let forged = |n: usize| {
         let mut csv = String::from("SEQUENTIAL\n");
         for _ in 0..n {
-            let id = signer.identity("A");
-            let (token, params) = id.split_once(';').expect("full form");
-            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-            let mut sig: Vec<char> = parts[2].chars().collect();
-            sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
-            parts[2] = sig.into_iter().collect();
-            csv.push_str(&format!("{};{params}\n", parts.join(".")));
+            csv.push_str(&tamper_signature(&signer.identity("A")));
+            csv.push('\n');
         }
         let path = dir.join("forged.csv");
         std::fs::write(&path, csv).expect("csv");
