@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::fetch::{FetchError, FetchPolicy, Fetcher};
+use crate::rcd::{DigestAlg, Integrity};
 
 /// Largest rich-data resource accepted (an icon or a jCard); larger ones fail integrity.
 pub(crate) const MAX_CONTENT_BYTES: usize = 256 * 1024;
@@ -27,7 +28,36 @@ pub(crate) struct RcdContent {
 #[derive(Debug, Clone)]
 struct Entry {
     until: Instant,
-    body: Option<Arc<Vec<u8>>>,
+    body: Option<Arc<Content>>,
+}
+
+/// A fetched resource, kept as its digests: each is computed once per fetch, not per call (an
+/// icon may be 256 KiB).
+#[derive(Debug)]
+pub(crate) struct Content {
+    sha256: Vec<u8>,
+    sha384: Vec<u8>,
+    sha512: Vec<u8>,
+}
+
+impl Content {
+    fn of(body: &[u8]) -> Self {
+        Self {
+            sha256: DigestAlg::Sha256.digest(body),
+            sha384: DigestAlg::Sha384.digest(body),
+            sha512: DigestAlg::Sha512.digest(body),
+        }
+    }
+
+    /// Whether this is the content `integrity` names.
+    pub(crate) fn satisfies(&self, integrity: &Integrity) -> bool {
+        let digest = match integrity.alg {
+            DigestAlg::Sha256 => &self.sha256,
+            DigestAlg::Sha384 => &self.sha384,
+            DigestAlg::Sha512 => &self.sha512,
+        };
+        *digest == integrity.digest
+    }
 }
 
 impl RcdContent {
@@ -41,7 +71,7 @@ impl RcdContent {
 
     /// The cached answer for `url`: `Some(Some(body))`, `Some(None)` for a remembered failure,
     /// `None` when it must be fetched.
-    pub(crate) fn cached(&self, url: &str) -> Option<Option<Arc<Vec<u8>>>> {
+    pub(crate) fn cached(&self, url: &str) -> Option<Option<Arc<Content>>> {
         let now = Instant::now();
         self.lock()
             .get(url)
@@ -50,7 +80,7 @@ impl RcdContent {
     }
 
     /// Fetches `url` (or answers from the cache); `None` when it cannot be had.
-    pub(crate) async fn get(&self, url: &str) -> Option<Arc<Vec<u8>>> {
+    pub(crate) async fn get(&self, url: &str) -> Option<Arc<Content>> {
         if let Some(answer) = self.cached(url) {
             return answer;
         }
@@ -59,7 +89,7 @@ impl RcdContent {
         let entry = match fetched {
             Ok(f) => Entry {
                 until: now + f.max_age.unwrap_or(DEFAULT_TTL).min(DEFAULT_TTL),
-                body: Some(Arc::new(f.body)),
+                body: Some(Arc::new(Content::of(&f.body))),
             },
             Err(e) => {
                 tracing::info!(url = %url, error = %e, "rich call data content unavailable");

@@ -196,7 +196,7 @@ impl Verifier {
         let mut results = Vec::with_capacity(plan.digests.len());
         for d in &plan.digests {
             match self.inner.content.cached(&d.url) {
-                Some(body) => results.push(body.is_some_and(|b| d.matches(&b))),
+                Some(body) => results.push(body.is_some_and(|b| b.satisfies(d))),
                 None => {
                     verdict.rcd_plan = Some(plan);
                     return Err(Box::new(verdict));
@@ -218,7 +218,7 @@ impl Verifier {
             let mut results = Vec::with_capacity(plan.digests.len());
             for d in &plan.digests {
                 let body = self.inner.content.get(&d.url).await;
-                results.push(body.is_some_and(|b| d.matches(&b)));
+                results.push(body.is_some_and(|b| b.satisfies(d)));
             }
             results
         };
