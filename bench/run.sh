@@ -10,7 +10,8 @@
 # by `stirgate sign`. See bench/lib/kit.py for what is measured and how.
 #
 # Knobs (environment): QUICK=1, STEP_S (seconds per rate step), HOLD_MS (call hold time),
-# PROFILE=0|1 (perf record at 70 % of stirgate's maximum), MEDIA=0|1 (bench/media/run.sh),
+# PROFILE=0|1 (perf record at 70 % of stirgate's maximum), MEDIA=0|1 (bench/media/run.sh), LADDER=a,b,c
+# (rates to try instead of the built-in ladder), IDLE_S (seconds an idle stirgate is watched),
 # STIRGATE_BIN (use this binary instead of building), KEEP=1 (keep the work directory),
 # RESULTS (where to write the report). Needs: sipp, kamailio with secsipid, python3, openssl,
 # perf (for the profile); everything listens on 127.0.0.1 only and every step ends by itself.
@@ -22,6 +23,8 @@ command -v sipp >/dev/null || missing+=("sipp (apt-get install sip-tester)")
 command -v python3 >/dev/null || missing+=("python3")
 command -v openssl >/dev/null || missing+=("openssl")
 [ -x "${KAMAILIO:-/usr/sbin/kamailio}" ] || missing+=("kamailio (apt-get install kamailio kamailio-secsipid-modules)")
+compgen -G "/usr/lib/*/kamailio/modules/secsipid.so" >/dev/null \
+    || missing+=("Kamailio's secsipid module (apt-get install kamailio-secsipid-modules)")
 if [ ${#missing[@]} -gt 0 ]; then
     printf 'bench/run.sh: missing %s\n' "${missing[@]}" >&2
     exit 2

@@ -52,8 +52,13 @@ BISECT = int(os.environ.get("BISECT", "1" if QUICK else "2"))
 LADDER = (
     [250, 1000, 2000, 3000, 4000, 6000, 8000, 12000]
     if QUICK
-    else [100, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000]
+    else [100, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000, 20000, 24000, 32000]
 )
+if os.environ.get("LADDER"):  # e.g. LADDER=100,250 to try the kit itself in a minute
+    LADDER = [int(x) for x in os.environ["LADDER"].split(",")]
+# How long an idle stirgate is watched for its CPU use, and how long after a step its lingering
+# transactions are measured (all calls ended; UDP transactions linger 64*T1 = 32 s).
+IDLE_S = float(os.environ.get("IDLE_S", "10" if QUICK else "30"))
 SIGN_WORKERS = int(os.environ.get("SIGN_WORKERS", "3"))
 # Unverified rows (direct, Kamailio) cycle through a pool of this many distinct Identity values
 # (Kamailio keeps no replay cache, and on the wire the messages are the same size); stirgate
@@ -376,14 +381,15 @@ def metric_sum(port, name):
 
 
 class Stirgate:
-    def __init__(self, work, uas_port, tag):
+    def __init__(self, work, uas_port, tag, shards=None):
         self.port, self.metrics = free_port(), free_tcp_port()
         d = os.path.join(work, f"stirgate-{tag}")
         os.makedirs(d)
         self.dir = d
+        shards_line = f"shards = {shards}\n" if shards else ""
         base = f"""[sip]
 listen = ["udp:127.0.0.1:{self.port}"]
-[forward]
+{shards_line}[forward]
 target = "sip:uas@127.0.0.1:{uas_port}"
 [metrics]
 listen = "127.0.0.1:{self.metrics}"
@@ -412,19 +418,14 @@ trust_anchors = "{CERTS}/test-sti-ca.pem"
 # The certificate server of the kit is http on 127.0.0.1: tests only.
 allow_http_x5u = true
 """
-        limits = '[limits]\n# SIPp sends every call from one loopback address.\nexempt_sources = ["127.0.0.0/8"]\n'
+        # [limits] stays on its defaults: SIPp sends every call from one loopback address, which
+        # the defaults trust (`limits.trust_loopback`), as a configured trunk peer would be.
         cfg = os.path.join(d, "stirgate.toml")
         with open(cfg, "w") as f:
-            f.write(base + limits)
-        # The per-source rate limit key is new; a binary that does not know it rejects the file.
+            f.write(base)
         chk = subprocess.run([BIN, "check-config", "--config", cfg], capture_output=True, text=True)
-        self.limits_key = chk.returncode == 0
-        if not self.limits_key:
-            with open(cfg, "w") as f:
-                f.write(base)
-            chk = subprocess.run([BIN, "check-config", "--config", cfg], capture_output=True, text=True)
-            if chk.returncode != 0:
-                sys.exit(f"bench stirgate config rejected:\n{chk.stdout}{chk.stderr}")
+        if chk.returncode != 0:
+            sys.exit(f"bench stirgate config rejected:\n{chk.stdout}{chk.stderr}")
         self.log = open(os.path.join(d, "stirgate.log"), "w")
         env = dict(os.environ, STIRGATE_LOG="warn", RUST_LOG="warn")
         self.proc = subprocess.Popen([BIN, "run", "--config", cfg], cwd=ROOT, stdout=self.log, stderr=self.log, env=env)
@@ -741,7 +742,6 @@ def run(work, mach, cleanup):
     cleanup.append(uas2.stop)
     sg = Stirgate(work, uas2.port, "ladder")
     cleanup.append(sg.stop)
-    res["limits_key"] = sg.limits_key
     sg_row = Row("stirgate", sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
     res["sanity_stirgate"] = sanity(sg_row, work, http, "stirgate")
     sg_row.ladder()
@@ -750,6 +750,17 @@ def run(work, mach, cleanup):
     res["cold_stirgate"] = cold_burst(sg_row, work, http, http_log, "cold-stirgate")
     res["cold1s_stirgate"] = cold_burst(sg_row, work, http, http_log, "cold1s-stirgate", rate=1000)
     sg.stop()
+
+    # Scaling: the same ladder with one shard (the row above runs one per core).
+    one = Stirgate(work, uas2.port, "one-shard", shards=1)
+    cleanup.append(one.stop)
+    one_row = Row("stirgate-1", one.port, "uac.xml", one.procs, signer, work, metrics_port=one.metrics, unique=True)
+    one_row.ladder()
+    log(f"stirgate with one shard: maximum {one_row.max} calls/s")
+    one.stop()
+    res["shards"] = {"per_core": os.cpu_count(), "one": {"max": one_row.max, "first_fail": one_row.first_fail,
+                                                         "steps": one_row.steps}}
+
     if PROFILE and sg_row.max:
         # A fresh process, so the profile is not coloured by the ladder's lingering transactions.
         prof = Stirgate(work, uas2.port, "profile")
@@ -784,14 +795,32 @@ def run(work, mach, cleanup):
     cleanup.append(fresh.stop)
     time.sleep(1.0)
     idle = fresh.procs.rss_kib()
+    # Idle CPU: the freshly started process, no calls, watched for IDLE_S seconds.
+    cpu0, t0 = fresh.procs.cpu_s(), time.time()
+    time.sleep(IDLE_S)
+    idle_cpu = (fresh.procs.cpu_s() - cpu0) / (time.time() - t0)
+    log(f"idle stirgate: {idle_cpu * 100:.3f} % of a core over {IDLE_S:g} s")
     warm = Row("stirgate", fresh.port, "uac.xml", fresh.procs, signer, work, metrics_port=fresh.metrics, unique=True)
     warm.step(10, seconds=1, label="warm-up", sampler_only=True)  # the one certificate fetch
     idle_warm = fresh.procs.rss_kib()
     half_sg = warm.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    # Every call of the step has ended; their transactions linger (UDP: 32 s). What the process
+    # holds now, over its warm baseline, is what finished calls cost.
+    time.sleep(1.0)
+    after_kib = fresh.procs.rss_kib()
     res["half"] = {"rate": half, "seconds": lat_s, "idle_kib": idle, "idle_warm_kib": idle_warm, "sg": half_sg,
-                   "fresh_hwm": fresh.procs.hwm_kib()}
+                   "fresh_hwm": fresh.procs.hwm_kib(), "after_kib": after_kib, "idle_cpu": idle_cpu,
+                   "idle_s": IDLE_S}
     fresh.stop()
-    res["half"]["direct"] = direct.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    # The harness's own p99 is the baseline of "added" latency; a stalled SIPp step (a scheduler
+    # hiccup on this shared machine) would make it look as if stirgate added nothing, so the
+    # direct step is repeated (up to 3 times) and its lowest p99 kept: that only makes the
+    # added latency larger, never smaller.
+    tries = [direct.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)]
+    while len(tries) < 3 and (tries[-1]["p99"] is None or tries[-1]["p99"] >= 1.0):
+        tries.append(direct.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True))
+    res["half"]["direct"] = min(tries, key=lambda t: t["p99"] if t["p99"] is not None else 1e9)
+    res["half"]["direct_tries"] = len(tries)
     k_rate = half if half <= k_row.max else max(50, int(k_row.max / 2 / 50) * 50)
     res["half"]["kamailio"] = k_row.step(k_rate, seconds=lat_s, label="half", sampler_only=True, trace=True)
     kam.stop()
