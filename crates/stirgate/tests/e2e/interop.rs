@@ -41,3 +41,27 @@ fn twilio_shaped_caller_refreshes_holds_and_resumes_a_captcha_call() {
     assert_eq!(cdrs[0]["route"], "captcha", "{cdrs:?}");
     assert!(cdrs[0]["outbound_call_id"].is_null(), "{cdrs:?}");
 }
+
+#[test]
+fn twilio_shaped_caller_refreshes_holds_and_resumes_a_forwarded_call() {
+    // Forwarded without anchoring media: each re-INVITE reaches the callee with the caller's
+    // direction, and the callee's answer (recvonly to the hold) reaches the caller.
+    let s = Setup::with(&Options::default());
+    let callee = s
+        .uas(&scenario("uas_twilio_reinvites.xml"))
+        .args(["-m", "1"])
+        .spawn();
+    let result = s
+        .uac(&scenario("uac_twilio_refresh_hold.xml"), 1)
+        .run(Duration::from_secs(60));
+    assert_ok("refresh, hold and resume through to the callee", &result);
+    assert_ok(
+        "the callee saw the refresh, the hold and the resume",
+        &callee.wait(Duration::from_secs(20)),
+    );
+    let cdrs = s.cdrs(1);
+    assert_eq!(cdrs[0]["route"], "forward", "{cdrs:?}");
+    assert_eq!(cdrs[0]["outcome"], "forwarded", "{cdrs:?}");
+    assert_eq!(cdrs[0]["end_reason"], "bye_caller", "{cdrs:?}");
+    assert_eq!(s.metric("stirgate_active_calls"), 0.0);
+}
