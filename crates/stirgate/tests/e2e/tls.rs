@@ -26,13 +26,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-struct Pki {
-    ca_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
     cert_pem: String,
     key_pem: String,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let ca = Ca::root("stirgate TLS test CA");
     let leaf = ca.issue_tls_server(&["127.0.0.1", "localhost"]);
     Pki {
@@ -71,7 +71,7 @@ fn server_config(pki: &Pki) -> Arc<ServerConfig> {
     )
 }
 
-fn tls_connect(addr: SocketAddr, ca_pem: &str) -> TlsClient {
+pub(crate) fn tls_connect(addr: SocketAddr, ca_pem: &str) -> TlsClient {
     let tcp = TcpStream::connect(addr).expect("connect to the tls: listener");
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let conn = rustls::ClientConnection::new(
@@ -83,7 +83,7 @@ fn tls_connect(addr: SocketAddr, ca_pem: &str) -> TlsClient {
 }
 
 /// Reads one SIP message (head + Content-Length body) from a stream.
-fn read_message<R: BufRead>(r: &mut R) -> Option<String> {
+pub(crate) fn read_message<R: BufRead>(r: &mut R) -> Option<String> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -106,14 +106,14 @@ fn read_message<R: BufRead>(r: &mut R) -> Option<String> {
     Some(head + &String::from_utf8_lossy(&body))
 }
 
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
 
-fn status(msg: &str) -> u16 {
+pub(crate) fn status(msg: &str) -> u16 {
     msg.split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -121,7 +121,7 @@ fn status(msg: &str) -> u16 {
 }
 
 /// Reads responses until a final one (>= 200) and returns it.
-fn final_response<R: BufRead>(r: &mut R) -> String {
+pub(crate) fn final_response<R: BufRead>(r: &mut R) -> String {
     loop {
         let msg = read_message(r).expect("a response over TLS");
         if status(&msg) >= 200 {
@@ -254,7 +254,11 @@ fn spawn_callee(pki: &Pki) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>)
     (addr, handle)
 }
 
-fn start(pki: &Pki, dir: &std::path::Path, callee: SocketAddr) -> (Stirgate, SocketAddr, u16) {
+pub(crate) fn start(
+    pki: &Pki,
+    dir: &std::path::Path,
+    callee: SocketAddr,
+) -> (Stirgate, SocketAddr, u16) {
     std::fs::write(dir.join("cert.pem"), &pki.cert_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &pki.key_pem).unwrap();
     std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
@@ -273,6 +277,8 @@ target = "sips:phone@{callee}"
 listen = "127.0.0.1:{metrics}"
 [status]
 listen = ""
+[cdr]
+path = "cdr.jsonl"
 [routes]
 missing = "forward"
 [voicemail]
@@ -280,6 +286,9 @@ dir = "voicemail"
 [[numbers]]
 number = "+12025550177"
 routes = {{ missing = "captcha" }}
+[[numbers]]
+number = "+12025550178"
+routes = {{ missing = "voicemail" }}
 "#,
         metrics = free_port(),
     );
