@@ -2,7 +2,7 @@
 # The one command that runs every test: installs what the tests need when it is missing
 # (SIPp: Debian sip-tester; promtool: prometheus; headless Chromium: chromium; Redis for the
 # shared-store tests, which start their own redis-server on loopback; espeak-ng for the
-# text-to-speech tests), then runs the suite, then the Debian package test
+# text-to-speech tests; baresip for the interop suite's real client), then runs the suite, then the Debian package test
 # (scripts/deb-test.sh: build, dpkg -i, a call through the installed service, purge), which
 # needs root (CI runs as root; elsewhere it says it skipped).
 set -euo pipefail
@@ -16,6 +16,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 # The redirect mode's end-to-end test runs Debian's Kamailio with docs/kamailio/stirgate-redirect.cfg.
 [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
+# The interop suite's real client: baresip over TLS with SDES-SRTP.
+command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -6,6 +6,7 @@ mod anywhere;
 mod call_limits;
 mod common;
 mod interop;
+mod interop_baresip;
 mod interop_tls;
 mod limits;
 mod local_flows;
