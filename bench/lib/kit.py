@@ -381,18 +381,21 @@ def metric_sum(port, name):
 
 
 class Stirgate:
-    def __init__(self, work, uas_port, tag, shards=None):
+    def __init__(self, work, uas_port, tag, shards=None, redirect=False):
         self.port, self.metrics = free_port(), free_tcp_port()
         d = os.path.join(work, f"stirgate-{tag}")
         os.makedirs(d)
         self.dir = d
         shards_line = f"shards = {shards}\n" if shards else ""
+        # Redirect mode (docs/redirect-mode.md): a verdict in a 302 on its own listener.
+        self.redirect = free_port() if redirect else None
         base = f"""[sip]
 listen = ["udp:127.0.0.1:{self.port}"]
 {shards_line}[forward]
 target = "sip:uas@127.0.0.1:{uas_port}"
 [metrics]
 listen = "127.0.0.1:{self.metrics}"
+{f'[redirect]{chr(10)}listen = ["udp:127.0.0.1:{self.redirect}"]' if redirect else ""}
 [status]
 listen = ""
 [cdr]
@@ -755,11 +758,23 @@ def run(work, mach, cleanup):
     one = Stirgate(work, uas2.port, "one-shard", shards=1)
     cleanup.append(one.stop)
     one_row = Row("stirgate-1", one.port, "uac.xml", one.procs, signer, work, metrics_port=one.metrics, unique=True)
+    one_row.step(10, seconds=1, label="warm-up", sampler_only=True)
     one_row.ladder()
     log(f"stirgate with one shard: maximum {one_row.max} calls/s")
     one.stop()
     res["shards"] = {"per_core": os.cpu_count(), "one": {"max": one_row.max, "first_fail": one_row.first_fail,
                                                          "steps": one_row.steps}}
+
+    # Redirect mode: the same verification answered with a 302 (no call kept, no forward leg).
+    rd = Stirgate(work, uas2.port, "redirect", redirect=True)
+    cleanup.append(rd.stop)
+    rd_row = Row("redirect", rd.redirect, "uac_redirect.xml", rd.procs, signer, work, metrics_port=rd.metrics,
+                 unique=True)
+    rd_row.step(10, seconds=1, label="warm-up", sampler_only=True)  # the one certificate fetch
+    rd_row.ladder()
+    log(f"stirgate redirect mode: maximum {rd_row.max} calls/s")
+    rd.stop()
+    res["redirect"] = {"max": rd_row.max, "first_fail": rd_row.first_fail, "steps": rd_row.steps}
 
     if PROFILE and sg_row.max:
         # A fresh process, so the profile is not coloured by the ladder's lingering transactions.

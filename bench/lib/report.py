@@ -213,6 +213,23 @@ def render(res):
                   "and callee share the two cores with stirgate, so the per-core figure is bounded by the harness "
                   "too: compare CPU per call, which does not depend on who else runs.\n")
 
+    rd = res.get("redirect")
+    if rd:
+        rd_step = max((s for s in rd["steps"] if s["ok"] and s["rate"] == rd["max"]), key=lambda s: s["calls"],
+                      default=None)
+        md.append("## Redirect mode against the B2BUA's forward route\n")
+        md.append(table(
+            ["mode", "max calls/s (0 failed)", "first failed rate", "CPU us/call at max", "ratio to direct"],
+            [["B2BUA: verify + forward (INVITE, 200, ACK, BYE on both legs)", str(sg["max"]),
+              str(sg.get("first_fail") or "-"), f(cpu_us, "{:.0f}"), f"{ratio:.2f}"],
+             ["redirect: verify + 302 (INVITE, 302, ACK)", str(rd["max"]), str(rd.get("first_fail") or "-"),
+              f(rd_step.get("cpu_us_per_call") if rd_step else None, "{:.0f}"),
+              f"{rd['max'] / d['max']:.2f}" if d["max"] else "-"]]) + "\n")
+        md.append("Redirect mode (docs/redirect-mode.md) with SIPp as the asking proxy: every INVITE carries a "
+                  "fresh Identity and succeeds only when the 302's Contact says `verstat=TN-Validation-Passed` "
+                  "and stirgate counted it as passed. It keeps no call and has no second leg, so it is the "
+                  "verification's own throughput through SIP.\n")
+
     # Ladder steps.
     md.append("## stirgate ladder steps\n")
     sc = []
