@@ -5,21 +5,26 @@
 //! call shard:
 //!
 //! ```text
-//!  datagram / TCP frame
-//!    │ source outside limits.allow_sources ─▶ dropped, or 403 (never to an ACK or a response)
-//!    ▼ parse
-//!    │ response, ACK, CANCEL, in-dialog request (To tag) ─▶ shard; never limited or shed
+//!  datagram / TCP frame                                        (socket reader)
+//!    │ source outside limits.allow_sources, deny_action drop ─▶ dropped unread
+//!    │ Call-ID scanned ─▶ the owning shard's queue; when that queue is 3/4 full the reader
+//!    │   parses: new INVITE / other new request ─▶ 503 (overload); the rest is queued into
+//!    │   the last quarter, kept for calls already admitted
+//!    ▼                                                         (the shard, see crate::ingress)
+//!    │ parse; source outside the access list ─▶ 403 (never to an ACK or a response)
+//!    │ response, ACK, CANCEL, in-dialog request (To tag) ─▶ the call; never limited or shed
 //!    │ new INVITE / other new request:
-//!    │   the shard's queue is 3/4 full                       ─▶ 503 (overload)
 //!    │   the source's token bucket is empty                  ─▶ 503 (rate_limited)
 //!    │   the source opened too many transactions lately      ─▶ 503 (max_transactions)
-//!    ▼ shard (which refuses past limits.max_calls: 503)
+//!    ▼ the call (the shard refuses past limits.max_calls: 503)
 //!  every 503 / 403 spends the source's reply budget (twice its rate); past it the request is
 //!  dropped without an answer, so stirgate never amplifies a spoofed flood.
 //! ```
 //!
-//! `SourceTable` is the sans-io core (time comes in as `now`); [`Admission`] shards it behind
-//! a few short locks so UDP and TCP readers share one view of each source.
+//! `SourceTable` is the sans-io core (time comes in as `now`). Each shard owns a
+//! [`ShardAdmission`], its share of every source's limits, so no lock is taken per message;
+//! [`Admission`] shards a table behind a few short locks for what the socket readers refuse
+//! themselves (overload), which only happens when a shard falls behind.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -203,7 +208,7 @@ pub struct Admission {
 impl Admission {
     /// Admission control per `cfg`, its clock starting at `now`.
     pub fn new(cfg: AdmissionConfig, now: Instant) -> Self {
-        let rates = Rates::from_config(&cfg);
+        let rates = Rates::from_config(&cfg, 1);
         let per_table = cfg.max_sources.div_ceil(TABLES).max(1);
         let tables = (0..TABLES)
             .map(|_| Mutex::new(SourceTable::new(rates, per_table, now)))
@@ -218,14 +223,13 @@ impl Admission {
 
     /// True when `ip` passes the access list.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.cfg.allow_sources.is_empty() || self.cfg.allow_sources.iter().any(|n| n.contains(&ip))
+        self.cfg.allows(ip)
     }
 
     /// Admits a message of `class` from `ip` at `now`, or says why not. [`MessageKind::Ongoing`] and
     /// exempt sources are always admitted.
     pub fn admit(&self, now: Instant, ip: IpAddr, class: MessageKind) -> Result<(), Refusal> {
-        if class == MessageKind::Ongoing || self.exempt(ip) {
+        if class == MessageKind::Ongoing || self.cfg.exempt(ip) {
             return Ok(());
         }
         let key = source_key(ip);
@@ -248,8 +252,7 @@ impl Admission {
     }
 
     fn exempt(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.cfg.exempt_sources.iter().any(|n| n.contains(&ip))
+        self.cfg.exempt(ip)
     }
 }
 
@@ -259,19 +262,112 @@ impl Default for Admission {
     }
 }
 
+/// One shard's admission state, owned by the shard: no lock is taken per message.
+///
+/// Each of `shards` shards holds `1 / shards` of every per-source limit (rate, burst,
+/// transaction cap, reply budget). The readers spread a source's calls evenly over the shards
+/// by Call-ID, so together the shards admit what one table would; a source that steers its
+/// Call-IDs onto one shard gets that shard's share, less and never more.
+#[derive(Debug)]
+pub struct ShardAdmission {
+    cfg: AdmissionConfig,
+    table: SourceTable,
+}
+
+impl ShardAdmission {
+    /// One of `shards` shares of the limits of `cfg`, its clock starting at `now`.
+    pub fn new(cfg: AdmissionConfig, shards: usize, now: Instant) -> Self {
+        let parts = u32::try_from(shards.max(1)).unwrap_or(u32::MAX);
+        let rates = Rates::from_config(&cfg, parts);
+        let cap = cfg.max_sources.div_ceil(shards.max(1)).max(1);
+        Self {
+            table: SourceTable::new(rates, cap, now),
+            cfg,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AdmissionConfig {
+        &self.cfg
+    }
+
+    /// True when `ip` passes the access list.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.cfg.allows(ip)
+    }
+
+    /// Admits a message of `class` from `ip` at `now`, or says why not (see
+    /// [`Admission::admit`]).
+    pub fn admit(&mut self, now: Instant, ip: IpAddr, class: MessageKind) -> Result<(), Refusal> {
+        if class == MessageKind::Ongoing || self.cfg.exempt(ip) {
+            return Ok(());
+        }
+        self.table.admit(now, source_key(ip), class)
+    }
+
+    /// Spends one unit of this shard's share of `ip`'s reply budget; false means the refusal
+    /// must go unanswered.
+    pub fn may_answer(&mut self, now: Instant, ip: IpAddr) -> bool {
+        self.cfg.exempt(ip) || self.table.may_answer(now, source_key(ip))
+    }
+
+    /// How many sources this shard tracks.
+    pub fn tracked_sources(&self) -> usize {
+        self.table.len()
+    }
+}
+
+impl AdmissionConfig {
+    /// True when `ip` passes the access list.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow_sources.is_empty() || self.allow_sources.iter().any(|n| n.contains(&ip))
+    }
+
+    /// True when `ip` skips the per-source limits.
+    fn exempt(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.exempt_sources.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// One token bucket's parameters for one holder of a share of a source's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Share {
+    per_second: f64,
+    burst: f64,
+}
+
+impl Share {
+    /// `1 / parts` of `rate`; a bucket always holds at least one token, so that a share of a
+    /// small burst still admits.
+    fn of(rate: Rate, parts: u32) -> Self {
+        let parts = f64::from(parts.max(1));
+        Self {
+            per_second: f64::from(rate.per_second) / parts,
+            burst: (f64::from(rate.burst) / parts).max(1.0),
+        }
+    }
+
+    fn is_off(self) -> bool {
+        self.per_second == 0.0
+    }
+}
+
 /// The limits one source is held to, derived once from the config.
 #[derive(Debug, Clone, Copy)]
 struct Rates {
-    invite: Rate,
-    request: Rate,
-    replies: Rate,
+    invite: Share,
+    request: Share,
+    replies: Share,
     max_transactions: u32,
     /// Length of one slot of the transaction window.
     slot: Duration,
 }
 
 impl Rates {
-    fn from_config(cfg: &AdmissionConfig) -> Self {
+    /// The limits of one of `parts` holders that each see an even share of every source.
+    fn from_config(cfg: &AdmissionConfig, parts: u32) -> Self {
         // Twice the larger request rate: a source within its limits never misses an answer,
         // and a flood is answered at a rate that cannot amplify it. With both limits off,
         // 503s from overload and max_calls are still capped.
@@ -281,14 +377,21 @@ impl Rates {
         } else {
             base.saturating_mul(2)
         };
+        let max_transactions = match cfg.max_transactions_per_source {
+            0 => 0,
+            n => n.div_ceil(parts.max(1)),
+        };
         Self {
-            invite: cfg.invite,
-            request: cfg.request,
-            replies: Rate {
-                per_second: replies,
-                burst: replies,
-            },
-            max_transactions: cfg.max_transactions_per_source,
+            invite: Share::of(cfg.invite, parts),
+            request: Share::of(cfg.request, parts),
+            replies: Share::of(
+                Rate {
+                    per_second: replies,
+                    burst: replies,
+                },
+                parts,
+            ),
+            max_transactions,
             // SLOTS - 1 slots span the lifetime, so the window covers at least all of it.
             slot: (cfg.transaction_lifetime / (SLOTS as u32 - 1)).max(Duration::from_millis(1)),
         }
@@ -302,15 +405,13 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn full(rate: Rate) -> Self {
-        Self {
-            tokens: f64::from(rate.burst),
-        }
+    fn full(rate: Share) -> Self {
+        Self { tokens: rate.burst }
     }
 
-    fn refill(&mut self, rate: Rate, elapsed: Duration) {
-        let add = elapsed.as_secs_f64() * f64::from(rate.per_second);
-        self.tokens = (self.tokens + add).min(f64::from(rate.burst));
+    fn refill(&mut self, rate: Share, elapsed: Duration) {
+        let add = elapsed.as_secs_f64() * rate.per_second;
+        self.tokens = (self.tokens + add).min(rate.burst);
     }
 
     fn has_token(&self) -> bool {
@@ -321,8 +422,8 @@ impl Bucket {
         self.tokens -= 1.0;
     }
 
-    fn is_full(&self, rate: Rate) -> bool {
-        self.tokens >= f64::from(rate.burst)
+    fn is_full(&self, rate: Share) -> bool {
+        self.tokens >= rate.burst
     }
 }
 
@@ -575,18 +676,21 @@ mod tests {
     use super::*;
 
     fn rates(invite: (u32, u32), request: (u32, u32), max_tx: u32) -> Rates {
-        Rates::from_config(&AdmissionConfig {
-            invite: Rate {
-                per_second: invite.0,
-                burst: invite.1,
+        Rates::from_config(
+            &AdmissionConfig {
+                invite: Rate {
+                    per_second: invite.0,
+                    burst: invite.1,
+                },
+                request: Rate {
+                    per_second: request.0,
+                    burst: request.1,
+                },
+                max_transactions_per_source: max_tx,
+                ..AdmissionConfig::default()
             },
-            request: Rate {
-                per_second: request.0,
-                burst: request.1,
-            },
-            max_transactions_per_source: max_tx,
-            ..AdmissionConfig::default()
-        })
+            1,
+        )
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -1,4 +1,5 @@
-//! Sockets: UDP and TCP listeners, outbound TCP connections, and the dispatcher to shards.
+//! Sockets: UDP and TCP listeners, outbound TCP connections, and the readers that hand what
+//! they receive to the shards (by Call-ID, unparsed: see [`crate::ingress`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sip_proto::endpoint::{ConnId, Peer, Transmit, Transport, TxKey};
-use sip_proto::error::ParseError;
 use sip_proto::framing::{frame, Frame};
-use sip_proto::{Message, Method, Request, Response};
+use sip_proto::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -21,10 +21,10 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{classify, refusal_response, Admission, DenyAction, MessageKind, Refusal};
-use crate::metrics::{
-    first_line_label, SIP_DROPPED_TOTAL, SIP_MESSAGES_TOTAL, SIP_REFUSED_TOTAL, SIP_TCP_CONNECTIONS,
-};
+use crate::callid::shard_of_bytes;
+use crate::ingress::{hand_over, Ingress};
+use crate::limits::{Admission, DenyAction, Refusal, ShardAdmission};
+use crate::metrics::{Answer, Counters, Direction, Dropped, SIP_TCP_CONNECTIONS};
 use crate::tls::Tls;
 
 /// One `sip.listen` entry: `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT`.
@@ -103,7 +103,16 @@ impl Default for Limits {
 /// What the transports hand to a shard.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A parsed message.
+    /// A received datagram or framed stream message, not parsed yet: the shard passes it to
+    /// its [`Ingress`], which parses it and applies admission control.
+    Raw {
+        /// Where it came from.
+        peer: Peer,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// A message already parsed and admitted (by a reader whose shard's queue was nearly
+    /// full: only work of calls already admitted gets here).
     Message {
         /// Where it came from.
         peer: Peer,
@@ -171,16 +180,18 @@ pub fn shard_of(call_id: &str, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-struct Conn {
-    tx: mpsc::Sender<Bytes>,
+pub(crate) struct Conn {
+    pub(crate) tx: mpsc::Sender<Bytes>,
     transport: Transport,
 }
 
-struct Shared {
-    limits: Limits,
-    admission: Admission,
-    shards: Vec<mpsc::Sender<Inbound>>,
-    conns: Mutex<HashMap<ConnId, Conn>>,
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    /// What the readers refuse themselves (overload) and the access list.
+    pub(crate) admission: Admission,
+    pub(crate) shards: Vec<mpsc::Sender<Inbound>>,
+    pub(crate) counters: Counters,
+    pub(crate) conns: Mutex<HashMap<ConnId, Conn>>,
     by_addr: Mutex<HashMap<(Transport, SocketAddr), ConnId>>,
     next_conn: AtomicU64,
     open_conns: AtomicUsize,
@@ -219,6 +230,7 @@ impl Transports {
             limits,
             admission,
             shards,
+            counters: Counters::default(),
             conns: Mutex::new(HashMap::new()),
             by_addr: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
@@ -318,9 +330,9 @@ impl Transports {
     /// Sends a transmit. UDP is sent at once; TCP goes to the connection's writer, connecting
     /// first when needed (a failed connect is reported to the shard as [`Inbound::SendFailed`]).
     pub fn send(&self, transmit: Transmit) -> Result<(), TransportError> {
-        let label = first_line_label(&transmit.bytes);
-        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => label)
-            .increment(1);
+        self.shared
+            .counters
+            .message(Direction::Out, &transmit.bytes);
         match transmit.peer.transport {
             Transport::Udp => {
                 let socket =
@@ -396,15 +408,29 @@ impl Transports {
         });
     }
 
-    /// Refuses a request statelessly (403 or 503 with Retry-After, see
-    /// [`refusal_response`]) without creating any state, within the source's reply budget;
-    /// past the budget it goes unanswered. Counted in `stirgate_sip_refused_total`.
-    pub fn refuse(&self, peer: Peer, request: &Request, refusal: Refusal) {
-        let udp = match peer.transport {
+    /// The shard side of the transports for shard `index` of `shards`: parses what the readers
+    /// hand over, applies its share of the admission limits and answers refusals (see
+    /// [`Ingress`]).
+    pub fn ingress(&self) -> Ingress {
+        let shards = self.shared.shards.len();
+        let admission = ShardAdmission::new(
+            self.shared.admission.config().clone(),
+            shards,
+            Instant::now(),
+        );
+        Ingress::new(self.clone(), admission)
+    }
+
+    /// The UDP socket for an answer to `peer` (none for stream transports).
+    pub(crate) fn udp_socket_for(&self, peer: Peer) -> Option<&UdpSocket> {
+        match peer.transport {
             Transport::Udp => self.udp_for(peer.addr).map(Arc::as_ref),
             Transport::Tcp | Transport::Tls => None,
-        };
-        refuse(&self.shared, Instant::now(), udp, peer, request, refusal);
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Waits for the receive loops to stop (after the cancellation token fired).
@@ -444,165 +470,31 @@ fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> 
     UdpSocket::from_std(socket.into())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these short locks cannot leave the maps inconsistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn report_send_failure(shared: &Shared, bytes: &[u8], tx: TxKey) {
-    let shard = Message::parse(bytes)
-        .ok()
-        .and_then(|m| m.call_id().map(|c| shard_of(c, shared.shards.len())))
-        .unwrap_or(0);
+    let shard = shard_of_bytes(bytes, shared.shards.len());
     if let Some(sender) = shared.shards.get(shard) {
         let _ = sender.send(Inbound::SendFailed { tx }).await;
     }
 }
 
-/// Answers a refused request statelessly when the source's reply budget allows: UDP to the
-/// source address (not the Via: a forged Via must not aim our answers at a third party), TCP on
-/// the connection it came on (never a new connection).
-fn refuse(
-    shared: &Shared,
-    now: Instant,
-    udp: Option<&UdpSocket>,
-    peer: Peer,
-    request: &Request,
-    refusal: Refusal,
-) {
-    let answerable = request.method != Method::Ack
-        && (refusal != Refusal::NotAllowed
-            || shared.admission.config().deny_action == DenyAction::Forbidden);
-    if !answerable || !shared.admission.may_answer(now, peer.addr.ip()) {
-        count_refusal(refusal, "none");
-        return;
-    }
-    let response = refusal_response(request, refusal, shared.admission.config().retry_after_s);
-    if send_stateless(shared, udp, peer, response.to_bytes()) {
-        let status = if response.status == 403 { "403" } else { "503" };
-        count_refusal(refusal, status);
-        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => status)
-            .increment(1);
-    } else {
-        count_refusal(refusal, "none");
-    }
-}
-
-/// A request whose request line alone is broken (RFC 4475 badvers, lwsruri, lwsstart, trws)
-/// but whose Via/From/To/Call-ID/CSeq can be recovered gets its 505 or 400 statelessly, to the
-/// source address (a Via of another version cannot be trusted to route), within the source's
-/// reply budget. False: nothing was sent (dropped by the caller).
-fn answer_salvaged(
-    shared: &Shared,
-    now: Instant,
-    udp: Option<&UdpSocket>,
-    peer: Peer,
-    bytes: &[u8],
-) -> bool {
-    let Some((request, error)) = Request::salvage(bytes) else {
-        return false;
-    };
-    if !shared.admission.may_answer(now, peer.addr.ip()) {
-        return false;
-    }
-    let tag = crate::limits::stateless_tag(&request);
-    let response = Response::for_request(
-        &request,
-        error.status_code(),
-        &error.reason_phrase(),
-        Some(&tag),
-    );
-    let bytes = response.to_bytes();
-    let label = first_line_label(&bytes);
-    let sent = send_stateless(shared, udp, peer, bytes);
-    if sent {
-        metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "out", "method_or_status" => label)
-            .increment(1);
-        tracing::debug!(peer = %peer.addr, %error, "answered a request with a broken request line");
-    }
-    sent
-}
-
-/// Sends a stateless answer without opening anything: a UDP datagram to the source address, or
-/// on the stream connection the request came on (never a new connection).
-fn send_stateless(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: Bytes) -> bool {
-    match (peer.transport, udp) {
-        (Transport::Udp, Some(socket)) => socket.try_send_to(&bytes, peer.addr).is_ok(),
-        (Transport::Tcp | Transport::Tls, _) => peer
-            .conn
-            .and_then(|id| lock(&shared.conns).get(&id).map(|c| c.tx.clone()))
-            .is_some_and(|s| s.try_send(bytes).is_ok()),
-        (Transport::Udp, None) => false,
-    }
-}
-
-fn count_refusal(refusal: Refusal, answer: &'static str) {
-    metrics::counter!(SIP_REFUSED_TOTAL, "reason" => refusal.label(), "answer" => answer)
-        .increment(1);
-}
-
-/// Parses, applies admission control and hands the message to its shard. `udp` is the socket
-/// it came on (for stateless answers).
-async fn dispatch(shared: &Shared, udp: Option<&UdpSocket>, peer: Peer, bytes: &[u8]) {
-    let now = Instant::now();
-    let allowed = shared.admission.allows(peer.addr.ip());
-    if !allowed && shared.admission.config().deny_action == DenyAction::Drop {
-        // Not even parsed: a scanner outside the access list costs one lookup.
-        count_refusal(Refusal::NotAllowed, "none");
-        return;
-    }
-    let message = match Message::parse(bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            if matches!(e, ParseError::Version | ParseError::BadRequestLine(_))
-                && answer_salvaged(shared, now, udp, peer, bytes)
-            {
-                return;
-            }
-            metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "unparsable").increment(1);
-            tracing::debug!(peer = %peer.addr, error = %e, "dropped unparsable SIP message");
-            return;
-        }
-    };
-    metrics::counter!(SIP_MESSAGES_TOTAL, "direction" => "in", "method_or_status" => first_line_label(bytes))
-        .increment(1);
-    if !allowed {
-        match &message {
-            Message::Request(request) => {
-                refuse(shared, now, udp, peer, request, Refusal::NotAllowed);
-            }
-            Message::Response(_) => count_refusal(Refusal::NotAllowed, "none"),
-        }
-        return;
-    }
-    let shard = shard_of(message.call_id().unwrap_or(""), shared.shards.len());
-    let Some(sender) = shared.shards.get(shard) else {
-        return;
-    };
-    let class = classify(&message);
-    if class != MessageKind::Ongoing {
-        // The last quarter of every shard queue is kept for calls already admitted (their
-        // ACKs, BYEs and responses): new work is refused before it can take those places.
-        let refusal = if sender.capacity() < sender.max_capacity() / 4 {
-            Err(Refusal::Overload)
-        } else {
-            shared.admission.admit(now, peer.addr.ip(), class)
-        };
-        if let (Err(refusal), Message::Request(request)) = (refusal, &message) {
-            refuse(shared, now, udp, peer, request, refusal);
-            return;
-        }
-    }
-    // A bounded queue: when a shard is saturated, UDP input waits here (the socket buffer
-    // then drops, and senders retransmit) instead of growing memory without bound.
-    let _ = sender.send(Inbound::Message { peer, message }).await;
-}
-
+/// Receives datagrams and hands each, unparsed, to the shard that owns its call (see
+/// [`hand_over`]): this loop does a `recvfrom`, a size check and a Call-ID scan per datagram, so
+/// one peer's traffic (one trunk, one address and port) is parsed on every shard.
 async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; shared.limits.max_message.max(1500) + 1];
+    // Registered once: a `cancelled()` made per datagram would lock the token's waiter list
+    // twice per datagram.
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let received = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            biased;
+            () = &mut cancelled => return,
             r = socket.recv_from(&mut buf) => r,
         };
         let (len, addr) = match received {
@@ -614,7 +506,7 @@ async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             }
         };
         if len > shared.limits.max_message {
-            metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "too_large").increment(1);
+            shared.counters.dropped(Dropped::TooLarge);
             continue;
         }
         let data = &buf[..len];
@@ -626,7 +518,9 @@ async fn udp_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             addr,
             conn: None,
         };
-        dispatch(&shared, Some(&socket), peer, data).await;
+        // Copied out of the receive buffer at its size: a message the shard keeps a part of
+        // does not pin a 64 KiB buffer.
+        hand_over(&shared, Some(&socket), peer, Bytes::copy_from_slice(data)).await;
     }
 }
 
@@ -644,12 +538,11 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option
                     && shared.admission.config().deny_action == DenyAction::Drop
                 {
                     // Closed at once: nothing is read from a source outside the access list.
-                    count_refusal(Refusal::NotAllowed, "none");
+                    shared.counters.refused(Refusal::NotAllowed, Answer::None);
                     continue;
                 }
                 let Some(slot) = Slot::take(&shared) else {
-                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_connection_cap")
-                        .increment(1);
+                    shared.counters.dropped(Dropped::TcpConnectionCap);
                     tracing::warn!(%addr, "TCP connection refused: connection cap reached");
                     continue;
                 };
@@ -667,13 +560,11 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option
                                     register_conn(&shared, slot, stream, addr, Transport::Tls);
                                 }
                                 Ok(Err(e)) => {
-                                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tls_handshake")
-                                        .increment(1);
+                                    shared.counters.dropped(Dropped::TlsHandshake);
                                     tracing::debug!(%addr, error = %e, "TLS handshake failed");
                                 }
                                 Err(_) => {
-                                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tls_handshake")
-                                        .increment(1);
+                                    shared.counters.dropped(Dropped::TlsHandshake);
                                     tracing::debug!(%addr, "TLS handshake timed out");
                                 }
                             }
@@ -844,11 +735,12 @@ async fn tcp_reader<R: AsyncRead + Unpin>(
                     }
                 }
                 Ok(Frame::Message { len }) => {
+                    // Framed here, parsed by the shard of its call like a datagram.
                     let message = buf.split_to(len).freeze();
-                    dispatch(shared, None, peer, &message).await;
+                    hand_over(shared, None, peer, message).await;
                 }
                 Err(e) => {
-                    metrics::counter!(SIP_DROPPED_TOTAL, "reason" => "tcp_framing").increment(1);
+                    shared.counters.dropped(Dropped::TcpFraming);
                     tracing::debug!(%addr, error = %e, "closing TCP connection: bad framing");
                     return;
                 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use sip::limits::{AdmissionConfig, DenyAction, Rate};
-use sip::{Inbound, Limits, ListenAddr, Transports};
+use sip::{Inbound, Ingress, Limits, ListenAddr, Transports};
 use sip_proto::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -20,6 +20,8 @@ const QUIET: Duration = Duration::from_millis(400);
 
 struct Server {
     transports: Transports,
+    /// The shard's side: what a shard does with what the readers hand over.
+    ingress: Ingress,
     rx: mpsc::Receiver<Inbound>,
     cancel: CancellationToken,
 }
@@ -43,6 +45,7 @@ impl Server {
         .await
         .expect("bind");
         Self {
+            ingress: transports.ingress(),
             transports,
             rx,
             cancel,
@@ -57,15 +60,25 @@ impl Server {
         self.transports.tcp_addrs()[0]
     }
 
-    /// Everything queued for the shard within QUIET, as first lines.
+    /// Everything queued for the shard within QUIET that the shard's ingress admits, as
+    /// first lines.
     async fn drain(&mut self) -> Vec<String> {
         let mut got = Vec::new();
         while let Ok(Some(inbound)) = tokio::time::timeout(QUIET, self.rx.recv()).await {
-            if let Inbound::Message { message, .. } = inbound {
+            if let Some(message) = self.admit(inbound) {
                 got.push(first_line(&message));
             }
         }
         got
+    }
+
+    /// What the shard gets of one queued item.
+    fn admit(&mut self, inbound: Inbound) -> Option<Message> {
+        match inbound {
+            Inbound::Raw { peer, bytes } => self.ingress.accept(Instant::now(), peer, &bytes),
+            Inbound::Message { message, .. } => Some(message),
+            Inbound::SendFailed { .. } => None,
+        }
     }
 }
 
@@ -186,6 +199,8 @@ async fn a_source_over_its_rate_gets_503_then_silence_and_others_are_unaffected(
             .await
             .unwrap();
     }
+    // The shard parses and admits (or refuses) what the reader handed over.
+    let mut queued = server.drain().await;
     let answers = answers(&flooder).await;
     // 3 admitted (the burst); of the 47 refused, the reply budget (2 x 1/s, burst 2) answers
     // 2 with 503 + Retry-After and drops the rest unanswered.
@@ -211,7 +226,7 @@ async fn a_source_over_its_rate_gets_503_then_silence_and_others_are_unaffected(
         )
         .await
         .unwrap();
-    let queued = server.drain().await;
+    queued.extend(server.drain().await);
     let invites = queued.iter().filter(|l| l.starts_with("INVITE ")).count();
     let byes = queued.iter().filter(|l| l.starts_with("BYE ")).count();
     let options = queued.iter().filter(|l| l.starts_with("OPTIONS ")).count();
@@ -235,6 +250,10 @@ async fn sources_outside_the_access_list_get_403_or_nothing() {
             .await
             .unwrap();
     }
+    assert!(
+        server.drain().await.is_empty(),
+        "nothing of a stranger is admitted"
+    );
     let got = answers(&stranger).await;
     let statuses: Vec<&str> = got.iter().map(|a| status(a)).collect();
     assert_eq!(statuses, vec!["403", "403"], "{got:?}");
@@ -259,6 +278,7 @@ async fn sources_outside_the_access_list_get_403_or_nothing() {
         .send_to(request("INVITE", 5, None, me).as_bytes(), server.udp())
         .await
         .unwrap();
+    assert!(server.drain().await.is_empty());
     assert!(answers(&stranger).await.is_empty());
     let mut stream = TcpStream::connect(server.tcp()).await.unwrap();
     let _ = stream
@@ -294,7 +314,10 @@ async fn tcp_connections_past_the_cap_are_closed_and_the_others_served() {
     let mut queued = Vec::new();
     while queued.len() < 2 {
         match tokio::time::timeout(WAIT, server.rx.recv()).await {
-            Ok(Some(Inbound::Message { message, .. })) => queued.push(first_line(&message)),
+            Ok(Some(inbound)) => match server.admit(inbound) {
+                Some(message) => queued.push(first_line(&message)),
+                None => panic!("expected both OPTIONS admitted after {queued:?}"),
+            },
             other => panic!("expected both OPTIONS, got {other:?} after {queued:?}"),
         }
     }

@@ -11,7 +11,8 @@ use b2bua::{B2bua, CallId, Listing, MediaLeg, Output, VerifyJob};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sip::limits::{Admission, MessageKind, Refusal};
-use sip::{Inbound, Transports};
+use sip::{Inbound, Ingress, Transports};
+use sip_proto::endpoint::Peer;
 use sip_proto::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -274,6 +275,7 @@ impl Engine {
                 index,
                 core,
                 rx,
+                ingress: transports.ingress(),
                 verdict_tx,
                 verdict_rx,
                 media_tx,
@@ -407,6 +409,8 @@ struct Shard {
     index: usize,
     core: B2bua<StdRng>,
     rx: mpsc::Receiver<Inbound>,
+    /// Parses what the transports hand over and applies this shard's share of the limits.
+    ingress: Ingress,
     // Unbounded is bounded here: at most one verdict per call in progress.
     verdict_tx: mpsc::UnboundedSender<VerdictMsg>,
     verdict_rx: mpsc::UnboundedReceiver<VerdictMsg>,
@@ -509,22 +513,30 @@ impl Shard {
 
     fn handle(&mut self, now: Instant, inbound: Inbound) {
         match inbound {
-            Inbound::Message { peer, message } => {
-                if let Message::Request(request) = &message {
-                    if self.at_call_cap()
-                        && sip::limits::classify(&message) == MessageKind::NewInvite
-                        // A retransmission of an INVITE we took belongs to its transaction.
-                        && self.core.endpoint().cancel_target(request).is_none()
-                    {
-                        // Stateless: nothing of this call is created.
-                        self.transports.refuse(peer, request, Refusal::MaxCalls);
-                        return;
-                    }
+            Inbound::Raw { peer, bytes } => {
+                if let Some(message) = self.ingress.accept(now, peer, &bytes) {
+                    self.deliver(now, peer, message);
                 }
-                self.core.handle_message(now, peer, message);
             }
+            Inbound::Message { peer, message } => self.deliver(now, peer, message),
             Inbound::SendFailed { tx } => self.core.handle_transport_error(now, &tx),
         }
+    }
+
+    /// Hands an admitted message to the core, unless it is a new call past `limits.max_calls`.
+    fn deliver(&mut self, now: Instant, peer: Peer, message: Message) {
+        if let Message::Request(request) = &message {
+            if self.at_call_cap()
+                && sip::limits::classify(&message) == MessageKind::NewInvite
+                // A retransmission of an INVITE we took belongs to its transaction.
+                && self.core.endpoint().cancel_target(request).is_none()
+            {
+                // Stateless: nothing of this call is created.
+                self.ingress.refuse(now, peer, &message, Refusal::MaxCalls);
+                return;
+            }
+        }
+        self.core.handle_message(now, peer, message);
     }
 
     /// True when `limits.max_calls` calls are in progress across shards. `active` is updated

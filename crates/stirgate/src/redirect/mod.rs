@@ -24,7 +24,7 @@ use b2bua::{CallId, CallNumbers, Listing, VerifyJob};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use sip::limits::Admission;
-use sip::{Inbound, Transports};
+use sip::{Inbound, Ingress, Transports};
 use sip_proto::endpoint::{Endpoint, Event, Peer, TxKey};
 use sip_proto::message::SipHeaders;
 use sip_proto::{Method, Request, Response};
@@ -74,6 +74,7 @@ impl Redirector {
             let shard = Shard {
                 endpoint: Endpoint::new(cfg.timers, cfg.user_agent.clone()),
                 rx,
+                ingress: transports.ingress(),
                 transports: transports.clone(),
                 policy: policy.clone(),
                 verdict_tx,
@@ -103,6 +104,8 @@ type VerdictMsg = (TxKey, stir::Verdict, Listing);
 struct Shard {
     endpoint: Endpoint,
     rx: mpsc::Receiver<Inbound>,
+    /// Parses what the transports hand over and applies this shard's share of the limits.
+    ingress: Ingress,
     transports: Transports,
     policy: watch::Receiver<Arc<Policy>>,
     verdict_tx: mpsc::UnboundedSender<VerdictMsg>,
@@ -150,6 +153,11 @@ impl Shard {
 
     fn handle(&mut self, now: Instant, inbound: Inbound) {
         match inbound {
+            Inbound::Raw { peer, bytes } => {
+                if let Some(message) = self.ingress.accept(now, peer, &bytes) {
+                    self.endpoint.handle_message(now, peer, message);
+                }
+            }
             Inbound::Message { peer, message } => self.endpoint.handle_message(now, peer, message),
             Inbound::SendFailed { tx } => self.endpoint.handle_transport_error(&tx),
         }
