@@ -443,6 +443,10 @@ impl Shard {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let mut fired = false;
+        // Registered once: a `cancelled()` made per turn would lock the token's waiter list
+        // (shared by every shard) twice per turn.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let deadline = self.core.poll_timeout().map(|at| on_tick(origin, at));
             // A timer that fired completes again at once when polled: always re-arm it.
@@ -458,7 +462,7 @@ impl Shard {
             // that a flood cannot starve calls already in progress.
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => break,
+                () = &mut cancelled => break,
                 changed = self.phase.changed() => {
                     if changed.is_err() {
                         break;

@@ -117,6 +117,9 @@ struct Shard {
 
 impl Shard {
     async fn run(mut self, cancel: CancellationToken) {
+        // Registered once, not per turn (see the B2BUA shard's loop).
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let deadline = self
                 .endpoint
@@ -124,7 +127,7 @@ impl Shard {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => break,
+                () = &mut cancelled => break,
                 verdict = self.verdict_rx.recv() => {
                     if let Some((tx, verdict, listing)) = verdict {
                         if let Some(invite) = self.pending.remove(&tx) {
