@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Start with [`message::Message::parse`], then [`endpoint::Endpoint`].
-//! rsip does the tokenizing; the rest of the system only sees this crate's types.
+//! The message reader is this crate's own (one pass, see [`message`]); rsip parses URIs. The
+//! rest of the system only sees this crate's types.
 
 pub mod endpoint;
 pub mod error;

@@ -1,14 +1,18 @@
 //! SIP messages: our owned view of a request or response.
 //!
-//! rsip validates the grammar of what arrives; the text of the start line and of every header is
-//! then kept as received (compact header names expanded), because a B2BUA forwards most of it
-//! untouched and must not re-format what it does not understand.
+//! The reader here is the judge of a message's grammar, in one pass: the start line, then each
+//! header line (`token ":" value`, RFC 3261 §7.3), then the body. The text of the start line and
+//! of every header is kept as received (compact header names expanded), because a B2BUA forwards
+//! //! most of it untouched and must not re-format what it does not understand. No second pass
+//! re-reads the message: header names must be tokens, a status line `SIP/2.0 SP 3DIGIT SP
+//! reason`, and the fuzz targets and the RFC 4475 corpus hold the reader to that.
 //!
-//! A thin layer in front of rsip accepts what RFC 3261 allows and rsip does not (RFC 4475 shows
-//! which): folded header lines are unfolded and whitespace before a header colon dropped (the
-//! only rewrites of the text, and only for messages that have them); the request line and the
-//! Request-URI are checked here, because rsip's grammar for them is too narrow; whitespace
-//! around `/`, `;` and `=` is dropped in the headers our views parse (Via, From, To, ...).
+//! RFC 3261 forms that are rare but valid (RFC 4475 shows which) are accepted: folded header
+//! lines are unfolded and whitespace before a header colon dropped (the only rewrites of the
+//! text, and only for messages that have them); whitespace around `/`, `;` and `=` is dropped in
+//! the headers our views parse (Via, From, To, ...). The Request-URI is judged by RFC 3261's own
+//! grammar in [`Request::validate`] (answered 400 / 416, not dropped); rsip parses the URIs that
+//! routing reads ([`crate::headers::SipUri`]).
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -339,21 +343,10 @@ impl Message {
         let head = read_head(bytes)?;
         let body = Bytes::copy_from_slice(head.body);
         let Some(request_line) = head.request_line else {
-            let rest = head.start_line.strip_prefix("SIP/").unwrap_or_default();
-            let mut parts = rest.splitn(3, ' ');
-            let version = parts.next().ok_or(ParseError::Syntax)?;
-            if version != "2.0" {
-                return Err(ParseError::Version);
-            }
-            let status: u16 = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .filter(|s| (100..700).contains(s))
-                .ok_or(ParseError::Syntax)?;
-            let reason = parts.next().unwrap_or("").to_owned();
+            let (status, reason) = read_status_line(head.start_line)?;
             return Ok(Self::Response(Response {
                 status,
-                reason,
+                reason: reason.to_owned(),
                 headers: head.headers,
                 body,
             }));
@@ -489,28 +482,29 @@ impl Response {
     /// Builds a response to `req` per RFC 3261 §8.2.6: Via, From, To, Call-ID and CSeq copied;
     /// a To tag added when `to_tag` is given and the To header has none.
     pub fn for_request(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Self {
-        let mut headers = Headers::new();
-        for via in req.headers.get_all("Via") {
-            headers.push("Via", via);
-        }
-        if let Some(from) = req.headers.get("From") {
-            headers.push("From", from);
-        }
-        if let Some(to) = req.headers.get("To") {
-            let to = match (to_tag, NameAddr::parse(to)) {
-                (Some(tag), Ok(mut addr)) if addr.tag().is_none() => {
+        Self::from_answer_headers(answer_headers(&req.headers), status, reason, to_tag)
+    }
+
+    /// A response whose header lines start as `headers` (those [`answer_headers`] copied from a
+    /// request), with a To tag added when `to_tag` is given and the To header has none.
+    pub(crate) fn from_answer_headers(
+        mut headers: Headers,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> Self {
+        if let Some(tag) = to_tag {
+            let tagged = headers
+                .get("To")
+                .and_then(|to| NameAddr::parse(to).ok())
+                .filter(|addr| addr.tag().is_none())
+                .map(|mut addr| {
                     addr.params.set("tag", Some(tag));
                     addr.to_string()
-                }
-                _ => to.to_owned(),
-            };
-            headers.push("To", to);
-        }
-        if let Some(call_id) = req.headers.get("Call-ID") {
-            headers.push("Call-ID", call_id);
-        }
-        if let Some(cseq) = req.headers.get("CSeq") {
-            headers.push("CSeq", cseq);
+                });
+            if let Some(to) = tagged {
+                headers.set("To", to);
+            }
         }
         Self {
             status,
@@ -526,26 +520,23 @@ impl Response {
     }
 }
 
-/// The methods rsip's tokenizer accepts (case-insensitively); others are validated by stand-in.
-const RSIP_METHODS: &[&[u8]] = &[
-    b"ACK",
-    b"BYE",
-    b"CANCEL",
-    b"INFO",
-    b"INVITE",
-    b"MESSAGE",
-    b"NOTIFY",
-    b"OPTIONS",
-    b"PRACK",
-    b"PUBLISH",
-    b"REFER",
-    b"REGISTER",
-    b"SUBSCRIBE",
-    b"UPDATE",
-];
-
 /// The headers whose values get [`tighten_separators`] (those parsed by the header views).
 const TIGHTENED: &[&str] = &["Via", "From", "To", "Contact", "Route", "Record-Route"];
+
+/// The header lines a response copies from its request (RFC 3261 §8.2.6): every Via line, From,
+/// To, Call-ID and CSeq, in that order.
+pub(crate) fn answer_headers(request: &Headers) -> Headers {
+    let mut headers = Headers::new();
+    for via in request.get_all("Via") {
+        headers.push("Via", via);
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(value) = request.get(name) {
+            headers.push(name, value);
+        }
+    }
+    headers
+}
 
 /// Linear white space inside a line (RFC 3261 §25.1 `WSP`).
 const WSP: [char; 2] = [' ', '\t'];
@@ -556,7 +547,7 @@ enum LineError {
     /// Not a header block.
     Syntax,
     /// A folded line (`CRLF 1*WSP`) or whitespace between a header name and its colon
-    /// (`HCOLON = *WSP ":" SWS`): the two RFC 3261 forms rsip does not take; see
+    /// (`HCOLON = *WSP ":" SWS`): the two RFC 3261 forms read only after rewriting; see
     /// [`normalize_head`].
     NeedsNormalizing,
 }
@@ -577,8 +568,10 @@ fn read_header_lines(block: &str) -> Result<Headers, LineError> {
             });
         }
         let (name, value) = line.split_once(':').ok_or(LineError::Syntax)?;
-        let trimmed = name.trim_end();
-        if trimmed.is_empty() {
+        // `header-name = token` (RFC 3261 §25.1), the colon right after it (or after
+        // whitespace, which normalizing drops).
+        let trimmed = name.trim_end_matches(WSP);
+        if trimmed.is_empty() || !trimmed.bytes().all(is_token_char) {
             return Err(LineError::Syntax);
         }
         if trimmed.len() != name.len() {
@@ -699,12 +692,12 @@ fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
     if let Some(Err(ParseError::Syntax)) = request_line {
         return Err(ParseError::Syntax);
     }
-    // RFC 3261 allows forms rsip's tokenizer does not know (folded lines, whitespace before
-    // a header colon): when reading the lines meets one, rewrite the head and read again.
+    // RFC 3261 allows forms that the line reader does not take as they are (folded lines,
+    // whitespace before a header colon): when it meets one, rewrite the head and read again.
     // Messages without them (nearly all) are not copied.
     let normalized;
-    let (head_bytes, header_block, headers) = match read_header_lines(raw_block) {
-        Ok(headers) => (&bytes[..head_end + 4], raw_block, headers),
+    let headers = match read_header_lines(raw_block) {
+        Ok(headers) => headers,
         Err(LineError::Syntax) => return Err(ParseError::Syntax),
         Err(LineError::NeedsNormalizing) => {
             normalized = normalize_head(head);
@@ -712,27 +705,42 @@ fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
                 .strip_suffix("\r\n\r\n")
                 .and_then(|h| h.split_once("\r\n"))
                 .map_or("", |(_, block)| block);
-            let headers = read_header_lines(block).map_err(|_| ParseError::Syntax)?;
-            (normalized.as_bytes(), block, headers)
+            read_header_lines(block).map_err(|_| ParseError::Syntax)?
         }
     };
-    // A broken request line is no line for rsip to read: it judges the header block alone.
-    let line_broken = matches!(request_line, Some(Err(_)));
-    if !rsip_accepts(
-        head_bytes,
-        start_line,
-        header_block,
-        headers.len(),
-        line_broken,
-    ) {
-        return Err(ParseError::Syntax);
-    }
     Ok(Head {
         start_line,
         request_line,
         headers,
         body,
     })
+}
+
+/// Reads a Status-Line (RFC 3261 §7.2, `SIP-Version SP Status-Code SP Reason-Phrase`): a
+/// version other than SIP/2.0 gives [`ParseError::Version`], anything else that is not such a
+/// line, or a status outside 100–699, [`ParseError::Syntax`]. The reason phrase is kept as sent.
+fn read_status_line(line: &str) -> Result<(u16, &str), ParseError> {
+    let (version, rest) = line.split_once(' ').ok_or(ParseError::Syntax)?;
+    if !version_ok(version) {
+        return Err(ParseError::Syntax);
+    }
+    if version != "SIP/2.0" {
+        return Err(ParseError::Version);
+    }
+    // Status-Code = 3DIGIT, then exactly one SP: a byte test, so that no slice can split a
+    // multi-byte character.
+    let bytes = rest.as_bytes();
+    let code_ok = bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
+    if !code_ok {
+        return Err(ParseError::Syntax);
+    }
+    let status = bytes[..3]
+        .iter()
+        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    if !(100..700).contains(&status) {
+        return Err(ParseError::Syntax);
+    }
+    Ok((status, &rest[4..]))
 }
 
 /// Reads a Request-Line (RFC 3261 §7.1, `Method SP Request-URI SP SIP-Version`) into its three
@@ -805,51 +813,8 @@ fn version_ok(version: &str) -> bool {
         .is_some_and(|(major, minor)| all_digits(major) && all_digits(minor))
 }
 
-/// The start line handed to rsip in place of a request line it cannot read but we checked.
-const STAND_IN_REQUEST_LINE: &str = "OPTIONS sip:stand-in.invalid SIP/2.0";
-
 /// The Request-URI of a request [`Request::salvage`] rebuilt.
 const STAND_IN_URI: &str = "sip:stand-in.invalid";
-
-/// Lets rsip check the message's grammar (`head_bytes` is the head with its CRLFCRLF, which has
-/// `header_lines` header lines after the start line). A request line rsip cannot read but
-/// [`split_request_line`] accepted, or one that is broken (`line_broken`), is replaced by a
-/// stand-in (the header block is still rsip's to judge); the copy that takes is made only then.
-fn rsip_accepts(
-    head_bytes: &[u8],
-    start_line: &str,
-    header_block: &str,
-    header_lines: usize,
-    line_broken: bool,
-) -> bool {
-    use rsip::message::HasHeaders as _;
-
-    let known_method = start_line
-        .split_once(' ')
-        .is_some_and(|(m, _)| RSIP_METHODS.contains(&m.as_bytes()));
-    let is_request = !start_line.starts_with("SIP/");
-    // rsip's URI tokenizer can run past the end of the request line (it took
-    // `x:y SIP/2.0\r\nTo: a.b: 3\r\nC[[:x` for a URI, found by fuzzing) and then judges
-    // the wrong lines as headers: trust its verdict only when it saw every header line.
-    if (!is_request || (known_method && !line_broken))
-        && rsip::SipMessage::try_from(head_bytes)
-            .is_ok_and(|m| m.headers().iter().count() == header_lines)
-    {
-        return true;
-    }
-    if !is_request {
-        return false;
-    }
-    let mut substituted = Vec::with_capacity(STAND_IN_REQUEST_LINE.len() + header_block.len() + 6);
-    substituted.extend_from_slice(STAND_IN_REQUEST_LINE.as_bytes());
-    substituted.extend_from_slice(b"\r\n");
-    if !header_block.is_empty() {
-        substituted.extend_from_slice(header_block.as_bytes());
-        substituted.extend_from_slice(b"\r\n");
-    }
-    substituted.extend_from_slice(b"\r\n");
-    rsip::SipMessage::try_from(substituted.as_slice()).is_ok()
-}
 
 /// RFC 3261 §25.1 `escaped` runs: every `%` is followed by two hex digits.
 fn escapes_ok(text: &str) -> bool {
@@ -1215,6 +1180,58 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         assert_eq!(Message::parse(b"hello world"), Err(ParseError::Syntax));
         assert_eq!(Message::parse(b""), Err(ParseError::Syntax));
         assert!(Message::parse(b"INVITE sip:a@b SIP/2.0\r\nVia: x").is_err());
+    }
+
+    #[test]
+    fn header_names_must_be_tokens() {
+        for bad in [
+            "C[[x: 1",
+            "X@Y: 1",
+            "\u{e9}t\u{e9}: 1",
+            "X\u{0}: 1",
+            ": 1",
+            "X/Y: 1",
+        ] {
+            let text = INVITE.replace("Max-Forwards: 70", bad);
+            assert_eq!(
+                Message::parse(text.as_bytes()),
+                Err(ParseError::Syntax),
+                "{bad:?}"
+            );
+        }
+        for good in ["X-Odd.Name!%*_+`'~: 1", "X:", "X:\t1", "X: \u{e9}\u{0}a\nb"] {
+            let text = INVITE.replace("Max-Forwards: 70", good);
+            assert!(Message::parse(text.as_bytes()).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn status_lines_are_read_strictly() {
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nCall-ID: x\r\n\r\n";
+        let Message::Response(r) = Message::parse(ok.as_bytes()).unwrap() else {
+            panic!("not a response");
+        };
+        assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
+        for (line, want) in [
+            ("SIP/2.0 180 ", Ok(180)),
+            ("SIP/2.0 404 Not \u{e9}t\u{e9} found", Ok(404)),
+            ("SIP/2.0 200", Err(ParseError::Syntax)),
+            ("SIP/2.0  200 OK", Err(ParseError::Syntax)),
+            ("SIP/2.0 2000 OK", Err(ParseError::Syntax)),
+            ("SIP/2.0 200\tOK", Err(ParseError::Syntax)),
+            ("SIP/2.0 099 Low", Err(ParseError::Syntax)),
+            ("SIP/2.0 +20 Plus", Err(ParseError::Syntax)),
+            ("SIP/2.0 2\u{e9} x", Err(ParseError::Syntax)),
+            ("SIP/2 200 OK", Err(ParseError::Syntax)),
+            ("SIP/3.0 200 OK", Err(ParseError::Version)),
+        ] {
+            let text = ok.replace("SIP/2.0 200 OK", line);
+            let got = Message::parse(text.as_bytes()).map(|m| match m {
+                Message::Response(r) => r.status,
+                Message::Request(_) => 0,
+            });
+            assert_eq!(got, want, "{line:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,236 @@
+//! The cost of one Twilio-shaped INVITE in this crate, and the memory its transactions keep.
+//!
+//! `cargo run --release -p sip-proto --example parse_bench [-- N]` prints:
+//! - ns per `Message::parse` of a Twilio-shaped INVITE (Identity, two Record-Route, Diversion,
+//!   P-Asserted-Identity, SDP offering PCMU/PCMA/telephone-event with SDES SRTP);
+//! - ns per INVITE through a UDP `Endpoint` as a B2BUA's A leg sees it: parse, validate, server
+//!   transaction, 100 Trying, the event to the TU, the TU's 200 OK, the ACK;
+//! - the resident memory that `N` finished calls keep while their transactions linger (a server
+//!   INVITE transaction that sent a 2xx and got its ACK, and a client INVITE transaction that
+//!   got a 2xx: both wait 64·T1 = 32 s before they go), per call, from the RSS delta.
+//!
+//! No criterion: one fixed input, a warm-up, then wall-clock means of `N` runs (default 200,000
+//! parses). Run it on a quiet machine; the figures are for comparing before and after a change.
+
+// A benchmark measures wall-clock time.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sip_proto::endpoint::{Event, Peer, Transport};
+use sip_proto::transaction::TimerConfig;
+use sip_proto::{Endpoint, Message, Request, Response};
+
+const IDENTITY: &str = "eyJhbGciOiJFUzI1NiIsInBwdCI6InNoYWtlbiIsInR5cCI6InBhc3Nwb3J0IiwieDV1IjoiaHR0cHM6Ly9jZXJ0cy5leGFtcGxlLm9yZy9zaGFrZW4vY2VydC5wZW0ifQ.eyJhdHRlc3QiOiJBIiwiZGVzdCI6eyJ0biI6WyIxNTU1MTIzMDAwMiJdfSwiaWF0IjoxNzAwMDAwMDAwLCJvcmlnIjp7InRuIjoiMTU1NTEyMzAwMDEifSwib3JpZ2lkIjoiNGYzYjJjNWUtOWQ4YS00YjFmLWE2ZTctM2M5ZDhlN2YwYTFiIn0.Q2V4bVpqTmhZV1l6WldNeU5EWTVNR1V4TmpCaU5tSXlaVGsyTm1OaFlqWmtNalJsT1dZeVlUWmtOVFEzWXpVd01qQXhZV0ZpWlRGa1l6QTVNV0po";
+
+/// A Twilio-shaped INVITE with branch, tag and Call-ID made from `n`.
+fn twilio_invite(n: u64) -> String {
+    let sdp = "v=0\r\n\
+o=root 1899283640 1899283640 IN IP4 54.172.60.1\r\n\
+s=Twilio Media Gateway\r\n\
+c=IN IP4 54.172.60.1\r\n\
+t=0 0\r\n\
+m=audio 12890 RTP/SAVP 0 8 101\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\n\
+a=ptime:20\r\n\
+a=sendrecv\r\n";
+    format!(
+        "INVITE sip:+15551230002@203.0.113.10:5060;transport=udp SIP/2.0\r\n\
+Record-Route: <sip:54.172.60.2:5060;r2=on;lr;ftag=as{n:08x}>\r\n\
+Record-Route: <sip:172.18.0.2;r2=on;lr;ftag=as{n:08x}>\r\n\
+Via: SIP/2.0/UDP 54.172.60.2:5060;branch=z9hG4bK{n:016x}.0;rport\r\n\
+Via: SIP/2.0/UDP 172.18.0.3:5060;received=172.18.0.3;branch=z9hG4bK{n:016x};rport=5060\r\n\
+Max-Forwards: 68\r\n\
+From: <sip:+15551230001@twilio.example;pstn-params=808201008282>;tag={n:08x}_6772d868_ad58ee0b\r\n\
+To: <sip:+15551230002@customer.example>\r\n\
+Call-ID: {n:016x}b1d0a7c5e0c8d1f2@0.0.0.0\r\n\
+CSeq: 101 INVITE\r\n\
+Contact: <sip:+15551230001@172.18.0.3:5060;transport=udp>\r\n\
+P-Asserted-Identity: <sip:+15551230001@twilio.example>\r\n\
+Diversion: <sip:+15551239999@twilio.example>;reason=unconditional;counter=1\r\n\
+Identity: {IDENTITY};info=<https://certs.example.org/shaken/cert.pem>;alg=ES256;ppt=shaken\r\n\
+X-Twilio-VerStat: TN-Validation-Passed-A\r\n\
+User-Agent: Twilio Gateway\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n\
+Supported: timer\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn ns_per(iters: u64, elapsed: Duration) -> f64 {
+    elapsed.as_nanos() as f64 / iters as f64
+}
+
+fn bench_parse(iters: u64) -> f64 {
+    let bytes = twilio_invite(1).into_bytes();
+    for _ in 0..iters / 10 {
+        black_box(Message::parse(black_box(&bytes)).ok());
+    }
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(Message::parse(black_box(&bytes)).ok());
+    }
+    ns_per(iters, start.elapsed())
+}
+
+/// The A leg of one call through an endpoint: INVITE in, 200 out, ACK in.
+fn a_leg(ep: &mut Endpoint, now: Instant, source: Peer, invite: &[u8], ack: &[u8]) {
+    ep.handle_bytes(now, source, invite);
+    while let Some(event) = ep.poll_event() {
+        if let Event::Request { tx, request, .. } = event {
+            let mut ok = Response::for_request(&request, 200, "OK", Some("b2bua-tag"));
+            ok.headers
+                .push("Contact", "<sip:stirgate@203.0.113.10:5060>");
+            ep.send_response(now, &tx, ok);
+        }
+    }
+    ep.handle_bytes(now, source, ack);
+    while ep.poll_event().is_some() {}
+    while ep.poll_transmit().is_some() {}
+}
+
+fn ack_for(invite: &str) -> String {
+    let head = invite.split("\r\n\r\n").next().unwrap_or_default();
+    let mut out = String::from("ACK sip:stirgate@203.0.113.10:5060 SIP/2.0\r\n");
+    for line in head.lines().skip(1) {
+        let name = line.split(':').next().unwrap_or_default();
+        match name {
+            "Via" if !out.contains("Via:") => {
+                out.push_str(&line.replace(".0;rport", ".ack;rport"));
+            }
+            "From" | "Call-ID" | "Max-Forwards" => out.push_str(line),
+            "To" => {
+                out.push_str(line);
+                out.push_str(";tag=b2bua-tag");
+            }
+            "CSeq" => out.push_str("CSeq: 101 ACK"),
+            _ => continue,
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn bench_endpoint(iters: u64) -> f64 {
+    let source = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
+        conn: None,
+    };
+    let calls: Vec<(Vec<u8>, Vec<u8>)> = (0..iters)
+        .map(|n| {
+            let invite = twilio_invite(n);
+            let ack = ack_for(&invite);
+            (invite.into_bytes(), ack.into_bytes())
+        })
+        .collect();
+    let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
+    let now = Instant::now();
+    let start = Instant::now();
+    for (invite, ack) in &calls {
+        a_leg(&mut ep, now, source, invite, ack);
+    }
+    ns_per(iters, start.elapsed())
+}
+
+/// RSS per finished call while its two INVITE transactions linger.
+fn bench_memory(calls: u64) -> (f64, (usize, usize)) {
+    let source = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
+        conn: None,
+    };
+    let callee = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([192, 0, 2, 20], 5060)),
+        conn: None,
+    };
+    // The inputs are made before the first measurement and kept until after the last.
+    let inputs: Vec<(Vec<u8>, Vec<u8>)> = (0..calls)
+        .map(|n| {
+            let invite = twilio_invite(n);
+            let ack = ack_for(&invite);
+            (invite.into_bytes(), ack.into_bytes())
+        })
+        .collect();
+    let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
+    let now = Instant::now();
+    let before = rss_bytes();
+    for (n, (invite, ack)) in inputs.iter().enumerate() {
+        // A leg: the received INVITE, answered 200 and acknowledged.
+        ep.handle_bytes(now, source, invite);
+        let mut outbound = None;
+        while let Some(event) = ep.poll_event() {
+            if let Event::Request { tx, request, .. } = event {
+                // B leg: the B2BUA's own INVITE (here the received one with our Via on top).
+                let mut b = Request {
+                    method: request.method.clone(),
+                    uri: "sip:+15551230002@192.0.2.20:5060".to_owned(),
+                    headers: request.headers.clone(),
+                    body: request.body.clone(),
+                };
+                b.headers.remove("Via");
+                b.headers.remove("Record-Route");
+                b.headers.push_front(
+                    "Via",
+                    format!("SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bKb2b{n:016x};rport"),
+                );
+                outbound = Some(b);
+                let ok = Response::for_request(&request, 200, "OK", Some("b2bua-tag"));
+                ep.send_response(now, &tx, ok);
+            }
+        }
+        ep.handle_bytes(now, source, ack);
+        if let Some(b) = outbound {
+            ep.send_request(now, b.clone(), callee);
+            let mut ok = Response::for_request(&b, 200, "OK", Some("callee-tag"));
+            ok.headers.push("Contact", "<sip:callee@192.0.2.20:5060>");
+            ep.handle_bytes(now, callee, &ok.to_bytes());
+        }
+        while ep.poll_event().is_some() {}
+        while ep.poll_transmit().is_some() {}
+    }
+    let after = rss_bytes();
+    let count = ep.transaction_count();
+    drop(inputs);
+    (after.saturating_sub(before) as f64 / calls as f64, count)
+}
+
+fn main() {
+    let iters: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let calls = (iters / 10).max(1_000);
+    // Memory first, while the allocator has no freed blocks of earlier runs to hand out.
+    let (per_call, (client, server)) = bench_memory(calls);
+    let parse = bench_parse(iters);
+    println!("parse Twilio-shaped INVITE: {parse:.0} ns/parse ({iters} parses)");
+    let endpoint = bench_endpoint(calls);
+    println!(
+        "A leg through Endpoint (INVITE, 100, 200, ACK): {endpoint:.0} ns/call ({calls} calls)"
+    );
+    println!(
+        "lingering transactions: {per_call:.0} bytes RSS per finished call \
+         ({calls} calls; {client} client + {server} server transactions alive)"
+    );
+}
