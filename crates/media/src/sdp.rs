@@ -592,6 +592,10 @@ pub struct Reanswer {
     pub direction: Direction,
     /// Where the peer now wants RTP.
     pub remote_rtp: SocketAddr,
+    /// The leg's SRTP keys when the offer changed the peer's key or the line's tag (RFC 4568
+    /// §7.1.4: a re-offer may re-key): what the peer sends is decrypted with `recv` from now on.
+    /// Our own key stays. `None`: plain RTP, or the same key as before.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// Answers an offer made inside a session stirgate already answered with `previous` (its last
@@ -621,11 +625,63 @@ pub fn reanswer(
         Direction::RecvOnly => Direction::SendOnly,
         d => d,
     };
+    let srtp = match &negotiated.srtp {
+        None => None,
+        Some(keys) => rekey(md, keys)?,
+    };
+    let mut sdp = revise(previous, direction);
+    if let Some(keys) = &srtp {
+        if keys.tag != negotiated.srtp.as_ref().map_or(keys.tag, |k| k.tag) {
+            // Our line answers the offer's chosen line: same tag, our (unchanged) key.
+            sdp = sdp
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    if l.starts_with("a=crypto:") {
+                        srtp::crypto_line(keys.tag, keys.suite, &keys.send)
+                    } else {
+                        format!("{l}\r\n")
+                    }
+                })
+                .collect();
+        }
+    }
     Ok(Reanswer {
-        sdp: revise(previous, direction),
+        sdp,
         direction,
         remote_rtp,
+        srtp,
     })
+}
+
+/// The keys after a re-offer on an SRTP leg: the first usable `a=crypto` line of the agreed
+/// suite (a re-offer may not change the suite: that is a new negotiation we do not do, 488).
+/// `Some` when its key, MKI or tag differ from what was agreed.
+fn rekey(md: &::sdp::MediaDescription, agreed: &SrtpKeys) -> Result<Option<SrtpKeys>, SdpError> {
+    let lines = md
+        .attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+        .map(|a| a.value.as_deref().unwrap_or_default());
+    let mut skipped = Vec::new();
+    for line in lines {
+        match srtp::parse_crypto(line) {
+            Ok(c) if c.suite == agreed.suite => {
+                let changed =
+                    c.key != agreed.recv || c.mki != agreed.recv_mki || c.tag != agreed.tag;
+                return Ok(changed.then(|| SrtpKeys {
+                    suite: agreed.suite,
+                    tag: c.tag,
+                    send: agreed.send.clone(),
+                    recv: c.key,
+                    recv_mki: c.mki,
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => skipped.push(e),
+        }
+    }
+    Err(SdpError::NoUsableCrypto { skipped })
 }
 
 /// Our offer for a re-INVITE that carried none (RFC 3261 §14.1 late offer): the session as it
@@ -1112,5 +1168,38 @@ mod tests {
         let err = reanswer(&a.sdp, &a.negotiated, &other).unwrap_err();
         assert_eq!(err.sip_status(), 488);
         assert!(reoffer(&r.sdp).contains("a=sendrecv\r\n"));
+    }
+
+    #[test]
+    fn an_srtp_reoffer_keeps_the_key_or_re_keys_and_refuses_another_suite() {
+        let offer = savp(&format!(
+            "a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"
+        ));
+        let a = answer_with_key(&offer, &LOCAL, &our_key()).expect("answer");
+        // A refresh with the same line: nothing to re-key, the answer keeps our line.
+        let same = reanswer(&a.sdp, &a.negotiated, &offer).unwrap();
+        assert!(same.srtp.is_none());
+        assert!(same
+            .sdp
+            .contains("a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:"));
+        // A new key: noticed, ours unchanged.
+        let new_key = MasterKey::from_bytes([9; 30]).to_base64();
+        let rekeyed = savp(&format!(
+            "a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{new_key}\r\n"
+        ));
+        let r = reanswer(&a.sdp, &a.negotiated, &rekeyed).unwrap();
+        let keys = r.srtp.expect("re-keyed");
+        assert!(keys.recv == MasterKey::from_bytes([9; 30]) && keys.send == our_key());
+        assert_eq!(keys.tag, 3);
+        // Only another suite on offer: a new negotiation we do not do, 488.
+        let other = savp(&format!(
+            "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{new_key}\r\n"
+        ));
+        assert_eq!(
+            reanswer(&a.sdp, &a.negotiated, &other)
+                .unwrap_err()
+                .sip_status(),
+            488
+        );
     }
 }

@@ -137,6 +137,10 @@ pub enum Command {
         /// The peer's RTP address.
         remote_rtp: std::net::SocketAddr,
     },
+    /// The peer re-keyed its SRTP stream in a re-offer (RFC 4568 §7.1.4): what it sends is
+    /// decrypted with these keys' `recv` from now on. Applied where packets are decrypted (the
+    /// `net` shell); the core only records the keys.
+    Rekey(crate::srtp::SrtpKeys),
 }
 
 /// What a session reports to the call flow.
@@ -312,6 +316,7 @@ impl MediaSession {
                 // The RTP silence clock starts again from the new agreement.
                 self.last_rx = now;
             }
+            Command::Rekey(keys) => self.cfg.negotiated.srtp = Some(keys),
         }
     }
 

@@ -494,6 +494,26 @@ mod session {
             })
         }
 
+        /// Replaces the context that checks and decrypts what the peer sends (its new key from a
+        /// re-offer). Our sending context, with its rollover counter, stays as it is.
+        pub fn rekey_recv(&mut self, keys: &SrtpKeys) -> Result<(), SrtpError> {
+            let profile = match keys.suite {
+                SrtpSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+                SrtpSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
+            };
+            self.recv = Context::new(
+                keys.recv.key(),
+                keys.recv.salt(),
+                profile,
+                Some(srtp_replay_protection(REPLAY_WINDOW)),
+                Some(srtcp_no_replay_protection()),
+            )
+            .map_err(SrtpError::Library)?;
+            self.tag_len = keys.suite.tag_len();
+            self.recv_mki.clone_from(&keys.recv_mki);
+            Ok(())
+        }
+
         /// Encrypts and authenticates one of our RTP packets.
         pub fn protect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
             let header = header(packet).ok_or(SrtpError::Malformed)?;

@@ -615,13 +615,20 @@ impl Shard {
         previous.clone_from(&re.sdp);
         negotiated.direction = re.direction;
         negotiated.remote_rtp = re.remote_rtp;
-        let command = media::Command::Renegotiated {
+        let mut commands = vec![media::Command::Renegotiated {
             direction: re.direction,
             remote_rtp: re.remote_rtp,
-        };
-        match slot.caller.as_ref() {
-            Some(handle) => handle.command(command),
-            None => slot.queued.push(command),
+        }];
+        if let Some(keys) = re.srtp {
+            // The caller re-keyed (RFC 4568 §7.1.4): its packets are checked with the new key.
+            negotiated.srtp = Some(keys.clone());
+            commands.push(media::Command::Rekey(keys));
+        }
+        for command in commands {
+            match slot.caller.as_ref() {
+                Some(handle) => handle.command(command),
+                None => slot.queued.push(command),
+            }
         }
         Ok(re.sdp)
     }

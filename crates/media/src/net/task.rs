@@ -91,6 +91,11 @@ impl Task {
                                 remote = Some(*remote_rtp);
                             }
                         }
+                        if let (Command::Rekey(keys), Some(srtp)) = (&c, &mut self.srtp) {
+                            if let Err(e) = srtp.rekey_recv(keys) {
+                                tracing::warn!(error = %e, "SRTP re-key refused; the old key stays");
+                            }
+                        }
                         self.core.handle_command(c, Instant::now());
                     }
                     Some(Ctl::Info(d)) => self.core.handle_info_digit(d, Instant::now()),

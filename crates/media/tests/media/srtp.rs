@@ -623,3 +623,71 @@ async fn relay_converts_plain_caller_to_srtp_callee() {
         .unwrap();
     assert!(pending.accept(&sdp(port(&callee), "RTP/AVP", "")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_with_a_new_key_re_keys_what_we_receive() {
+    // RFC 4568 §7.1.4: a re-INVITE may carry a new key (and a new tag); from its answer on, the
+    // phone sends under the new key, and what it sent under the old one no longer passes.
+    let engine = engine("32400-32499");
+    let ph = phone().await;
+    let old_key = MasterKey::from_bytes([0x11; 30]);
+    let new_key = MasterKey::from_bytes([0x22; 30]);
+    let line = |tag: u32, k: &MasterKey| {
+        format!(
+            "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+            k.to_base64()
+        )
+    };
+    let offer = sdp(port(&ph), "RTP/SAVP", &line(1, &old_key));
+    let prepared = engine.answer(&offer).expect("answer");
+    let answer = prepared.answer_sdp().to_owned();
+    let negotiated = prepared.negotiated().clone();
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let mut before = SrtpPhone::new(&old_key, suite, None, &answer);
+    let mut h = prepared.start().unwrap();
+    h.command(Command::CollectDigits(CollectSpec::new(
+        10,
+        Duration::from_secs(10),
+    )));
+    send_all(&ph, to(&h), &before.digit('1')).await;
+    let mut seen = Vec::new();
+    wait_for(&mut h, &mut seen, |e| {
+        matches!(e, Event::DigitReceived { .. })
+    })
+    .await;
+
+    // The re-offer: same suite, a new key under a new tag.
+    let reoffer =
+        sdp(port(&ph), "RTP/SAVP", &line(2, &new_key)).replace("o=phone 1 1", "o=phone 1 2");
+    let re = media::sdp::reanswer(&answer, &negotiated, &reoffer).expect("re-answered");
+    assert!(
+        re.sdp
+            .contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "the answer takes the new tag: {}",
+        re.sdp
+    );
+    let keys = re.srtp.clone().expect("the new key is noticed");
+    assert!(keys.recv == new_key && keys.send == negotiated.srtp.as_ref().unwrap().send);
+    h.command(Command::Rekey(keys));
+    // Our key did not change, so the phone still decrypts us with what it had.
+    let mut after = SrtpPhone::new(&new_key, suite, None, &re.sdp);
+    after.rtp = RtpSender::new(0x5150_1234, 200, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stale = before.digit('7');
+    send_all(&ph, to(&h), &stale).await;
+    send_all(&ph, to(&h), &after.digit('2')).await;
+    wait_for(
+        &mut h,
+        &mut seen,
+        |e| matches!(e, Event::DigitReceived { digit, .. } if digit.as_char() == '2'),
+    )
+    .await;
+    assert_eq!(
+        digits(&seen),
+        "12",
+        "the old key's 7 is dropped, the new key's 2 heard"
+    );
+    let stats = engine.srtp_stats();
+    assert_eq!(stats.auth_failed, stale.len() as u64, "{stats:?}");
+    h.close().await;
+}
