@@ -10,7 +10,7 @@ use sip_proto::Request;
 pub struct CallId(pub u64);
 
 /// Which leg of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LegSide {
     /// The caller's leg: the trunk called us, we are its UAS.
     Inbound,
@@ -49,6 +49,12 @@ pub struct Leg {
     pub local_cseq: u32,
     /// Where requests on this leg are sent.
     pub peer: Peer,
+    /// The RFC 4028 session timer of this leg, once one was agreed.
+    pub timer: Option<crate::session_timer::SessionTimer>,
+    /// The peer of this leg said it supports session timers.
+    pub peer_timer_support: bool,
+    /// The last SDP stirgate sent on this leg (what a refresh re-INVITE offers again).
+    pub local_sdp: bytes::Bytes,
 }
 
 /// Where a call stands.
@@ -149,6 +155,9 @@ pub enum EndReason {
     MaxDuration,
     /// The forward leg rang past `forward.ring_timeout_s` (and the fallback was `relay`).
     RingTimeout,
+    /// A leg's RFC 4028 session timer ran out unrefreshed (or our refresh got 408/481 or no
+    /// answer): stirgate sent BYE on each leg.
+    SessionExpired,
 }
 
 impl EndReason {
@@ -167,6 +176,7 @@ impl EndReason {
             Self::Shutdown => "shutdown",
             Self::MaxDuration => "max_duration",
             Self::RingTimeout => "ring_timeout",
+            Self::SessionExpired => "session_expired",
         }
     }
 
@@ -289,6 +299,8 @@ pub struct Call {
     pub fallback: Option<FallbackCause>,
     /// A re-INVITE or UPDATE from the caller that stirgate's media is answering.
     pub reoffer_tx: Option<TxKey>,
+    /// How often the outbound INVITE was retried after a 422 (RFC 4028 §7.3).
+    pub session_retries: u32,
 }
 
 /// Why a forwarded call went to its fallback (CDR `fallback`).

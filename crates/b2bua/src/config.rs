@@ -35,6 +35,8 @@ pub struct Config {
     /// An answered call is ended with BYE on each leg after this long (`None`: no limit). It
     /// also bounds a call whose BYE was lost.
     pub max_call_duration: Option<Duration>,
+    /// RFC 4028 session timers on both legs (`sip.session_expires_s`, `sip.min_se_s`).
+    pub session_timer: crate::session_timer::SessionTimerConfig,
     /// The policy table.
     pub routes: Routes,
     /// Which verdicts a fast-pass entry skips the routes for.

@@ -21,6 +21,7 @@ pub mod flows;
 pub mod numbers;
 pub mod output;
 pub mod router;
+pub mod session_timer;
 pub mod shard;
 
 pub use call::{Call, CallId, CallRecord, EndReason, FallbackCause, Outcome, Verification};
@@ -30,4 +31,5 @@ pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, 
 pub use numbers::CallNumbers;
 pub use output::{Output, VerifyJob, VoicemailNote};
 pub use router::{FastPass, Listing, RouteAction, Routes};
+pub use session_timer::SessionTimerConfig;
 pub use shard::B2bua;

@@ -120,6 +120,7 @@ impl Policy {
             timers: cfg.timers,
             retry_after_s: cfg.retry_after_s,
             max_call_duration: cfg.max_call_duration,
+            session_timer: cfg.session_timer,
             forward_policy: cfg.forward_policy,
             routes: cfg.routes,
             fast_pass: cfg.fast_pass,

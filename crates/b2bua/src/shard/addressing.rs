@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use rand::RngCore;
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::headers::SipUri;
@@ -89,5 +90,8 @@ pub(super) fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Op
             .collect(),
         local_cseq: 0,
         peer,
+        timer: None,
+        peer_timer_support: false,
+        local_sdp: Bytes::new(),
     })
 }

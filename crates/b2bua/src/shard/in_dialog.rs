@@ -48,6 +48,7 @@ impl<R: RngCore> B2bua<R> {
         }
         if let Some(tx) = call.deferred_ack.take() {
             call.codec = sdp_codec(&ack.body);
+            call.outbound.local_sdp = ack.body.clone();
             let ct = ack.headers.get("Content-Type").map(str::to_owned);
             self.send_outbound_ack(now, id, &tx, ack.body.clone(), ct);
         }
@@ -59,6 +60,11 @@ impl<R: RngCore> B2bua<R> {
             self.endpoint.send_response(now, &tx, resp);
             return;
         };
+        if matches!(request.method, Method::Invite | Method::Update)
+            && self.refuse_session_interval(now, &tx, request, None)
+        {
+            return;
+        }
         match request.method {
             Method::Bye => {
                 let ok = Response::for_request(request, 200, "OK", None);
@@ -135,20 +141,25 @@ impl<R: RngCore> B2bua<R> {
         request: &Request,
     ) {
         let to_side = from_side.other();
-        let mut extra = Headers::new();
+        // Each leg has its own session timer: the relayed request says the other leg's.
+        let mut extra = if matches!(request.method, Method::Invite | Method::Update) {
+            self.timer_request_headers(id, to_side)
+        } else {
+            Headers::new()
+        };
         for name in [
             "Content-Type",
             "Info-Package",
             "Content-Disposition",
             "Event",
-            "Session-Expires",
-            "Min-SE",
-            "Supported",
             "Refer-To",
         ] {
             if let Some(v) = request.headers.get(name) {
                 extra.push(name, v);
             }
+        }
+        if !request.body.is_empty() {
+            self.note_local_sdp(id, to_side, &request.body);
         }
         let Some(req) = self.in_dialog_request(
             id,
@@ -188,25 +199,13 @@ impl<R: RngCore> B2bua<R> {
         if response.status == 100 {
             return;
         }
-        if response.status >= 200 && response.status < 300 && client_tx.method == Method::Invite {
-            // We ACK the re-INVITE's 2xx on this leg ourselves; the caller's ACK ends at us.
-            let seq = self
-                .endpoint
-                .client_request(client_tx)
-                .and_then(|(r, _)| r.cseq())
-                .map_or(1, |c| c.seq);
-            if let Some(mut ack) =
-                self.in_dialog_request(id, side, Method::Ack, &Headers::new(), Bytes::new())
-            {
-                ack.headers.set("CSeq", format!("{seq} ACK"));
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
-                }
-                let peer = self.calls.get(&id).map(|c| c.leg(side).peer);
-                if let Some(peer) = peer {
-                    self.endpoint.send_ack(client_tx, &ack, peer);
-                }
+        let ok = (200..300).contains(&response.status);
+        if ok {
+            if client_tx.method == Method::Invite {
+                // We ACK the re-INVITE's 2xx on this leg ourselves; the caller's ACK ends at us.
+                self.ack_2xx(id, side, client_tx);
             }
+            self.refreshed_by_response(now, id, side, response);
         }
         let Some(req) = self.endpoint.server_request(server_tx).cloned() else {
             return;
@@ -215,12 +214,41 @@ impl<R: RngCore> B2bua<R> {
         if req.method == Method::Invite || req.method == Method::Update {
             resp.headers
                 .push("Contact", self.contact(req_transport(&req)));
+            if ok {
+                for (name, value) in self.peer_refreshed(now, id, side.other(), &req) {
+                    resp.headers.push(name, value);
+                }
+            }
         }
         if let Some((ct, body)) = body_of(response) {
+            if ok {
+                self.note_local_sdp(id, side.other(), &body);
+            }
             resp.headers.push("Content-Type", ct);
             resp.body = body;
         }
         self.endpoint.send_response(now, server_tx, resp);
+    }
+
+    /// ACKs the 2xx to a re-INVITE stirgate sent on leg `side` (client transaction `tx`).
+    pub(super) fn ack_2xx(&mut self, id: CallId, side: LegSide, tx: &TxKey) {
+        let seq = self
+            .endpoint
+            .client_request(tx)
+            .and_then(|(r, _)| r.cseq())
+            .map_or(1, |c| c.seq);
+        let Some(mut ack) =
+            self.in_dialog_request(id, side, Method::Ack, &Headers::new(), Bytes::new())
+        else {
+            return;
+        };
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
+        let peer = call.leg(side).peer;
+        self.endpoint.send_ack(tx, &ack, peer);
     }
 
     pub(super) fn send_bye(&mut self, now: Instant, id: CallId, side: LegSide) {
@@ -242,6 +270,13 @@ impl<R: RngCore> B2bua<R> {
         };
         if let Some(key) = self.endpoint.send_request(now, bye, peer) {
             self.client_txs.insert(key, (id, Purpose::Fire));
+        }
+    }
+
+    /// Remembers `sdp` as the last SDP stirgate sent on leg `side` (a refresh offers it again).
+    pub(super) fn note_local_sdp(&mut self, id: CallId, side: LegSide, sdp: &Bytes) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.leg_mut(side).local_sdp = sdp.clone();
         }
     }
 

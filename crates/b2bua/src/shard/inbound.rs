@@ -63,6 +63,10 @@ impl<R: RngCore> B2bua<R> {
             self.endpoint.send_response(now, &tx, resp);
             return;
         }
+        let tag = self.tag();
+        if self.refuse_session_interval(now, &tx, &invite, Some(&tag)) {
+            return;
+        }
         let max_forwards = invite
             .headers
             .get("Max-Forwards")
@@ -136,6 +140,9 @@ impl<R: RngCore> B2bua<R> {
             route_set: Vec::new(),
             local_cseq: 1,
             peer: forward_peer,
+            timer: None,
+            peer_timer_support: false,
+            local_sdp: Bytes::new(),
         };
 
         let identity: Vec<String> = invite
@@ -189,6 +196,7 @@ impl<R: RngCore> B2bua<R> {
             ring_deadline: None,
             fallback: None,
             reoffer_tx: None,
+            session_retries: 0,
         };
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
@@ -307,6 +315,11 @@ impl<R: RngCore> B2bua<R> {
         body: Option<(String, Bytes)>,
         extra: &[(&str, &str)],
     ) {
+        let timer = if (200..300).contains(&status) {
+            self.grant_inbound_timer(now, id)
+        } else {
+            Vec::new()
+        };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -331,7 +344,13 @@ impl<R: RngCore> B2bua<R> {
         for (name, value) in extra {
             resp.headers.push(*name, *value);
         }
+        for (name, value) in timer {
+            resp.headers.push(name, value);
+        }
         if let Some((ct, body)) = body {
+            if (200..300).contains(&status) {
+                call.inbound.local_sdp = body.clone();
+            }
             resp.headers.push("Content-Type", ct);
             resp.body = body;
         }

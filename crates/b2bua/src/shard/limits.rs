@@ -28,17 +28,19 @@ impl<R: RngCore> B2bua<R> {
                 break;
             }
             self.call_deadlines.remove(&(at, id));
-            self.end_overlong(now, id);
+            self.note_end(id, EndReason::MaxDuration);
+            self.end_answered(now, id);
         }
     }
 
-    fn end_overlong(&mut self, now: Instant, id: CallId) {
+    /// Ends an answered call that neither side hung up (its end reason already noted): BYE on
+    /// each leg.
+    pub(super) fn end_answered(&mut self, now: Instant, id: CallId) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
         let local = call.flow.is_some();
         let state = call.state;
-        self.note_end(id, EndReason::MaxDuration);
         // The caller is told first; then the call ends as if the caller had hung up, which
         // for a local flow also ends the callee's leg and saves a voicemail being recorded.
         self.send_bye(now, id, LegSide::Inbound);

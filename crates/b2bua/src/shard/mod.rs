@@ -11,6 +11,7 @@ mod inbound;
 mod limits;
 mod local_flows;
 mod outbound;
+mod refresh;
 mod reinvite;
 #[cfg(test)]
 // The virtual clock needs one base instant; time then only advances by addition.
@@ -50,6 +51,10 @@ enum Purpose {
     /// An outbound INVITE given up on (ring limit, fallback): a late provisional gets the
     /// CANCEL, a late 2xx is ACKed and hung up.
     Abandoned,
+    /// Our session refresh (RFC 4028) on leg `side`.
+    Refresh {
+        side: LegSide,
+    },
 }
 
 /// The maps looked up on every message. foldhash instead of std's SipHash: several lookups per
@@ -71,6 +76,8 @@ pub struct B2bua<R> {
     call_deadlines: BTreeSet<(Instant, CallId)>,
     /// When forward legs reach their ring limit.
     ring_deadlines: BTreeSet<(Instant, CallId)>,
+    /// When session timers (RFC 4028) of legs are due: a refresh to send or an expiry.
+    session_deadlines: BTreeSet<(Instant, CallId, LegSide)>,
     accepting: bool,
     next_id: u64,
 }
@@ -90,6 +97,7 @@ impl<R: RngCore> B2bua<R> {
             local_deadlines: BTreeSet::new(),
             call_deadlines: BTreeSet::new(),
             ring_deadlines: BTreeSet::new(),
+            session_deadlines: BTreeSet::new(),
             accepting: true,
             next_id: 1,
         }
@@ -143,6 +151,7 @@ impl<R: RngCore> B2bua<R> {
         ]
         .into_iter()
         .filter_map(|set| set.iter().next().map(|(at, _)| *at))
+        .chain(self.session_deadlines.iter().next().map(|(at, _, _)| *at))
         .min();
         match (self.endpoint.poll_timeout(), local) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -157,6 +166,7 @@ impl<R: RngCore> B2bua<R> {
         self.handle_local_timeouts(now);
         self.handle_call_deadlines(now);
         self.handle_ring_deadlines(now);
+        self.handle_session_deadlines(now);
     }
 
     /// The next message to send.
@@ -263,6 +273,7 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs.remove(&call.outbound.call_id);
         self.client_txs.retain(|_, (cid, _)| *cid != id);
         self.local_deadlines.retain(|(_, cid)| *cid != id);
+        self.drop_session_deadlines(&call);
         if let Some(at) = call.ring_deadline {
             self.ring_deadlines.remove(&(at, id));
         }

@@ -24,8 +24,6 @@ const CARRIED_HEADERS: &[&str] = &[
     "Allow",
     "Accept",
     "Subject",
-    "Session-Expires",
-    "Min-SE",
 ];
 
 impl<R: RngCore> B2bua<R> {
@@ -77,6 +75,8 @@ impl<R: RngCore> B2bua<R> {
                 }
             }
         }
+        // Session timers are per leg (RFC 4028): ours, not the caller's.
+        self.offer_outbound_timer(&mut headers);
         headers.push("X-Stirgate-Verstat", stamps.header);
         if let Some(reason) = stamps.reason {
             // RFC 9410: the call goes on, and the callee learns why verification failed.
@@ -108,6 +108,7 @@ impl<R: RngCore> B2bua<R> {
         out_invite.headers.set("Via", via);
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_header = from;
+            call.outbound.local_sdp = out_invite.body.clone();
             call.state = CallState::Early;
             call.outbound_sent = true;
         }
@@ -140,6 +141,7 @@ impl<R: RngCore> B2bua<R> {
                 self.relay_response(now, id, tx, &server_tx, side, response);
             }
             Purpose::Abandoned => self.on_abandoned_response(now, id, tx, response),
+            Purpose::Refresh { side } => self.on_refresh_response(now, id, side, tx, response),
             Purpose::Fire => {}
         }
     }
@@ -151,6 +153,9 @@ impl<R: RngCore> B2bua<R> {
         tx: &TxKey,
         response: &Response,
     ) {
+        if self.outbound_invite_timer(now, id, tx, response) {
+            return; // retried with the callee's Min-SE (RFC 4028 §7.3)
+        }
         if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
             self.local_outbound_response(now, id, tx, response);
             return;
@@ -267,6 +272,7 @@ impl<R: RngCore> B2bua<R> {
                     self.endpoint.send_response(now, &server_tx, resp);
                 }
             }
+            Purpose::Refresh { .. } => self.on_refresh_failure(now, id),
             Purpose::Fire | Purpose::Abandoned => {}
         }
     }

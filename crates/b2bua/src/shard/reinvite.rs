@@ -12,13 +12,13 @@ use sip_proto::{Method, Request, Response};
 
 use super::inbound::is_sdp;
 use super::{req_transport, B2bua, Output};
-use crate::call::{CallId, CallState};
+use crate::call::{CallId, CallState, LegSide};
 
 impl<R: RngCore> B2bua<R> {
     /// A re-INVITE or UPDATE from the caller of a locally anchored call.
     pub(super) fn local_reoffer(&mut self, now: Instant, tx: TxKey, id: CallId, request: &Request) {
         let contact = self.contact(req_transport(request));
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.calls.get(&id) else {
             return;
         };
         let refuse = |status: u16, phrase: &str| {
@@ -39,6 +39,9 @@ impl<R: RngCore> B2bua<R> {
             // An UPDATE without an offer only refreshes the session: nothing changes.
             let mut ok = Response::for_request(request, 200, "OK", None);
             ok.headers.push("Contact", contact);
+            for (name, value) in self.peer_refreshed(now, id, LegSide::Inbound, request) {
+                ok.headers.push(name, value);
+            }
             Some(ok)
         } else {
             None
@@ -47,6 +50,9 @@ impl<R: RngCore> B2bua<R> {
             self.endpoint.send_response(now, &tx, resp);
             return;
         }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.reoffer_tx = Some(tx);
         let offer = String::from_utf8_lossy(&request.body).into_owned();
         self.outputs
@@ -73,8 +79,12 @@ impl<R: RngCore> B2bua<R> {
                 ok.headers
                     .push("Contact", self.contact(req_transport(&request)));
                 ok.headers.push("Allow", super::ALLOW);
+                for (name, value) in self.peer_refreshed(now, call, LegSide::Inbound, &request) {
+                    ok.headers.push(name, value);
+                }
                 ok.headers.push("Content-Type", "application/sdp");
                 ok.body = Bytes::from(sdp);
+                self.note_local_sdp(call, LegSide::Inbound, &ok.body);
                 ok
             }
             Err(status) => {

@@ -42,6 +42,7 @@ fn b2bua() -> B2bua<StdRng> {
             timers: TimerConfig::default(),
             retry_after_s: 30,
             max_call_duration: None,
+            session_timer: crate::SessionTimerConfig::default(),
             // The tests of the forward leg itself see the callee's answers unchanged.
             forward_policy: ForwardPolicy {
                 ring_timeout: None,
@@ -1164,3 +1165,6 @@ fn verified_rich_call_data_is_presented_on_the_forwarded_invite() {
     assert!(inv.headers.get("From").unwrap().starts_with("\"Alice\""));
     assert!(inv.headers.get("Call-Info").is_none());
 }
+
+#[path = "tests_session_timers.rs"]
+mod session_timers;

@@ -138,6 +138,8 @@ pub struct Config {
     pub timers: TimerConfig,
     /// `sip.max_call_duration_s`: the longest an answered call lasts (`None`: no limit).
     pub max_call_duration: Option<Duration>,
+    /// `sip.session_expires_s`, `sip.min_se_s`: RFC 4028 session timers.
+    pub session_timer: b2bua::SessionTimerConfig,
     /// Transport caps.
     pub limits: Limits,
     /// Access list, per-source rate limits and transaction cap (`[limits]`).
@@ -302,6 +304,7 @@ impl TryFrom<RawConfig> for Config {
             user_agent: raw.sip.user_agent.clone(),
             timers: sip.timers,
             max_call_duration: sip.max_call_duration,
+            session_timer: sip.session_timer,
             limits: sip.limits,
             admission,
             max_calls: raw.limits.max_calls,

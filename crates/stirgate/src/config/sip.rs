@@ -45,6 +45,11 @@ pub struct RawSip {
     /// `sip.max_call_duration_s`: an answered call is ended with BYE on each leg after this
     /// long (0 = no limit).
     pub max_call_duration_s: u64,
+    /// `sip.session_expires_s`: the RFC 4028 session interval stirgate asks for and grants at
+    /// most (0 = ask for none; a peer's own request is still honoured).
+    pub session_expires_s: u32,
+    /// `sip.min_se_s`: the smallest session interval accepted (422 below it).
+    pub min_se_s: u32,
 }
 
 impl Default for RawSip {
@@ -68,6 +73,8 @@ impl Default for RawSip {
             tls_handshake_timeout_ms: 5000,
             udp_recv_buffer_bytes: 4 << 20,
             max_call_duration_s: 14_400,
+            session_expires_s: 1800,
+            min_se_s: 90,
         }
     }
 }
@@ -82,6 +89,7 @@ pub(super) struct SipSection {
     pub(super) limits: Limits,
     pub(super) shards: usize,
     pub(super) max_call_duration: Option<Duration>,
+    pub(super) session_timer: b2bua::SessionTimerConfig,
 }
 
 impl RawSip {
@@ -154,7 +162,26 @@ impl RawSip {
                 "must be between 0 (no limit) and 604800 (a week)",
             ));
         }
+        // RFC 4028 §5 puts the floor at 90 s; smaller values are for labs and tests.
+        if !(1..=86_400).contains(&self.min_se_s) {
+            errors.push(ConfigError::new(
+                "sip.min_se_s",
+                "must be between 1 and 86400 (RFC 4028 recommends at least 90)",
+            ));
+        }
+        if self.session_expires_s != 0
+            && !(self.min_se_s..=86_400).contains(&self.session_expires_s)
+        {
+            errors.push(ConfigError::new(
+                "sip.session_expires_s",
+                "must be 0 (ask for no session timer) or between sip.min_se_s and 86400",
+            ));
+        }
         SipSection {
+            session_timer: b2bua::SessionTimerConfig {
+                expires: (self.session_expires_s > 0).then_some(self.session_expires_s),
+                min_se: self.min_se_s.max(1),
+            },
             max_call_duration: (self.max_call_duration_s > 0)
                 .then(|| Duration::from_secs(self.max_call_duration_s)),
             listen,
