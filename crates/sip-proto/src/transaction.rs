@@ -230,6 +230,11 @@ impl ClientTransaction {
                 } else if self.state == Calling {
                     self.state = Proceeding;
                     self.timers.retransmit = None;
+                    // Timer B bounds the Calling state only (RFC 3261 §17.1.1.2): a callee
+                    // that rings is bounded by the TU (ring limit, Timer C), not by 64*T1.
+                    if self.invite {
+                        self.timers.timeout = None;
+                    }
                 }
                 ClientVerdict::Deliver
             }
@@ -545,6 +550,23 @@ mod tests {
         let (retx, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(60));
         assert!(retx.is_empty());
         assert_eq!(others, vec![TimerAction::Terminated]);
+    }
+
+    #[test]
+    fn a_ringing_invite_does_not_time_out_at_timer_b() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let mut tx =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        tx.handle_response(start + ms(100), &cfg, 180);
+        let (_, others) = run_client(&mut tx, &cfg, start, Duration::from_secs(300));
+        assert!(others.is_empty(), "no Timer B in Proceeding: {others:?}");
+        assert_eq!(tx.state(), ClientState::Proceeding);
+        // A non-INVITE keeps Timer F in Proceeding (RFC 3261 §17.1.2.2).
+        let mut bye = ClientTransaction::new(start, &cfg, false, false, Bytes::from_static(b"BYE"));
+        bye.handle_response(start + ms(100), &cfg, 100);
+        let (_, others) = run_client(&mut bye, &cfg, start, Duration::from_secs(40));
+        assert_eq!(others, vec![TimerAction::Timeout, TimerAction::Terminated]);
     }
 
     #[test]

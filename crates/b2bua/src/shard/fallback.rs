@@ -1,8 +1,11 @@
 //! The forward leg's ring limit and fallbacks: when the callee does not answer in
 //! `ring_timeout`, is busy, or fails, the caller gets what [`ForwardPolicy`] names (the
 //! voicemail flow, or the callee's final response relayed) instead of ringing until it gives up.
+//! With no ring limit (`forward.ring_timeout_s = 0`) Timer C (RFC 3261 §16.6 step 11, more than
+//! 3 minutes, restarted by each provisional response) is the outer bound: a leg that keeps
+//! sending 180 for ever, or whose final response is lost after its 180, still ends.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sip_proto::endpoint::TxKey;
@@ -15,6 +18,9 @@ use crate::call::{CallId, CallState, FallbackCause, LegSide, Outcome};
 use crate::config::{Fallback, ForwardPolicy};
 use crate::router::RouteAction;
 
+/// Timer C: "MUST be greater than 3 minutes" (RFC 3261 §16.6 step 11).
+pub(super) const TIMER_C: Duration = Duration::from_secs(181);
+
 impl<R: RngCore> B2bua<R> {
     /// The outbound INVITE of a forwarded call was sent at `now`: start its ring limit.
     pub(super) fn start_ring_timer(&mut self, now: Instant, id: CallId) {
@@ -25,11 +31,24 @@ impl<R: RngCore> B2bua<R> {
         if call.flow.is_some() {
             return;
         }
-        if let Some(limit) = call.forward_policy.ring_timeout {
-            let at = now + limit;
-            call.ring_deadline = Some(at);
-            self.ring_deadlines.insert((at, id));
+        let limit = call.forward_policy.ring_timeout.unwrap_or(TIMER_C);
+        let at = now + limit;
+        call.ring_deadline = Some(at);
+        self.ring_deadlines.insert((at, id));
+    }
+
+    /// A provisional response on a leg without a ring limit of its own restarts Timer C
+    /// (RFC 3261 §16.7 step 2). A configured ring limit is not extended by ringing.
+    pub(super) fn restart_timer_c(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.flow.is_some() || call.forward_policy.ring_timeout.is_some() {
+            return;
         }
+        let at = now + TIMER_C;
+        call.ring_deadline = Some(at);
+        self.ring_deadlines.insert((at, id));
     }
 
     /// Gives up on forward legs still ringing at their limit.

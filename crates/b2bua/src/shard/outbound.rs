@@ -185,6 +185,7 @@ impl<R: RngCore> B2bua<R> {
                 CallState::Early => {
                     let body = body_of(response);
                     self.answer_inbound(now, id, status, &response.reason, body);
+                    self.restart_timer_c(now, id);
                 }
                 _ => {}
             }

@@ -1086,6 +1086,40 @@ fn ring_limit_with_relay_gives_the_caller_480() {
 }
 
 #[test]
+fn without_a_ring_limit_timer_c_ends_a_leg_that_rings_for_ever() {
+    // ring_timeout None (forward.ring_timeout_s = 0), relay on no answer: the b2bua() default.
+    let mut b = b2bua();
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    reply(&mut b, now, &inv, 180, "callee1", "");
+    sent(&mut b);
+    // Each provisional response restarts Timer C: 180 s after the last one it is still ringing.
+    let later = now + Duration::from_secs(120);
+    reply(&mut b, later, &inv, 180, "callee1", "");
+    sent(&mut b);
+    b.handle_timeout(now + Duration::from_secs(200));
+    assert!(
+        requests_to(&sent(&mut b), CALLEE, &Method::Cancel).is_empty(),
+        "restarted by the 180"
+    );
+    b.handle_timeout(later + Duration::from_secs(181));
+    let out = sent(&mut b);
+    assert_eq!(
+        requests_to(&out, CALLEE, &Method::Cancel).len(),
+        1,
+        "Timer C cancels the leg"
+    );
+    assert_eq!(statuses_to(&out, CALLER), vec![480]);
+    let record = std::iter::from_fn(|| b.poll_output())
+        .find_map(|o| match o {
+            Output::CallEnded(r) => Some(r),
+            _ => None,
+        })
+        .expect("call record");
+    assert_eq!(record.end_reason, EndReason::RingTimeout);
+}
+
+#[test]
 fn a_reinvite_on_a_locally_answered_call_is_answered_here_not_relayed() {
     let mut b = b2bua();
     b.cfg.routes.missing = RouteAction::Voicemail;

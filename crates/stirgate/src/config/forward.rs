@@ -16,8 +16,8 @@ use super::ConfigError;
 pub struct RawForward {
     /// `forward.target`
     pub target: String,
-    /// `forward.ring_timeout_s`: how long the callee may ring (0 = until the transaction
-    /// timeout).
+    /// `forward.ring_timeout_s`: how long the callee may ring (0 = no limit of our own; Timer C
+    /// still ends a leg that rings for ever).
     pub ring_timeout_s: u64,
     /// `forward.on_no_answer`: `voicemail` or `relay`.
     pub on_no_answer: String,
