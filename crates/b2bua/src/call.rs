@@ -297,8 +297,14 @@ pub struct Call {
     pub ring_deadline: Option<Instant>,
     /// Why the caller was sent to a fallback instead of the callee.
     pub fallback: Option<FallbackCause>,
-    /// A re-INVITE or UPDATE from the caller that stirgate's media is answering.
-    pub reoffer_tx: Option<TxKey>,
+    /// A re-INVITE or UPDATE (its server transaction, and the leg it came on) that stirgate's
+    /// media is answering.
+    pub reoffer: Option<(TxKey, LegSide)>,
+    /// Our 200 to a re-INVITE without SDP on this leg carried our offer: its ACK has the answer.
+    pub late_offer: Option<LegSide>,
+    /// A late-offer re-INVITE relayed to the leg named (our client transaction): its 2xx offer
+    /// went to the other leg, whose ACK carries the answer to relay.
+    pub relayed_late_offer: Option<(TxKey, LegSide)>,
     /// How often the outbound INVITE was retried after a 422 (RFC 4028 §7.3).
     pub session_retries: u32,
 }

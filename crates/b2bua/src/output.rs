@@ -25,15 +25,28 @@ pub enum Output {
         /// The caller's SDP offer.
         offer: String,
     },
-    /// The caller made a new offer inside a call stirgate answered itself (re-INVITE or UPDATE):
-    /// answer it from the caller's running media session (same port and codec; hold honoured),
-    /// then call [`crate::B2bua::handle_media_reanswer`]. An empty `offer` (a re-INVITE without
-    /// SDP) asks for our offer instead.
+    /// The peer of one leg made a new offer inside a call whose media stirgate anchors
+    /// (re-INVITE or UPDATE): answer it from that leg's running media session (same port and
+    /// codec; hold honoured), then call [`crate::B2bua::handle_media_reanswer`]. An empty
+    /// `offer` (a re-INVITE without SDP) asks for our offer instead; its answer then comes as
+    /// [`Output::MediaLateAnswer`].
     MediaReoffer {
         /// The call.
         call: CallId,
+        /// The leg whose peer made the offer.
+        leg: MediaLeg,
         /// The new offer, or "" for a late-offer re-INVITE.
         offer: String,
+    },
+    /// The answer (from the ACK) to the offer our media made for a re-INVITE without SDP:
+    /// apply its direction and address to that leg's session.
+    MediaLateAnswer {
+        /// The call.
+        call: CallId,
+        /// The leg.
+        leg: MediaLeg,
+        /// The peer's SDP answer.
+        answer: String,
     },
     /// Start the caller's media (its ACK arrived); report its events with
     /// [`crate::B2bua::handle_media_event`].

@@ -691,6 +691,38 @@ pub fn reoffer(previous: &str) -> String {
     revise(previous, Direction::SendRecv)
 }
 
+/// Our offer narrowed to what its answer agreed (`negotiated`): the audio `m=` line keeps only
+/// the agreed codec and telephone-event, with their `a=rtpmap`/`a=fmtp` lines. Answers to later
+/// offers on that leg start from it ([`reanswer`]): an answer may list only what both sides
+/// agreed on, not every format we once offered.
+#[must_use]
+pub fn settle(offer: &str, negotiated: &Negotiated) -> String {
+    let keep = |pt: &str| {
+        pt.parse::<u8>()
+            .is_ok_and(|pt| pt == negotiated.payload_type || Some(pt) == negotiated.telephone_event)
+    };
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.split("\r\n").filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("m=audio ") {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let (head, formats) = fields.split_at(fields.len().min(2));
+            let kept: Vec<&str> = formats.iter().copied().filter(|f| keep(f)).collect();
+            let _ = write!(out, "m=audio {} {}\r\n", head.join(" "), kept.join(" "));
+            continue;
+        }
+        let mapped = line
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| line.strip_prefix("a=fmtp:"))
+            .and_then(|rest| rest.split(' ').next());
+        if mapped.is_some_and(|pt| !keep(pt)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// `previous` with the `o=` version incremented (RFC 3264 §8) and every direction attribute set
 /// to `direction`.
 fn revise(previous: &str, direction: Direction) -> String {
@@ -806,6 +838,35 @@ mod tests {
             "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
              c=IN IP4 198.51.100.7\r\nt=0 0\r\n{m}\r\n{attrs}"
         )
+    }
+
+    #[test]
+    fn a_settled_offer_keeps_only_the_agreed_formats_and_answers_a_callee_reoffer() {
+        let ours = offer(&LOCAL);
+        let answer = offer_with(
+            "m=audio 7000 RTP/AVP 8 101",
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let negotiated = parse_answer(&answer).expect("answer");
+        let settled = settle(&ours, &negotiated);
+        assert!(
+            settled.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
+            "{settled}"
+        );
+        assert!(!settled.contains("PCMU"), "{settled}");
+        assert!(settled.contains("a=fmtp:101 0-15\r\n"), "{settled}");
+        // The callee holds: our answer is recvonly with only PCMA.
+        let hold = offer_with(
+            "m=audio 7000 RTP/AVP 8 0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
+        );
+        let re = reanswer(&settled, &negotiated, &hold).expect("reanswer");
+        assert_eq!(re.direction, Direction::RecvOnly);
+        assert!(
+            re.sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"),
+            "{}",
+            re.sdp
+        );
     }
 
     #[test]

@@ -466,7 +466,8 @@ impl MediaSession {
     /// sequence and timestamp base, and translated between PCMU and PCMA when the legs differ.
     /// Telephone-events pass through when this leg negotiated them and are dropped otherwise.
     pub fn handle_forward(&mut self, forward: &Forward) {
-        if !self.bridged {
+        // A peer holding this leg (`sendonly`/`inactive` from it) gets nothing relayed either.
+        if !self.bridged || !self.cfg.negotiated.direction.sends() {
             return;
         }
         let neg = &self.cfg.negotiated;

@@ -43,6 +43,8 @@ struct CallMedia {
     callee: Option<media::net::MediaHandle>,
     /// Our last SDP to the caller and what it agreed, for answering re-INVITEs.
     caller_sdp: Option<(String, media::sdp::Negotiated)>,
+    /// The same for the callee's leg: our offer narrowed to what its answer agreed.
+    callee_sdp: Option<(String, media::sdp::Negotiated)>,
 }
 
 /// What the drain sequence asks of the shards.
@@ -597,20 +599,23 @@ impl Shard {
         }
     }
 
-    /// Answers the caller's offer inside a running call from its media session (or, for an
+    /// Answers a leg's offer inside a running call from that leg's media session (or, for an
     /// empty offer, makes ours), and tells the session about hold and resume.
-    fn reanswer(&mut self, call: CallId, offer: &str) -> Result<String, u16> {
+    fn reanswer(&mut self, call: CallId, leg: MediaLeg, offer: &str) -> Result<String, u16> {
         let slot = self.calls_media.get_mut(&call).ok_or(500u16)?;
-        let (previous, negotiated) = slot.caller_sdp.as_mut().ok_or(500u16)?;
+        let (sdp, handle) = match leg {
+            MediaLeg::Caller => (&mut slot.caller_sdp, slot.caller.as_ref()),
+            MediaLeg::Callee => (&mut slot.callee_sdp, slot.callee.as_ref()),
+        };
+        let (previous, negotiated) = sdp.as_mut().ok_or(500u16)?;
         if offer.is_empty() {
-            // Late offer: ours is the session as it stands; the answer comes in the ACK and
-            // changes nothing we could not already do.
+            // Late offer: ours is the session as it stands; the answer comes in the ACK.
             let sdp = media::sdp::reoffer(previous);
             previous.clone_from(&sdp);
             return Ok(sdp);
         }
         let re = media::sdp::reanswer(previous, negotiated, offer).map_err(|e| {
-            tracing::info!(error = %e, "cannot take the caller's new offer; the call goes on");
+            tracing::info!(error = %e, ?leg, "cannot take the new offer; the call goes on");
             e.sip_status()
         })?;
         previous.clone_from(&re.sdp);
@@ -621,17 +626,55 @@ impl Shard {
             remote_rtp: re.remote_rtp,
         }];
         if let Some(keys) = re.srtp {
-            // The caller re-keyed (RFC 4568 §7.1.4): its packets are checked with the new key.
+            // The peer re-keyed (RFC 4568 §7.1.4): its packets are checked with the new key.
             negotiated.srtp = Some(keys.clone());
             commands.push(media::Command::Rekey(keys));
         }
         for command in commands {
-            match slot.caller.as_ref() {
-                Some(handle) => handle.command(command),
-                None => slot.queued.push(command),
+            match (handle, leg) {
+                (Some(handle), _) => handle.command(command),
+                (None, MediaLeg::Caller) => slot.queued.push(command),
+                (None, MediaLeg::Callee) => {}
             }
         }
         Ok(re.sdp)
+    }
+
+    /// Applies the answer (from an ACK) to the offer a leg's session made for a re-INVITE
+    /// without SDP: its direction and RTP address. An answer that does not fit changes nothing.
+    fn late_answer(&mut self, call: CallId, leg: MediaLeg, answer: &str) {
+        let Some(slot) = self.calls_media.get_mut(&call) else {
+            return;
+        };
+        let (sdp, handle) = match leg {
+            MediaLeg::Caller => (&mut slot.caller_sdp, slot.caller.as_ref()),
+            MediaLeg::Callee => (&mut slot.callee_sdp, slot.callee.as_ref()),
+        };
+        let Some((previous, negotiated)) = sdp.as_mut() else {
+            return;
+        };
+        // The answer is read like an offer of the same session: codec kept, direction and
+        // address taken; our SDP stays what we offered.
+        match media::sdp::reanswer(previous, negotiated, answer) {
+            Ok(re) => {
+                negotiated.direction = re.direction;
+                negotiated.remote_rtp = re.remote_rtp;
+                let Some(handle) = handle else {
+                    return;
+                };
+                handle.command(media::Command::Renegotiated {
+                    direction: re.direction,
+                    remote_rtp: re.remote_rtp,
+                });
+                if let Some(keys) = re.srtp {
+                    negotiated.srtp = Some(keys.clone());
+                    handle.command(media::Command::Rekey(keys));
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, ?leg, "unusable answer in the ACK; media unchanged")
+            }
+        }
     }
 
     /// Carries out the media outputs of the local call flows.
@@ -704,10 +747,11 @@ impl Shard {
                     handle.command(media::Command::CollectDigits(collect));
                 }
             }
-            Output::MediaReoffer { call, offer } => {
-                let result = self.reanswer(call, &offer);
+            Output::MediaReoffer { call, leg, offer } => {
+                let result = self.reanswer(call, leg, &offer);
                 self.core.handle_media_reanswer(now, call, result);
             }
+            Output::MediaLateAnswer { call, leg, answer } => self.late_answer(call, leg, &answer),
             Output::MediaDigit { call, digit } => {
                 if let Some(handle) = self.calls_media.get(&call).and_then(|m| m.caller.as_ref()) {
                     handle.info_digit(digit);
@@ -730,10 +774,14 @@ impl Shard {
                 let Some(offer) = slot.offer.take() else {
                     return;
                 };
+                let ours = offer.offer_sdp().to_owned();
                 let started = offer
                     .accept(&answer)
                     .map_err(|e| e.to_string())
                     .and_then(|p| {
+                        let negotiated = p.negotiated().clone();
+                        slot.callee_sdp =
+                            Some((media::sdp::settle(&ours, &negotiated), negotiated));
                         p.start_with(move |event| {
                             let _ = back.send((call, MediaLeg::Callee, event));
                         })
@@ -755,6 +803,7 @@ impl Shard {
                 if let Some(slot) = self.calls_media.get_mut(&call) {
                     slot.offer = None;
                     slot.callee = None;
+                    slot.callee_sdp = None;
                 }
             }
             Output::MediaClose { call } => {

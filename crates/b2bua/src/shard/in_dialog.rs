@@ -33,6 +33,9 @@ impl<R: RngCore> B2bua<R> {
         let Some(&(id, side)) = ack.call_id().and_then(|c| self.dialogs.get(c)) else {
             return;
         };
+        if self.late_offer_ack(id, side, ack) {
+            return;
+        }
         if side != LegSide::Inbound {
             return;
         }
@@ -108,12 +111,11 @@ impl<R: RngCore> B2bua<R> {
                 self.endpoint.send_response(now, &tx, resp);
             }
             Method::Invite | Method::Update
-                if side == LegSide::Inbound
-                    && self.calls.get(&id).is_some_and(|c| c.flow.is_some()) =>
+                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) =>
             {
-                // stirgate anchors the caller's media: its new offer is answered here, never
-                // passed to a callee that is not in the call (or whose media we relay).
-                self.local_reoffer(now, tx, id, request);
+                // stirgate anchors this leg's media: its new offer is answered here, never
+                // passed to the other leg (not in the call, or whose media we relay).
+                self.local_reoffer(now, tx, id, side, request);
             }
             Method::Invite
             | Method::Update
@@ -201,8 +203,19 @@ impl<R: RngCore> B2bua<R> {
         }
         let ok = (200..300).contains(&response.status);
         if ok {
-            if client_tx.method == Method::Invite {
-                // We ACK the re-INVITE's 2xx on this leg ourselves; the caller's ACK ends at us.
+            let late_offer = client_tx.method == Method::Invite
+                && !response.body.is_empty()
+                && self
+                    .endpoint
+                    .client_request(client_tx)
+                    .is_some_and(|(r, _)| r.body.is_empty());
+            if late_offer {
+                // The 2xx offers; the answer is in the other leg's ACK, relayed then.
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.relayed_late_offer = Some((client_tx.clone(), side));
+                }
+            } else if client_tx.method == Method::Invite {
+                // We ACK the re-INVITE's 2xx on this leg ourselves; the other ACK ends at us.
                 self.ack_2xx(id, side, client_tx);
             }
             self.refreshed_by_response(now, id, side, response);
@@ -232,14 +245,24 @@ impl<R: RngCore> B2bua<R> {
 
     /// ACKs the 2xx to a re-INVITE stirgate sent on leg `side` (client transaction `tx`).
     pub(super) fn ack_2xx(&mut self, id: CallId, side: LegSide, tx: &TxKey) {
+        self.ack_2xx_with(id, side, tx, &Headers::new(), Bytes::new());
+    }
+
+    /// [`Self::ack_2xx`] carrying `body` (the answer to an offer the 2xx made).
+    pub(super) fn ack_2xx_with(
+        &mut self,
+        id: CallId,
+        side: LegSide,
+        tx: &TxKey,
+        extra: &Headers,
+        body: Bytes,
+    ) {
         let seq = self
             .endpoint
             .client_request(tx)
             .and_then(|(r, _)| r.cseq())
             .map_or(1, |c| c.seq);
-        let Some(mut ack) =
-            self.in_dialog_request(id, side, Method::Ack, &Headers::new(), Bytes::new())
-        else {
+        let Some(mut ack) = self.in_dialog_request(id, side, Method::Ack, extra, body) else {
             return;
         };
         ack.headers.set("CSeq", format!("{seq} ACK"));

@@ -195,7 +195,9 @@ impl<R: RngCore> B2bua<R> {
             forward_policy,
             ring_deadline: None,
             fallback: None,
-            reoffer_tx: None,
+            reoffer: None,
+            late_offer: None,
+            relayed_late_offer: None,
             session_retries: 0,
         };
         self.dialogs

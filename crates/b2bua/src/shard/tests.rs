@@ -1142,7 +1142,7 @@ fn a_reinvite_on_a_locally_answered_call_is_answered_here_not_relayed() {
     let (_, others) = outputs(&mut b);
     assert!(
         others.iter().any(
-            |o| matches!(o, Output::MediaReoffer { call, offer } if *call == id && offer.contains("a=sendonly"))
+            |o| matches!(o, Output::MediaReoffer { call, offer, .. } if *call == id && offer.contains("a=sendonly"))
         ),
         "{others:?}"
     );
@@ -1202,3 +1202,6 @@ fn verified_rich_call_data_is_presented_on_the_forwarded_invite() {
 
 #[path = "tests_session_timers.rs"]
 mod session_timers;
+
+#[path = "tests_reoffers.rs"]
+mod reoffers;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod anywhere;
+mod bridged;
 mod call_limits;
 mod common;
 mod interop;

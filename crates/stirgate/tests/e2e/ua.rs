@@ -100,6 +100,14 @@ impl Ua {
         ua
     }
 
+    /// A callee listening on `port` (the forward target); its dialog starts with the INVITE.
+    pub(crate) fn callee(port: u16) -> Self {
+        Self::bind(
+            &format!("127.0.0.1:{port}"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
     fn bind(addr: &str, peer: SocketAddr) -> Self {
         let sip = UdpSocket::bind(addr).unwrap();
         sip.set_read_timeout(Some(Duration::from_millis(50)))
@@ -231,6 +239,11 @@ impl Ua {
             .unwrap_or_else(|| panic!("no {method} within {within:?}"))
     }
 
+    /// True when a request `method` arrives within `within`.
+    pub(crate) fn gets_request(&mut self, method: &str, within: Duration) -> bool {
+        self.wait(within, |m| m.method() == Some(method)).is_some()
+    }
+
     /// Answers request `req` with `status`; `sdp` as its body. The first INVITE answered sets
     /// up the dialog of a callee.
     pub(crate) fn respond(&mut self, req: &Msg, status: u16, sdp: Option<&str>) {
@@ -274,4 +287,67 @@ impl Ua {
         );
         self.sip.send_to(text.as_bytes(), self.peer).unwrap();
     }
+
+    /// Drops the RTP that arrived so far (reading for at most 200 ms).
+    pub(crate) fn drain_rtp(&self) {
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < end && self.rtp.recv_from(&mut buf).is_ok() {}
+    }
+
+    /// RTP packets received in `window`.
+    pub(crate) fn rtp_count(&self, window: Duration) -> usize {
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + window;
+        let mut n = 0;
+        while Instant::now() < end {
+            if self.rtp.recv_from(&mut buf).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Sends `packets` 20 ms PCMU packets (a marked payload: byte `fill`) to `to`.
+    pub(crate) fn send_rtp(&self, to: SocketAddr, packets: u16, seq0: u16, fill: u8) {
+        for i in 0..packets {
+            let seq = seq0.wrapping_add(i);
+            let ts = u32::from(seq) * 160;
+            let mut p = vec![0x80, 0x00];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.extend(std::iter::repeat_n(fill, 160));
+            self.rtp.send_to(&p, to).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Presses `digit` as RFC 4733 events (payload type 101) towards `to`.
+    pub(crate) fn send_digit(&self, to: SocketAddr, digit: u8, seq0: u16, ts: u32) {
+        for i in 0..8u16 {
+            let end = i >= 5;
+            let duration = (i + 1) * 160;
+            let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
+            p.extend_from_slice(&seq0.wrapping_add(i).to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.push(digit);
+            p.push(if end { 0x80 | 10 } else { 10 });
+            p.extend_from_slice(&duration.to_be_bytes());
+            self.rtp.send_to(&p, to).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The RTP address an SDP body names (its `c=` address and `m=audio` port).
+pub(crate) fn sdp_rtp(msg: &Msg) -> SocketAddr {
+    let ip = msg
+        .body()
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim();
+    SocketAddr::new(ip.parse().unwrap(), msg.sdp_audio_port().expect("m=audio"))
 }
