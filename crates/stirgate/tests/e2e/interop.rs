@@ -65,3 +65,35 @@ fn twilio_shaped_caller_refreshes_holds_and_resumes_a_forwarded_call() {
     assert_eq!(cdrs[0]["end_reason"], "bye_caller", "{cdrs:?}");
     assert_eq!(s.metric("stirgate_active_calls"), 0.0);
 }
+
+#[test]
+fn twilio_shaped_caller_refreshes_holds_and_resumes_a_screened_and_bridged_call() {
+    // Screening accepted: the legs are bridged through our media. The caller's refresh, hold and
+    // resume are answered at its own leg; uas_screen_accept.xml fails on any INVITE after its
+    // first, so the callee seeing one fails the test.
+    let s = Setup::with(&Options {
+        routes: "missing = \"screen\"\n",
+        ..Options::default()
+    });
+    let callee = s
+        .uas(&scenario("uas_screen_accept.xml"))
+        .args([
+            "-m".to_owned(),
+            "1".to_owned(),
+            "-mp".to_owned(),
+            test_support::net::free_port().to_string(),
+        ])
+        .spawn();
+    let result = s
+        .uac(&scenario("uac_twilio_screened.xml"), 1)
+        .run(Duration::from_secs(90));
+    assert_ok("screened, bridged, refreshed, held and resumed", &result);
+    assert_ok(
+        "the callee accepted and saw only the BYE",
+        &callee.wait(Duration::from_secs(30)),
+    );
+    let cdrs = s.cdrs(1);
+    assert_eq!(cdrs[0]["route"], "screen", "{cdrs:?}");
+    assert_eq!(cdrs[0]["outcome"], "screen_accepted", "{cdrs:?}");
+    assert_eq!(cdrs[0]["end_reason"], "bye_caller", "{cdrs:?}");
+}
