@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use rand::RngCore;
 use sip_proto::endpoint::{Peer, Transport};
-use sip_proto::headers::SipUri;
+use sip_proto::headers::{NameAddr, SipUri};
 use sip_proto::message::SipHeaders;
 use sip_proto::Request;
 
@@ -93,5 +93,104 @@ pub(super) fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Op
         timer: None,
         peer_timer_support: false,
         local_sdp: Bytes::new(),
+    })
+}
+
+/// The next hop of a request inside the dialog of one leg (RFC 3261 §12.2.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DialogHop {
+    /// The Request-URI.
+    pub(super) uri: String,
+    /// The Route header values, in order.
+    pub(super) routes: Vec<String>,
+    /// Where the request is sent.
+    pub(super) peer: Peer,
+}
+
+/// Where a request inside the dialog of `leg` goes: with a route set, to its first route —
+/// a loose router (`;lr`) keeps the remote target as the Request-URI and gets the whole route
+/// set as Route; a strict router becomes the Request-URI and the remote target goes last in
+/// Route. Without a route set, to the remote target. The address is the URI's when its host is
+/// an IP address; a host name keeps the leg's current address (no lookup on this path).
+pub(super) fn dialog_hop(leg: &Leg) -> DialogHop {
+    let first = leg.route_set.first().and_then(|r| NameAddr::parse(r).ok());
+    let (uri, routes, next) = match first {
+        None => (
+            leg.remote_target.clone(),
+            Vec::new(),
+            leg.remote_target.clone(),
+        ),
+        Some(route) if uri_has_param(&route.uri, "lr") => {
+            (leg.remote_target.clone(), leg.route_set.clone(), route.uri)
+        }
+        Some(route) => {
+            let mut routes: Vec<String> = leg.route_set[1..].to_vec();
+            routes.push(format!("<{}>", leg.remote_target));
+            (route.uri.clone(), routes, route.uri)
+        }
+    };
+    let mut peer = peer_for_uri(&next, leg.peer);
+    if routes.is_empty() && is_private(peer.addr.ip()) && !is_private(leg.peer.addr.ip()) {
+        // A private Contact seen from a public address, with no proxy in between: the peer is
+        // behind NAT and reachable only where it sent from.
+        peer = leg.peer;
+    }
+    DialogHop { uri, routes, peer }
+}
+
+/// RFC 1918 / RFC 6598 / RFC 4193 addresses: not reachable from elsewhere.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// The address a SIP URI with an IP host names (RFC 3263 §4.1-4.2 without DNS: its transport
+/// parameter, else TLS for `sips:` and UDP; its port, else 5061/5060). A stream of the same
+/// transport to the same host keeps its connection (a trunk's TLS connection comes from an
+/// ephemeral port; its Record-Route names the listening one). `current` when the host is a name.
+pub(super) fn peer_for_uri(uri: &str, current: Peer) -> Peer {
+    let Some(parsed) = SipUri::parse(uri).ok() else {
+        return current;
+    };
+    let Ok(ip) = parsed.host.parse::<std::net::IpAddr>() else {
+        return current;
+    };
+    let transport = match parsed.transport.as_deref() {
+        Some("tls") => Transport::Tls,
+        Some("tcp") if parsed.scheme == "sips" => Transport::Tls,
+        Some("tcp") => Transport::Tcp,
+        Some("udp") => Transport::Udp,
+        _ if parsed.scheme == "sips" => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let port = parsed.port.unwrap_or(if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    });
+    let addr = SocketAddr::new(ip, port);
+    let conn = (transport == current.transport
+        && transport != Transport::Udp
+        && current.addr.ip().to_canonical() == ip.to_canonical())
+    .then_some(current.conn)
+    .flatten();
+    Peer {
+        transport,
+        addr,
+        conn,
+    }
+}
+
+/// True when URI text carries parameter `name` (`;lr`, `;lr=on`), case-insensitively.
+pub(super) fn uri_has_param(uri: &str, name: &str) -> bool {
+    let base = uri.split('?').next().unwrap_or(uri);
+    base.split(';').skip(1).any(|p| {
+        p.split('=')
+            .next()
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
     })
 }

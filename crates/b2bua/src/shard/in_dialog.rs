@@ -172,7 +172,7 @@ impl<R: RngCore> B2bua<R> {
         ) else {
             return;
         };
-        let Some(peer) = self.calls.get(&id).map(|c| c.leg(to_side).peer) else {
+        let Some(peer) = self.dialog_peer(id, to_side) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, req, peer) {
@@ -225,8 +225,13 @@ impl<R: RngCore> B2bua<R> {
         };
         let mut resp = Response::for_request(&req, response.status, &response.reason, None);
         if req.method == Method::Invite || req.method == Method::Update {
-            resp.headers
-                .push("Contact", self.contact(req_transport(&req)));
+            // Our Contact on the leg the request came in on, for the transport it runs on (the
+            // request's Via may name another).
+            let transport = self.calls.get(&id).map_or_else(
+                || req_transport(&req),
+                |c| c.leg(side.other()).peer.transport,
+            );
+            resp.headers.push("Contact", self.contact(transport));
             if ok {
                 for (name, value) in self.peer_refreshed(now, id, side.other(), &req) {
                     resp.headers.push(name, value);
@@ -270,7 +275,7 @@ impl<R: RngCore> B2bua<R> {
             return;
         };
         call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
-        let peer = call.leg(side).peer;
+        let peer = dialog_hop(call.leg(side)).peer;
         self.endpoint.send_ack(tx, &ack, peer);
     }
 
@@ -288,7 +293,7 @@ impl<R: RngCore> B2bua<R> {
         else {
             return;
         };
-        let Some(peer) = self.calls.get(&id).map(|c| c.leg(side).peer) else {
+        let Some(peer) = self.dialog_peer(id, side) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, bye, peer) {
@@ -303,7 +308,14 @@ impl<R: RngCore> B2bua<R> {
         }
     }
 
-    /// Builds a request inside the dialog of leg `side` (RFC 3261 §12.2.1.1).
+    /// Where requests inside the dialog of leg `side` go ([`dialog_hop`]).
+    pub(super) fn dialog_peer(&self, id: CallId, side: LegSide) -> Option<Peer> {
+        self.calls.get(&id).map(|c| dialog_hop(c.leg(side)).peer)
+    }
+
+    /// Builds a request inside the dialog of leg `side` (RFC 3261 §12.2.1.1): Request-URI and
+    /// Route from the route set and remote target ([`dialog_hop`]); send it to
+    /// [`Self::dialog_peer`].
     pub(super) fn in_dialog_request(
         &mut self,
         id: CallId,
@@ -312,7 +324,8 @@ impl<R: RngCore> B2bua<R> {
         extra: &Headers,
         body: Bytes,
     ) -> Option<Request> {
-        let transport = self.calls.get(&id)?.leg(side).peer.transport;
+        let hop = dialog_hop(self.calls.get(&id)?.leg(side));
+        let transport = hop.peer.transport;
         let branch_via = self.via(transport);
         let contact = contact_for(&self.cfg, transport);
         let call = self.calls.get_mut(&id)?;
@@ -320,7 +333,7 @@ impl<R: RngCore> B2bua<R> {
         leg.local_cseq += 1;
         let mut headers = Headers::new();
         headers.push("Via", branch_via);
-        for route in &leg.route_set {
+        for route in &hop.routes {
             headers.push("Route", route.as_str());
         }
         headers.push("Max-Forwards", "70");
@@ -336,7 +349,7 @@ impl<R: RngCore> B2bua<R> {
         }
         Some(Request {
             method,
-            uri: leg.remote_target.clone(),
+            uri: hop.uri,
             headers,
             body,
         })

@@ -335,11 +335,12 @@ impl<R: RngCore> B2bua<R> {
             let transport = call.inbound.peer.transport;
             resp.headers
                 .push("Contact", contact_for(&self.cfg, transport));
+            // Record-Route of the INVITE is the inbound dialog's route set (UAS side), copied
+            // into every response that makes the dialog, early ones too (RFC 3261 §12.1.1).
+            for rr in call.inbound_invite.headers.get_all("Record-Route") {
+                resp.headers.push("Record-Route", rr);
+            }
             if status >= 200 {
-                // Record-Route of the INVITE is the inbound dialog's route set (UAS side).
-                for rr in call.inbound_invite.headers.get_all("Record-Route") {
-                    resp.headers.push("Record-Route", rr);
-                }
                 resp.headers.push("Allow", ALLOW);
             }
         }

@@ -32,7 +32,7 @@ use crate::error::CallError;
 
 pub use crate::config::{Config, NumberSettings};
 pub use crate::output::{Output, VerifyJob, VoicemailNote};
-use addressing::{contact_for, inbound_leg, req_transport};
+use addressing::{contact_for, dialog_hop, inbound_leg, req_transport};
 
 /// Methods we answer or relay; the Allow header of our responses.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";

@@ -304,7 +304,7 @@ impl<R: RngCore> B2bua<R> {
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_cseq -= 1;
         }
-        let Some(peer) = self.calls.get(&id).map(|c| c.outbound.peer) else {
+        let Some(peer) = self.dialog_peer(id, LegSide::Outbound) else {
             return;
         };
         self.endpoint.send_ack(tx, &ack, peer);

@@ -276,7 +276,7 @@ impl<R: RngCore> B2bua<R> {
         let Some(request) = self.in_dialog_request(id, side, method, &extra, body) else {
             return;
         };
-        let Some(peer) = self.calls.get(&id).map(|c| c.leg(side).peer) else {
+        let Some(peer) = self.dialog_peer(id, side) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, request, peer) {

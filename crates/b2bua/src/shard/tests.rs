@@ -1205,3 +1205,6 @@ mod session_timers;
 
 #[path = "tests_reoffers.rs"]
 mod reoffers;
+
+#[path = "tests_routing.rs"]
+mod routing;
