@@ -277,8 +277,15 @@ pub struct Call {
     pub flow: Option<crate::flows::Flow>,
     /// The policy table for this call (the dialled number's, else the default).
     pub routes: crate::router::Routes,
-    /// The forward target URI for this call.
-    pub forward_target: String,
+    /// Where this call is forwarded (the dialled number's targets, else the default).
+    pub forward: crate::config::ForwardTargets,
+    /// The forward destinations not tried yet (RFC 3263 failover).
+    pub destinations: std::collections::VecDeque<crate::config::Destination>,
+    /// The shell is resolving the forward targets.
+    pub resolving: bool,
+    /// The outbound INVITE as first built: each attempt sends it with its own Via, Contact and
+    /// Request-URI (same Call-ID, tags and CSeq, RFC 3263 §4.3).
+    pub outbound_request: Option<Request>,
     /// The dialled number's own greeting prompt, if it has one.
     pub greeting: Option<String>,
     /// Where the INVITE came from.

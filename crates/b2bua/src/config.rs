@@ -14,10 +14,8 @@ use crate::router::{FastPass, Routes};
 /// What the B2BUA needs to know about its surroundings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The SIP URI calls are forwarded to (Request-URI of the outbound INVITE).
-    pub forward_target: String,
-    /// Where the outbound INVITE is sent (resolved by the shell from the target).
-    pub forward_peer: Peer,
+    /// Where forwarded calls go (`forward.targets`, else `forward.target`).
+    pub forward: ForwardTargets,
     /// Our UDP address (Via sent-by and Contact), if we listen on UDP.
     pub local_udp: Option<SocketAddr>,
     /// Our TCP address, if we listen on TCP.
@@ -125,13 +123,50 @@ fn quoted(text: &str) -> String {
     out
 }
 
+/// One place a forwarded call may be sent: the Request-URI and the address it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The target URI (the outbound INVITE's Request-URI).
+    pub uri: String,
+    /// Where the INVITE is sent.
+    pub peer: Peer,
+}
+
+/// Where forwarded calls go: target URIs tried in order, each standing for the destinations
+/// RFC 3263 finds for it (NAPTR, SRV by priority and weight, A/AAAA). The INVITE goes to the
+/// next destination on 503, timeout or transport error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTargets {
+    /// The target URIs, in order.
+    pub uris: Vec<String>,
+    /// Their destinations when no DNS is needed (every host an IP address). `None`: the shell
+    /// resolves `uris` for each call ([`crate::Output::Resolve`]), from its cache while fresh.
+    pub fixed: Option<Vec<Destination>>,
+}
+
+impl ForwardTargets {
+    /// One target at a known address.
+    pub fn fixed(uri: impl Into<String>, peer: Peer) -> Self {
+        let uri = uri.into();
+        Self {
+            uris: vec![uri.clone()],
+            fixed: Some(vec![Destination { uri, peer }]),
+        }
+    }
+
+    /// The first target URI (the To of the outbound INVITE when the caller's is unusable).
+    pub fn first_uri(&self) -> &str {
+        self.uris.first().map_or("", String::as_str)
+    }
+}
+
 /// What one dialled number changes (config `[[numbers]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberSettings {
     /// The policy table for calls to this number.
     pub routes: Routes,
-    /// Where forwarded calls to this number go (URI and resolved peer).
-    pub forward: Option<(String, Peer)>,
+    /// Where forwarded calls to this number go.
+    pub forward: Option<ForwardTargets>,
     /// The prompt greeting callers of this number (rendered from its organisation name).
     pub greeting: Option<String>,
     /// Its ring limit and fallbacks (the `[forward]` ones unless it overrides them).

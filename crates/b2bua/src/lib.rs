@@ -25,7 +25,10 @@ pub mod session_timer;
 pub mod shard;
 
 pub use call::{Call, CallId, CallRecord, EndReason, FallbackCause, Outcome, Verification};
-pub use config::{Config, DisplayName, Fallback, ForwardPolicy, NumberSettings, RichPresentation};
+pub use config::{
+    Config, Destination, DisplayName, Fallback, ForwardPolicy, ForwardTargets, NumberSettings,
+    RichPresentation,
+};
 pub use error::{CallError, ErrorSide};
 pub use flows::{CaptchaConfig, CaptchaMode, FlowConfig, MediaLeg, ScreenConfig, VoicemailConfig};
 pub use numbers::CallNumbers;

@@ -17,6 +17,15 @@ pub enum Output {
     /// Verify this call's Identity headers (within the time budget) and look the caller up on
     /// the lists, then call [`crate::B2bua::handle_verdict`].
     Verify(VerifyJob),
+    /// Resolve these forward target URIs (RFC 3263; from the cache while fresh) into their
+    /// destinations, in order, then call [`crate::B2bua::handle_resolved`] (with none when
+    /// nothing resolved).
+    Resolve {
+        /// The call.
+        call: CallId,
+        /// The target URIs, in order.
+        targets: Vec<String>,
+    },
     /// Set up media for the caller's leg and answer its SDP offer, then call
     /// [`crate::B2bua::handle_media_answer`].
     MediaAnswer {

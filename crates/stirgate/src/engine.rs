@@ -27,6 +27,8 @@ use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL};
 type VerdictMsg = (CallId, stir::Verdict, Listing);
 /// A media event on its way back to the shard that owns the call.
 type MediaMsg = (CallId, MediaLeg, media::Event);
+/// Resolved forward destinations on their way back to the shard that owns the call.
+type ResolvedMsg = (CallId, Vec<b2bua::Destination>);
 
 /// The media of one locally answered call.
 #[derive(Default)]
@@ -112,8 +114,7 @@ impl Policy {
         };
         let verifier = Arc::new(verifier);
         let core = b2bua::Config {
-            forward_target: cfg.forward_target.clone(),
-            forward_peer: cfg.forward_peer,
+            forward: cfg.forward.clone(),
             local_udp: locals.udp,
             local_tcp: locals.tcp,
             local_tls: locals.tls,
@@ -207,6 +208,8 @@ impl Engine {
                 sip::tls::server_name(host).map_err(|e| anyhow::anyhow!("forward.target: {e}"))?;
             transports.set_tls_name(*addr, name);
         }
+        let resolver = Arc::new(crate::dns::Resolver::new(&cfg.dns_servers)?);
+        check_target_names(cfg, &resolver, &transports).await?;
 
         let cdr_reopen = CdrReopen::default();
         let (cdr_tx, cdr_task) = match &cfg.cdr_path {
@@ -274,7 +277,11 @@ impl Engine {
             let core = B2bua::new(policy.core_for_shard(index), StdRng::from_entropy());
             let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
             let (media_tx, media_rx) = mpsc::unbounded_channel();
+            let (resolved_tx, resolved_rx) = mpsc::unbounded_channel();
             let shard = Shard {
+                resolver: Arc::clone(&resolver),
+                resolved_tx,
+                resolved_rx,
                 index,
                 core,
                 rx,
@@ -398,6 +405,53 @@ fn flow_config(cfg: &Config) -> anyhow::Result<b2bua::FlowConfig> {
 }
 
 /// The address written in Via/Contact for one transport.
+/// Resolves every forward target that is a host name once before serving (which also fills the
+/// cache): one that resolves to nothing fails start-up with its key.
+async fn check_target_names(
+    cfg: &Config,
+    resolver: &crate::dns::Resolver,
+    transports: &Transports,
+) -> anyhow::Result<()> {
+    let mut named: Vec<(String, &String)> = Vec::new();
+    if cfg.forward.fixed.is_none() {
+        let key = cfg.raw.forward.targets_key();
+        named.extend(cfg.forward.uris.iter().map(|u| (key.to_owned(), u)));
+    }
+    for (i, n) in cfg.numbers.iter().enumerate() {
+        if let Some(f) = n.forward.as_ref().filter(|f| f.fixed.is_none()) {
+            named.extend(
+                f.uris
+                    .iter()
+                    .map(|u| (format!("numbers[{i}].forward_target"), u)),
+            );
+        }
+    }
+    for (key, uri) in named {
+        let destinations = resolver.resolve(std::slice::from_ref(uri)).await;
+        if destinations.is_empty() {
+            anyhow::bail!("{key}: `{uri}` resolves to no address (NAPTR, SRV, A/AAAA)");
+        }
+        name_tls_destinations(transports, &destinations);
+    }
+    Ok(())
+}
+
+/// Outbound TLS to a destination found by DNS checks the certificate against the host of the
+/// target URI (RFC 5922 §7.2), not the SRV target or the address.
+fn name_tls_destinations(transports: &Transports, destinations: &[b2bua::Destination]) {
+    for d in destinations
+        .iter()
+        .filter(|d| d.peer.transport == sip_proto::endpoint::Transport::Tls)
+    {
+        let Ok(spec) = crate::dns::TargetSpec::parse(&d.uri) else {
+            continue;
+        };
+        if let Ok(name) = sip::tls::server_name(&spec.host) {
+            transports.set_tls_name(d.peer.addr, name);
+        }
+    }
+}
+
 fn local(bound: &[SocketAddr], advertised: Option<IpAddr>) -> Option<SocketAddr> {
     let addr = *bound.first()?;
     let ip = match advertised {
@@ -410,6 +464,11 @@ fn local(bound: &[SocketAddr], advertised: Option<IpAddr>) -> Option<SocketAddr>
 
 struct Shard {
     index: usize,
+    /// The forward targets' RFC 3263 resolver (shared, with its cache).
+    resolver: Arc<crate::dns::Resolver>,
+    // Unbounded is bounded here: at most one lookup per call in progress.
+    resolved_tx: mpsc::UnboundedSender<ResolvedMsg>,
+    resolved_rx: mpsc::UnboundedReceiver<ResolvedMsg>,
     core: B2bua<StdRng>,
     rx: mpsc::Receiver<Inbound>,
     /// Parses what the transports hand over and applies this shard's share of the limits.
@@ -490,6 +549,11 @@ impl Shard {
                 verdict = self.verdict_rx.recv() => {
                     if let Some((call, verdict, listing)) = verdict {
                         self.core.handle_verdict(Instant::now(), call, &verdict, listing);
+                    }
+                }
+                resolved = self.resolved_rx.recv() => {
+                    if let Some((call, destinations)) = resolved {
+                        self.core.handle_resolved(Instant::now(), call, destinations);
                     }
                 }
                 event = self.media_rx.recv() => {
@@ -595,8 +659,26 @@ impl Shard {
             }
             Output::Refused(record) => self.record(&record),
             Output::Verify(job) => self.verify(job),
+            Output::Resolve { call, targets } => self.resolve(call, targets),
             other => self.media_output(other),
         }
+    }
+
+    /// The destinations of a call's forward targets: at once from the cache while fresh (no
+    /// lookup on a call's path), else looked up in a task of its own while the shard goes on.
+    fn resolve(&mut self, call: CallId, targets: Vec<String>) {
+        let now = Instant::now();
+        if let Some(destinations) = self.resolver.resolve_now(&targets, now) {
+            self.core.handle_resolved(now, call, destinations);
+            return;
+        }
+        let (resolver, back) = (Arc::clone(&self.resolver), self.resolved_tx.clone());
+        let transports = self.transports.clone();
+        tokio::spawn(async move {
+            let destinations = resolver.resolve(&targets).await;
+            name_tls_destinations(&transports, &destinations);
+            let _ = back.send((call, destinations));
+        });
     }
 
     /// Answers a leg's offer inside a running call from that leg's media session (or, for an

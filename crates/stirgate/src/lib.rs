@@ -7,6 +7,7 @@ pub mod call_verify;
 pub mod cdr;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod http_serve;
 pub mod lists;

@@ -114,7 +114,7 @@ async fn serve(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<
         listen = ?cfg.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         udp = ?engine.transports.udp_addrs(),
         tcp = ?engine.transports.tcp_addrs(),
-        forward = %cfg.forward_target,
+        forward = %cfg.forward.uris.join(", "),
         metrics = %cfg.metrics_listen,
         shards = cfg.shards,
         "stirgate ready"

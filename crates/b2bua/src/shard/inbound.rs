@@ -96,10 +96,17 @@ impl<R: RngCore> B2bua<R> {
             .as_ref()
             .and_then(|n| self.cfg.numbers.get(n))
             .cloned();
-        let (forward_target, forward_peer) = settings
+        let forward = settings
             .as_ref()
             .and_then(|s| s.forward.clone())
-            .unwrap_or_else(|| (self.cfg.forward_target.clone(), self.cfg.forward_peer));
+            .unwrap_or_else(|| self.cfg.forward.clone());
+        let forward_target = forward.first_uri().to_owned();
+        // Until a destination is chosen (the INVITE is sent), the leg points at the first one.
+        let forward_peer = forward
+            .fixed
+            .as_ref()
+            .and_then(|d| d.first())
+            .map_or(source, |d| d.peer);
         let routes = settings.as_ref().map_or(self.cfg.routes, |s| s.routes);
         let forward_policy = settings
             .as_ref()
@@ -136,7 +143,7 @@ impl<R: RngCore> B2bua<R> {
             local_header,
             remote_header,
             remote_tag: None,
-            remote_target: forward_target.clone(),
+            remote_target: forward_target,
             route_set: Vec::new(),
             local_cseq: 1,
             peer: forward_peer,
@@ -185,7 +192,10 @@ impl<R: RngCore> B2bua<R> {
             stamps: Stamps::default(),
             flow: None,
             routes,
-            forward_target,
+            forward,
+            destinations: Default::default(),
+            resolving: false,
+            outbound_request: None,
             greeting,
             source: source.addr,
             end_reason: None,

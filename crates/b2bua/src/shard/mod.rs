@@ -5,6 +5,7 @@
 //! itself).
 
 mod addressing;
+mod failover;
 mod fallback;
 mod in_dialog;
 mod inbound;
@@ -33,6 +34,7 @@ use crate::error::CallError;
 pub use crate::config::{Config, NumberSettings};
 pub use crate::output::{Output, VerifyJob, VoicemailNote};
 use addressing::{contact_for, dialog_hop, inbound_leg, req_transport};
+use failover::retry_after;
 
 /// Methods we answer or relay; the Allow header of our responses.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -78,6 +80,8 @@ pub struct B2bua<R> {
     ring_deadlines: BTreeSet<(Instant, CallId)>,
     /// When session timers (RFC 4028) of legs are due: a refresh to send or an expiry.
     session_deadlines: BTreeSet<(Instant, CallId, LegSide)>,
+    /// Forward destinations a 503's Retry-After keeps out of use, until when.
+    skipped: FastMap<std::net::SocketAddr, Instant>,
     accepting: bool,
     next_id: u64,
 }
@@ -98,6 +102,7 @@ impl<R: RngCore> B2bua<R> {
             call_deadlines: BTreeSet::new(),
             ring_deadlines: BTreeSet::new(),
             session_deadlines: BTreeSet::new(),
+            skipped: FastMap::default(),
             accepting: true,
             next_id: 1,
         }

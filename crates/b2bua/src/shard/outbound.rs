@@ -37,7 +37,6 @@ impl<R: RngCore> B2bua<R> {
         };
         let stamps = call.stamps.clone();
         let verstat = stamps.verstat;
-        let transport = call.outbound.peer.transport;
         let invite = &call.inbound_invite;
         let mut from = NameAddr::parse(&call.outbound.local_header).ok();
         if let Some(f) = from.as_mut() {
@@ -58,7 +57,7 @@ impl<R: RngCore> B2bua<R> {
         headers.push("To", call.outbound.remote_header.as_str());
         headers.push("Call-ID", call.outbound.call_id.as_str());
         headers.push("CSeq", "1 INVITE");
-        headers.push("Contact", contact_for(&self.cfg, transport));
+        headers.push("Contact", String::new()); // per attempt: the transport's own
         headers.push("User-Agent", self.cfg.user_agent.as_str());
         for name in CARRIED_HEADERS {
             for value in invite.headers.get_all(name) {
@@ -97,33 +96,30 @@ impl<R: RngCore> B2bua<R> {
                 invite.body.clone()
             }
         };
-        let mut out_invite = Request {
+        let out_invite = Request {
             method: Method::Invite,
-            uri: call.forward_target.clone(),
+            uri: call.forward.first_uri().to_owned(),
             headers,
             body,
         };
-        let peer = call.outbound.peer;
-        let via = self.via(transport);
-        out_invite.headers.set("Via", via);
+        let fixed = call.forward.fixed.clone();
+        let targets = call.forward.uris.clone();
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_header = from;
             call.outbound.local_sdp = out_invite.body.clone();
             call.state = CallState::Early;
             call.outbound_sent = true;
+            call.outbound_request = Some(out_invite);
         }
-        match self.endpoint.send_request(now, out_invite, peer) {
-            Some(key) => {
-                self.client_txs
-                    .insert(key.clone(), (id, Purpose::OutboundInvite));
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.outbound_tx = Some(key);
-                }
-                self.start_ring_timer(now, id);
-            }
+        match fixed {
+            Some(destinations) => self.start_attempts(now, id, destinations),
             None => {
-                self.answer_inbound(now, id, 500, "Server Internal Error", None);
-                self.finish(now, id, Outcome::Rejected);
+                // Names to resolve: the shell answers from its cache, or off the shard.
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.resolving = true;
+                }
+                self.outputs
+                    .push_back(Output::Resolve { call: id, targets });
             }
         }
     }
@@ -153,6 +149,9 @@ impl<R: RngCore> B2bua<R> {
         tx: &TxKey,
         response: &Response,
     ) {
+        if response.status == 503 && self.fail_over(now, id, tx, retry_after(response)) {
+            return;
+        }
         if self.outbound_invite_timer(now, id, tx, response) {
             return; // retried with the callee's Min-SE (RFC 4028 §7.3)
         }
@@ -242,7 +241,14 @@ impl<R: RngCore> B2bua<R> {
         if self.fall_back(now, id, cause) {
             return;
         }
-        self.answer_inbound(now, id, status, &response.reason, body);
+        if status == 503 {
+            // Every target failed. A 503 would make the trunk fail over to its next
+            // origination URI or report the trunk unavailable (Twilio does): say what the
+            // ring limit says instead.
+            self.answer_inbound(now, id, 480, "Temporarily Unavailable", None);
+        } else {
+            self.answer_inbound(now, id, status, &response.reason, body);
+        }
         self.finish(now, id, Outcome::ForwardFailed);
     }
 
@@ -252,18 +258,8 @@ impl<R: RngCore> B2bua<R> {
         };
         match purpose {
             Purpose::OutboundInvite => {
-                let state = self.calls.get(&id).map(|c| c.state);
-                if self.calls.get(&id).is_some_and(|c| c.flow.is_some()) {
-                    self.local_outbound_failed(now, id);
-                } else if state == Some(CallState::Early) {
-                    if self.fall_back(now, id, FallbackCause::Failure) {
-                        return;
-                    }
-                    let (status, reason) = err.response();
-                    self.answer_inbound(now, id, status, reason, None);
-                    self.finish(now, id, Outcome::ForwardUnreachable);
-                } else if state == Some(CallState::Cancelling) {
-                    self.finish(now, id, Outcome::Cancelled);
+                if !self.fail_over(now, id, tx, None) {
+                    self.outbound_failed(now, id, err);
                 }
             }
             Purpose::Relay { server_tx, .. } => {

@@ -32,8 +32,10 @@ fn udp(addr: &str) -> Peer {
 fn b2bua() -> B2bua<StdRng> {
     B2bua::new(
         Config {
-            forward_target: format!("sip:phone@{CALLEE}"),
-            forward_peer: udp(CALLEE),
+            forward: crate::config::ForwardTargets::fixed(
+                format!("sip:phone@{CALLEE}"),
+                udp(CALLEE),
+            ),
             local_udp: Some("127.0.0.1:5060".parse().unwrap()),
             local_tcp: None,
             local_tls: None,
@@ -747,7 +749,10 @@ fn a_dialled_number_brings_its_own_target_and_routes() {
                 a: RouteAction::Reject,
                 ..Routes::default()
             },
-            forward: Some((format!("sip:desk@{pbx}"), udp(pbx))),
+            forward: Some(crate::config::ForwardTargets::fixed(
+                format!("sip:desk@{pbx}"),
+                udp(pbx),
+            )),
             greeting: None,
             forward_policy: ForwardPolicy::default(),
         },

@@ -93,6 +93,9 @@ fn without_a_route_set_requests_go_to_the_contact() {
         route_set: Vec::new(),
         local_cseq: 1,
         peer: udp(source),
+        timer: None,
+        peer_timer_support: false,
+        local_sdp: Bytes::new(),
     };
     let hop = dialog_hop(&leg("sip:alice@127.0.0.7:5099", CALLER));
     assert_eq!(hop.peer.addr.to_string(), "127.0.0.7:5099");
@@ -123,4 +126,127 @@ fn without_a_route_set_requests_go_to_the_contact() {
         Some(sip_proto::endpoint::ConnId(3)),
         "the trunk's TLS connection is reused"
     );
+}
+
+const SECOND: &str = "127.0.0.1:7002";
+
+/// A B2BUA whose forward target list is `CALLEE` then `SECOND` over TCP.
+fn b2bua_two_targets() -> B2bua<StdRng> {
+    let mut b = b2bua();
+    let second = Peer {
+        transport: Transport::Tcp,
+        addr: SECOND.parse().unwrap(),
+        conn: None,
+    };
+    let dests = vec![
+        crate::config::Destination {
+            uri: format!("sip:phone@{CALLEE}"),
+            peer: udp(CALLEE),
+        },
+        crate::config::Destination {
+            uri: format!("sip:phone@{SECOND};transport=tcp"),
+            peer: second,
+        },
+    ];
+    b.cfg.forward = crate::config::ForwardTargets {
+        uris: dests.iter().map(|d| d.uri.clone()).collect(),
+        fixed: Some(dests),
+    };
+    b
+}
+
+/// RFC 3263 §4.3: a 503 sends the INVITE to the next destination as a new transaction (new
+/// branch, the same Call-ID, From tag and CSeq; Via and Contact of its transport), its
+/// Retry-After keeps the first out of use for the next call, and the 503 of the last one
+/// reaches the caller as 480, never as 503.
+#[test]
+fn a_503_fails_over_to_the_next_target_and_retry_after_skips_it() {
+    let mut b = b2bua_two_targets();
+    let now = Instant::now();
+    let first = forwarded_unsigned(&mut b, now);
+    let mut busy = Response::for_request(&first, 503, "Service Unavailable", None);
+    busy.headers.push("Retry-After", "60");
+    b.handle_bytes(now, udp(CALLEE), &busy.to_bytes());
+    let out = sent(&mut b);
+    assert!(
+        statuses_to(&out, CALLER).is_empty(),
+        "nothing to the caller yet"
+    );
+    let second = requests_to(&out, SECOND, &Method::Invite).remove(0);
+    assert_eq!(second.uri, format!("sip:phone@{SECOND};transport=tcp"));
+    assert_eq!(second.call_id(), first.call_id());
+    assert_eq!(
+        second.header_from().unwrap().tag(),
+        first.header_from().unwrap().tag()
+    );
+    assert_eq!(second.cseq(), first.cseq());
+    assert_ne!(
+        second.top_via().unwrap().branch(),
+        first.top_via().unwrap().branch()
+    );
+    assert!(second
+        .top_via()
+        .unwrap()
+        .transport
+        .eq_ignore_ascii_case("TCP"));
+    assert!(second
+        .headers
+        .get("Contact")
+        .unwrap()
+        .contains("transport=tcp"));
+    reply(&mut b, now, &second, 200, "callee2", SDP);
+    let out = sent(&mut b);
+    assert_eq!(statuses_to(&out, CALLER), vec![200]);
+    assert_eq!(requests_to(&out, SECOND, &Method::Ack).len(), 0, "{out:?}");
+
+    // The next call skips the first target for the Retry-After; its 503 is not relayed.
+    let text = invite()
+        .replace("in-call-1", "in-call-2")
+        .replace("z9hG4bKin1", "z9hG4bKin7");
+    let unsigned = Verdict::from_reason(stir::Reason::NoIdentity);
+    start_call(&mut b, now, &text, &unsigned, Listing::Unlisted);
+    let out = sent(&mut b);
+    assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
+    let inv = requests_to(&out, SECOND, &Method::Invite).remove(0);
+    let refused = Response::for_request(&inv, 503, "Service Unavailable", None);
+    b.handle_bytes(now, udp(SECOND), &refused.to_bytes());
+    let out = sent(&mut b);
+    assert_eq!(statuses_to(&out, CALLER), vec![480]);
+}
+
+/// A silent destination (Timer B) and an unreachable one (transport error) fail over too; when
+/// none is left the caller gets 408 / 480 and the CDR says `forward_unreachable`.
+#[test]
+fn timeout_and_transport_errors_fail_over_then_the_caller_gets_an_answer() {
+    let mut b = b2bua_two_targets();
+    let now = Instant::now();
+    let first = forwarded_unsigned(&mut b, now);
+    let (at, second) = loop {
+        let at = b.poll_timeout().expect("Timer B");
+        b.handle_timeout(at);
+        let out = sent(&mut b);
+        let invites = requests_to(&out, SECOND, &Method::Invite);
+        if let Some(inv) = invites.into_iter().next() {
+            break (at, inv);
+        }
+    };
+    assert_eq!(
+        at - now,
+        Duration::from_secs(32),
+        "after Timer B of the first"
+    );
+    assert_eq!(second.call_id(), first.call_id());
+    let tx = b
+        .client_txs
+        .iter()
+        .find(|(_, (_, p))| matches!(p, Purpose::OutboundInvite))
+        .map(|(k, _)| k.clone())
+        .expect("the second attempt's transaction");
+    b.handle_transport_error(at, &tx);
+    let out = sent(&mut b);
+    assert_eq!(statuses_to(&out, CALLER), vec![480]);
+    let Some(Output::CallEnded(record)) = b.poll_output() else {
+        panic!("call record expected")
+    };
+    assert_eq!(record.outcome, Outcome::ForwardUnreachable);
 }

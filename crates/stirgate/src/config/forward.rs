@@ -1,12 +1,15 @@
-//! `[forward]`: where forwarded calls go, resolved once at start-up.
+//! `[forward]`: where forwarded calls go (target URIs checked here; hosts that are names are
+//! resolved per RFC 3263 by `crate::dns` while calls run) and what happens when they do not
+//! connect.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use b2bua::{Fallback, ForwardPolicy};
+use b2bua::{Fallback, ForwardPolicy, ForwardTargets};
 use serde::Deserialize;
-use sip_proto::endpoint::{Peer, Transport};
-use sip_proto::headers::SipUri;
+use sip_proto::endpoint::Transport;
+
+use crate::dns::TargetSpec;
 
 use super::ConfigError;
 
@@ -16,6 +19,11 @@ use super::ConfigError;
 pub struct RawForward {
     /// `forward.target`
     pub target: String,
+    /// `forward.targets`: target URIs tried in order (when set, instead of `target`).
+    pub targets: Vec<String>,
+    /// `forward.dns_servers`: `IP` or `IP:PORT` of the DNS servers for target names (empty:
+    /// the system's, `/etc/resolv.conf`).
+    pub dns_servers: Vec<String>,
     /// `forward.ring_timeout_s`: how long the callee may ring (0 = no limit of our own; Timer C
     /// still ends a leg that rings for ever).
     pub ring_timeout_s: u64,
@@ -40,6 +48,8 @@ impl Default for RawForward {
     fn default() -> Self {
         Self {
             target: "sip:phone@127.0.0.1:5070".to_owned(),
+            targets: Vec::new(),
+            dns_servers: Vec::new(),
             ring_timeout_s: 30,
             on_no_answer: "voicemail".to_owned(),
             on_busy: "relay".to_owned(),
@@ -131,24 +141,106 @@ impl RawForward {
         }
     }
 
-    /// Resolves `forward.target`; a TLS target adds the name its certificate must carry to
-    /// `tls_names`.
+    /// The key the targets come from: `forward.targets` when set, else `forward.target`.
+    pub fn targets_key(&self) -> &'static str {
+        if self.targets.is_empty() {
+            "forward.target"
+        } else {
+            "forward.targets"
+        }
+    }
+
+    /// Checks `forward.targets` (else `forward.target`); a TLS target at an IP address adds
+    /// the name its certificate must carry to `tls_names`.
     pub(super) fn validate(
         &self,
         tls_names: &mut Vec<(SocketAddr, String)>,
         errors: &mut Vec<ConfigError>,
-    ) -> Option<Peer> {
-        match resolve_target(&self.target) {
-            Ok(peer) => {
-                tls_names.extend(tls_name(&self.target, &peer));
-                Some(peer)
+    ) -> Option<ForwardTargets> {
+        let uris = if self.targets.is_empty() {
+            std::slice::from_ref(&self.target)
+        } else {
+            self.targets.as_slice()
+        };
+        forward_targets(self.targets_key(), uris, tls_names, errors)
+    }
+
+    /// `forward.dns_servers` as socket addresses (port 53 unless given).
+    pub(super) fn dns_servers(&self, errors: &mut Vec<ConfigError>) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for text in &self.dns_servers {
+            let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+                text.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            });
+            match parsed {
+                Some(addr) => out.push(addr),
+                None => errors.push(ConfigError::new(
+                    "forward.dns_servers",
+                    format!("`{text}` is not IP or IP:PORT (e.g. 192.0.2.53 or 127.0.0.1:5353)"),
+                )),
             }
-            Err(reason) => {
-                errors.push(ConfigError::new("forward.target", reason));
-                None
+        }
+        out
+    }
+}
+
+/// Checks target URIs (listed under `key`) into [`ForwardTargets`]: fixed destinations when
+/// every host is an IP address, else resolved per call. `None` after an error.
+pub(super) fn forward_targets(
+    key: &str,
+    uris: &[String],
+    tls_names: &mut Vec<(SocketAddr, String)>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ForwardTargets> {
+    if uris.is_empty() {
+        errors.push(ConfigError::new(key, "at least one target URI is needed"));
+        return None;
+    }
+    let mut specs = Vec::new();
+    for uri in uris {
+        match TargetSpec::parse(uri) {
+            Ok(spec) => specs.push(spec),
+            Err(reason) => errors.push(ConfigError::new(key, reason)),
+        }
+    }
+    if specs.len() != uris.len() {
+        return None;
+    }
+    let fixed: Option<Vec<_>> = specs.iter().map(TargetSpec::fixed).collect();
+    for dest in fixed.iter().flatten() {
+        if dest.peer.transport == Transport::Tls {
+            // RFC 5922 §7.2: the certificate must name the URI's host (here an address).
+            tls_names.push((dest.peer.addr, dest.peer.addr.ip().to_string()));
+        }
+    }
+    Some(ForwardTargets {
+        uris: specs.into_iter().map(|s| s.uri).collect(),
+        fixed,
+    })
+}
+
+/// The addresses the forward targets are known at now: the IP hosts, and the A/AAAA of names
+/// as the system resolves them at start-up (best effort; SRV targets found later are not
+/// included). They join a non-empty `limits.allow_sources`.
+pub(super) fn target_addresses(targets: &ForwardTargets) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for uri in &targets.uris {
+        let Ok(spec) = TargetSpec::parse(uri) else {
+            continue;
+        };
+        match spec.ip() {
+            Some(ip) => out.push(ip),
+            None => {
+                let port = spec.default_port(spec.default_transport());
+                if let Ok(addrs) = (spec.host.as_str(), port).to_socket_addrs() {
+                    out.extend(addrs.map(|a| a.ip()));
+                }
             }
         }
     }
+    out
 }
 
 impl RawForward {
@@ -162,63 +254,4 @@ impl RawForward {
         }
         .apply(ForwardPolicy::default(), "forward.", errors)
     }
-}
-
-/// Resolves the forward target once, at start-up (RFC 3263 SRV/NAPTR lookups are not done:
-/// name the host and port, or an IP address).
-pub(super) fn resolve_target(target: &str) -> Result<Peer, String> {
-    let uri = SipUri::parse(target)
-        .map_err(|_| format!("`{target}` is not a SIP URI (e.g. sip:phone@192.0.2.10:5060)"))?;
-    if uri.scheme == "tel" {
-        return Err("a tel: URI has no host to send to; use sip:".to_owned());
-    }
-    let sips = uri.scheme.eq_ignore_ascii_case("sips");
-    let transport = match uri
-        .transport
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        // RFC 3261 §19.1.2 / RFC 5630: sips: means TLS on this hop.
-        None if sips => Transport::Tls,
-        Some("tls") => Transport::Tls,
-        None | Some("udp") if !sips => Transport::Udp,
-        Some("tcp") if !sips => Transport::Tcp,
-        Some(other) if sips => {
-            return Err(format!(
-                "a sips: URI needs TLS; transport `{other}` contradicts it"
-            ))
-        }
-        Some(other) => {
-            return Err(format!(
-                "transport `{other}` is not supported; use udp, tcp or tls"
-            ))
-        }
-        None => Transport::Udp,
-    };
-    let port = uri.port.unwrap_or(if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    });
-    let addr = (uri.host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{}`: {e}", uri.host))?
-        .next()
-        .ok_or_else(|| format!("`{}` resolves to no address", uri.host))?;
-    Ok(Peer {
-        transport,
-        addr,
-        conn: None,
-    })
-}
-
-/// (address, host) of a TLS target, so outbound TLS checks the certificate against the host the
-/// URI names (RFC 5922 §7.2), not the address it resolved to.
-pub(super) fn tls_name(target: &str, peer: &Peer) -> Option<(SocketAddr, String)> {
-    if peer.transport != Transport::Tls {
-        return None;
-    }
-    let uri = SipUri::parse(target).ok()?;
-    Some((peer.addr, uri.host))
 }

@@ -27,7 +27,6 @@ use ::sip::limits::AdmissionConfig;
 use ::sip::{Limits, ListenAddr};
 use b2bua::{CaptchaConfig, Routes, ScreenConfig, VoicemailConfig};
 use serde::Deserialize;
-use sip_proto::endpoint::Peer;
 use sip_proto::transaction::TimerConfig;
 
 pub use self::admin::{LogFormat, RawLog, RawMetrics, RawStatus};
@@ -148,10 +147,10 @@ pub struct Config {
     pub max_calls: usize,
     /// Number of call shards (one task each).
     pub shards: usize,
-    /// Forward target URI.
-    pub forward_target: String,
-    /// Where the forward target is reached.
-    pub forward_peer: Peer,
+    /// Where forwarded calls go (`forward.targets`, else `forward.target`).
+    pub forward: b2bua::ForwardTargets,
+    /// The DNS servers for target names (`forward.dns_servers`; empty: the system's).
+    pub dns_servers: Vec<SocketAddr>,
     /// `forward.ring_timeout_s` and `forward.on_*`.
     pub forward_policy: b2bua::ForwardPolicy,
     /// How verified Rich Call Data is presented on forwarded calls (`forward.rcd_*`).
@@ -254,7 +253,8 @@ impl TryFrom<RawConfig> for Config {
         let mut errors = Vec::new();
         let sip = raw.sip.validate(&mut errors);
         let mut tls_names = Vec::new();
-        let forward_peer = raw.forward.validate(&mut tls_names, &mut errors);
+        let forward = raw.forward.validate(&mut tls_names, &mut errors);
+        let dns_servers = raw.forward.dns_servers(&mut errors);
         let rich = raw.forward.rich(&mut errors);
         let (metrics_listen, metrics_allow) = raw.metrics.validate(&mut errors);
         let drain_timeout = raw.shutdown.validate(&mut errors);
@@ -276,14 +276,10 @@ impl TryFrom<RawConfig> for Config {
             &mut tls_names,
             &mut errors,
         );
-        let implicit_allow: Vec<IpAddr> = forward_peer
+        let implicit_allow: Vec<IpAddr> = forward
             .iter()
-            .map(|p| p.addr.ip())
-            .chain(
-                numbers
-                    .iter()
-                    .filter_map(|n| n.forward.as_ref().map(|f| f.1.addr.ip())),
-            )
+            .chain(numbers.iter().filter_map(|n| n.forward.as_ref()))
+            .flat_map(forward::target_addresses)
             .collect();
         let mut admission = raw
             .limits
@@ -293,8 +289,8 @@ impl TryFrom<RawConfig> for Config {
             .exempt_sources
             .extend(raw.stir.trusted_peer_nets());
         let tls = raw.sip.tls(&sip.listen, !tls_names.is_empty(), &mut errors);
-        let (Some(forward_peer), Some(metrics_listen), true) =
-            (forward_peer, metrics_listen, errors.is_empty())
+        let (Some(forward), Some(metrics_listen), true) =
+            (forward, metrics_listen, errors.is_empty())
         else {
             return Err(ConfigErrors(errors));
         };
@@ -309,8 +305,8 @@ impl TryFrom<RawConfig> for Config {
             admission,
             max_calls: raw.limits.max_calls,
             shards: sip.shards,
-            forward_target: raw.forward.target.clone(),
-            forward_peer,
+            forward,
+            dns_servers,
             forward_policy,
             rich,
             tls,

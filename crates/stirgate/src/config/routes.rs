@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 
 use b2bua::{RouteAction, Routes};
 use serde::Deserialize;
-use sip_proto::endpoint::Peer;
 
-use super::forward::{resolve_target, tls_name};
+use super::forward::forward_targets;
 use super::ConfigError;
 
 /// `[routes]`: the action for each verification outcome.
@@ -112,7 +111,7 @@ pub struct NumberConfig {
     /// Its policy table.
     pub routes: Routes,
     /// Its forward target, when it has its own.
-    pub forward: Option<(String, Peer)>,
+    pub forward: Option<b2bua::ForwardTargets>,
     /// Its organisation name.
     pub organization: Option<String>,
     /// Its ring limit and fallbacks.
@@ -147,16 +146,12 @@ pub(super) fn validate_numbers(
         let forward = if n.forward_target.is_empty() {
             None
         } else {
-            match resolve_target(&n.forward_target) {
-                Ok(peer) => {
-                    tls_names.extend(tls_name(&n.forward_target, &peer));
-                    Some((n.forward_target.clone(), peer))
-                }
-                Err(reason) => {
-                    errors.push(ConfigError::new(&key("forward_target"), reason));
-                    None
-                }
-            }
+            forward_targets(
+                &key("forward_target"),
+                std::slice::from_ref(&n.forward_target),
+                tls_names,
+                errors,
+            )
         };
         let over = |v: &Option<String>,
                     k: &str,

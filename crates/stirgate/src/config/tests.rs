@@ -11,6 +11,55 @@ fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// The single fixed destination of the forward targets.
+fn peer(cfg: &Config) -> sip_proto::endpoint::Peer {
+    cfg.forward.fixed.as_ref().expect("fixed destinations")[0].peer
+}
+
+#[test]
+fn forward_targets_list_dns_servers_and_their_errors() {
+    let cfg = Config::from_toml_at(
+        "[forward]\ntargets = [\"sip:10.0.0.5:5060\", \"sip:10.0.0.6:5060;transport=tcp\"]\n\
+         dns_servers = [\"127.0.0.1:5353\", \"192.0.2.53\"]\n",
+        &repo(),
+    )
+    .unwrap();
+    let fixed = cfg.forward.fixed.as_ref().expect("IP targets need no DNS");
+    assert_eq!(fixed.len(), 2);
+    assert_eq!(fixed[1].peer.transport, Transport::Tcp);
+    assert_eq!(fixed[1].uri, "sip:10.0.0.6:5060;transport=tcp");
+    assert_eq!(
+        cfg.dns_servers,
+        vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "192.0.2.53:53".parse().unwrap()
+        ]
+    );
+    // A name is resolved per call (RFC 3263), not at load time.
+    let cfg = Config::from_toml_at(
+        "[forward]\ntarget = \"sip:pbx@pbx.example.test\"\n",
+        &repo(),
+    )
+    .unwrap();
+    assert!(cfg.forward.fixed.is_none());
+    let errors = |toml: &str| {
+        Config::from_toml_at(toml, &repo())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        errors("[forward]\ntargets = [\"sip:10.0.0.5\", \"http://x\"]\n"),
+        ["forward.targets"]
+    );
+    assert_eq!(
+        errors("[forward]\ndns_servers = [\"resolver.example\"]\n"),
+        ["forward.dns_servers"]
+    );
+}
+
 #[test]
 fn embedded_default_is_the_shipped_file() {
     let on_disk = std::fs::read_to_string(concat!(
@@ -20,7 +69,7 @@ fn embedded_default_is_the_shipped_file() {
     .unwrap();
     assert_eq!(DEFAULT_TOML, on_disk);
     let cfg = Config::from_toml_at(DEFAULT_TOML, &repo()).unwrap();
-    assert_eq!(cfg.forward_target, "sip:phone@127.0.0.1:5070");
+    assert_eq!(cfg.forward.uris, ["sip:phone@127.0.0.1:5070"]);
     assert_eq!(cfg.timers.t1, Duration::from_millis(500));
 }
 
@@ -35,16 +84,16 @@ fn a_file_naming_only_two_keys_is_valid() {
         cfg.listen,
         vec![ListenAddr::Udp("127.0.0.1:5099".parse().unwrap())]
     );
-    assert_eq!(cfg.forward_peer.transport, Transport::Tcp);
-    assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5080".parse().unwrap());
+    assert_eq!(peer(&cfg).transport, Transport::Tcp);
+    assert_eq!(peer(&cfg).addr, "127.0.0.1:5080".parse().unwrap());
 }
 
 #[test]
 fn tls_targets_listeners_and_their_errors() {
     let cfg =
         Config::from_toml_at("[forward]\ntarget = \"sips:pbx@127.0.0.1\"\n", &repo()).unwrap();
-    assert_eq!(cfg.forward_peer.transport, Transport::Tls);
-    assert_eq!(cfg.forward_peer.addr, "127.0.0.1:5061".parse().unwrap());
+    assert_eq!(peer(&cfg).transport, Transport::Tls);
+    assert_eq!(peer(&cfg).addr, "127.0.0.1:5061".parse().unwrap());
     assert_eq!(
         cfg.tls_names,
         vec![("127.0.0.1:5061".parse().unwrap(), "127.0.0.1".to_owned())]
@@ -58,7 +107,7 @@ fn tls_targets_listeners_and_their_errors() {
         &repo(),
     )
     .unwrap();
-    assert_eq!(cfg.forward_peer.transport, Transport::Tls);
+    assert_eq!(peer(&cfg).transport, Transport::Tls);
 
     let err = |toml: &str| {
         Config::from_toml_at(toml, &repo())
@@ -100,7 +149,13 @@ fn numbers_override_target_routes_and_greeting() {
         RouteAction::Captcha,
         "the rest inherits [routes]"
     );
-    assert_eq!(n.forward.as_ref().map(|f| f.1.addr.port()), Some(5090));
+    assert_eq!(
+        n.forward
+            .as_ref()
+            .and_then(|f| f.fixed.as_ref())
+            .map(|d| d[0].peer.addr.port()),
+        Some(5090)
+    );
     assert_eq!(n.organization.as_deref(), Some("Acme Dental"));
     let err = Config::from_toml_at(
         "[[numbers]]\nnumber = \"call me\"\n[[numbers]]\nnumber = \"1\"\n[numbers.routes]\nB = \"teleport\"\n",

@@ -112,17 +112,19 @@ fn silent_callee_gives_408_after_timer_b() {
 }
 
 #[test]
-fn unreachable_tcp_target_gives_503() {
-    // The forward target is TCP and nobody listens there: the connect fails at once.
+fn unreachable_tcp_target_gives_480_not_503() {
+    // The forward target is TCP and nobody listens there: the connect fails at once. A 503
+    // would make the trunk take stirgate for down (Twilio fails over or reports the trunk
+    // unavailable): the caller gets 480, as after the ring limit.
     let s = Setup::start(";transport=tcp", "");
     let result = s
         .uac(&scenario("uac_unavailable.xml"), 2)
         .run(Duration::from_secs(60));
-    assert_ok("caller got 503", &result);
+    assert_ok("caller got 480", &result);
     let cdrs = s.cdrs(2);
     assert!(
         cdrs.iter()
-            .all(|c| c["outcome"] == "forward_unreachable" && c["final_status"] == 503),
+            .all(|c| c["outcome"] == "forward_unreachable" && c["final_status"] == 480),
         "{cdrs:?}"
     );
 }
