@@ -3,6 +3,7 @@
 //! (`redis`).
 
 pub mod certserver;
+pub mod dns;
 pub mod net;
 pub mod pki;
 pub mod redis;

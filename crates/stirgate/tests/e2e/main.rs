@@ -15,6 +15,7 @@ mod ops;
 mod records;
 mod redirect;
 mod reinvite;
+mod routing;
 mod session_timers;
 mod sip_calls;
 mod tls;
