@@ -94,18 +94,35 @@ impl fmt::Debug for ReplayKey {
 
 /// PASSporTs seen recently in this process, each remembered until it leaves the window;
 /// bounded.
+///
+/// Sharded so that concurrent verifications do not serialize on one lock: a key's shard is
+/// chosen by the key's own (SHA-256) bytes, so every sighting of one PASSporT meets the same
+/// shard and replay detection stays exact. Each shard holds at most its share of the capacity
+/// and evicts on its own. Sixteen `Mutex<HashMap>` shards rather than a concurrent-map crate:
+/// the shard choice is free (the key is already a uniform hash) and the eviction rule (expired
+/// first, then the entries closest to expiry) needs the whole shard under one lock anyway.
 #[derive(Debug)]
 pub struct ReplayCache {
     capacity: usize,
-    seen: Mutex<HashMap<ReplayKey, i64>>,
+    shards: Box<[Mutex<HashMap<ReplayKey, i64>>]>,
 }
+
+/// Shards of a large replay cache; a small one (under [`MIN_PER_SHARD`] per shard) has one.
+const SHARDS: usize = 16;
+/// The least capacity per shard worth sharding for.
+const MIN_PER_SHARD: usize = 64;
 
 impl ReplayCache {
     /// A cache remembering at most `capacity` PASSporTs (0 disables replay detection).
     pub fn new(capacity: usize) -> Self {
+        let shards = if capacity >= SHARDS * MIN_PER_SHARD {
+            SHARDS
+        } else {
+            1
+        };
         Self {
             capacity,
-            seen: Mutex::new(HashMap::new()),
+            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
@@ -120,9 +137,10 @@ impl ReplayCache {
         if self.capacity == 0 {
             return false;
         }
+        let shard = &self.shards[usize::from(key.0[0]) % self.shards.len()];
+        let per_shard = self.capacity / self.shards.len();
         // A poisoned lock only means another verification panicked; the map is still usable.
-        let mut seen = self
-            .seen
+        let mut seen = shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(&until) = seen.get(key) {
@@ -130,9 +148,9 @@ impl ReplayCache {
                 return true;
             }
         }
-        if seen.len() >= self.capacity {
+        if seen.len() >= per_shard {
             seen.retain(|_, until| *until >= now);
-            if seen.len() >= self.capacity {
+            if seen.len() >= per_shard {
                 // Still full of live entries: forget the ones closest to expiry.
                 let mut untils: Vec<i64> = seen.values().copied().collect();
                 untils.sort_unstable();
@@ -142,6 +160,23 @@ impl ReplayCache {
         }
         seen.insert(*key, last);
         false
+    }
+
+    /// PASSporTs remembered now (live or not yet evicted).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -175,9 +210,46 @@ mod tests {
         for i in 0..100u8 {
             c.seen(&ReplayKey::from_signing_input(&[i]), 1000, 0);
         }
-        assert!(c.seen.lock().unwrap().len() <= 4);
+        assert!(c.len() <= 4);
+        let big = ReplayCache::new(100_000);
+        assert_eq!(big.shards.len(), SHARDS);
+        for i in 0..200_000u32 {
+            big.seen(&ReplayKey::from_signing_input(&i.to_be_bytes()), 1000, 0);
+        }
+        assert!(big.len() <= 100_000, "{}", big.len());
         assert!(!ReplayCache::new(0).seen(&key("x"), 10, 0));
         assert!(!ReplayCache::new(0).enabled());
+    }
+
+    /// Sharding must not let a replay through: every key, whatever its shard, is caught on its
+    /// second sighting, from any thread.
+    #[test]
+    fn replays_are_caught_in_every_shard_from_any_thread() {
+        let c = std::sync::Arc::new(ReplayCache::new(100_000));
+        let keys: Vec<ReplayKey> = (0..4096u32)
+            .map(|i| ReplayKey::from_signing_input(&i.to_le_bytes()))
+            .collect();
+        let shards: std::collections::HashSet<u8> = keys.iter().map(|k| k.0[0] % 16).collect();
+        assert_eq!(shards.len(), 16, "the keys reach every shard");
+        let first: Vec<_> = keys
+            .chunks(1024)
+            .map(|chunk| {
+                let (c, chunk) = (c.clone(), chunk.to_vec());
+                std::thread::spawn(move || chunk.iter().filter(|k| c.seen(k, 160, 100)).count())
+            })
+            .collect();
+        let first: usize = first.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(first, 0, "first sightings are not replays");
+        // The second sighting on other threads, in another order.
+        let again: Vec<_> = keys
+            .rchunks(512)
+            .map(|chunk| {
+                let (c, chunk) = (c.clone(), chunk.to_vec());
+                std::thread::spawn(move || chunk.iter().filter(|k| c.seen(k, 160, 120)).count())
+            })
+            .collect();
+        let again: usize = again.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(again, keys.len(), "every replay is caught");
     }
 
     #[test]
