@@ -12,6 +12,15 @@
 //! - Bounded to `cache_max_entries` (the entry closest to expiry is dropped first).
 //! - Optionally persisted to `cache_file` (JSON, written atomically, coalesced to one write per
 //!   half second) and reloaded — and re-validated against the current anchors — at start.
+//!
+//! **Readers take no lock.** The entries that answer a lookup by themselves (a fresh chain, a
+//! remembered failure) are also published as an immutable snapshot behind an
+//! [`arc_swap::ArcSwap`]: a lookup that finds its answer there — every call but the first ones
+//! for an x5u and those in a refresh — is one atomic load and one hash lookup. Everything else
+//! (misses, single-flight joins, stale entries, fetches landing, eviction, reloads) goes through
+//! the mutex over the full state, which republishes the snapshot whenever an answer changes.
+//! arc-swap rather than a sharded map: the hot keys are few (one x5u per carrier), so a shard
+//! lock would be one contended lock all the same, while writes are rare (one per fetch).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -87,11 +97,18 @@ pub struct CertCache {
 
 #[derive(Debug)]
 struct Inner {
-    slots: Mutex<HashMap<String, Slot>>,
+    /// The full state: the source of truth, changed only under this lock.
+    slots: Mutex<HashMap<Arc<str>, Slot>>,
+    /// The answers of `slots` (Ready and Failed entries), republished under the `slots` lock
+    /// after every change to them; read without a lock by [`CertCache::lookup`].
+    answers: ArcSwap<Answers>,
     /// What a reload may change; swapped whole by [`CertCache::reconfigure`]. Read when a
     /// fetch starts or lands, never on the cached-lookup path.
     settings: RwLock<Arc<Settings>>,
     fetches: AtomicU64,
+    hits: m::Handle<metrics::Counter>,
+    misses: m::Handle<metrics::Counter>,
+    fetch_duration: m::Handle<metrics::Histogram>,
     persist_scheduled: AtomicBool,
     /// CRL bodies by URL (`None`: the fetch failed), with their expiry.
     crls: Mutex<HashMap<String, CrlEntry>>,
@@ -107,6 +124,22 @@ struct Settings {
     /// Bumped by every reconfiguration: a fetch validated under an older generation is
     /// re-validated against the current anchors before it is cached.
     generation: u64,
+}
+
+/// What a lock-free lookup may answer from: the x5u's chain and until when it is fresh, or its
+/// remembered failure and until when.
+type Answers = HashMap<Arc<str>, Answer, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+enum Answer {
+    Chain {
+        chain: Arc<ValidatedChain>,
+        fresh_until: Instant,
+    },
+    Failed {
+        reason: Reason,
+        until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -195,8 +228,12 @@ impl CertCache {
         };
         let inner = Inner {
             slots: Mutex::new(HashMap::new()),
+            answers: ArcSwap::from_pointee(Answers::default()),
             settings: RwLock::new(Arc::new(settings)),
             fetches: AtomicU64::new(0),
+            hits: m::Handle::new(m::CERT_CACHE_HITS_TOTAL),
+            misses: m::Handle::new(m::CERT_CACHE_MISSES_TOTAL),
+            fetch_duration: m::Handle::new(m::CERT_FETCH_DURATION_SECONDS),
             persist_scheduled: AtomicBool::new(false),
             crls: Mutex::new(HashMap::new()),
         };
@@ -266,13 +303,31 @@ impl CertCache {
             Slot::Failed { .. } => false,
             Slot::Pending(_) => true,
         });
+        self.inner.publish(&slots);
         Ok(report)
     }
 
     /// Looks an x5u up; on a miss starts (or joins) the single fetch. Must run inside a tokio
-    /// runtime.
+    /// runtime. Takes no lock when the answer is in the published snapshot (see the module
+    /// docs).
     pub fn lookup(&self, x5u: &str) -> Lookup {
         let now = Instant::now();
+        match self.inner.answers.load().get(x5u) {
+            Some(Answer::Chain { chain, fresh_until }) if now < *fresh_until => {
+                self.inner.hits.counter().increment(1);
+                return Lookup::Done(Ok(Arc::clone(chain)));
+            }
+            Some(Answer::Failed { reason, until }) if now < *until => {
+                self.inner.hits.counter().increment(1);
+                return Lookup::Done(Err(reason.clone()));
+            }
+            _ => {}
+        }
+        self.lookup_locked(x5u, now)
+    }
+
+    /// [`Self::lookup`] under the lock: stale entries, misses and fetches in flight.
+    fn lookup_locked(&self, x5u: &str, now: Instant) -> Lookup {
         let mut slots = self.inner.lock();
         match slots.get_mut(x5u) {
             Some(Slot::Ready {
@@ -282,7 +337,7 @@ impl CertCache {
                 refreshing,
                 ..
             }) if now < *stale_until => {
-                metrics::counter!(m::CERT_CACHE_HITS_TOTAL).increment(1);
+                self.inner.hits.counter().increment(1);
                 if now >= *fresh_until && !*refreshing {
                     *refreshing = true;
                     let (tx, _rx) = watch::channel(None);
@@ -291,18 +346,20 @@ impl CertCache {
                 return Lookup::Done(Ok(chain.clone()));
             }
             Some(Slot::Failed { reason, until }) if now < *until => {
-                metrics::counter!(m::CERT_CACHE_HITS_TOTAL).increment(1);
+                self.inner.hits.counter().increment(1);
                 return Lookup::Done(Err(reason.clone()));
             }
             Some(Slot::Pending(rx)) => {
-                metrics::counter!(m::CERT_CACHE_MISSES_TOTAL).increment(1);
+                self.inner.misses.counter().increment(1);
                 return Lookup::Wait(rx.clone());
             }
             _ => {}
         }
-        metrics::counter!(m::CERT_CACHE_MISSES_TOTAL).increment(1);
+        self.inner.misses.counter().increment(1);
         let (tx, rx) = watch::channel(None);
-        slots.insert(x5u.to_owned(), Slot::Pending(rx.clone()));
+        // An expired answer may still be published: the lock-free path skips it by its time,
+        // and the fetch's landing republishes.
+        slots.insert(Arc::from(x5u), Slot::Pending(rx.clone()));
         drop(slots);
         self.spawn_fetch(x5u.to_owned(), tx);
         Lookup::Wait(rx)
@@ -327,19 +384,19 @@ impl CertCache {
                     expires_unix,
                     ..
                 } => CacheEntry {
-                    x5u: x5u.clone(),
+                    x5u: x5u.to_string(),
                     state: if *fresh_until > now { "valid" } else { "stale" },
                     expires_unix: Some(*expires_unix),
                     spc: chain.spc().map(str::to_owned),
                 },
                 Slot::Failed { reason, .. } => CacheEntry {
-                    x5u: x5u.clone(),
+                    x5u: x5u.to_string(),
                     state: reason.label(),
                     expires_unix: None,
                     spc: None,
                 },
                 Slot::Pending(_) => CacheEntry {
-                    x5u: x5u.clone(),
+                    x5u: x5u.to_string(),
                     state: "fetching",
                     expires_unix: None,
                     spc: None,
@@ -389,7 +446,9 @@ impl CertCache {
             if let Err(reason) = &result {
                 tracing::warn!(x5u = %x5u, reason = %reason, "x5u certificate unavailable");
             }
-            metrics::histogram!(m::CERT_FETCH_DURATION_SECONDS)
+            inner
+                .fetch_duration
+                .histogram()
                 .record(started.elapsed().as_secs_f64());
             let now = Instant::now();
             let outcome = {
@@ -398,7 +457,7 @@ impl CertCache {
                     Ok((chain, ttl, expires_unix)) => {
                         let chain = Arc::new(chain);
                         slots.insert(
-                            x5u.clone(),
+                            Arc::from(x5u.as_str()),
                             Slot::Ready {
                                 chain: chain.clone(),
                                 fresh_until: now + ttl,
@@ -411,7 +470,7 @@ impl CertCache {
                     }
                     Err(reason) => {
                         let until = now + settings.policy.negative_ttl;
-                        match slots.get_mut(&x5u) {
+                        match slots.get_mut(x5u.as_str()) {
                             // A failed refresh keeps serving the stale entry; retry later.
                             Some(Slot::Ready {
                                 fresh_until,
@@ -424,7 +483,7 @@ impl CertCache {
                             }
                             _ => {
                                 slots.insert(
-                                    x5u.clone(),
+                                    Arc::from(x5u.as_str()),
                                     Slot::Failed {
                                         reason: reason.clone(),
                                         until,
@@ -436,6 +495,7 @@ impl CertCache {
                     }
                 };
                 inner.evict(&mut slots, now);
+                inner.publish(&slots);
                 outcome
             };
             let persist = outcome.is_ok() && settings.policy.file.is_some();
@@ -499,7 +559,7 @@ impl CertCache {
             };
             let ttl = Duration::from_secs(ttl);
             slots.insert(
-                e.x5u,
+                Arc::from(e.x5u),
                 Slot::Ready {
                     chain: Arc::new(chain),
                     fresh_until: now + ttl,
@@ -510,6 +570,7 @@ impl CertCache {
             );
         }
         self.inner.evict(&mut slots, now);
+        self.inner.publish(&slots);
     }
 }
 
@@ -524,7 +585,7 @@ impl Inner {
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Slot>> {
         // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
         self.slots
             .lock()
@@ -655,7 +716,31 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn evict(&self, slots: &mut HashMap<String, Slot>, now: Instant) {
+    /// Republishes the answers of `slots` for lock-free lookups; called with the `slots` lock
+    /// held after every change to a Ready or Failed entry, so snapshots are stored in the
+    /// order of the changes.
+    fn publish(&self, slots: &HashMap<Arc<str>, Slot>) {
+        let mut answers = Answers::with_capacity_and_hasher(slots.len(), Default::default());
+        for (x5u, slot) in slots {
+            let answer = match slot {
+                Slot::Ready {
+                    chain, fresh_until, ..
+                } => Answer::Chain {
+                    chain: Arc::clone(chain),
+                    fresh_until: *fresh_until,
+                },
+                Slot::Failed { reason, until } => Answer::Failed {
+                    reason: reason.clone(),
+                    until: *until,
+                },
+                Slot::Pending(_) => continue,
+            };
+            answers.insert(Arc::clone(x5u), answer);
+        }
+        self.answers.store(Arc::new(answers));
+    }
+
+    fn evict(&self, slots: &mut HashMap<Arc<str>, Slot>, now: Instant) {
         let max_entries = self.settings().policy.max_entries;
         if slots.len() <= max_entries {
             return;
@@ -690,7 +775,7 @@ impl Inner {
                     expires_unix,
                     ..
                 } => Some(Persisted {
-                    x5u: x5u.clone(),
+                    x5u: x5u.to_string(),
                     expires_unix: *expires_unix,
                     der: chain.der().iter().map(|d| STANDARD.encode(d)).collect(),
                 }),

@@ -15,6 +15,7 @@ use crate::check::{ChainSource, Checked};
 use crate::check::{Checker, Parsed, StaticChains, VerifyRequest};
 use crate::config::Config;
 use crate::fetch::{FetchError, FetchPolicy};
+use crate::metrics::VerifyMetrics;
 use crate::rcd_fetch::RcdContent;
 #[cfg(feature = "redis")]
 use crate::replay::ReplayStoreKind;
@@ -36,6 +37,8 @@ struct Inner {
     /// Content behind Rich Call Data URLs (`rcdi`).
     content: RcdContent,
     budget: Duration,
+    /// Per-call metric handles, kept across reloads.
+    metrics: Arc<VerifyMetrics>,
     /// The shared replay store; `None`: the checker's in-process memory.
     #[cfg(feature = "redis")]
     replay: Option<RedisReplay>,
@@ -73,6 +76,7 @@ impl Verifier {
                 content: RcdContent::new(FetchPolicy::from_config(cfg))
                     .map_err(VerifierError::Client)?,
                 budget: cfg.verify_budget(),
+                metrics: Arc::default(),
                 #[cfg(feature = "redis")]
                 replay,
             }),
@@ -115,6 +119,7 @@ impl Verifier {
                 content: RcdContent::new(FetchPolicy::from_config(cfg))
                     .map_err(VerifierError::Client)?,
                 budget: cfg.verify_budget(),
+                metrics: Arc::clone(&self.inner.metrics),
                 #[cfg(feature = "redis")]
                 replay,
             }),
@@ -183,7 +188,7 @@ impl Verifier {
             }
         };
         verdict.elapsed = started.elapsed();
-        crate::metrics::verification_finished(&verdict);
+        self.inner.metrics.finished(&verdict);
         Ok(verdict)
     }
 
@@ -242,7 +247,7 @@ impl Verifier {
             Stage::RichData(verdict) => {
                 let mut verdict = self.rich_data(*verdict, started).await;
                 verdict.elapsed = started.elapsed();
-                crate::metrics::verification_finished(&verdict);
+                self.inner.metrics.finished(&verdict);
                 return verdict;
             }
         };
@@ -260,14 +265,14 @@ impl Verifier {
                 });
                 verdict.x5u = parsed.first_x5u().map(str::to_owned);
                 verdict.elapsed = started.elapsed();
-                crate::metrics::verification_finished(&verdict);
+                self.inner.metrics.finished(&verdict);
                 return verdict;
             }
         }
         let verdict = self.check(&parsed, req, &chains, started).await;
         let mut verdict = self.rich_data(verdict, started).await;
         verdict.elapsed = started.elapsed();
-        crate::metrics::verification_finished(&verdict);
+        self.inner.metrics.finished(&verdict);
         verdict
     }
 
