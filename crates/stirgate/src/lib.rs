@@ -13,6 +13,7 @@ pub mod http_serve;
 pub mod lists;
 pub mod lists_cmd;
 mod lists_redis;
+mod lists_snapshot;
 pub mod metrics;
 pub mod notify;
 pub mod redirect;

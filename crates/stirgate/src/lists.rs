@@ -2,14 +2,21 @@
 //! embedded SQLite file so they survive restarts and crashes.
 //!
 //! [`ListStore`] is the interface the engine calls: [`ListStore::lookup_now`] on the shard when
-//! the store can answer without waiting (SQLite, from its page cache), else `lookup` from
-//! `spawn_blocking` (lookups may do blocking I/O). Two implementations, chosen by [`StoreConfig`] (`lists.backend`):
+//! the store can answer without waiting, else `lookup` from `spawn_blocking` (lookups may do
+//! blocking I/O). Two implementations, chosen by [`StoreConfig`] (`lists.backend`):
 //! - [`SqliteLists`] (`sqlite`, the default): one file on this machine.
 //!   `stirgate lists add|remove|show` (see [`crate::lists_cmd`]) writes the same file while the
-//!   server runs: every lookup is its own read transaction, so the running server sees another
-//!   process's committed change on its next lookup, with no reload.
+//!   server runs.
 //! - [`RedisLists`] (`redis`): one Redis shared by every instance, so a number blocked (or
 //!   fast-passed after a CAPTCHA) on one instance is blocked (or fast-passed) on all of them.
+//!
+//! **The server reads an in-memory copy** (opened with [`OnFailure::Degrade`]): a call's
+//! `lookup_now` is a hash lookup in [`crate::lists_snapshot`], with no SQLite transaction or
+//! Redis round trip. Writes through the server (admin API, CAPTCHA passes) apply to the copy at
+//! once; changes made by another process — `stirgate lists` on the same SQLite file, another
+//! instance on the same Redis — reach it within [`REFRESH`] (100 ms): a watcher checks SQLite's
+//! `PRAGMA data_version` (or the Redis version key every write bumps) that often and reloads
+//! the copy when it changed. Tools ([`OnFailure::Fail`]) keep no copy and read the store.
 //!
 //! **When the shared store fails** (Redis down, or slower than `lists.redis_timeout_ms`), the
 //! server ([`OnFailure::Degrade`]) never holds a call for it: a lookup answers "not listed" and
@@ -31,14 +38,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use b2bua::Listing;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 pub use crate::lists_redis::{RedisLists, MAX_QUEUED_WRITES};
+pub use crate::lists_snapshot::REFRESH;
+use crate::lists_snapshot::{Delta, Snapshot};
 
 /// Gauge `{store}` of writes waiting in memory for the shared store to come back.
 pub const STORE_QUEUED_WRITES: &str = "stirgate_store_queued_writes";
@@ -74,12 +83,14 @@ pub struct StoreConfig {
     pub backend: Backend,
 }
 
-/// How a store answers when its backend fails (only the shared Redis store can fail this way;
-/// SQLite errors are always returned).
+/// Who opens a store: how it answers when its backend fails (only the shared Redis store can
+/// fail this way; SQLite errors are always returned), and whether it keeps the in-memory copy
+/// calls read (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnFailure {
-    /// The server: a failed lookup is "not listed", a failed write is queued and retried.
+    /// The server: lookups read the in-memory copy; a failed store lookup is "not listed", a
+    /// failed write is queued and retried.
     Degrade,
     /// Tools (`stirgate lists`): every failure is an error, nothing is queued (the process is
     /// about to exit, and the operator must know the change did not land).
@@ -165,7 +176,10 @@ impl StoreConfig {
     /// that is down now is not an error here: see [`OnFailure`]).
     pub fn open(&self, on_failure: OnFailure) -> Result<Arc<dyn ListStore>, ListError> {
         Ok(match &self.backend {
-            Backend::Sqlite { path } => Arc::new(SqliteLists::open(path)?),
+            Backend::Sqlite { path } => match on_failure {
+                OnFailure::Degrade => Arc::new(SqliteLists::open_live(path)?),
+                _ => Arc::new(SqliteLists::open(path)?),
+            },
             Backend::Redis {
                 url,
                 key_prefix,
@@ -375,16 +389,25 @@ pub trait ListStore: Send + Sync {
 
 /// The lists in one SQLite file (table `entries`, WAL mode).
 ///
-/// One connection behind a mutex: a lookup is a single indexed read of a few microseconds, so
-/// shards contending for the lock wait less than a second connection would cost to keep.
-/// A second, read-only connection that never waits serves [`ListStore::lookup_now`]: the
-/// shards' inline lookups, which must not block (a busy lock or a contended file sends the
-/// lookup back to the blocking path).
+/// One connection behind a mutex for writes, `lookup` and `entries`. Opened for the server
+/// ([`Self::open_live`]) it also keeps the in-memory copy that [`ListStore::lookup_now`]
+/// answers from, and a watcher thread that reloads it within [`REFRESH`] of another process's
+/// commit: `PRAGMA data_version` on the same connection changes exactly when another connection
+/// committed, so this server's own writes (already applied to the copy) cause no reload.
 #[derive(Debug)]
 pub struct SqliteLists {
-    conn: Mutex<Connection>,
-    fast: Mutex<Connection>,
+    shared: Arc<SqliteShared>,
 }
+
+#[derive(Debug)]
+struct SqliteShared {
+    conn: Mutex<Connection>,
+    /// The server's copy; `None` for tools.
+    snapshot: Option<Snapshot>,
+}
+
+/// How often the watcher drops expired entries from the copy.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// The schema this code writes, kept in SQLite's `user_version`.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -458,24 +481,115 @@ impl SqliteLists {
         }
         // Prepare the hot statement now, so that a broken file fails at start, not on a call.
         conn.prepare_cached(LOOKUP_SQL).map_err(open_err)?;
-        let fast = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        // Never wait: a lookup that would is retried on the blocking path, which does.
-        fast.busy_timeout(Duration::ZERO).map_err(open_err)?;
-        fast.prepare_cached(LOOKUP_SQL).map_err(open_err)?;
         Ok(Self {
-            conn: Mutex::new(conn),
-            fast: Mutex::new(fast),
+            shared: Arc::new(SqliteShared {
+                conn: Mutex::new(conn),
+                snapshot: None,
+            }),
         })
     }
 
+    /// [`Self::open`] for the server: loads the in-memory copy now and starts the watcher that
+    /// keeps it current (a thread that ends within [`REFRESH`] of the store being dropped).
+    pub fn open_live(path: &Path) -> Result<Self, ListError> {
+        let plain = Self::open(path)?;
+        let shared = Arc::into_inner(plain.shared).expect("just opened");
+        let shared = Arc::new(SqliteShared {
+            snapshot: Some(Snapshot::default()),
+            ..shared
+        });
+        let mut version = shared.reload(None).map_err(|source| ListError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("stirgate-lists-watch".to_owned())
+            .spawn(move || {
+                let mut last_purge = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(REFRESH);
+                    let Some(shared) = weak.upgrade() else { return };
+                    match shared.reload(Some(version)) {
+                        Ok(v) => version = v,
+                        Err(e) => {
+                            stir::metrics::store_error("lists", "refresh");
+                            tracing::warn!(error = %e, "lists store: cannot refresh the in-memory lists; calls use the last copy");
+                        }
+                    }
+                    if last_purge.elapsed() >= PURGE_EVERY {
+                        last_purge = std::time::Instant::now();
+                        if let Some(s) = &shared.snapshot {
+                            s.purge_expired(unix_now());
+                        }
+                    }
+                }
+            })
+            .map_err(ListError::Runtime)?;
+        Ok(Self { shared })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.shared.conn()
+    }
+}
+
+impl SqliteShared {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held cannot leave the connection half-way: every statement
         // is its own transaction, rolled back by SQLite if it did not complete.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reloads the copy from the file unless its `data_version` is still `seen`; returns the
+    /// version loaded. Under the connection lock, so no write of this process interleaves.
+    fn reload(&self, seen: Option<i64>) -> rusqlite::Result<i64> {
+        let Some(snapshot) = &self.snapshot else {
+            return Ok(0);
+        };
+        let conn = self.conn();
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if seen == Some(version) {
+            return Ok(version);
+        }
+        snapshot.begin_reload();
+        let all = (|| {
+            let mut stmt = conn
+                .prepare_cached("SELECT kind, number, added_at, expires_at, note FROM entries")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (kind, number, expires_at) = row?;
+                // A row this schema cannot hold (edited by hand) lists nothing, as in `lookup`.
+                let Ok(kind) = kind.parse::<ListKind>() else {
+                    continue;
+                };
+                out.push(ListEntry {
+                    kind,
+                    number,
+                    added_at: 0,
+                    expires_at: expires_at.map(|t| u64::try_from(t).unwrap_or(0)),
+                    note: String::new(),
+                });
+            }
+            Ok(out)
+        })();
+        match all {
+            Ok(entries) => {
+                snapshot.finish_reload(entries);
+                Ok(version)
+            }
+            Err(e) => {
+                snapshot.abort_reload();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -485,26 +599,11 @@ impl ListStore for SqliteLists {
     }
 
     fn lookup_now(&self, number: &str, now_unix: u64) -> Option<Result<Listing, ListError>> {
+        let snapshot = self.shared.snapshot.as_ref()?;
         let Some(number) = stir::tn::canonicalize(number) else {
             return Some(Ok(Listing::Unlisted));
         };
-        // Another shard's lookup in progress: take the blocking path rather than wait.
-        let conn = match self.fast.try_lock() {
-            Ok(conn) => conn,
-            Err(TryLockError::WouldBlock) => return None,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        };
-        match query_listing(&conn, &number, now_unix) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                None
-            }
-            r => Some(counted("lookup", r.map_err(ListError::from))),
-        }
+        snapshot.lookup(&number, now_unix).map(Ok)
     }
 
     fn add(&self, entry: &ListEntry) -> Result<(), ListError> {
@@ -531,30 +630,43 @@ impl SqliteLists {
     fn add_inner(&self, entry: &ListEntry) -> Result<(), ListError> {
         let number = canonical(&entry.number)?;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO entries (number, kind, added_at, expires_at, note)
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO entries (number, kind, added_at, expires_at, note)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (number, kind) DO UPDATE SET
                  added_at = excluded.added_at,
                  expires_at = excluded.expires_at,
                  note = excluded.note",
-        )?;
-        stmt.execute(params![
-            number,
-            entry.kind.as_str(),
-            sql_time(entry.added_at),
-            entry.expires_at.map(sql_time),
-            entry.note,
-        ])?;
+            )?;
+            stmt.execute(params![
+                number,
+                entry.kind.as_str(),
+                sql_time(entry.added_at),
+                entry.expires_at.map(sql_time),
+                entry.note,
+            ])?;
+        }
+        // Still under the connection lock: the copy changes in commit order.
+        if let Some(snapshot) = &self.shared.snapshot {
+            snapshot.apply(&Delta::Add(entry.kind, number, entry.expires_at));
+        }
+        drop(conn);
         Ok(())
     }
 
     fn remove_inner(&self, kind: ListKind, number: &str) -> Result<bool, ListError> {
         let number = canonical(number)?;
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("DELETE FROM entries WHERE number = ?1 AND kind = ?2")?;
-        Ok(stmt.execute(params![number, kind.as_str()])? > 0)
+        let removed = conn
+            .prepare_cached("DELETE FROM entries WHERE number = ?1 AND kind = ?2")?
+            .execute(params![number, kind.as_str()])?
+            > 0;
+        if let Some(snapshot) = &self.shared.snapshot {
+            snapshot.apply(&Delta::Remove(kind, number));
+        }
+        drop(conn);
+        Ok(removed)
     }
 
     fn entries_inner(
@@ -611,6 +723,12 @@ fn query_listing(conn: &Connection, number: &str, now_unix: u64) -> rusqlite::Re
         }
     }
     Ok(listing)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Counts a failed store operation (`stirgate_store_errors_total{store="lists",op}`); a bad
@@ -693,33 +811,95 @@ mod tests {
         assert!(!lists.remove(ListKind::Block, "15551230001").unwrap());
     }
 
-    #[test]
-    fn inline_lookup_sees_another_writers_changes_at_once() {
-        // The server's store and a second one on the same file, as `stirgate lists add` opens.
-        let (dir, server) = store();
-        let tool = SqliteLists::open(&dir.path().join("sub/dir/lists.sqlite3")).unwrap();
-        let now = |n: &str| {
-            server
-                .lookup_now(n, NOW)
+    /// Polls the server's in-memory lookup of `number` until it reads `want`, for at most
+    /// `bound`; returns how long that took.
+    fn seen_within(
+        server: &SqliteLists,
+        number: &str,
+        now: u64,
+        want: Listing,
+        bound: Duration,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let got = server
+                .lookup_now(number, now)
                 .expect("answered at once")
-                .unwrap()
-        };
-        assert_eq!(now("15551230009"), Listing::Unlisted);
+                .unwrap();
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{number}: still {got:?} after {bound:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn inline_lookup_reads_the_copy_and_sees_another_writer_within_the_refresh() {
+        // The server's store and a second one on the same file, as `stirgate lists add` opens.
+        let (dir, _) = store();
+        let path = dir.path().join("sub/dir/lists.sqlite3");
+        let server = SqliteLists::open_live(&path).unwrap();
+        let tool = SqliteLists::open(&path).unwrap();
+        assert!(
+            tool.lookup_now("15551230009", NOW).is_none(),
+            "tools keep no copy"
+        );
+        // Writes through the server itself: visible at once.
+        server
+            .add(&entry(ListKind::Allow, "+1 555 123 0007", None))
+            .unwrap();
+        assert_eq!(
+            server.lookup_now("15551230007", NOW).unwrap().unwrap(),
+            Listing::Allowed
+        );
+        assert!(server.remove(ListKind::Allow, "15551230007").unwrap());
+        assert_eq!(
+            server.lookup_now("15551230007", NOW).unwrap().unwrap(),
+            Listing::Unlisted
+        );
+        // Another process's writes: within the refresh bound (10x slack for a loaded machine;
+        // the bound itself is REFRESH).
+        let bound = REFRESH * 10;
+        assert_eq!(
+            server.lookup_now("15551230009", NOW).unwrap().unwrap(),
+            Listing::Unlisted
+        );
         tool.add(&entry(ListKind::Block, "+1 555 123 0009", None))
             .unwrap();
-        assert_eq!(now("15551230009"), Listing::Blocked);
+        let took = seen_within(&server, "15551230009", NOW, Listing::Blocked, bound);
+        eprintln!("another process's add seen after {took:?}");
         tool.add(&entry(ListKind::Allow, "15551230008", Some(NOW + 1)))
             .unwrap();
-        assert_eq!(now("15551230008"), Listing::Allowed);
+        seen_within(&server, "15551230008", NOW, Listing::Allowed, bound);
         assert_eq!(
             server.lookup_now("15551230008", NOW + 1).unwrap().unwrap(),
             Listing::Unlisted,
             "expired"
         );
         assert!(tool.remove(ListKind::Block, "15551230009").unwrap());
-        assert_eq!(now("15551230009"), Listing::Unlisted);
+        seen_within(&server, "15551230009", NOW, Listing::Unlisted, bound);
         // Not a number: unlisted, as with `lookup`.
-        assert_eq!(now("alice"), Listing::Unlisted);
+        assert_eq!(
+            server.lookup_now("alice", NOW).unwrap().unwrap(),
+            Listing::Unlisted
+        );
+        // The server's own writes do not make the watcher reload (data_version is per
+        // connection), and both kinds of change keep the copy equal to the file.
+        server
+            .add(&entry(ListKind::Block, "15551230010", None))
+            .unwrap();
+        std::thread::sleep(REFRESH * 3);
+        for n in ["15551230008", "15551230009", "15551230010", "15551230011"] {
+            assert_eq!(
+                server.lookup_now(n, NOW).unwrap().unwrap(),
+                tool.lookup(n, NOW).unwrap(),
+                "{n}"
+            );
+        }
     }
 
     #[test]
@@ -849,7 +1029,7 @@ mod tests {
     #[test]
     #[ignore = "timing, run by hand"]
     fn lookup_latency() {
-        let (_dir, lists) = store();
+        let (dir, lists) = store();
         {
             let mut conn = lists.conn();
             let tx = conn.transaction().unwrap();
@@ -876,7 +1056,27 @@ mod tests {
         }
         let elapsed = start.elapsed();
         println!(
-            "{n} lookups in {elapsed:?}: {:?} each ({blocked} blocked)",
+            "SQLite lookup (read transaction): {n} lookups in {elapsed:?}: {:?} each ({blocked} blocked)",
+            elapsed / u32::try_from(n).unwrap()
+        );
+        assert!(blocked > 0);
+        // The server's path: the in-memory copy.
+        let live = SqliteLists::open_live(&dir.path().join("sub/dir/lists.sqlite3")).unwrap();
+        let n = 1_000_000_u64;
+        let numbers: Vec<String> = (0..1000)
+            .map(|i| format!("+1 555 {:07}", i * 7 % 200_000))
+            .collect();
+        let start = std::time::Instant::now();
+        let mut blocked = 0;
+        for i in 0..n {
+            let number = &numbers[usize::try_from(i % 1000).unwrap()];
+            if live.lookup_now(number, NOW).unwrap().unwrap() == Listing::Blocked {
+                blocked += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "in-memory lookup_now: {n} lookups in {elapsed:?}: {:?} each ({blocked} blocked)",
             elapsed / u32::try_from(n).unwrap()
         );
         assert!(blocked > 0);

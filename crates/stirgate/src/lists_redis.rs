@@ -6,6 +6,17 @@
 //! lookups still compare `expires_at` with the caller's clock, so an instance never honours an
 //! entry its own clock says has expired. A lookup is one `MGET` of the number's two keys (one
 //! round trip); `entries` walks the prefix with `SCAN` (an operator command, not the call path).
+//! Every write also bumps the version key `<prefix>lists:version` (`INCR`, in the same
+//! `MULTI`/`EXEC` as the write).
+//!
+//! The server (opened with [`OnFailure::Degrade`]) answers calls from an in-memory copy
+//! ([`crate::lists_snapshot`]): loaded by walking the prefix, reloaded when the version key
+//! changes (polled every [`REFRESH`]), and changed at once by this instance's own writes
+//! (queued ones included). Until the first load completes a lookup asks Redis as before; while
+//! Redis is unreachable the copy as last loaded keeps answering (a blocked number stays blocked)
+//! and each failed poll counts in `stirgate_store_errors_total{store="lists",op="refresh"}`.
+//! An instance of an older stirgate writing to the same prefix does not bump the version: its
+//! writes reach the copy with the next bump by anyone.
 //!
 //! [`ListStore`] is blocking (the engine calls it from `spawn_blocking`), while the client is
 //! redis-rs's tokio `ConnectionManager`: one multiplexed connection shared by every shard,
@@ -28,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::lists::{
     canonical, counted, ListEntry, ListError, ListKind, ListStore, OnFailure, STORE_QUEUED_WRITES,
 };
+use crate::lists_snapshot::{Delta, Snapshot, REFRESH};
 
 /// How long Redis is left alone after a failure: lookups in that second answer at once
 /// instead of each waiting for the timeout, while the connection manager reconnects.
@@ -66,6 +78,8 @@ struct Shared {
     /// Writes that failed for unavailability, oldest first, with a sequence number.
     queue: Mutex<VecDeque<(u64, Write)>>,
     next_seq: Mutex<u64>,
+    /// The server's in-memory copy; `None` for tools.
+    snapshot: Option<Snapshot>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +159,7 @@ impl RedisLists {
             logged: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
             next_seq: Mutex::new(0),
+            snapshot: (on_failure == OnFailure::Degrade).then(Snapshot::default),
         });
         if on_failure == OnFailure::Degrade {
             let flusher = Arc::clone(&shared);
@@ -159,6 +174,19 @@ impl RedisLists {
                 loop {
                     tokio::time::sleep(FLUSH_INTERVAL).await;
                     flusher.flush().await;
+                }
+            });
+            let watcher = Arc::downgrade(&shared);
+            handle.spawn(async move {
+                let mut version = None;
+                let mut interval = tokio::time::interval(REFRESH);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    let Some(shared) = watcher.upgrade() else {
+                        return;
+                    };
+                    version = shared.refresh(version).await;
                 }
             });
         }
@@ -202,18 +230,29 @@ impl RedisLists {
     /// already wait — to the back of the queue, so that writes land in the order made.
     fn write(&self, w: Write) -> Result<bool, ListError> {
         let degrade = self.shared.on_failure == OnFailure::Degrade;
-        if degrade && self.queued() > 0 {
-            return Err(self.shared.enqueue(w));
+        let delta = match &w {
+            Write::Add(entry) => Delta::add(entry),
+            Write::Remove(kind, number) => Delta::Remove(*kind, number.clone()),
+        };
+        let r = if degrade && self.queued() > 0 {
+            Err(self.shared.enqueue(w))
+        } else {
+            let shared = Arc::clone(&self.shared);
+            let pending = w.clone();
+            match self.call(
+                self.shared.timeout,
+                async move { shared.apply(&pending).await },
+            ) {
+                Err(e) if degrade && e.is_unavailable() => Err(self.shared.enqueue(w)),
+                r => r,
+            }
+        };
+        // Written, or queued to be: this instance's calls see it now.
+        if let (Some(snapshot), Ok(_) | Err(ListError::Queued { .. })) = (&self.shared.snapshot, &r)
+        {
+            snapshot.apply(&delta);
         }
-        let shared = Arc::clone(&self.shared);
-        let pending = w.clone();
-        match self.call(
-            self.shared.timeout,
-            async move { shared.apply(&pending).await },
-        ) {
-            Err(e) if degrade && e.is_unavailable() => Err(self.shared.enqueue(w)),
-            r => r,
-        }
+        r
     }
 }
 
@@ -234,6 +273,14 @@ impl Drop for RedisLists {
 }
 
 impl ListStore for RedisLists {
+    fn lookup_now(&self, number: &str, now_unix: u64) -> Option<Result<Listing, ListError>> {
+        let snapshot = self.shared.snapshot.as_ref()?;
+        let Some(number) = stir::tn::canonicalize(number) else {
+            return Some(Ok(Listing::Unlisted));
+        };
+        snapshot.lookup(&number, now_unix).map(Ok)
+    }
+
     fn lookup(&self, number: &str, now_unix: u64) -> Result<Listing, ListError> {
         let Some(number) = stir::tn::canonicalize(number) else {
             return Ok(Listing::Unlisted);
@@ -290,6 +337,19 @@ impl ListStore for RedisLists {
     fn entries(&self, kind: Option<ListKind>, now_unix: u64) -> Result<Vec<ListEntry>, ListError> {
         let shared = Arc::clone(&self.shared);
         let r = self.call(ENTRIES_BUDGET, async move {
+            let mut out = shared.scan(kind).await?;
+            out.retain(|e| e.is_live(now_unix));
+            Ok(out)
+        });
+        counted("entries", r)
+    }
+}
+
+impl Shared {
+    /// Every entry of one list (`Some`) or of both, expired or not, by list then number.
+    async fn scan(&self, kind: Option<ListKind>) -> Result<Vec<ListEntry>, ListError> {
+        let shared = self;
+        {
             let kinds = match kind {
                 Some(k) => vec![k],
                 None => vec![ListKind::Block, ListKind::Allow],
@@ -335,9 +395,6 @@ impl ListStore for RedisLists {
                                 column: "value",
                                 value: value.clone(),
                             })?;
-                        if stored.expires_at.is_some_and(|exp| now_unix >= exp) {
-                            continue;
-                        }
                         out.push(ListEntry {
                             kind,
                             number,
@@ -349,12 +406,60 @@ impl ListStore for RedisLists {
                 }
             }
             Ok(out)
-        });
-        counted("entries", r)
+        }
     }
-}
 
-impl Shared {
+    /// One poll of the watcher: reloads the copy when the version key differs from `seen`
+    /// (or nothing was loaded yet); returns the version the copy now reflects.
+    async fn refresh(&self, seen: Option<i64>) -> Option<i64> {
+        let snapshot = self.snapshot.as_ref()?;
+        if self.backing_off() {
+            return seen;
+        }
+        let poll = async {
+            let mut con = self.con.clone();
+            let version: Option<i64> = redis::cmd("GET")
+                .arg(self.version_key())
+                .query_async(&mut con)
+                .await
+                .map_err(ListError::Redis)?;
+            // Never written: version 0.
+            let version = version.unwrap_or(0);
+            if seen == Some(version) {
+                return Ok(version);
+            }
+            snapshot.begin_reload();
+            match self.scan(None).await {
+                Ok(entries) => {
+                    snapshot.finish_reload(entries);
+                    Ok(version)
+                }
+                Err(e) => {
+                    snapshot.abort_reload();
+                    Err(e)
+                }
+            }
+        };
+        let r = tokio::time::timeout(ENTRIES_BUDGET, poll)
+            .await
+            .unwrap_or(Err(ListError::Timeout {
+                budget: ENTRIES_BUDGET,
+            }));
+        self.observe(&r);
+        match r {
+            Ok(version) => Some(version),
+            Err(e) => {
+                stir::metrics::store_error("lists", "refresh");
+                self.degraded(&e);
+                seen
+            }
+        }
+    }
+
+    fn version_key(&self) -> String {
+        format!("{}lists:version", self.prefix)
+    }
+
     fn key(&self, kind: ListKind, number: &str) -> String {
         format!("{}list:{}:{number}", self.prefix, kind.as_str())
     }
@@ -472,14 +577,25 @@ impl Shared {
                 if let Some(exp) = e.expires_at.filter(|t| *t < i64::MAX as u64 / 1000) {
                     cmd.arg("EXAT").arg(exp);
                 }
-                cmd.query_async::<()>(&mut con)
+                redis::pipe()
+                    .atomic()
+                    .add_command(cmd)
+                    .ignore()
+                    .cmd("INCR")
+                    .arg(self.version_key())
+                    .ignore()
+                    .query_async::<()>(&mut con)
                     .await
                     .map_err(ListError::Redis)?;
                 Ok(true)
             }
             Write::Remove(kind, number) => {
-                let n: u64 = redis::cmd("DEL")
+                let (n, _): (u64, i64) = redis::pipe()
+                    .atomic()
+                    .cmd("DEL")
                     .arg(self.key(*kind, number))
+                    .cmd("INCR")
+                    .arg(self.version_key())
                     .query_async(&mut con)
                     .await
                     .map_err(ListError::Redis)?;

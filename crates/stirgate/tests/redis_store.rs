@@ -204,6 +204,90 @@ fn two_instances_see_each_others_writes() {
     assert!(elsewhere.entries(None, now).unwrap().is_empty());
 }
 
+/// Polls `store`'s in-memory lookup (what calls read) until it gives `want`, for at most
+/// `bound`; returns how long that took.
+fn seen_within(
+    store: &dyn ListStore,
+    number: &str,
+    now: u64,
+    want: Listing,
+    bound: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = store.lookup_now(number, now).map(Result::unwrap);
+        if got == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < bound,
+            "{number}: {got:?} after {bound:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The server's in-memory copy: its own writes at once, another instance's within the refresh
+/// bound, and while Redis is down the last copy keeps answering (a blocked number stays
+/// blocked) and the failed polls are counted.
+#[test]
+fn in_memory_copy_follows_other_instances_and_survives_an_outage() {
+    let mut redis = RedisServer::start();
+    let a = open(&redis, "copy:", 1000, OnFailure::Degrade);
+    let b = open(&redis, "copy:", 1000, OnFailure::Degrade);
+    let tool = open(&redis, "copy:", 1000, OnFailure::Fail);
+    let now = unix_now();
+    assert!(
+        tool.lookup_now("15551230030", now).is_none(),
+        "tools keep no copy"
+    );
+    // Slack for a loaded machine; the bound itself is REFRESH (100 ms).
+    let bound = stirgate::lists::REFRESH * 20;
+    seen_within(a.as_ref(), "15551230030", now, Listing::Unlisted, bound);
+    seen_within(b.as_ref(), "15551230030", now, Listing::Unlisted, bound);
+
+    a.add(&entry(ListKind::Block, "15551230030", None, "on A"))
+        .unwrap();
+    assert_eq!(
+        a.lookup_now("15551230030", now).unwrap().unwrap(),
+        Listing::Blocked,
+        "a write through this instance is seen at once"
+    );
+    let took = seen_within(b.as_ref(), "15551230030", now, Listing::Blocked, bound);
+    eprintln!("B saw A's add after {took:?}");
+    tool.add(&entry(ListKind::Allow, "15551230031", Some(now + 2), "CLI"))
+        .unwrap();
+    seen_within(a.as_ref(), "15551230031", now, Listing::Allowed, bound);
+    seen_within(b.as_ref(), "15551230031", now, Listing::Allowed, bound);
+    assert_eq!(
+        b.lookup_now("15551230031", now + 2).unwrap().unwrap(),
+        Listing::Unlisted,
+        "expired entries expire in the copy too"
+    );
+    assert!(tool.remove(ListKind::Block, "15551230030").unwrap());
+    seen_within(b.as_ref(), "15551230030", now, Listing::Unlisted, bound);
+    b.add(&entry(ListKind::Block, "15551230032", None, "on B"))
+        .unwrap();
+    seen_within(a.as_ref(), "15551230032", now, Listing::Blocked, bound);
+
+    redis.stop();
+    std::thread::sleep(stirgate::lists::REFRESH * 5);
+    assert_eq!(
+        a.lookup_now("15551230032", now).unwrap().unwrap(),
+        Listing::Blocked,
+        "the last copy answers while Redis is down"
+    );
+    // A CAPTCHA pass while down: queued, and this instance's calls see it at once.
+    assert!(matches!(
+        a.add(&entry(ListKind::Allow, "15551230033", None, "queued")),
+        Err(ListError::Queued { .. })
+    ));
+    assert_eq!(
+        a.lookup_now("15551230033", now).unwrap().unwrap(),
+        Listing::Allowed
+    );
+}
+
 fn errors(snapshotter: &Snapshotter, op: &str) -> u64 {
     snapshotter
         .snapshot()
@@ -329,7 +413,16 @@ fn redis_down_lookups_degrade_and_writes_are_queued_then_flushed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(lists.lookup("15551230021", now).unwrap(), Listing::Unlisted);
-    let entries = tool.entries(None, now).unwrap();
+    // The tool failed during the outage and leaves Redis alone for a second after that.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entries = loop {
+        match tool.entries(None, now) {
+            Err(ListError::Backoff) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => break r.unwrap(),
+        }
+    };
     let numbers: Vec<&str> = entries.iter().map(|e| e.number.as_str()).collect();
     assert_eq!(
         numbers,

@@ -61,6 +61,8 @@ fn unsigned_caller_passing_the_captcha_is_bridged_to_the_callee() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Another process's change reaches the server's in-memory lists within REFRESH.
+    std::thread::sleep(stirgate::lists::REFRESH * 5);
     let blocked = s
         .uac(&scenario("uac_603.xml"), 1)
         .run(Duration::from_secs(30));
