@@ -8,7 +8,8 @@
 //! ```text
 //!   trunk ──INVITE──▶ [UAS leg A] ══ Call ══ [UAC leg B] ──INVITE──▶ forward target
 //!         ◀─18x/2xx──                                    ◀─18x/2xx──
-//!   BYE / CANCEL / re-INVITE / UPDATE / INFO relayed across; ACK generated per leg
+//!   BYE / CANCEL / re-INVITE / UPDATE / INFO relayed across; ACK generated per leg;
+//!   session timers (RFC 4028) kept per leg
 //! ```
 //!
 //! Later issues add verification, routing and the media flows in front of and beside the
