@@ -312,6 +312,9 @@ pub struct Call {
     /// A late-offer re-INVITE relayed to the leg named (our client transaction): its 2xx offer
     /// went to the other leg, whose ACK carries the answer to relay.
     pub relayed_late_offer: Option<(TxKey, LegSide)>,
+    /// That re-INVITE or UPDATE, until it is answered (its session-timer headers shape the
+    /// answer; the transaction layer keeps no copy of a request).
+    pub reoffer_request: Option<Box<Request>>,
     /// How often the outbound INVITE was retried after a 422 (RFC 4028 §7.3).
     pub session_retries: u32,
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::error::ParseError;
 use crate::headers::Via;
-use crate::message::{Message, Method, Request, Response, SipHeaders};
+use crate::message::{answer_headers, Headers, Message, Method, Request, Response, SipHeaders};
 use crate::transaction::{
     ClientTransaction, ClientVerdict, ServerTransaction, TimerAction, TimerConfig,
 };
@@ -155,17 +155,27 @@ pub enum Event {
     },
 }
 
+/// A client transaction and what the endpoint needs besides: the request itself lives only as
+/// the transaction's bytes (parsed again in the rare cases that need its headers: a CANCEL, the
+/// ACK of an error response).
 struct ClientEntry {
     tx: ClientTransaction,
-    request: Request,
     peer: Peer,
+    /// The request's CSeq number (the ACK of a 2xx repeats it).
+    cseq: u32,
 }
 
+/// A server transaction and what the endpoint needs besides. The request went to the TU in
+/// [`Event::Request`]; the entry keeps only what answering it takes, and only until the final
+/// response, so that a transaction lingering for 32 s keeps its key and that response's bytes.
 struct ServerEntry {
     tx: ServerTransaction,
     peer: Peer,
-    /// The To tag of our final response, kept so CANCEL and ACK can be matched to a dialog.
-    request: Request,
+    /// The header lines every response copies from the request (Via, From, To, Call-ID, CSeq),
+    /// until the final response is sent.
+    answer: Option<Headers>,
+    /// For an INVITE answered 2xx: its key in [`Endpoint::accepted`].
+    accepted: Option<(String, u32)>,
 }
 
 /// The transaction layer of one SIP stack: all client and server transactions.
@@ -293,9 +303,10 @@ impl Endpoint {
         let invite = request.method == Method::Invite;
         let peer = via_peer(request.top_via(), source);
         let mut tx = ServerTransaction::new(invite, source.transport.is_reliable());
+        let answer = answer_headers(&request.headers);
         if invite {
             // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
-            let mut trying = Response::for_request(&request, 100, "Trying", None);
+            let mut trying = Response::from_answer_headers(answer.clone(), 100, "Trying", None);
             trying.headers.push("Server", self.user_agent.as_str());
             let bytes = trying.to_bytes();
             tx.send_response(now, &self.timers, 100, bytes.clone());
@@ -310,7 +321,8 @@ impl Endpoint {
             ServerEntry {
                 tx,
                 peer,
-                request: request.clone(),
+                answer: Some(answer),
+                accepted: None,
             },
         );
         self.events.push_back(Event::Request {
@@ -355,14 +367,18 @@ impl Endpoint {
                     response,
                 });
             }
-            ClientVerdict::DeliverAndAck => {
-                let ack = ack_for_error(&entry.request, &response).to_bytes();
-                entry.tx.set_ack(ack.clone());
-                self.transmits.push_back(Transmit {
-                    peer: entry.peer,
-                    bytes: ack,
-                    tx: None,
-                });
+            ClientVerdict::DeliverAndAck(invite) => {
+                // Our own INVITE parses (it printed from a Request); if it ever did not, there
+                // would be nothing sound to ACK with, and Timer D ends the transaction.
+                if let Ok(Message::Request(invite)) = Message::parse(&invite) {
+                    let ack = ack_for_error(&invite, &response).to_bytes();
+                    entry.tx.set_ack(ack.clone());
+                    self.transmits.push_back(Transmit {
+                        peer: entry.peer,
+                        bytes: ack,
+                        tx: None,
+                    });
+                }
                 self.events.push_back(Event::Response {
                     tx: key.clone(),
                     response,
@@ -385,17 +401,19 @@ impl Endpoint {
     /// Sends a request in a new client transaction; the request must carry a top Via with a
     /// fresh branch. ACK is not sent this way (see [`Self::send_ack`]).
     pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> Option<TxKey> {
-        let via = request.top_via()?;
+        let branch = request.top_via()?.branch()?.to_owned();
+        let cseq = request.cseq().map_or(1, |c| c.seq);
+        // The bytes are all the transaction keeps of the request.
+        let bytes = request.to_bytes();
         let key = TxKey {
             side: Side::Client,
-            branch: via.branch()?.to_owned(),
-            method: request.method.clone(),
+            branch,
+            method: request.method,
         };
-        let bytes = request.to_bytes();
         let tx = ClientTransaction::new(
             now,
             &self.timers,
-            request.method == Method::Invite,
+            key.method == Method::Invite,
             peer.transport.is_reliable(),
             bytes.clone(),
         );
@@ -403,7 +421,7 @@ impl Endpoint {
             self.deadlines.push(Reverse((deadline, key.clone())));
         }
         self.client
-            .insert(key.clone(), ClientEntry { tx, request, peer });
+            .insert(key.clone(), ClientEntry { tx, peer, cseq });
         self.transmits.push_back(Transmit {
             peer,
             bytes,
@@ -451,18 +469,36 @@ impl Endpoint {
         if let Some(deadline) = entry.tx.next_deadline() {
             self.deadlines.push(Reverse((deadline, tx.clone())));
         }
+        if response.status >= 200 {
+            entry.answer = None;
+        }
         if (200..300).contains(&response.status) && tx.method == Method::Invite {
             if let (Some(call_id), Some(cseq)) = (response.call_id(), response.cseq()) {
-                self.accepted
-                    .insert((call_id.to_owned(), cseq.seq), tx.clone());
+                let dialog = (call_id.to_owned(), cseq.seq);
+                entry.accepted = Some(dialog.clone());
+                self.accepted.insert(dialog, tx.clone());
             }
         }
         true
     }
 
-    /// The request that created server transaction `tx`.
-    pub fn server_request(&self, tx: &TxKey) -> Option<&Request> {
-        self.server.get(tx).map(|e| &e.request)
+    /// A response to the request of server transaction `tx` (RFC 3261 §8.2.6: its Via, From, To,
+    /// Call-ID and CSeq; a To tag added when `to_tag` is given and the To has none), while the
+    /// transaction can still send one: `None` once it has sent its final response or is gone.
+    ///
+    /// The transaction does not keep the request itself (the TU had it in [`Event::Request`]):
+    /// only these header lines, until the final response.
+    pub fn response_for(
+        &self,
+        tx: &TxKey,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> Option<Response> {
+        let answer = self.server.get(tx)?.answer.clone()?;
+        Some(Response::from_answer_headers(
+            answer, status, reason, to_tag,
+        ))
     }
 
     /// The INVITE server transaction a CANCEL refers to (RFC 3261 §9.2).
@@ -472,9 +508,23 @@ impl Endpoint {
         self.server.contains_key(&key).then_some(key)
     }
 
-    /// The request of client transaction `tx` (to build a CANCEL or an ACK from).
-    pub fn client_request(&self, tx: &TxKey) -> Option<(&Request, Peer)> {
-        self.client.get(tx).map(|e| (&e.request, e.peer))
+    /// The request of client transaction `tx` with its destination (to build a CANCEL, or the
+    /// retry a 422 or 401 asks for), read back from the bytes the transaction keeps for
+    /// retransmission: `None` once a final response has arrived (the transaction then drops
+    /// them, except after a status that asks for a retry:
+    /// [`crate::transaction::asks_for_retry`]) or when `tx` is gone.
+    pub fn client_request(&self, tx: &TxKey) -> Option<(Request, Peer)> {
+        let entry = self.client.get(tx)?;
+        match Message::parse(entry.tx.request_bytes()?) {
+            Ok(Message::Request(request)) => Some((request, entry.peer)),
+            _ => None,
+        }
+    }
+
+    /// The CSeq number of client transaction `tx`'s request (the ACK for a 2xx repeats it,
+    /// RFC 3261 §13.2.2.4), for as long as the transaction lives.
+    pub fn client_cseq(&self, tx: &TxKey) -> Option<u32> {
+        self.client.get(tx).map(|e| e.cseq)
     }
 
     /// The shell could not send the request of client transaction `tx`.
@@ -539,12 +589,10 @@ impl Endpoint {
                         &mut self.events,
                     );
                     if terminated {
-                        if let Some(entry) = self.server.remove(&key) {
-                            if let (Some(c), Some(s)) =
-                                (entry.request.call_id(), entry.request.cseq())
-                            {
-                                self.accepted.remove(&(c.to_owned(), s.seq));
-                            }
+                        if let Some(dialog) =
+                            self.server.remove(&key).and_then(|entry| entry.accepted)
+                        {
+                            self.accepted.remove(&dialog);
                         }
                     } else if let Some(d) = entry.tx.next_deadline() {
                         self.deadlines.push(Reverse((d, key)));
@@ -699,7 +747,7 @@ fn client_key(response: &Response) -> Option<TxKey> {
 
 /// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 §17.1.1.3).
 fn ack_for_error(invite: &Request, response: &Response) -> Request {
-    let mut headers = crate::message::Headers::new();
+    let mut headers = Headers::new();
     if let Some(via) = invite.headers.get_list("Via").next() {
         headers.push("Via", via);
     }
@@ -781,12 +829,13 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
             .bytes
             .starts_with(b"SIP/2.0 100"));
         // Final 486, then the ACK is absorbed, then Timer I cleans up.
-        let req = ep.server_request(&key).unwrap().clone();
-        assert!(ep.send_response(
-            now,
-            &key,
-            Response::for_request(&req, 486, "Busy Here", Some("t"))
-        ));
+        let busy = ep.response_for(&key, 486, "Busy Here", Some("t")).unwrap();
+        assert!(ep.send_response(now, &key, busy));
+        assert_eq!(
+            ep.response_for(&key, 200, "OK", None),
+            None,
+            "nothing to answer after the final response"
+        );
         ep.handle_bytes(
             now,
             udp(6001),
@@ -921,8 +970,8 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
             panic!()
         };
         drain_transmits(&mut ep);
-        let req = ep.server_request(&key).unwrap().clone();
-        assert!(ep.send_response(now, &key, Response::for_request(&req, 200, "OK", Some("t"))));
+        let ok = ep.response_for(&key, 200, "OK", Some("t")).unwrap();
+        assert!(ep.send_response(now, &key, ok));
         drain_transmits(&mut ep);
         ep.handle_timeout(now + Duration::from_millis(500));
         assert_eq!(

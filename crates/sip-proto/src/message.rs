@@ -15,7 +15,8 @@
 //! routing reads ([`crate::headers::SipUri`]).
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 
 use bytes::Bytes;
 
@@ -452,12 +453,14 @@ impl Request {
 
     /// Serializes the request (Content-Length recomputed).
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = String::with_capacity(512 + self.body.len());
-        let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri);
-        write_headers(&mut out, &self.headers, self.body.len());
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        Bytes::from(bytes)
+        let method = self.method.as_str();
+        let line = method.len() + self.uri.len() + " SIP/2.0\r\n".len() + 1;
+        let mut out = Vec::with_capacity(line + head_len(&self.headers) + self.body.len());
+        for part in [method, " ", &self.uri, " SIP/2.0\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        write_rest(&mut out, &self.headers, &self.body);
+        Bytes::from(out)
     }
 }
 
@@ -471,12 +474,13 @@ impl Response {
 
     /// Serializes the response (Content-Length recomputed).
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = String::with_capacity(512 + self.body.len());
-        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.status, self.reason);
-        write_headers(&mut out, &self.headers, self.body.len());
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        Bytes::from(bytes)
+        let line = "SIP/2.0 000 \r\n".len() + self.reason.len();
+        let mut out = Vec::with_capacity(line + head_len(&self.headers) + self.body.len());
+        let _ = write!(out, "SIP/2.0 {} ", self.status);
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        write_rest(&mut out, &self.headers, &self.body);
+        Bytes::from(out)
     }
 
     /// Builds a response to `req` per RFC 3261 §8.2.6: Via, From, To, Call-ID and CSeq copied;
@@ -1035,14 +1039,29 @@ fn fit_body(headers: &Headers, body: &Bytes) -> Result<Bytes, ParseError> {
     }
 }
 
-fn write_headers(out: &mut String, headers: &Headers, body_len: usize) {
+/// The bytes [`write_rest`] writes for `headers` before the body (Content-Length's digits
+/// counted as 20, the most a `usize` has).
+fn head_len(headers: &Headers) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    lines + "Content-Length: \r\n\r\n".len() + 20
+}
+
+/// Writes the header lines (Content-Length recomputed from `body`), the empty line and the body:
+/// straight into the one buffer, which [`head_len`] sized.
+fn write_rest(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case("Content-Length") {
             continue;
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        for part in [name, ": ", value, "\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
     }
-    let _ = write!(out, "Content-Length: {body_len}\r\n\r\n");
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
 }
 
 /// Expands RFC 3261 §7.3.3 compact header names (and normalizes the case of the common ones,

@@ -117,8 +117,9 @@ pub enum ServerState {
 pub enum ClientVerdict {
     /// Pass the response to the TU.
     Deliver,
-    /// Pass it to the TU and send the ACK for this non-2xx final response (the endpoint builds it).
-    DeliverAndAck,
+    /// Pass it to the TU and send the ACK for this non-2xx final response; the endpoint builds
+    /// it from the request's bytes, which the transaction hands over (it no longer needs them).
+    DeliverAndAck(Bytes),
     /// A retransmitted final non-2xx: re-send the stored ACK, do not tell the TU.
     ResendAck(Bytes),
     /// A retransmitted 2xx in Accepted: re-send the TU's ACK if it gave one, do not tell the TU.
@@ -156,13 +157,24 @@ impl Timers {
     }
 }
 
+/// True for a final status after which a UAC may send the request again with changes, reading
+/// the first one to do so: RFC 3261 §8.1.3.5 (401, 407, 413, 415, 416, 420), 421 (§21.4.16),
+/// 422 (RFC 4028 §7.3), 423 (§21.4.17 / RFC 3261 §10.2.8), 494 (RFC 3329).
+pub fn asks_for_retry(status: u16) -> bool {
+    matches!(
+        status,
+        401 | 407 | 413 | 415 | 416 | 420 | 421 | 422 | 423 | 494
+    )
+}
+
 /// A client transaction.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
     invite: bool,
     reliable: bool,
     state: ClientState,
-    request: Bytes,
+    /// The request, for retransmissions, until a final response makes them pointless.
+    request: Option<Bytes>,
     ack: Option<Bytes>,
     timers: Timers,
 }
@@ -184,7 +196,7 @@ impl ClientTransaction {
             } else {
                 ClientState::Trying
             },
-            request,
+            request: Some(request),
             ack: None,
             timers: Timers {
                 // Timer A / E: only on unreliable transports.
@@ -201,9 +213,12 @@ impl ClientTransaction {
         self.state
     }
 
-    /// The original request's bytes.
-    pub fn request_bytes(&self) -> &Bytes {
-        &self.request
+    /// The original request's bytes, while the transaction may still retransmit them. They are
+    /// dropped with the first final response (a transaction lingering for 32 s keeps only what
+    /// absorbs retransmitted responses), unless that response asks for the request again with
+    /// changes (see [`asks_for_retry`]): the TU then builds the new request from them.
+    pub fn request_bytes(&self) -> Option<&Bytes> {
+        self.request.as_ref()
     }
 
     /// Stores the ACK to re-send when the final response is retransmitted.
@@ -240,6 +255,7 @@ impl ClientTransaction {
             }
             (Calling | Proceeding, 200..=299) if self.invite => {
                 self.state = Accepted;
+                self.request = None;
                 self.timers.retransmit = None;
                 self.timers.timeout = None;
                 self.timers.end = Some(now + cfg.t1 * 64); // Timer M
@@ -250,10 +266,17 @@ impl ClientTransaction {
                 self.timers.retransmit = None;
                 self.timers.timeout = None;
                 self.timers.end = Some(now + cfg.timer_d(self.reliable));
-                ClientVerdict::DeliverAndAck
+                let request = self.request.take().unwrap_or_default();
+                if asks_for_retry(status) {
+                    self.request = Some(request.clone());
+                }
+                ClientVerdict::DeliverAndAck(request)
             }
             (Trying | Proceeding, _) => {
                 self.state = Completed;
+                if !asks_for_retry(status) {
+                    self.request = None;
+                }
                 self.timers.retransmit = None;
                 self.timers.timeout = None;
                 self.timers.end = Some(now + cfg.timer_t4(self.reliable));
@@ -293,7 +316,9 @@ impl ClientTransaction {
         }
         if let Some((at, interval)) = self.timers.retransmit {
             if at <= now {
-                out.push(TimerAction::Retransmit(self.request.clone()));
+                if let Some(request) = &self.request {
+                    out.push(TimerAction::Retransmit(request.clone()));
+                }
                 // Timer A doubles without bound; Timer E doubles up to T2 (and stays at T2
                 // in Proceeding).
                 let next = if self.invite {
@@ -348,7 +373,8 @@ impl ServerTransaction {
         self.state
     }
 
-    /// The request was retransmitted: returns the response to send again, if any.
+    /// The request was retransmitted: returns the response to send again, if any (none once an
+    /// ACK has confirmed that the final response arrived).
     pub fn handle_retransmission(&self) -> Option<Bytes> {
         match self.state {
             ServerState::Proceeding | ServerState::Completed | ServerState::Accepted => {
@@ -406,6 +432,7 @@ impl ServerTransaction {
         match self.state {
             ServerState::Completed => {
                 self.state = ServerState::Confirmed;
+                self.last_response = None;
                 self.timers.retransmit = None;
                 self.timers.timeout = None;
                 self.timers.end = Some(now + cfg.timer_t4(self.reliable)); // Timer I
@@ -414,6 +441,9 @@ impl ServerTransaction {
             ServerState::Accepted => {
                 let first = !self.acked;
                 self.acked = true;
+                // The 2xx arrived: nothing is retransmitted any more (a retransmitted INVITE is
+                // absorbed, RFC 6026 §8.7), so its bytes need not linger until Timer L.
+                self.last_response = None;
                 self.timers.retransmit = None;
                 first
             }
@@ -539,7 +569,23 @@ mod tests {
         assert_eq!(tx.state(), ClientState::Proceeding);
         assert_eq!(
             tx.handle_response(start + ms(200), &cfg, 486),
-            ClientVerdict::DeliverAndAck
+            ClientVerdict::DeliverAndAck(Bytes::from_static(b"INVITE"))
+        );
+        assert_eq!(
+            tx.request_bytes(),
+            None,
+            "a completed transaction keeps no request"
+        );
+        let mut retried =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        assert!(matches!(
+            retried.handle_response(start, &cfg, 422),
+            ClientVerdict::DeliverAndAck(_)
+        ));
+        assert_eq!(
+            retried.request_bytes(),
+            Some(&Bytes::from_static(b"INVITE")),
+            "kept for the retry a 422 asks for"
         );
         tx.set_ack(Bytes::from_static(b"ACK"));
         assert_eq!(
@@ -577,6 +623,11 @@ mod tests {
             ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
         assert_eq!(tx.handle_response(start, &cfg, 200), ClientVerdict::Deliver);
         assert_eq!(tx.state(), ClientState::Accepted);
+        assert_eq!(
+            tx.request_bytes(),
+            None,
+            "an accepted transaction keeps no request"
+        );
         assert_eq!(
             tx.handle_response(start, &cfg, 200),
             ClientVerdict::Absorb(None)
@@ -624,6 +675,11 @@ mod tests {
         assert_eq!(tx.handle_retransmission(), Some(Bytes::from_static(b"487")));
         assert!(!tx.handle_ack(start + ms(10), &cfg), "absorbed");
         assert_eq!(tx.state(), ServerState::Confirmed);
+        assert_eq!(
+            tx.handle_retransmission(),
+            None,
+            "the 487 is no longer kept"
+        );
         assert_eq!(tx.next_deadline(), Some(start + ms(10) + cfg.t4));
         assert_eq!(
             tx.handle_timeout(start + ms(10) + cfg.t4, &cfg),
@@ -648,6 +704,11 @@ mod tests {
         assert!(
             !tx.handle_ack(start + ms(700), &cfg),
             "a repeated ACK does not"
+        );
+        assert_eq!(
+            tx.handle_retransmission(),
+            None,
+            "the 2xx is no longer kept"
         );
         assert_eq!(
             tx.handle_timeout(start + cfg.t1 * 64, &cfg),

@@ -51,8 +51,10 @@ pub(super) fn contact_for(cfg: &Config, transport: Transport) -> String {
     }
 }
 
-pub(super) fn req_transport(req: &Request) -> Transport {
-    req.top_via()
+/// The transport of the top Via of a request, or of a response to it (which copies its Vias).
+pub(super) fn req_transport(message: &impl SipHeaders) -> Transport {
+    message
+        .top_via()
         .and_then(|v| Transport::from_via(&v.transport))
         .unwrap_or(Transport::Udp)
 }

@@ -1,6 +1,7 @@
 //! Requests inside an established dialog: ACK, BYE, INFO, re-INVITE and UPDATE, relayed across or
 //! answered here; the requests we originate inside a dialog.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -180,10 +181,12 @@ impl<R: RngCore> B2bua<R> {
                 key,
                 (
                     id,
-                    Purpose::Relay {
+                    Purpose::Relay(Relay {
                         server_tx,
                         side: to_side,
-                    },
+                        request: matches!(request.method, Method::Invite | Method::Update)
+                            .then(|| Arc::new(request.clone())),
+                    }),
                 ),
             );
         }
@@ -194,21 +197,19 @@ impl<R: RngCore> B2bua<R> {
         now: Instant,
         id: CallId,
         client_tx: &TxKey,
-        server_tx: &TxKey,
-        side: LegSide,
+        relay: &Relay,
         response: &Response,
     ) {
+        let (server_tx, side) = (&relay.server_tx, relay.side);
         if response.status == 100 {
             return;
         }
         let ok = (200..300).contains(&response.status);
         if ok {
+            // The relayed re-INVITE carried the body of the one received (if any).
             let late_offer = client_tx.method == Method::Invite
                 && !response.body.is_empty()
-                && self
-                    .endpoint
-                    .client_request(client_tx)
-                    .is_some_and(|(r, _)| r.body.is_empty());
+                && relay.request.as_ref().is_some_and(|r| r.body.is_empty());
             if late_offer {
                 // The 2xx offers; the answer is in the other leg's ACK, relayed then.
                 if let Some(call) = self.calls.get_mut(&id) {
@@ -220,20 +221,22 @@ impl<R: RngCore> B2bua<R> {
             }
             self.refreshed_by_response(now, id, side, response);
         }
-        let Some(req) = self.endpoint.server_request(server_tx).cloned() else {
+        let Some(mut resp) =
+            self.endpoint
+                .response_for(server_tx, response.status, &response.reason, None)
+        else {
             return;
         };
-        let mut resp = Response::for_request(&req, response.status, &response.reason, None);
-        if req.method == Method::Invite || req.method == Method::Update {
+        if server_tx.method == Method::Invite || server_tx.method == Method::Update {
             // Our Contact on the leg the request came in on, for the transport it runs on (the
             // request's Via may name another).
             let transport = self.calls.get(&id).map_or_else(
-                || req_transport(&req),
+                || req_transport(&resp),
                 |c| c.leg(side.other()).peer.transport,
             );
             resp.headers.push("Contact", self.contact(transport));
-            if ok {
-                for (name, value) in self.peer_refreshed(now, id, side.other(), &req) {
+            if let (true, Some(request)) = (ok, relay.request.as_deref()) {
+                for (name, value) in self.peer_refreshed(now, id, side.other(), request) {
                     resp.headers.push(name, value);
                 }
             }
@@ -262,11 +265,7 @@ impl<R: RngCore> B2bua<R> {
         extra: &Headers,
         body: Bytes,
     ) {
-        let seq = self
-            .endpoint
-            .client_request(tx)
-            .and_then(|(r, _)| r.cseq())
-            .map_or(1, |c| c.seq);
+        let seq = self.endpoint.client_cseq(tx).unwrap_or(1);
         let Some(mut ack) = self.in_dialog_request(id, side, Method::Ack, extra, body) else {
             return;
         };

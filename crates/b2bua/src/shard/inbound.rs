@@ -208,6 +208,7 @@ impl<R: RngCore> B2bua<R> {
             reoffer: None,
             late_offer: None,
             relayed_late_offer: None,
+            reoffer_request: None,
             session_retries: 0,
         };
         self.dialogs

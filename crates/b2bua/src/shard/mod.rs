@@ -39,15 +39,24 @@ use failover::retry_after;
 /// Methods we answer or relay; the Allow header of our responses.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
+/// A request relayed from the other leg: its response goes back on `server_tx`.
+#[derive(Debug, Clone)]
+struct Relay {
+    server_tx: TxKey,
+    /// The leg it was relayed to.
+    side: LegSide,
+    /// A relayed re-INVITE or UPDATE as received, until its final response: its session-timer
+    /// headers decide what the 2xx relayed back says (RFC 4028). The transaction layer keeps
+    /// no copy of a request; the TU keeps what it needs.
+    request: Option<std::sync::Arc<Request>>,
+}
+
 /// Why a client transaction exists.
 #[derive(Debug, Clone)]
 enum Purpose {
     OutboundInvite,
-    /// A request relayed from the other leg; its response goes back on `server_tx`.
-    Relay {
-        server_tx: TxKey,
-        side: LegSide,
-    },
+    /// A request relayed from the other leg.
+    Relay(Relay),
     /// BYE or CANCEL we originated; the response needs nothing.
     Fire,
     /// An outbound INVITE given up on (ring limit, fallback): a late provisional gets the

@@ -133,9 +133,7 @@ impl<R: RngCore> B2bua<R> {
         }
         match purpose {
             Purpose::OutboundInvite => self.on_outbound_invite_response(now, id, tx, response),
-            Purpose::Relay { server_tx, side } => {
-                self.relay_response(now, id, tx, &server_tx, side, response);
-            }
+            Purpose::Relay(relay) => self.relay_response(now, id, tx, &relay, response),
             Purpose::Abandoned => self.on_abandoned_response(now, id, tx, response),
             Purpose::Refresh { side } => self.on_refresh_response(now, id, side, tx, response),
             Purpose::Fire => {}
@@ -262,10 +260,9 @@ impl<R: RngCore> B2bua<R> {
                     self.outbound_failed(now, id, err);
                 }
             }
-            Purpose::Relay { server_tx, .. } => {
+            Purpose::Relay(Relay { server_tx, .. }) => {
                 let (status, reason) = err.response();
-                if let Some(req) = self.endpoint.server_request(&server_tx).cloned() {
-                    let resp = Response::for_request(&req, status, reason, None);
+                if let Some(resp) = self.endpoint.response_for(&server_tx, status, reason, None) {
                     self.endpoint.send_response(now, &server_tx, resp);
                 }
             }
@@ -291,11 +288,7 @@ impl<R: RngCore> B2bua<R> {
         else {
             return;
         };
-        let seq = self
-            .endpoint
-            .client_request(tx)
-            .and_then(|(r, _)| r.cseq())
-            .map_or(1, |c| c.seq);
+        let seq = self.endpoint.client_cseq(tx).unwrap_or(1);
         ack.headers.set("CSeq", format!("{seq} ACK"));
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_cseq -= 1;

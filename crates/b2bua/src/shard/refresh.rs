@@ -163,10 +163,9 @@ impl<R: RngCore> B2bua<R> {
         let Some(wanted) = min_se(&response.headers) else {
             return false;
         };
-        let Some((previous, peer)) = self.endpoint.client_request(tx) else {
+        let Some((mut invite, peer)) = self.endpoint.client_request(tx) else {
             return false;
         };
-        let mut invite = previous.clone();
         let asked = session_expires(&invite.headers)
             .ok()
             .flatten()

@@ -75,6 +75,7 @@ impl<R: RngCore> B2bua<R> {
             return;
         };
         call.reoffer = Some((tx, side));
+        call.reoffer_request = Some(Box::new(request.clone()));
         let offer = String::from_utf8_lossy(&request.body).into_owned();
         self.outputs.push_back(Output::MediaReoffer {
             call: id,
@@ -92,17 +93,19 @@ impl<R: RngCore> B2bua<R> {
         call: CallId,
         result: Result<String, u16>,
     ) {
-        let Some((tx, side)) = self.calls.get_mut(&call).and_then(|c| c.reoffer.take()) else {
-            return;
-        };
-        let Some(request) = self.endpoint.server_request(&tx).cloned() else {
+        let Some(((tx, side), request)) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.reoffer.take().zip(c.reoffer_request.take()))
+        else {
             return;
         };
         let resp = match result {
             Ok(sdp) => {
-                let mut ok = Response::for_request(&request, 200, "OK", None);
-                ok.headers
-                    .push("Contact", self.contact(req_transport(&request)));
+                let Some(mut ok) = self.endpoint.response_for(&tx, 200, "OK", None) else {
+                    return;
+                };
+                ok.headers.push("Contact", self.contact(req_transport(&ok)));
                 ok.headers.push("Allow", super::ALLOW);
                 for (name, value) in self.peer_refreshed(now, call, side, &request) {
                     ok.headers.push(name, value);
@@ -123,7 +126,9 @@ impl<R: RngCore> B2bua<R> {
                     400 => "Bad Request",
                     _ => "Server Internal Error",
                 };
-                let mut resp = Response::for_request(&request, status, phrase, None);
+                let Some(mut resp) = self.endpoint.response_for(&tx, status, phrase, None) else {
+                    return;
+                };
                 if status == 488 {
                     resp.headers
                         .push("Warning", "304 stirgate \"Media type not available\"");
