@@ -651,10 +651,7 @@ fn apply_timer_actions(
 
 /// RFC 3261 §18.2.1 and RFC 3581: record where the request really came from.
 fn annotate_via(request: &mut Request, source: Peer) {
-    let Some(top) = request.headers.get_list("Via").next() else {
-        return;
-    };
-    let Ok(mut via) = Via::parse(top) else {
+    let Some(mut via) = request.headers.top_via().cloned() else {
         return;
     };
     let source_ip = source.addr.ip().to_string();
@@ -674,15 +671,14 @@ fn annotate_via(request: &mut Request, source: Peer) {
         changed = true;
     }
     if changed {
-        let text = via.to_string();
-        request.headers.replace_first_element("Via", &text);
+        request.headers.set_top_via(via);
     }
 }
 
 /// Where responses go (RFC 3261 §18.2.2, RFC 3581 §4), judged from the top Via of the request
 /// (or of a response built from it): on a stream, back on its connection; on UDP, to received
 /// (else the source) at rport, else at the sent-by port.
-fn via_peer(via: Option<Via>, source: Peer) -> Peer {
+fn via_peer(via: Option<&Via>, source: Peer) -> Peer {
     if source.transport.is_reliable() {
         return source;
     }

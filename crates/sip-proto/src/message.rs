@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -113,15 +114,101 @@ impl fmt::Display for Method {
 }
 
 /// Header fields in order of arrival, names compared case-insensitively.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The headers every layer reads (top Via, From, To, first Contact, CSeq) are decoded at most
+/// once per message and shared: [`Self::top_via`] and the others parse on first use and keep
+/// the result until a header line changes (any change drops every decoded view).
+#[derive(Debug, Clone, Default)]
 pub struct Headers {
     entries: Vec<(String, String)>,
+    views: OnceLock<Box<Views>>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Headers {}
+
+/// The decoded headers of one [`Headers`], each parsed on first use (`None` inside: absent or
+/// malformed).
+#[derive(Debug, Clone, Default)]
+struct Views {
+    top_via: OnceLock<Option<Via>>,
+    from: OnceLock<Option<NameAddr>>,
+    to: OnceLock<Option<NameAddr>>,
+    contact: OnceLock<Option<NameAddr>>,
+    cseq: OnceLock<Option<CSeq>>,
 }
 
 impl Headers {
     /// An empty header list.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn views(&self) -> &Views {
+        self.views.get_or_init(Box::default)
+    }
+
+    /// Drops the decoded views: a header line changed.
+    fn changed(&mut self) {
+        self.views = OnceLock::new();
+    }
+
+    /// The top Via (the first element of the first Via line), decoded once.
+    pub fn top_via(&self) -> Option<&Via> {
+        self.views()
+            .top_via
+            .get_or_init(|| self.get_list("Via").next().and_then(|v| Via::parse(v).ok()))
+            .as_ref()
+    }
+
+    /// Replaces the top Via with `via`, keeping it as the decoded top Via.
+    pub(crate) fn set_top_via(&mut self, via: Via) {
+        // Only the Via changes: the other decoded views stay.
+        let mut views = self.views.take().unwrap_or_default();
+        self.replace_first_element("Via", &via.to_string());
+        views.top_via = OnceLock::from(Some(via));
+        self.views = OnceLock::from(views);
+    }
+
+    /// The From header, decoded once.
+    pub fn header_from(&self) -> Option<&NameAddr> {
+        self.views()
+            .from
+            .get_or_init(|| self.get("From").and_then(|v| NameAddr::parse(v).ok()))
+            .as_ref()
+    }
+
+    /// The To header, decoded once.
+    pub fn header_to(&self) -> Option<&NameAddr> {
+        self.views()
+            .to
+            .get_or_init(|| self.get("To").and_then(|v| NameAddr::parse(v).ok()))
+            .as_ref()
+    }
+
+    /// The first Contact, decoded once.
+    pub fn contact(&self) -> Option<&NameAddr> {
+        self.views()
+            .contact
+            .get_or_init(|| {
+                self.get_list("Contact")
+                    .next()
+                    .and_then(|v| NameAddr::parse(v).ok())
+            })
+            .as_ref()
+    }
+
+    /// The CSeq header, decoded once.
+    pub fn cseq(&self) -> Option<&CSeq> {
+        self.views()
+            .cseq
+            .get_or_init(|| self.get("CSeq").and_then(|v| CSeq::parse(v).ok()))
+            .as_ref()
     }
 
     /// The first value of `name`.
@@ -148,11 +235,13 @@ impl Headers {
 
     /// Appends a header line.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.changed();
         self.entries.push((name.into(), value.into()));
     }
 
     /// Puts a header line in front of all others of the same name (or first overall).
     pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.changed();
         let name = name.into();
         let at = self
             .entries
@@ -164,6 +253,7 @@ impl Headers {
 
     /// Replaces every line named `name` with one line carrying `value` (at the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.changed();
         let value = value.into();
         match self
             .entries
@@ -188,12 +278,14 @@ impl Headers {
 
     /// Removes every line named `name`.
     pub fn remove(&mut self, name: &str) {
+        self.changed();
         self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
     /// Removes the first comma-separated element of the first line named `name` (used to pop
     /// the top Via), dropping the line when it held only that element.
     pub fn pop_first_element(&mut self, name: &str) -> Option<String> {
+        self.changed();
         let at = self
             .entries
             .iter()
@@ -210,6 +302,7 @@ impl Headers {
 
     /// Replaces the first comma-separated element of the first line named `name`.
     pub fn replace_first_element(&mut self, name: &str, value: &str) {
+        self.changed();
         if let Some(at) = self
             .entries
             .iter()
@@ -286,39 +379,29 @@ pub trait SipHeaders {
         self.headers().get("Call-ID")
     }
 
-    /// The CSeq header, parsed.
+    /// The CSeq header (decoded once per message, see [`Headers`]).
     fn cseq(&self) -> Option<CSeq> {
-        self.headers().get("CSeq").and_then(|v| CSeq::parse(v).ok())
+        self.headers().cseq().cloned()
     }
 
-    /// The top Via, parsed.
-    fn top_via(&self) -> Option<Via> {
-        self.headers()
-            .get_list("Via")
-            .next()
-            .and_then(|v| Via::parse(v).ok())
+    /// The top Via (decoded once per message).
+    fn top_via(&self) -> Option<&Via> {
+        self.headers().top_via()
     }
 
-    /// The From header, parsed.
-    fn header_from(&self) -> Option<NameAddr> {
-        self.headers()
-            .get("From")
-            .and_then(|v| NameAddr::parse(v).ok())
+    /// The From header (decoded once per message).
+    fn header_from(&self) -> Option<&NameAddr> {
+        self.headers().header_from()
     }
 
-    /// The To header, parsed.
-    fn header_to(&self) -> Option<NameAddr> {
-        self.headers()
-            .get("To")
-            .and_then(|v| NameAddr::parse(v).ok())
+    /// The To header (decoded once per message).
+    fn header_to(&self) -> Option<&NameAddr> {
+        self.headers().header_to()
     }
 
-    /// The first Contact, parsed.
-    fn contact(&self) -> Option<NameAddr> {
-        self.headers()
-            .get_list("Contact")
-            .next()
-            .and_then(|v| NameAddr::parse(v).ok())
+    /// The first Contact (decoded once per message).
+    fn contact(&self) -> Option<&NameAddr> {
+        self.headers().contact()
     }
 }
 
@@ -959,14 +1042,17 @@ pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn validate_common(headers: &Headers) -> Result<(), ParseError> {
-    let via = headers
+    // The views decoded here are the ones every later reader shares.
+    headers
         .get_list("Via")
         .next()
         .ok_or(ParseError::MissingHeader("Via"))?;
-    Via::parse(via).map_err(|_| ParseError::BadHeader { name: "Via" })?;
-    for (name, key) in [("From", "From"), ("To", "To")] {
-        let value = headers.get(key).ok_or(ParseError::MissingHeader(name))?;
-        NameAddr::parse(value).map_err(|_| ParseError::BadHeader { name })?;
+    headers
+        .top_via()
+        .ok_or(ParseError::BadHeader { name: "Via" })?;
+    for (name, view) in [("From", headers.header_from()), ("To", headers.header_to())] {
+        headers.get(name).ok_or(ParseError::MissingHeader(name))?;
+        view.ok_or(ParseError::BadHeader { name })?;
     }
     let call_id = headers
         .get("Call-ID")
@@ -974,10 +1060,12 @@ fn validate_common(headers: &Headers) -> Result<(), ParseError> {
     if call_id.is_empty() {
         return Err(ParseError::BadHeader { name: "Call-ID" });
     }
-    let cseq = headers
+    headers
         .get("CSeq")
         .ok_or(ParseError::MissingHeader("CSeq"))?;
-    CSeq::parse(cseq).map_err(|_| ParseError::BadHeader { name: "CSeq" })?;
+    headers
+        .cseq()
+        .ok_or(ParseError::BadHeader { name: "CSeq" })?;
     for name in ["Call-ID", "CSeq", "From", "To", "Content-Length"] {
         let mut values = headers.get_all(name);
         if let Some(first) = values.next() {
@@ -1573,6 +1661,36 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(parsed.reason, "Ringing");
         assert_eq!(parsed.header_to().unwrap().tag(), Some("abc"));
         assert_eq!(parsed.call_id(), Some("a84b4c76e66710@pc33"));
+    }
+
+    #[test]
+    fn decoded_views_are_shared_until_a_line_changes() {
+        let Message::Request(mut req) = Message::parse(INVITE.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        let first: *const Via = req.top_via().unwrap();
+        assert!(std::ptr::eq(first, req.top_via().unwrap()), "decoded once");
+        let copy = req.clone();
+        assert_eq!(copy.header_from().unwrap().tag(), Some("1928301774"));
+        req.headers
+            .push_front("Via", "SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKnew");
+        assert_eq!(req.top_via().unwrap().branch(), Some("z9hG4bKnew"));
+        req.headers.set("To", "<sip:x@y>;tag=t2");
+        assert_eq!(req.header_to().unwrap().tag(), Some("t2"));
+        req.headers.set("CSeq", "7 INVITE");
+        assert_eq!(req.cseq().unwrap().seq, 7);
+        req.headers.remove("Contact");
+        assert_eq!(req.contact(), None);
+        let mut via = req.top_via().unwrap().clone();
+        via.params.set("received", Some("192.0.2.1"));
+        req.headers.set_top_via(via);
+        assert_eq!(req.top_via().unwrap().received(), Some("192.0.2.1"));
+        assert!(req
+            .headers
+            .get("Via")
+            .unwrap()
+            .contains("received=192.0.2.1"));
+        assert_eq!(req.cseq().unwrap().seq, 7, "other views kept");
     }
 
     #[test]

@@ -61,13 +61,12 @@ pub(super) fn req_transport(message: &impl SipHeaders) -> Transport {
 
 /// The inbound leg as the INVITE describes it (we are the UAS, RFC 3261 §12.1.1).
 pub(super) fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Option<Leg> {
-    let to = invite.header_to()?;
-    let mut local = to;
+    let mut local = invite.header_to()?.clone();
     local.params.set("tag", Some(local_tag));
     let from = invite.header_from()?;
     let remote_target = invite
         .contact()
-        .map(|c| c.uri)
+        .map(|c| c.uri.clone())
         .or_else(|| from.sip_uri().map(|_| from.uri.clone()))?;
     // Requests to the caller go back where it sent from (the trunk), like responses do.
     let peer = match source.transport {

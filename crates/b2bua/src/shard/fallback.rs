@@ -149,7 +149,7 @@ impl<R: RngCore> B2bua<R> {
                 }
             }
             if let Some(contact) = response.contact() {
-                call.outbound.remote_target = contact.uri;
+                call.outbound.remote_target = contact.uri.clone();
             }
             let mut routes: Vec<String> = response
                 .headers

@@ -122,7 +122,7 @@ impl<R: RngCore> B2bua<R> {
         );
         let b_tag = self.tag();
         let from_hdr = invite.header_from();
-        let local_header = match &from_hdr {
+        let local_header = match from_hdr {
             Some(f) => {
                 let mut f = f.clone();
                 f.params.set("tag", Some(&b_tag));
@@ -132,7 +132,8 @@ impl<R: RngCore> B2bua<R> {
         };
         let remote_header = invite
             .header_to()
-            .map(|mut t| {
+            .map(|t| {
+                let mut t = t.clone();
                 t.params.remove("tag");
                 t.to_string()
             })

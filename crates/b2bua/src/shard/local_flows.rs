@@ -348,7 +348,7 @@ impl<R: RngCore> B2bua<R> {
                 c.outbound.remote_header = to.to_owned();
             }
             if let Some(contact) = response.contact() {
-                c.outbound.remote_target = contact.uri;
+                c.outbound.remote_target = contact.uri.clone();
             }
         }
         self.send_outbound_ack(now, id, tx, Bytes::new(), None);

@@ -173,7 +173,7 @@ impl<R: RngCore> B2bua<R> {
             }
         }
         if let Some(contact) = response.contact() {
-            call.outbound.remote_target = contact.uri;
+            call.outbound.remote_target = contact.uri.clone();
         }
         if status < 200 {
             call.outbound_provisional = true;
