@@ -302,6 +302,9 @@ pub struct Call {
     pub forward_policy: crate::config::ForwardPolicy,
     /// When the forward leg's ring limit runs out.
     pub ring_deadline: Option<Instant>,
+    /// When the current outbound INVITE, still without any response, gives way to the next
+    /// destination (`Config::failover_after`).
+    pub attempt_deadline: Option<Instant>,
     /// Why the caller was sent to a fallback instead of the callee.
     pub fallback: Option<FallbackCause>,
     /// A re-INVITE or UPDATE (its server transaction, and the leg it came on) that stirgate's

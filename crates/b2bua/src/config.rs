@@ -16,6 +16,10 @@ use crate::router::{FastPass, Routes};
 pub struct Config {
     /// Where forwarded calls go (`forward.targets`, else `forward.target`).
     pub forward: ForwardTargets,
+    /// A forward destination that sends no response at all (not even 100 Trying) in this long
+    /// gives way to the next one, when there is one (`forward.failover_timeout_ms`; `None`:
+    /// only Timer B).
+    pub failover_after: Option<Duration>,
     /// Our UDP address (Via sent-by and Contact), if we listen on UDP.
     pub local_udp: Option<SocketAddr>,
     /// Our TCP address, if we listen on TCP.

@@ -115,6 +115,7 @@ impl Policy {
         let verifier = Arc::new(verifier);
         let core = b2bua::Config {
             forward: cfg.forward.clone(),
+            failover_after: cfg.failover_after,
             local_udp: locals.udp,
             local_tcp: locals.tcp,
             local_tls: locals.tls,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sip_proto::endpoint::TxKey;
+use sip_proto::message::SipHeaders;
 use sip_proto::Response;
 
 use super::{contact_for, B2bua, Purpose};
@@ -88,9 +89,15 @@ impl<R: RngCore> B2bua<R> {
             };
             self.client_txs
                 .insert(key.clone(), (id, Purpose::OutboundInvite));
+            let failover_after = self.cfg.failover_after;
             let first = match self.calls.get_mut(&id) {
                 Some(call) => {
                     call.outbound_tx = Some(key);
+                    if let (Some(after), false) = (failover_after, call.destinations.is_empty()) {
+                        let at = now + after;
+                        call.attempt_deadline = Some(at);
+                        self.attempt_deadlines.insert((at, id));
+                    }
                     call.ring_deadline.is_none()
                 }
                 None => false,
@@ -127,6 +134,100 @@ impl<R: RngCore> B2bua<R> {
             return false;
         }
         self.next_attempt(now, id)
+    }
+
+    /// A response arrived on outbound INVITE `tx`: if it is the current attempt, it is alive and
+    /// keeps its turn.
+    pub(super) fn heard_from(&mut self, id: CallId, tx: &TxKey) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.outbound_tx.as_ref() == Some(tx) {
+            if let Some(at) = call.attempt_deadline.take() {
+                self.attempt_deadlines.remove(&(at, id));
+            }
+        }
+    }
+
+    /// Moves calls whose current destination said nothing in `failover_after` to the next.
+    pub(super) fn handle_attempt_deadlines(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.attempt_deadlines.iter().next() {
+            if at > now {
+                break;
+            }
+            self.attempt_deadlines.remove(&(at, id));
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if call.attempt_deadline != Some(at) {
+                continue;
+            }
+            call.attempt_deadline = None;
+            let Some(tx) = call.outbound_tx.clone() else {
+                continue;
+            };
+            let current = matches!(self.client_txs.get(&tx), Some((_, Purpose::OutboundInvite)));
+            if !current || !self.wants_outbound(id) {
+                continue;
+            }
+            self.client_txs
+                .insert(tx, (id, Purpose::Superseded { cancelled: false }));
+            if !self.next_attempt(now, id) {
+                self.outbound_failed(now, id, &CallError::OutboundTimeout);
+            }
+        }
+    }
+
+    /// A late response to an outbound INVITE given up for the next destination: CANCEL it once
+    /// it rings (RFC 3261 §9.1), ACK and hang up a 2xx, without touching the current attempt.
+    pub(super) fn on_superseded_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        tx: &TxKey,
+        cancelled: bool,
+        response: &Response,
+    ) {
+        match response.status {
+            101..=199 if !cancelled => {
+                self.send_cancel_tx(now, id, tx);
+                self.client_txs
+                    .insert(tx.clone(), (id, Purpose::Superseded { cancelled: true }));
+            }
+            200..=299 => {
+                // Work on the late dialog in the outbound leg's place, then put it back.
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let current = call.outbound.clone();
+                let late = &mut call.outbound;
+                if let Some(to) = response.headers.get("To") {
+                    late.remote_header = to.to_owned();
+                    late.remote_tag = sip_proto::headers::NameAddr::parse(to)
+                        .ok()
+                        .and_then(|a| a.tag().map(str::to_owned));
+                }
+                if let Some(contact) = response.contact() {
+                    late.remote_target = contact.uri;
+                }
+                let mut routes: Vec<String> = response
+                    .headers
+                    .get_list("Record-Route")
+                    .map(str::to_owned)
+                    .collect();
+                routes.reverse();
+                late.route_set = routes;
+                if let Some((_, peer)) = self.endpoint.client_request(tx) {
+                    late.peer = peer;
+                }
+                self.send_outbound_ack(now, id, tx, bytes::Bytes::new(), None);
+                self.send_bye(now, id, crate::call::LegSide::Outbound);
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.outbound = current;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Still calling the callee: a forwarded call before its answer, or a local flow waiting

@@ -196,6 +196,7 @@ impl<R: RngCore> B2bua<R> {
             forward,
             destinations: Default::default(),
             resolving: false,
+            attempt_deadline: None,
             outbound_request: None,
             greeting,
             source: source.addr,

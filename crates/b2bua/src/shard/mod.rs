@@ -62,6 +62,12 @@ enum Purpose {
     /// An outbound INVITE given up on (ring limit, fallback): a late provisional gets the
     /// CANCEL, a late 2xx is ACKed and hung up.
     Abandoned,
+    /// An outbound INVITE that said nothing within `Config::failover_after`, given up for the
+    /// next destination: a late provisional gets a CANCEL (`cancelled` once sent), a late 2xx
+    /// is ACKed and hung up.
+    Superseded {
+        cancelled: bool,
+    },
     /// Our session refresh (RFC 4028) on leg `side`.
     Refresh {
         side: LegSide,
@@ -89,6 +95,8 @@ pub struct B2bua<R> {
     ring_deadlines: BTreeSet<(Instant, CallId)>,
     /// When session timers (RFC 4028) of legs are due: a refresh to send or an expiry.
     session_deadlines: BTreeSet<(Instant, CallId, LegSide)>,
+    /// When outbound INVITEs without any response move on to the next destination.
+    attempt_deadlines: BTreeSet<(Instant, CallId)>,
     /// Forward destinations a 503's Retry-After keeps out of use, until when.
     skipped: FastMap<std::net::SocketAddr, Instant>,
     accepting: bool,
@@ -111,6 +119,7 @@ impl<R: RngCore> B2bua<R> {
             call_deadlines: BTreeSet::new(),
             ring_deadlines: BTreeSet::new(),
             session_deadlines: BTreeSet::new(),
+            attempt_deadlines: BTreeSet::new(),
             skipped: FastMap::default(),
             accepting: true,
             next_id: 1,
@@ -162,6 +171,7 @@ impl<R: RngCore> B2bua<R> {
             &self.local_deadlines,
             &self.call_deadlines,
             &self.ring_deadlines,
+            &self.attempt_deadlines,
         ]
         .into_iter()
         .filter_map(|set| set.iter().next().map(|(at, _)| *at))
@@ -180,6 +190,7 @@ impl<R: RngCore> B2bua<R> {
         self.handle_local_timeouts(now);
         self.handle_call_deadlines(now);
         self.handle_ring_deadlines(now);
+        self.handle_attempt_deadlines(now);
         self.handle_session_deadlines(now);
     }
 
@@ -290,6 +301,9 @@ impl<R: RngCore> B2bua<R> {
         self.drop_session_deadlines(&call);
         if let Some(at) = call.ring_deadline {
             self.ring_deadlines.remove(&(at, id));
+        }
+        if let Some(at) = call.attempt_deadline {
+            self.attempt_deadlines.remove(&(at, id));
         }
         if let Some(answered) = call.answered {
             if let Some(limit) = call.max_duration {

@@ -135,6 +135,9 @@ impl<R: RngCore> B2bua<R> {
             Purpose::OutboundInvite => self.on_outbound_invite_response(now, id, tx, response),
             Purpose::Relay(relay) => self.relay_response(now, id, tx, &relay, response),
             Purpose::Abandoned => self.on_abandoned_response(now, id, tx, response),
+            Purpose::Superseded { cancelled } => {
+                self.on_superseded_response(now, id, tx, cancelled, response);
+            }
             Purpose::Refresh { side } => self.on_refresh_response(now, id, side, tx, response),
             Purpose::Fire => {}
         }
@@ -147,6 +150,7 @@ impl<R: RngCore> B2bua<R> {
         tx: &TxKey,
         response: &Response,
     ) {
+        self.heard_from(id, tx);
         if response.status == 503 && self.fail_over(now, id, tx, retry_after(response)) {
             return;
         }
@@ -267,7 +271,7 @@ impl<R: RngCore> B2bua<R> {
                 }
             }
             Purpose::Refresh { .. } => self.on_refresh_failure(now, id),
-            Purpose::Fire | Purpose::Abandoned => {}
+            Purpose::Fire | Purpose::Abandoned | Purpose::Superseded { .. } => {}
         }
     }
 
@@ -300,13 +304,15 @@ impl<R: RngCore> B2bua<R> {
     }
 
     pub(super) fn send_cancel(&mut self, now: Instant, id: CallId) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(tx) = self.calls.get(&id).and_then(|c| c.outbound_tx.clone()) else {
             return;
         };
-        let Some(tx) = call.outbound_tx.clone() else {
-            return;
-        };
-        let Some((invite, peer)) = self.endpoint.client_request(&tx) else {
+        self.send_cancel_tx(now, id, &tx);
+    }
+
+    /// CANCELs the outbound INVITE of client transaction `tx`.
+    pub(super) fn send_cancel_tx(&mut self, now: Instant, id: CallId, tx: &TxKey) {
+        let Some((invite, peer)) = self.endpoint.client_request(tx) else {
             return;
         };
         // CANCEL copies the INVITE's Request-URI, top Via, From, To, Call-ID and CSeq number

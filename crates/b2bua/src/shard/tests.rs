@@ -32,6 +32,7 @@ fn udp(addr: &str) -> Peer {
 fn b2bua() -> B2bua<StdRng> {
     B2bua::new(
         Config {
+            failover_after: None,
             forward: crate::config::ForwardTargets::fixed(
                 format!("sip:phone@{CALLEE}"),
                 udp(CALLEE),

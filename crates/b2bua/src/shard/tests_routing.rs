@@ -250,3 +250,52 @@ fn timeout_and_transport_errors_fail_over_then_the_caller_gets_an_answer() {
     };
     assert_eq!(record.outcome, Outcome::ForwardUnreachable);
 }
+
+/// `failover_after`: a destination that says nothing at all gives way to the next one long
+/// before Timer B; its late 180 gets a CANCEL and its late 200 an ACK and a BYE, while the
+/// call goes on at the next destination.
+#[test]
+fn a_destination_silent_past_failover_after_gives_way_and_its_late_answers_are_ended() {
+    let mut b = b2bua_two_targets();
+    b.cfg.failover_after = Some(Duration::from_secs(2));
+    let now = Instant::now();
+    let first = forwarded_unsigned(&mut b, now);
+    let at = now + Duration::from_secs(2);
+    assert!(b.poll_timeout().is_some_and(|t| t <= at));
+    b.handle_timeout(at);
+    let second = requests_to(&sent(&mut b), SECOND, &Method::Invite).remove(0);
+    reply(&mut b, at, &first, 180, "late1", "");
+    let out = sent(&mut b);
+    assert_eq!(
+        requests_to(&out, CALLEE, &Method::Cancel).len(),
+        1,
+        "{out:?}"
+    );
+    assert!(
+        statuses_to(&out, CALLER).is_empty(),
+        "the late 180 is not relayed"
+    );
+    assert!(requests_to(&out, SECOND, &Method::Cancel).is_empty());
+    reply(&mut b, at, &first, 200, "late1", SDP);
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Ack).len(), 1);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Bye).len(), 1);
+    assert!(statuses_to(&out, CALLER).is_empty());
+    let mut ok = Response::for_request(&second, 200, "OK", Some("callee2"));
+    ok.headers
+        .push("Contact", format!("<sip:phone@{SECOND};transport=tcp>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = Bytes::from(SDP);
+    b.handle_bytes(
+        at,
+        Peer {
+            transport: Transport::Tcp,
+            addr: SECOND.parse().unwrap(),
+            conn: None,
+        },
+        &ok.to_bytes(),
+    );
+    let out = sent(&mut b);
+    assert_eq!(statuses_to(&out, CALLER), vec![200]);
+    assert_eq!(requests_to(&out, SECOND, &Method::Ack).len(), 1, "{out:?}");
+}

@@ -24,6 +24,9 @@ pub struct RawForward {
     /// `forward.dns_servers`: `IP` or `IP:PORT` of the DNS servers for target names (empty:
     /// the system's, `/etc/resolv.conf`).
     pub dns_servers: Vec<String>,
+    /// `forward.failover_timeout_ms`: a destination that sends no response at all in this long
+    /// gives way to the next one (0: only Timer B).
+    pub failover_timeout_ms: u64,
     /// `forward.ring_timeout_s`: how long the callee may ring (0 = no limit of our own; Timer C
     /// still ends a leg that rings for ever).
     pub ring_timeout_s: u64,
@@ -50,6 +53,7 @@ impl Default for RawForward {
             target: "sip:phone@127.0.0.1:5070".to_owned(),
             targets: Vec::new(),
             dns_servers: Vec::new(),
+            failover_timeout_ms: 4000,
             ring_timeout_s: 30,
             on_no_answer: "voicemail".to_owned(),
             on_busy: "relay".to_owned(),
@@ -163,6 +167,21 @@ impl RawForward {
             self.targets.as_slice()
         };
         forward_targets(self.targets_key(), uris, tls_names, errors)
+    }
+
+    /// `forward.failover_timeout_ms` (`None`: 0, only Timer B).
+    pub(super) fn failover_after(&self, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+        match self.failover_timeout_ms {
+            0 => None,
+            ms if !(100..=60_000).contains(&ms) => {
+                errors.push(ConfigError::new(
+                    "forward.failover_timeout_ms",
+                    "must be 0 (only Timer B) or between 100 and 60000",
+                ));
+                None
+            }
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// `forward.dns_servers` as socket addresses (port 53 unless given).

@@ -151,6 +151,8 @@ pub struct Config {
     pub forward: b2bua::ForwardTargets,
     /// The DNS servers for target names (`forward.dns_servers`; empty: the system's).
     pub dns_servers: Vec<SocketAddr>,
+    /// `forward.failover_timeout_ms`: silence before the next destination is tried.
+    pub failover_after: Option<Duration>,
     /// `forward.ring_timeout_s` and `forward.on_*`.
     pub forward_policy: b2bua::ForwardPolicy,
     /// How verified Rich Call Data is presented on forwarded calls (`forward.rcd_*`).
@@ -255,6 +257,7 @@ impl TryFrom<RawConfig> for Config {
         let mut tls_names = Vec::new();
         let forward = raw.forward.validate(&mut tls_names, &mut errors);
         let dns_servers = raw.forward.dns_servers(&mut errors);
+        let failover_after = raw.forward.failover_after(&mut errors);
         let rich = raw.forward.rich(&mut errors);
         let (metrics_listen, metrics_allow) = raw.metrics.validate(&mut errors);
         let drain_timeout = raw.shutdown.validate(&mut errors);
@@ -307,6 +310,7 @@ impl TryFrom<RawConfig> for Config {
             shards: sip.shards,
             forward,
             dns_servers,
+            failover_after,
             forward_policy,
             rich,
             tls,

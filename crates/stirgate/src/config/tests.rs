@@ -58,6 +58,10 @@ fn forward_targets_list_dns_servers_and_their_errors() {
         errors("[forward]\ndns_servers = [\"resolver.example\"]\n"),
         ["forward.dns_servers"]
     );
+    assert_eq!(
+        errors("[forward]\nfailover_timeout_ms = 5\n"),
+        ["forward.failover_timeout_ms"]
+    );
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn a_silent_first_target_fails_over_to_the_next_in_the_list_after_timer_b() {
     let mut silent = Ua::callee(first);
     let forward = format!(
         "targets = [\"sip:callee@127.0.0.1:{first}\", \"sip:callee@127.0.0.1:{second};transport=udp\"]\n\
-         ring_timeout_s = 20\n"
+         ring_timeout_s = 20\nfailover_timeout_ms = 0\n"
     );
     let s = Setup::with(&Options {
         sip: "t1_ms = 100\ntransaction_timeout_ms = 1500\n",
@@ -150,6 +150,42 @@ fn a_silent_first_target_fails_over_to_the_next_in_the_list_after_timer_b() {
     );
     let (_, invite_b) = b.join().unwrap();
     assert!(invite_b.is_some(), "the second target got the INVITE");
+}
+
+#[test]
+fn on_defaults_a_target_silent_for_four_seconds_gives_way_to_the_next() {
+    let (first, second) = (free_port(), free_port());
+    let mut silent = Ua::callee(first);
+    let forward = format!(
+        "targets = [\"sip:callee@127.0.0.1:{first}\", \"sip:callee@127.0.0.1:{second}\"]\n"
+    );
+    let s = Setup::with(&Options {
+        forward: &forward,
+        ..Options::default()
+    });
+    let b = callee(second, 200);
+    let started = std::time::Instant::now();
+    let peer = SocketAddr::from(([127, 0, 0, 1], s.sg_port));
+    let mut caller = Ua::caller(peer, "silent-default@test");
+    let sdp = caller.sdp("sendrecv");
+    let ok = caller.transact("INVITE", "", Some(&sdp), None);
+    // Well before Timer B (32 s) and the ring limit (30 s).
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, invite_b) = b.join().unwrap();
+    assert!(invite_b.is_some());
+    // The silent target wakes up while the call goes on: its ringing is cancelled.
+    let late = silent.expect_request("INVITE", Duration::from_secs(1));
+    silent.respond(&late, 180, None);
+    assert!(
+        silent.gets_request("CANCEL", Duration::from_secs(5)),
+        "its late ringing is cancelled"
+    );
+    assert_eq!(caller.transact("BYE", "", None, None).status(), Some(200));
 }
 
 #[test]
