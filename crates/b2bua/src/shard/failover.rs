@@ -208,7 +208,7 @@ impl<R: RngCore> B2bua<R> {
                         .and_then(|a| a.tag().map(str::to_owned));
                 }
                 if let Some(contact) = response.contact() {
-                    late.remote_target = contact.uri;
+                    late.remote_target.clone_from(&contact.uri);
                 }
                 let mut routes: Vec<String> = response
                     .headers
