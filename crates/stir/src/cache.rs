@@ -233,7 +233,7 @@ impl CertCache {
             fetches: AtomicU64::new(0),
             hits: m::Handle::new(m::CERT_CACHE_HITS_TOTAL),
             misses: m::Handle::new(m::CERT_CACHE_MISSES_TOTAL),
-            fetch_duration: m::Handle::new(m::CERT_FETCH_DURATION_SECONDS),
+            fetch_duration: m::Handle::<metrics::Histogram>::new(m::CERT_FETCH_DURATION_SECONDS),
             persist_scheduled: AtomicBool::new(false),
             crls: Mutex::new(HashMap::new()),
         };

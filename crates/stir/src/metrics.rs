@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::verdict::Verdict;
 
@@ -57,6 +57,13 @@ impl Handle<Counter> {
     /// The counter.
     pub fn counter(&self) -> &Counter {
         self.handle.get_or_init(|| metrics::counter!(self.name))
+    }
+}
+
+impl Handle<Gauge> {
+    /// The gauge.
+    pub fn gauge(&self) -> &Gauge {
+        self.handle.get_or_init(|| metrics::gauge!(self.name))
     }
 }
 
@@ -132,7 +139,7 @@ impl Default for VerifyMetrics {
     fn default() -> Self {
         Self {
             verifications: CounterFamily::new(VERIFICATIONS_TOTAL, ["verstat", "attest", "reason"]),
-            duration: Handle::new(VERIFY_DURATION_SECONDS),
+            duration: Handle::<Histogram>::new(VERIFY_DURATION_SECONDS),
         }
     }
 }

@@ -453,7 +453,8 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// The names stirgate exposes, from the `const NAME: &str = "stirgate_..."` metric-name
-/// constants in the crates' sources; histograms (constants passed to `histogram!`) add their
+/// constants in the crates' sources; histograms (constants passed to `histogram!` or to a
+/// histogram handle's `Handle::<Histogram>::new`) add their
 /// `_bucket`, `_sum` and `_count` series.
 fn exposed_metric_names() -> BTreeSet<String> {
     let mut constants = Vec::new();
@@ -466,7 +467,12 @@ fn exposed_metric_names() -> BTreeSet<String> {
                 if let Some((ident, name)) = metric_constant(line) {
                     constants.push((ident, name));
                 }
-                if let Some(rest) = line.split("histogram!(").nth(1) {
+                // `histogram!(NAME` or a handle `Handle::<Histogram>::new(NAME`.
+                let rest = line
+                    .split("histogram!(")
+                    .nth(1)
+                    .or_else(|| line.split("Histogram>::new(").nth(1));
+                if let Some(rest) = rest {
                     let ident = rest.split([')', ',']).next().unwrap_or("");
                     let ident = ident.rsplit("::").next().unwrap_or("").trim();
                     histogram_idents.insert(ident.to_owned());
