@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use b2bua::{Listing, VerifyJob};
 
 use crate::engine::Policy;
-use crate::metrics::VERSTAT_DISAGREEMENTS_TOTAL;
+use crate::metrics::CallMetrics;
 
 /// The rest of a verification that must wait.
 pub type Pending = Pin<Box<dyn Future<Output = (stir::Verdict, Listing)> + Send>>;
@@ -95,7 +95,7 @@ fn check_upstream(upstream: Option<&str>, verdict: &stir::Verdict) {
     if let Some(upstream) = upstream {
         // Twilio's `-Diverted` / `-Passthrough` suffixes qualify the same verdict.
         if stir::verdict::twilio_base(upstream) != verdict.twilio_style() {
-            metrics::counter!(VERSTAT_DISAGREEMENTS_TOTAL).increment(1);
+            CallMetrics::get().disagreement();
             tracing::info!(upstream = %upstream, ours = verdict.twilio_style(), "X-Twilio-VerStat disagrees with our verdict");
         }
     }

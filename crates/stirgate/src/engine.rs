@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cdr::{CdrLine, CdrReopen, WallClock};
 use crate::config::Config;
 use crate::lists::{ListEntry, ListKind, ListStore};
-use crate::metrics::{ACTIVE_CALLS, CALLS_TOTAL, CALL_OUTCOMES_TOTAL};
+use crate::metrics::CallMetrics;
 
 /// A verdict on its way back to the shard that owns the call.
 type VerdictMsg = (CallId, stir::Verdict, Listing);
@@ -650,12 +650,12 @@ impl Shard {
             Output::CallStarted => {
                 self.reported += 1;
                 self.active.fetch_add(1, Ordering::SeqCst);
-                metrics::gauge!(ACTIVE_CALLS).increment(1.0);
+                CallMetrics::get().started();
             }
             Output::CallEnded(record) => {
                 self.reported = self.reported.saturating_sub(1);
                 self.active.fetch_sub(1, Ordering::SeqCst);
-                metrics::gauge!(ACTIVE_CALLS).decrement(1.0);
+                CallMetrics::get().ended();
                 self.record(&record);
             }
             Output::Refused(record) => self.record(&record),
@@ -958,9 +958,7 @@ impl Shard {
 
     fn record(&self, record: &b2bua::CallRecord) {
         let line = Arc::new(CdrLine::new(record, &self.clock));
-        metrics::counter!(CALLS_TOTAL, "route" => record.verification.route, "verstat" => line.verstat)
-            .increment(1);
-        metrics::counter!(CALL_OUTCOMES_TOTAL, "outcome" => line.outcome).increment(1);
+        CallMetrics::get().recorded(record.verification.route, line.verstat, line.outcome);
         tracing::debug!(
             call_id = %line.call_id, from = %line.from, to = %line.to, outcome = line.outcome,
             status = line.final_status, "call ended"

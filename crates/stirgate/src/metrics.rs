@@ -1,13 +1,15 @@
 //! Metric names of the binary (the names of docs/interface.md) and the Prometheus exporter.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sip::limits::IpNet;
+use stir::metrics::{CounterFamily, Handle};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_access::{source_filter, AccessRule};
@@ -23,6 +25,52 @@ pub const VERSTAT_DISAGREEMENTS_TOTAL: &str = "stirgate_verstat_disagreements_to
 pub const CALL_OUTCOMES_TOTAL: &str = "stirgate_call_outcomes_total";
 /// `stirgate_redirect_answers_total{status, verstat}`: INVITEs answered by the redirect mode.
 pub const REDIRECT_ANSWERS_TOTAL: &str = "stirgate_redirect_answers_total";
+
+/// The engine's per-call metrics as handles (see [`stir::metrics`]): [`ACTIVE_CALLS`],
+/// [`CALLS_TOTAL`] and [`CALL_OUTCOMES_TOTAL`], registered at first use — after
+/// [`install`], which runs before the engine starts — instead of a registry lookup per call.
+#[derive(Debug)]
+pub struct CallMetrics {
+    active: Handle<Gauge>,
+    calls: CounterFamily<2>,
+    outcomes: CounterFamily<1>,
+    disagreements: Handle<Counter>,
+}
+
+impl CallMetrics {
+    /// The process's handles.
+    pub fn get() -> &'static Self {
+        static CALLS: OnceLock<CallMetrics> = OnceLock::new();
+        CALLS.get_or_init(|| Self {
+            active: Handle::new(ACTIVE_CALLS),
+            calls: CounterFamily::new(CALLS_TOTAL, ["route", "verstat"]),
+            outcomes: CounterFamily::new(CALL_OUTCOMES_TOTAL, ["outcome"]),
+            disagreements: Handle::new(VERSTAT_DISAGREEMENTS_TOTAL),
+        })
+    }
+
+    /// A call started (`stirgate_active_calls` up).
+    pub fn started(&self) {
+        self.active.gauge().increment(1.0);
+    }
+
+    /// A call ended (`stirgate_active_calls` down).
+    pub fn ended(&self) {
+        self.active.gauge().decrement(1.0);
+    }
+
+    /// A call reached routing and ended: `stirgate_calls_total{route, verstat}` and
+    /// `stirgate_call_outcomes_total{outcome}`.
+    pub fn recorded(&self, route: &'static str, verstat: &'static str, outcome: &'static str) {
+        self.calls.increment([route, verstat], 1);
+        self.outcomes.increment([outcome], 1);
+    }
+
+    /// `stirgate_verstat_disagreements_total`.
+    pub fn disagreement(&self) {
+        self.disagreements.counter().increment(1);
+    }
+}
 
 /// How often histograms are folded and idle series trimmed (the exporter's upkeep).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
