@@ -142,3 +142,58 @@ fn stirgate_refreshes_with_the_legs_sdp_and_retries_a_422_from_the_callee() {
     assert_eq!(requests_to(&sent(&mut b), CALLEE, &Method::Ack).len(), 1);
     assert_eq!(b.active_calls(), 1);
 }
+
+/// The callee's 2xx names it the refresher (`refresher=uas` to our INVITE): when it does not
+/// refresh, stirgate hangs up both legs 32 s before the expiry.
+#[test]
+fn a_callee_that_stops_refreshing_is_hung_up_on_both_legs() {
+    let mut b = b2bua();
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    let mut ok = Response::for_request(&inv, 200, "OK", Some("callee1"));
+    ok.headers.push("Contact", format!("<sip:phone@{CALLEE}>"));
+    ok.headers.push("Session-Expires", "120;refresher=uas");
+    ok.headers.push("Require", "timer");
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = Bytes::from(SDP);
+    b.handle_bytes(now, udp(CALLEE), &ok.to_bytes());
+    let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
+    b.handle_bytes(now, udp(CALLER), ack.as_bytes());
+    sent(&mut b);
+    while b.poll_output().is_some() {}
+    b.handle_timeout(now + Duration::from_secs(87));
+    assert_eq!(b.active_calls(), 1);
+    b.handle_timeout(now + Duration::from_secs(88));
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLER, &Method::Bye).len(), 1);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Bye).len(), 1);
+    let Some(Output::CallEnded(record)) = b.poll_output() else {
+        panic!("call record expected")
+    };
+    assert_eq!(record.end_reason, EndReason::SessionExpired);
+}
+
+/// Our refresh answered 481 (the peer lost the dialog): the call ends at once (RFC 4028 §10).
+#[test]
+fn a_refresh_answered_481_ends_the_call() {
+    let mut b = b2bua();
+    let now = Instant::now();
+    let inv = forwarded_unsigned(&mut b, now);
+    reply(&mut b, now, &inv, 200, "callee1", SDP);
+    let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
+    b.handle_bytes(now, udp(CALLER), ack.as_bytes());
+    sent(&mut b);
+    while b.poll_output().is_some() {}
+    let at = now + Duration::from_secs(900);
+    b.handle_timeout(at);
+    let refresh = requests_to(&sent(&mut b), CALLER, &Method::Invite).remove(0);
+    let gone = Response::for_request(&refresh, 481, "Call/Transaction Does Not Exist", None);
+    b.handle_bytes(at, udp(CALLER), &gone.to_bytes());
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Bye).len(), 1);
+    let Some(Output::CallEnded(record)) = b.poll_output() else {
+        panic!("call record expected")
+    };
+    assert_eq!(record.end_reason, EndReason::SessionExpired);
+    assert_eq!(b.active_calls(), 0);
+}
