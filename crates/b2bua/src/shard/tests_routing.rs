@@ -299,3 +299,56 @@ fn a_destination_silent_past_failover_after_gives_way_and_its_late_answers_are_e
     assert_eq!(statuses_to(&out, CALLER), vec![200]);
     assert_eq!(requests_to(&out, SECOND, &Method::Ack).len(), 1, "{out:?}");
 }
+
+/// Our Contact names the transport and port the caller's requests arrive on, whatever their
+/// Via says: a TLS Contact with the UDP port (or a UDP one on a TLS leg) sends the trunk's ACK
+/// and BYE to the wrong place.
+#[test]
+fn our_contact_matches_the_transport_and_port_requests_arrive_on() {
+    let mut b = b2bua();
+    b.cfg.local_tls = Some("127.0.0.1:5061".parse().unwrap());
+    let now = Instant::now();
+    let tls = Peer {
+        transport: Transport::Tls,
+        addr: CALLER.parse().unwrap(),
+        conn: Some(sip_proto::endpoint::ConnId(1)),
+    };
+    // The Via says UDP; the INVITE came over TLS.
+    b.handle_bytes(now, tls, invite().as_bytes());
+    assert!(matches!(b.poll_output(), Some(Output::CallStarted)));
+    let Some(Output::Verify(job)) = b.poll_output() else {
+        panic!("a verification job is expected")
+    };
+    let unsigned = Verdict::from_reason(stir::Reason::NoIdentity);
+    b.handle_verdict(now, job.call, &unsigned, Listing::Unlisted);
+    let inv = requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0);
+    reply(&mut b, now, &inv, 200, "callee1", SDP);
+    let contact_of = |out: &[(SocketAddr, Message)], status: u16| {
+        out.iter()
+            .find_map(|(_, m)| match m {
+                Message::Response(r) if r.status == status && r.cseq().unwrap().seq >= 10 => {
+                    r.headers.get("Contact").map(str::to_owned)
+                }
+                _ => None,
+            })
+            .expect("a response with a Contact")
+    };
+    let out = sent(&mut b);
+    assert_eq!(
+        contact_of(&out, 200),
+        "<sip:stirgate@127.0.0.1:5061;transport=tls>"
+    );
+    let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
+    b.handle_bytes(now, tls, ack.as_bytes());
+    let reinvite = from_caller("INVITE", 11, Some("z9hG4bKin3"), Some("x"));
+    b.handle_bytes(now, tls, reinvite.as_bytes());
+    let out = sent(&mut b);
+    let relayed = requests_to(&out, CALLEE, &Method::Invite).remove(0);
+    reply(&mut b, now, &relayed, 200, "callee1", SDP);
+    let out = sent(&mut b);
+    assert_eq!(
+        contact_of(&out, 200),
+        "<sip:stirgate@127.0.0.1:5061;transport=tls>",
+        "the re-INVITE's 200 too: {out:?}"
+    );
+}
