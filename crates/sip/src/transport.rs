@@ -408,8 +408,8 @@ impl Transports {
         });
     }
 
-    /// The shard side of the transports for shard `index` of `shards`: parses what the readers
-    /// hand over, applies its share of the admission limits and answers refusals (see
+    /// The shard side of the transports, one for each shard: parses what the readers hand
+    /// over, applies the shard's share of the admission limits and answers refusals (see
     /// [`Ingress`]).
     pub fn ingress(&self) -> Ingress {
         let shards = self.shared.shards.len();
