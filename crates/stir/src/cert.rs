@@ -145,7 +145,11 @@ impl TrustAnchors {
 /// SHAKEN rules. Validity in time is checked per verification with [`Self::check_time`].
 #[derive(Debug, Clone)]
 pub struct ValidatedChain {
-    leaf_key: Vec<u8>,
+    /// The leaf's P-256 point, taken out of its SPKI once at validation (a cached chain's
+    /// calls do no X.509 or SPKI parsing), held as ring's verification key. ring 0.17 has no
+    /// pre-decoded ECDSA key type: the point's field decode and curve check stay inside each
+    /// `verify`, as they do in a bare ring verify.
+    leaf_key: signature::UnparsedPublicKey<Box<[u8]>>,
     tn_auth: TnAuthList,
     not_before: i64,
     not_after: i64,
@@ -216,9 +220,7 @@ impl ValidatedChain {
 
     /// Checks an ES256 (`r || s`, 64 bytes) signature of `message` with the leaf's key.
     pub fn verify_es256(&self, message: &[u8], sig: &[u8]) -> bool {
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.leaf_key)
-            .verify(message, sig)
-            .is_ok()
+        self.leaf_key.verify(message, sig).is_ok()
     }
 }
 
@@ -372,7 +374,10 @@ pub fn validate_chain(
                     check_scope(&scopes, list, depth + 1)?;
                 }
                 return Ok(ValidatedChain {
-                    leaf_key,
+                    leaf_key: signature::UnparsedPublicKey::new(
+                        &signature::ECDSA_P256_SHA256_FIXED,
+                        leaf_key.into_boxed_slice(),
+                    ),
                     tn_auth,
                     not_before: not_before.max(anchor.not_before),
                     not_after: not_after.min(anchor.not_after),
