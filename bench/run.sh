@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stirgate load kit (issue 7): one command, loopback only, bounded in time.
 #
-#   bench/run.sh             # full run, about 10-15 minutes on 2 cores
+#   bench/run.sh             # full run, about 15-25 minutes on 2 cores
 #   QUICK=1 bench/run.sh     # about 3-4 minutes: shorter steps, coarser ladder, no profile
 #
 # Prints one table and writes bench/RESULTS.md (generated: never edit it by hand). Rows: SIPp
@@ -45,4 +45,4 @@ export STIRGATE_BIN
 # Many sockets and files at 10k+ calls/s; the whole kit is bounded by a hard timeout.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=30 1500 python3 bench/lib/kit.py
+exec timeout --signal=TERM --kill-after=30 2400 python3 bench/lib/kit.py
