@@ -11,8 +11,8 @@
 //!   fast-passed after a CAPTCHA) on one instance is blocked (or fast-passed) on all of them.
 //!
 //! **The server reads an in-memory copy** (opened with [`OnFailure::Degrade`]): a call's
-//! `lookup_now` is a hash lookup in [`crate::lists_snapshot`], with no SQLite transaction or
-//! Redis round trip. Writes through the server (admin API, CAPTCHA passes) apply to the copy at
+//! `lookup_now` is a hash lookup in that copy (`lists_snapshot.rs`), with no SQLite transaction
+//! or Redis round trip. Writes through the server (admin API, CAPTCHA passes) apply to the copy at
 //! once; changes made by another process — `stirgate lists` on the same SQLite file, another
 //! instance on the same Redis — reach it within [`REFRESH`] (100 ms): a watcher checks SQLite's
 //! `PRAGMA data_version` (or the Redis version key every write bumps) that often and reloads
