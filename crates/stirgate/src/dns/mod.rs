@@ -147,17 +147,7 @@ impl Resolver {
         let mut until = Instant::now() + Duration::from_secs(86_400);
         if !spec.uses_srv() {
             // A name with a port: A/AAAA only.
-            let transport = spec.default_transport();
-            let port = spec.default_port(transport);
-            let (ips, valid) = self.addresses(&host).await?;
-            let choice = SrvChoice {
-                weight: 0,
-                destinations: ips
-                    .into_iter()
-                    .map(|ip| spec.destination(transport, SocketAddr::new(ip, port)))
-                    .collect(),
-            };
-            return Some((vec![vec![choice]], valid));
+            return self.host_addresses(spec, &host).await;
         }
         // The SRV names to try, in order, with their transports.
         let mut services: Vec<(String, Transport)> = Vec::new();
@@ -236,9 +226,19 @@ impl Resolver {
             return Some((by_priority.into_iter().map(|(_, g)| g).collect(), srv_until));
         }
         // No SRV: the host's own addresses on the default transport and port (RFC 3263 §4.2).
+        let (groups, valid) = self.host_addresses(spec, &host).await?;
+        Some((groups, until.min(valid)))
+    }
+
+    /// The host's own A/AAAA addresses on the default transport and port, as one SRV group.
+    async fn host_addresses(
+        &self,
+        spec: &TargetSpec,
+        host: &str,
+    ) -> Option<(Vec<Vec<SrvChoice>>, Instant)> {
         let transport = spec.default_transport();
         let port = spec.default_port(transport);
-        let (ips, valid) = self.addresses(&host).await?;
+        let (ips, valid) = self.addresses(host).await?;
         let choice = SrvChoice {
             weight: 0,
             destinations: ips
@@ -246,7 +246,7 @@ impl Resolver {
                 .map(|ip| spec.destination(transport, SocketAddr::new(ip, port)))
                 .collect(),
         };
-        Some((vec![vec![choice]], until.min(valid)))
+        Some((vec![vec![choice]], valid))
     }
 
     /// A/AAAA of a name (the hosts file first) and when they expire.
