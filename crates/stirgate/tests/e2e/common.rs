@@ -112,6 +112,19 @@ impl Setup {
         Sipp::new(scenario, self.dir.path()).args(["-p".to_owned(), self.uas_port.to_string()])
     }
 
+    /// The callee of a screened call (`uas_screen_accept.xml`: answers, presses 1 over RTP from
+    /// its own media port, waits for the BYE), for one call.
+    pub(crate) fn screen_callee(&self) -> test_support::sipp::SippChild {
+        self.uas(&scenario("uas_screen_accept.xml"))
+            .args([
+                "-m".to_owned(),
+                "1".to_owned(),
+                "-mp".to_owned(),
+                free_port().to_string(),
+            ])
+            .spawn()
+    }
+
     /// A SIPp caller towards stirgate.
     pub(crate) fn uac(&self, scenario: &str, calls: u32) -> Sipp {
         Sipp::new(scenario, self.dir.path()).args([

@@ -75,15 +75,7 @@ fn twilio_shaped_caller_refreshes_holds_and_resumes_a_screened_and_bridged_call(
         routes: "missing = \"screen\"\n",
         ..Options::default()
     });
-    let callee = s
-        .uas(&scenario("uas_screen_accept.xml"))
-        .args([
-            "-m".to_owned(),
-            "1".to_owned(),
-            "-mp".to_owned(),
-            test_support::net::free_port().to_string(),
-        ])
-        .spawn();
+    let callee = s.screen_callee();
     let result = s
         .uac(&scenario("uac_twilio_screened.xml"), 1)
         .run(Duration::from_secs(90));

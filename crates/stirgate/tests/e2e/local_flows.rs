@@ -152,15 +152,7 @@ fn screened_caller_is_announced_and_bridged_when_the_callee_presses_1() {
         routes: "missing = \"screen\"\n",
         ..Options::default()
     });
-    let uas = s
-        .uas(&scenario("uas_screen_accept.xml"))
-        .args([
-            "-m".to_owned(),
-            "1".to_owned(),
-            "-mp".to_owned(),
-            test_support::net::free_port().to_string(),
-        ])
-        .spawn();
+    let uas = s.screen_callee();
     let result = s
         .uac(&scenario("uac_screened.xml"), 1)
         .run(Duration::from_secs(90));
