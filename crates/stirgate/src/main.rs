@@ -6,6 +6,14 @@ use clap::Parser;
 
 use stirgate::cli::{Cli, Command};
 
+/// mimalloc rather than glibc malloc: a call allocates and frees many small blocks across the
+/// runtime's threads, and glibc spent about a fifth of the CPU per forwarded call in
+/// malloc/free at 2,500 calls/s (perf, bench kit path); with mimalloc it is about a tenth.
+/// Built without transparent huge pages (`no_thp`): with them the resident set grew in 2 MiB
+/// steps, a third above glibc's at the same load.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
