@@ -20,4 +20,6 @@ pub mod transport;
 
 pub use ingress::Ingress;
 pub use tls::{Tls, TlsSettings};
-pub use transport::{shard_of, Inbound, Limits, ListenAddr, TransportError, Transports};
+pub use transport::{
+    shard_of, Inbound, Limits, ListenAddr, SendFailure, TransportError, Transports,
+};

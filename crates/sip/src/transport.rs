@@ -158,6 +158,16 @@ pub enum TransportError {
     },
 }
 
+/// A transmit that could not be sent: why, and its client transaction (if it was a request).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SendFailure {
+    /// Why.
+    pub error: TransportError,
+    /// The client transaction whose request it was.
+    pub tx: Option<TxKey>,
+}
+
 /// Picks the shard for a Call-ID: ours carry `sgN-` with the shard index (so the outbound leg
 /// lands where its call lives); others are hashed.
 pub fn shard_of(call_id: &str, shards: usize) -> usize {
@@ -329,28 +339,32 @@ impl Transports {
 
     /// Sends a transmit. UDP is sent at once; TCP goes to the connection's writer, connecting
     /// first when needed (a failed connect is reported to the shard as [`Inbound::SendFailed`]).
-    pub fn send(&self, transmit: Transmit) -> Result<(), TransportError> {
+    /// A failure hands back the transmit's client transaction (moved, not copied: this runs for
+    /// every message sent) for the transaction layer's transport error.
+    pub fn send(&self, transmit: Transmit) -> Result<(), SendFailure> {
         self.shared
             .counters
             .message(Direction::Out, &transmit.bytes);
         match transmit.peer.transport {
             Transport::Udp => {
-                let socket =
-                    self.udp_for(transmit.peer.addr)
-                        .ok_or(TransportError::NoTransport {
-                            transport: Transport::Udp,
-                            peer: transmit.peer.addr,
-                        })?;
-                match socket.try_send_to(&transmit.bytes, transmit.peer.addr) {
-                    Ok(_) => Ok(()),
-                    // A full socket buffer loses this datagram like the network would; the
-                    // transaction layer retransmits.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-                    Err(source) => Err(TransportError::Send {
-                        peer: transmit.peer.addr,
-                        source,
-                    }),
-                }
+                let peer = transmit.peer.addr;
+                let error = match self.udp_for(peer) {
+                    None => TransportError::NoTransport {
+                        transport: Transport::Udp,
+                        peer,
+                    },
+                    Some(socket) => match socket.try_send_to(&transmit.bytes, peer) {
+                        Ok(_) => return Ok(()),
+                        // A full socket buffer loses this datagram like the network would;
+                        // the transaction layer retransmits.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                        Err(source) => TransportError::Send { peer, source },
+                    },
+                };
+                Err(SendFailure {
+                    error,
+                    tx: transmit.tx,
+                })
             }
             Transport::Tcp | Transport::Tls => {
                 self.send_stream(transmit);

@@ -170,10 +170,9 @@ impl Shard {
     fn flush(&mut self) {
         loop {
             while let Some(transmit) = self.endpoint.poll_transmit() {
-                let tx = transmit.tx.clone();
-                if let Err(e) = self.transports.send(transmit) {
-                    tracing::debug!(error = %e, "redirect: send failed");
-                    if let Some(tx) = tx {
+                if let Err(failure) = self.transports.send(transmit) {
+                    tracing::debug!(error = %failure, "redirect: send failed");
+                    if let Some(tx) = failure.tx {
                         self.endpoint.handle_transport_error(&tx);
                     }
                 }
