@@ -59,6 +59,11 @@ if os.environ.get("LADDER"):  # e.g. LADDER=100,250 to try the kit itself in a m
 # How long an idle stirgate is watched for its CPU use, and how long after a step its lingering
 # transactions are measured (all calls ended; UDP transactions linger 64*T1 = 32 s).
 IDLE_S = float(os.environ.get("IDLE_S", "10" if QUICK else "30"))
+# The steady-load memory step (linger_slope): its length and the window of its slope, in
+# seconds from its start (calls in progress are steady by then; the first finished calls'
+# transactions go at about 33 s).
+LINGER_S = float(os.environ.get("LINGER_S", "20" if QUICK else "34"))
+LINGER_FROM, LINGER_TO = (5.0, 18.0) if QUICK else (8.0, 31.0)
 SIGN_WORKERS = int(os.environ.get("SIGN_WORKERS", "3"))
 # Unverified rows (direct, Kamailio) cycle through a pool of this many distinct Identity values
 # (Kamailio keeps no replay cache, and on the wire the messages are the same size); stirgate
@@ -656,6 +661,52 @@ GENERIC_FRAME = re.compile(
     r"spawn_thread|entry_SYSCALL|BlockingTask|Task::run|do_syscall_64")
 
 
+class RssSeries(threading.Thread):
+    """VmRSS every 0.5 s with its time since `t0`."""
+
+    def __init__(self, procs, t0):
+        super().__init__(daemon=True)
+        self.procs, self.t0, self.samples, self.stop = procs, t0, [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.time() - self.t0, self.procs.rss_kib()))
+            self.stop.wait(0.5)
+
+    def at(self, t):
+        """The sample closest to `t` seconds."""
+        return min(self.samples, key=lambda s: abs(s[0] - t))
+
+
+def linger_slope(work, uas_port, signer, rate):
+    """Memory per finished call under a steady load: a fresh stirgate takes `rate` calls/s for
+    LINGER_S seconds. From a few seconds in, the calls in progress are as many as they will be;
+    every call that ends from then on stays in its transactions (UDP: 64*T1 = 32 s), so until
+    the first of them go, VmRSS grows by what a finished call keeps. The slope between
+    LINGER_FROM and LINGER_TO seconds, per call finished between them, is that figure: it does
+    not count the calls in progress (nor memory the allocator kept after them), which the
+    5 s-step figure does."""
+    sg = Stirgate(work, uas_port, "linger")
+    try:
+        row = Row("linger", sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
+        row.step(10, seconds=1, label="warm-up", sampler_only=True)
+        inf = row.inf(int(rate * LINGER_S))  # signed before the clock starts
+        series = RssSeries(sg.procs, time.time())
+        series.start()
+        step = row.step(rate, seconds=LINGER_S, label="linger", sampler_only=True, inf=inf)
+        series.stop.set()
+        series.join()
+        (t1, r1), (t2, r2) = series.at(LINGER_FROM), series.at(LINGER_TO)
+        calls = rate * (t2 - t1)
+        per_call = (r2 - r1) / calls if calls > 0 else None
+        log(f"linger slope at {rate} calls/s: {r1} KiB at {t1:.1f} s -> {r2} KiB at {t2:.1f} s: "
+            f"{per_call if per_call is None else round(per_call * 1024)} B per finished call ({'ok' if step['ok'] else 'FAILED step'})")
+        return {"rate": rate, "seconds": LINGER_S, "t1": t1, "t2": t2, "rss1": r1, "rss2": r2,
+                "kib_per_call": per_call, "ok": step["ok"], "samples": series.samples}
+    finally:
+        sg.stop()
+
+
 def profile(row, rate, work):
     """perf record during one step. The VM has no hardware counters, so the event is the
     software cpu-clock; DWARF call graphs at a low frequency (higher ones lose samples here)."""
@@ -827,6 +878,7 @@ def run(work, mach, cleanup):
                    "fresh_hwm": fresh.procs.hwm_kib(), "after_kib": after_kib, "idle_cpu": idle_cpu,
                    "idle_s": IDLE_S}
     fresh.stop()
+    res["linger"] = linger_slope(work, uas2.port, signer, half)
     # The harness's own p99 is the baseline of "added" latency; a stalled SIPp step (a scheduler
     # hiccup on this shared machine) would make it look as if stirgate added nothing, so the
     # direct step is repeated (up to 3 times) and its lowest p99 kept: that only makes the
