@@ -707,6 +707,40 @@ def linger_slope(work, uas_port, signer, rate):
         sg.stop()
 
 
+# Where a profile's self time goes, by the first pattern that matches "dso symbol" (order
+# matters: ring's ECDSA before the rest of stirgate, the allocator before libc).
+PROFILE_GROUPS = [
+    ("kernel (syscalls, loopback delivery, scheduler, page faults)", r"\[kernel|\[k\]"),
+    ("ECDSA P-256 verify (ring)", r"nistz256|ring_core|ring::|p256_|ecp_"),
+    ("allocator (mimalloc / malloc)", r"\bmi_|_mi_|mimalloc|malloc|_int_free|cfree|realloc|unlink_chunk"),
+    ("memcpy/memcmp/memchr (libc)", r"__mem|memchr|strlen"),
+    ("SIP parse, transactions (sip-proto, rsip)", r"sip_proto::|rsip::"),
+    ("call logic (b2bua)", r"b2bua::"),
+    ("PASSporT, JSON, base64 (stir, serde, base64)", r"stir::|serde|base64|jsonwebtoken"),
+    ("hashing and hash tables", r"hashbrown|hash::|Hasher|foldhash"),
+    ("tokio, mio (runtime, channels, sockets)", r"tokio::|mio::"),
+    ("string formatting (core::fmt)", r"core::fmt|alloc::fmt|fmt::"),
+]
+
+
+def profile_groups(flat):
+    """Self-time shares by PROFILE_GROUPS from `perf report --sort dso,symbol` output."""
+    shares = {name: 0.0 for name, _ in PROFILE_GROUPS}
+    shares["everything else (std, core::str, stirgate, sip)"] = 0.0
+    for line in flat.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+(.*)$", line)
+        if not m or line.startswith("#"):
+            continue
+        pct, rest = float(m.group(1)), m.group(2)
+        for name, pattern in PROFILE_GROUPS:
+            if re.search(pattern, rest):
+                shares[name] += pct
+                break
+        else:
+            shares["everything else (std, core::str, stirgate, sip)"] += pct
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
 def profile(row, rate, work):
     """perf record during one step. The VM has no hardware counters, so the event is the
     software cpu-clock; DWARF call graphs at a low frequency (higher ones lose samples here)."""
@@ -732,6 +766,12 @@ def profile(row, rate, work):
         if mode == "children":
             lines = [l for l in lines if not GENERIC_FRAME.search(l)]
         out[mode] = lines[:40]
+    flat = subprocess.run(
+        ["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol", "--stdio", "-g", "none",
+         "--percent-limit", "0"],
+        capture_output=True, text=True,
+    ).stdout
+    out["groups"] = profile_groups(flat)
     hdr = subprocess.run(["perf", "report", "-i", data, "--stdio", "--header-only"], capture_output=True, text=True).stdout
     m = re.search(r"sample duration\s*:\s*([0-9.]+) ms", hdr)
     cnt = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "comm", "-g", "none"],

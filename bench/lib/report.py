@@ -283,6 +283,14 @@ def render(res):
         md.append(f"`perf record -e cpu-clock -F 249 --call-graph dwarf,8192` on the stirgate process during a "
                   f"{p['seconds']:g} s step ({p['samples']} samples; software clock: this VM exposes no hardware "
                   "counters). Self time per symbol:\n")
+        if p.get("groups"):
+            cpu = p["step"].get("cpu_us_per_call")
+            md.append("Self time by where it goes" + (f" (of {cpu:.0f} us CPU per call in that step)" if cpu else "")
+                      + ":\n")
+            md.append(table(["where", "share of samples", "us per call"],
+                            [[name, f"{pct:.1f} %", f"{cpu * pct / 100:.0f}" if cpu else "-"]
+                             for name, pct in p["groups"]]) + "\n")
+            md.append("Per symbol:\n")
         md.append("```\n" + "\n".join(p["self"][:25]) + "\n```\n")
         md.append("Including callees (thread-start and tokio scheduler frames left out):\n")
         md.append("```\n" + "\n".join(p["children"][:30]) + "\n```\n")
