@@ -5,9 +5,11 @@
 //!   P-Asserted-Identity, SDP offering PCMU/PCMA/telephone-event with SDES SRTP);
 //! - ns per INVITE through a UDP `Endpoint` as a B2BUA's A leg sees it: parse, validate, server
 //!   transaction, 100 Trying, the event to the TU, the TU's 200 OK, the ACK;
-//! - the resident memory that `N` finished calls keep while their transactions linger (a server
-//!   INVITE transaction that sent a 2xx and got its ACK, and a client INVITE transaction that
-//!   got a 2xx: both wait 64·T1 = 32 s before they go), per call, from the RSS delta.
+//! - the memory that `N` finished calls keep while their transactions linger (a server INVITE
+//!   transaction that sent a 2xx and got its ACK, and a client INVITE transaction that got a 2xx
+//!   and sent its ACK: both wait 64·T1 = 32 s before they go), per call: the live heap bytes
+//!   (a counting global allocator: exact and repeatable, tables' spare capacity included) and
+//!   the RSS delta (what the OS sees, allocator overhead included).
 //!
 //! No criterion: one fixed input, a warm-up, then wall-clock means of `N` runs (default 200,000
 //! parses). Run it on a quiet machine; the figures are for comparing before and after a change.
@@ -15,6 +17,7 @@
 // A benchmark measures wall-clock time.
 #![allow(clippy::disallowed_methods)]
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +25,19 @@ use std::time::{Duration, Instant};
 use sip_proto::endpoint::{Event, Peer, Transport};
 use sip_proto::transaction::TimerConfig;
 use sip_proto::{Endpoint, Message, Request, Response};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+/// The system allocator, counting the bytes in use.
+#[global_allocator]
+static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Heap bytes in use now.
+fn live_bytes() -> isize {
+    let stats = ALLOC.stats();
+    // Reallocations are already counted in both (the growth as allocated, a shrink as
+    // deallocated).
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
+}
 
 const IDENTITY: &str = "eyJhbGciOiJFUzI1NiIsInBwdCI6InNoYWtlbiIsInR5cCI6InBhc3Nwb3J0IiwieDV1IjoiaHR0cHM6Ly9jZXJ0cy5leGFtcGxlLm9yZy9zaGFrZW4vY2VydC5wZW0ifQ.eyJhdHRlc3QiOiJBIiwiZGVzdCI6eyJ0biI6WyIxNTU1MTIzMDAwMiJdfSwiaWF0IjoxNzAwMDAwMDAwLCJvcmlnIjp7InRuIjoiMTU1NTEyMzAwMDEifSwib3JpZ2lkIjoiNGYzYjJjNWUtOWQ4YS00YjFmLWE2ZTctM2M5ZDhlN2YwYTFiIn0.Q2V4bVpqTmhZV1l6WldNeU5EWTVNR1V4TmpCaU5tSXlaVGsyTm1OaFlqWmtNalJsT1dZeVlUWmtOVFEzWXpVd01qQXhZV0ZpWlRGa1l6QTVNV0po";
 
@@ -178,8 +194,18 @@ fn bench_endpoint(iters: u64) -> (f64, f64) {
     })
 }
 
-/// RSS per finished call while its two INVITE transactions linger.
-fn bench_memory(calls: u64) -> (f64, (usize, usize)) {
+/// What `N` finished calls keep while their two INVITE transactions linger.
+struct Lingering {
+    /// Live heap bytes per call.
+    heap: f64,
+    /// RSS delta per call.
+    rss: f64,
+    /// Transactions alive (client, server).
+    count: (usize, usize),
+}
+
+/// Live heap and RSS per finished call while its two INVITE transactions linger.
+fn bench_memory(calls: u64) -> Lingering {
     let source = Peer {
         transport: Transport::Udp,
         addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
@@ -200,7 +226,7 @@ fn bench_memory(calls: u64) -> (f64, (usize, usize)) {
         .collect();
     let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
     let now = Instant::now();
-    let before = rss_bytes();
+    let (before, heap_before) = (rss_bytes(), live_bytes());
     for (n, (invite, ack)) in inputs.iter().enumerate() {
         // A leg: the received INVITE, answered 200 and acknowledged.
         ep.handle_bytes(now, source, invite);
@@ -231,14 +257,54 @@ fn bench_memory(calls: u64) -> (f64, (usize, usize)) {
             let mut ok = Response::for_request(&b, 200, "OK", Some("callee-tag"));
             ok.headers.push("Contact", "<sip:callee@192.0.2.20:5060>");
             ep.handle_bytes(now, callee, &ok.to_bytes());
+            // The TU's ACK for the callee's 2xx, which the transaction keeps to answer a
+            // retransmitted 2xx (RFC 6026 §8.9).
+            while let Some(event) = ep.poll_event() {
+                if let Event::Response { tx, response } = event {
+                    let ack = b2b_ack(&b, &response);
+                    ep.send_ack(&tx, &ack, callee);
+                }
+            }
         }
         while ep.poll_event().is_some() {}
         while ep.poll_transmit().is_some() {}
     }
-    let after = rss_bytes();
+    let (after, heap_after) = (rss_bytes(), live_bytes());
     let count = ep.transaction_count();
     drop(inputs);
-    (after.saturating_sub(before) as f64 / calls as f64, count)
+    Lingering {
+        heap: (heap_after - heap_before) as f64 / calls as f64,
+        rss: after.saturating_sub(before) as f64 / calls as f64,
+        count,
+    }
+}
+
+/// The ACK a B2BUA sends for the 2xx to its INVITE `b` (RFC 3261 §13.2.2.4): a new branch,
+/// the INVITE's CSeq number, the 2xx's To tag, to its Contact.
+fn b2b_ack(b: &Request, ok: &Response) -> Request {
+    let mut headers = sip_proto::message::Headers::new();
+    if let Some(via) = b.headers.get("Via") {
+        headers.push(
+            "Via",
+            via.replace(";branch=z9hG4bKb2b", ";branch=z9hG4bKack"),
+        );
+    }
+    headers.push("Max-Forwards", "70");
+    for name in ["From", "Call-ID"] {
+        if let Some(value) = b.headers.get(name) {
+            headers.push(name, value);
+        }
+    }
+    if let Some(to) = ok.headers.get("To") {
+        headers.push("To", to);
+    }
+    headers.push("CSeq", "101 ACK");
+    Request {
+        method: sip_proto::Method::Ack,
+        uri: "sip:callee@192.0.2.20:5060".to_owned(),
+        headers,
+        body: bytes::Bytes::new(),
+    }
 }
 
 fn main() {
@@ -248,7 +314,11 @@ fn main() {
         .unwrap_or(200_000);
     let calls = (iters / 10).max(1_000);
     // Memory first, while the allocator has no freed blocks of earlier runs to hand out.
-    let (per_call, (client, server)) = bench_memory(calls);
+    let Lingering {
+        heap,
+        rss,
+        count: (client, server),
+    } = bench_memory(calls);
     let (wall, cpu) = bench_parse(iters);
     println!(
         "parse Twilio-shaped INVITE: {cpu:.0} ns CPU / {wall:.0} ns wall per parse ({iters} parses)"
@@ -259,7 +329,7 @@ fn main() {
          call ({calls} calls)"
     );
     println!(
-        "lingering transactions: {per_call:.0} bytes RSS per finished call \
+        "lingering transactions: {heap:.0} bytes live heap, {rss:.0} bytes RSS per finished call \
          ({calls} calls; {client} client + {server} server transactions alive)"
     );
 }
