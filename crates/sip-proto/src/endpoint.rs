@@ -6,7 +6,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -72,8 +74,9 @@ pub struct Peer {
 pub struct TxKey {
     /// Client or server side.
     pub side: Side,
-    /// The top Via branch (or, for RFC 2543 peers, a key built from Call-ID and CSeq).
-    pub branch: String,
+    /// The top Via branch (or, for RFC 2543 peers, a key built from Call-ID and CSeq). Shared:
+    /// the tables, the timer queue, events and the TU's call state hold one copy of it.
+    pub branch: Arc<str>,
     /// The CSeq method, with ACK counted as INVITE.
     pub method: Method,
 }
@@ -163,6 +166,8 @@ struct ClientEntry {
     peer: Peer,
     /// The request's CSeq number (the ACK of a 2xx repeats it).
     cseq: u32,
+    /// The deadline of this transaction's entry in [`Endpoint::deadlines`], if one is queued.
+    queued: Option<Instant>,
 }
 
 /// A server transaction and what the endpoint needs besides. The request went to the TU in
@@ -172,23 +177,36 @@ struct ServerEntry {
     tx: ServerTransaction,
     peer: Peer,
     /// The header lines every response copies from the request (Via, From, To, Call-ID, CSeq),
-    /// until the final response is sent.
-    answer: Option<Headers>,
-    /// For an INVITE answered 2xx: its key in [`Endpoint::accepted`].
-    accepted: Option<(String, u32)>,
+    /// until the final response is sent (boxed: a lingering entry keeps only the pointer).
+    answer: Option<Box<Headers>>,
+    /// For an INVITE answered 2xx: its key in [`Endpoint::accepted`] (the Call-ID shared).
+    accepted: Option<(Arc<str>, u32)>,
+    /// The deadline of this transaction's entry in [`Endpoint::deadlines`], if one is queued.
+    queued: Option<Instant>,
 }
 
+/// The timer queue: one entry per transaction with a timer running (see [`schedule`]).
+type Deadlines = BinaryHeap<Reverse<(Instant, TxKey)>>;
+
+/// Tables smaller than this are never shrunk (their spare room costs little).
+const SHRINK_ABOVE: usize = 256;
+
 /// The transaction layer of one SIP stack: all client and server transactions.
+///
+/// The tables hold their entries boxed, so that a slot is a key and a pointer: a table has up
+/// to twice the slots of its entries (it grows by doubling), and a spare slot then costs 56
+/// bytes instead of the entry's 200-odd. They shrink after a peak (see
+/// [`Endpoint::handle_timeout`]).
 pub struct Endpoint {
     timers: TimerConfig,
     user_agent: String,
-    client: HashMap<TxKey, ClientEntry>,
-    server: HashMap<TxKey, ServerEntry>,
+    client: HashMap<TxKey, Box<ClientEntry>>,
+    server: HashMap<TxKey, Box<ServerEntry>>,
     /// INVITE server transactions that sent a 2xx, by (Call-ID, CSeq number): the ACK for a
     /// 2xx is a new transaction with its own branch (RFC 3261 §17.1.1.3), so it is matched by
     /// dialog to stop the 2xx retransmissions.
-    accepted: HashMap<(String, u32), TxKey>,
-    deadlines: BinaryHeap<Reverse<(Instant, TxKey)>>,
+    accepted: HashMap<(Arc<str>, u32), TxKey>,
+    deadlines: Deadlines,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -269,19 +287,21 @@ impl Endpoint {
                 let dialog = request
                     .call_id()
                     .zip(request.cseq())
-                    .map(|(c, s)| (c.to_owned(), s.seq));
+                    .map(|(c, s)| (Arc::from(c), s.seq));
                 match dialog.and_then(|d| self.accepted.get(&d)) {
                     Some(k) => k.clone(),
                     None => key,
                 }
             };
             let to_tu = match self.server.get_mut(&key) {
-                Some(entry) => entry.tx.handle_ack(now, &cfg),
+                Some(entry) => {
+                    let to_tu = entry.tx.handle_ack(now, &cfg);
+                    let next = entry.tx.next_deadline();
+                    schedule(&mut self.deadlines, &mut entry.queued, next, &key);
+                    to_tu
+                }
                 None => true,
             };
-            if let Some(deadline) = self.server.get(&key).and_then(|e| e.tx.next_deadline()) {
-                self.deadlines.push(Reverse((deadline, key)));
-            }
             if to_tu {
                 self.events.push_back(Event::Ack { request, source });
             }
@@ -318,12 +338,13 @@ impl Endpoint {
         }
         self.server.insert(
             key.clone(),
-            ServerEntry {
+            Box::new(ServerEntry {
                 tx,
                 peer,
-                answer: Some(answer),
+                answer: Some(Box::new(answer)),
                 accepted: None,
-            },
+                queued: None,
+            }),
         );
         self.events.push_back(Event::Request {
             tx: key,
@@ -393,15 +414,14 @@ impl Endpoint {
             }
             ClientVerdict::Absorb(None) => {}
         }
-        if let Some(deadline) = self.client.get(&key).and_then(|e| e.tx.next_deadline()) {
-            self.deadlines.push(Reverse((deadline, key)));
-        }
+        let next = entry.tx.next_deadline();
+        schedule(&mut self.deadlines, &mut entry.queued, next, &key);
     }
 
     /// Sends a request in a new client transaction; the request must carry a top Via with a
     /// fresh branch. ACK is not sent this way (see [`Self::send_ack`]).
     pub fn send_request(&mut self, now: Instant, request: Request, peer: Peer) -> Option<TxKey> {
-        let branch = request.top_via()?.branch()?.to_owned();
+        let branch = Arc::from(request.top_via()?.branch()?);
         let cseq = request.cseq().map_or(1, |c| c.seq);
         // The bytes are all the transaction keeps of the request.
         let bytes = request.to_bytes();
@@ -417,11 +437,17 @@ impl Endpoint {
             peer.transport.is_reliable(),
             bytes.clone(),
         );
-        if let Some(deadline) = tx.next_deadline() {
-            self.deadlines.push(Reverse((deadline, key.clone())));
-        }
-        self.client
-            .insert(key.clone(), ClientEntry { tx, peer, cseq });
+        let mut queued = None;
+        schedule(&mut self.deadlines, &mut queued, tx.next_deadline(), &key);
+        self.client.insert(
+            key.clone(),
+            Box::new(ClientEntry {
+                tx,
+                peer,
+                cseq,
+                queued,
+            }),
+        );
         self.transmits.push_back(Transmit {
             peer,
             bytes,
@@ -466,15 +492,14 @@ impl Endpoint {
             bytes,
             tx: None,
         });
-        if let Some(deadline) = entry.tx.next_deadline() {
-            self.deadlines.push(Reverse((deadline, tx.clone())));
-        }
+        let next = entry.tx.next_deadline();
+        schedule(&mut self.deadlines, &mut entry.queued, next, tx);
         if response.status >= 200 {
             entry.answer = None;
         }
         if (200..300).contains(&response.status) && tx.method == Method::Invite {
             if let (Some(call_id), Some(cseq)) = (response.call_id(), response.cseq()) {
-                let dialog = (call_id.to_owned(), cseq.seq);
+                let dialog = (Arc::from(call_id), cseq.seq);
                 entry.accepted = Some(dialog.clone());
                 self.accepted.insert(dialog, tx.clone());
             }
@@ -495,7 +520,7 @@ impl Endpoint {
         reason: &str,
         to_tag: Option<&str>,
     ) -> Option<Response> {
-        let answer = self.server.get(tx)?.answer.clone()?;
+        let answer = self.server.get(tx)?.answer.as_deref()?.clone();
         Some(Response::from_answer_headers(
             answer, status, reason, to_tag,
         ))
@@ -541,14 +566,16 @@ impl Endpoint {
         self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires every timer due at `now`. Tables that emptied to a quarter of their capacity
+    /// after a peak are cut to twice their entries (so not once per message).
     pub fn handle_timeout(&mut self, now: Instant) {
         let cfg = self.timers;
+        let mut ended = false;
         while let Some(Reverse((at, _))) = self.deadlines.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, key))) = self.deadlines.pop() else {
+            let Some(Reverse((at, key))) = self.deadlines.pop() else {
                 break;
             };
             match key.side {
@@ -556,48 +583,64 @@ impl Endpoint {
                     let Some(entry) = self.client.get_mut(&key) else {
                         continue;
                     };
-                    if entry.tx.next_deadline().is_none_or(|d| d > now) {
-                        continue; // a stale heap entry; the live one is still queued
+                    if entry.queued != Some(at) {
+                        continue; // stale: an earlier entry replaced it
                     }
-                    let actions = entry.tx.handle_timeout(now, &cfg);
-                    let terminated = apply_timer_actions(
-                        actions,
-                        &key,
-                        entry.peer,
-                        &mut self.transmits,
-                        &mut self.events,
-                    );
+                    entry.queued = None;
+                    let terminated = entry.tx.next_deadline().is_some_and(|d| d <= now)
+                        && apply_timer_actions(
+                            entry.tx.handle_timeout(now, &cfg),
+                            &key,
+                            entry.peer,
+                            &mut self.transmits,
+                            &mut self.events,
+                        );
                     if terminated {
                         self.client.remove(&key);
-                    } else if let Some(d) = entry.tx.next_deadline() {
-                        self.deadlines.push(Reverse((d, key)));
+                        ended = true;
+                    } else {
+                        let next = entry.tx.next_deadline();
+                        schedule(&mut self.deadlines, &mut entry.queued, next, &key);
                     }
                 }
                 Side::Server => {
                     let Some(entry) = self.server.get_mut(&key) else {
                         continue;
                     };
-                    if entry.tx.next_deadline().is_none_or(|d| d > now) {
+                    if entry.queued != Some(at) {
                         continue;
                     }
-                    let actions = entry.tx.handle_timeout(now, &cfg);
-                    let terminated = apply_timer_actions(
-                        actions,
-                        &key,
-                        entry.peer,
-                        &mut self.transmits,
-                        &mut self.events,
-                    );
+                    entry.queued = None;
+                    let terminated = entry.tx.next_deadline().is_some_and(|d| d <= now)
+                        && apply_timer_actions(
+                            entry.tx.handle_timeout(now, &cfg),
+                            &key,
+                            entry.peer,
+                            &mut self.transmits,
+                            &mut self.events,
+                        );
                     if terminated {
                         if let Some(dialog) =
                             self.server.remove(&key).and_then(|entry| entry.accepted)
                         {
                             self.accepted.remove(&dialog);
                         }
-                    } else if let Some(d) = entry.tx.next_deadline() {
-                        self.deadlines.push(Reverse((d, key)));
+                        ended = true;
+                    } else {
+                        let next = entry.tx.next_deadline();
+                        schedule(&mut self.deadlines, &mut entry.queued, next, &key);
                     }
                 }
+            }
+        }
+        if ended {
+            shrink_map(&mut self.client);
+            shrink_map(&mut self.server);
+            shrink_map(&mut self.accepted);
+            if self.deadlines.capacity() > SHRINK_ABOVE
+                && self.deadlines.len() * 4 < self.deadlines.capacity()
+            {
+                self.deadlines.shrink_to(self.deadlines.len() * 2);
             }
         }
     }
@@ -619,6 +662,32 @@ impl Endpoint {
             bytes,
             tx: None,
         });
+    }
+}
+
+/// Queues a transaction's `next` deadline unless one at or before it is queued already (its
+/// `queued`): when that one fires, the transaction's deadline is queued again. So the queue
+/// holds one entry per running transaction, plus, briefly, one a deadline moved earlier made
+/// stale, instead of one per re-armed timer (each with its key) until its instant passed.
+fn schedule(
+    deadlines: &mut Deadlines,
+    queued: &mut Option<Instant>,
+    next: Option<Instant>,
+    key: &TxKey,
+) {
+    if let Some(at) = next {
+        if queued.is_none_or(|q| at < q) {
+            deadlines.push(Reverse((at, key.clone())));
+            *queued = Some(at);
+        }
+    }
+}
+
+/// Cuts `map` to twice its entries once they fell below a quarter of its capacity (after a
+/// peak): the memory goes back, and it takes another peak to grow it again.
+fn shrink_map<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > SHRINK_ABOVE && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -709,7 +778,7 @@ fn server_key(request: &Request) -> Option<TxKey> {
     let branch = if via.is_rfc3261() {
         // Branch plus sent-by (RFC 3261 §17.2.3).
         let port = via.port.unwrap_or(5060);
-        format!("{}|{}:{}", via.branch().unwrap_or_default(), via.host, port)
+        format!("{}|{}:{}", via.branch().unwrap_or_default(), via.host, port).into()
     } else {
         // RFC 2543 peers: Call-ID, CSeq number, From tag and sent-by identify the transaction.
         let cseq = request.cseq()?;
@@ -724,6 +793,7 @@ fn server_key(request: &Request) -> Option<TxKey> {
             via.host,
             via.port
         )
+        .into()
     };
     Some(TxKey {
         side: Side::Server,
@@ -736,7 +806,7 @@ fn client_key(response: &Response) -> Option<TxKey> {
     let via = response.top_via()?;
     Some(TxKey {
         side: Side::Client,
-        branch: via.branch()?.to_owned(),
+        branch: Arc::from(via.branch()?),
         method: response.cseq()?.method,
     })
 }
@@ -991,6 +1061,61 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
             drain_transmits(&mut ep).is_empty(),
             "no retransmission after the ACK"
         );
+    }
+
+    #[test]
+    fn the_timer_queue_keeps_one_entry_per_transaction_and_tables_shrink_after_a_peak() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        let ack = |n: usize| {
+            invite(&format!("z9hG4bKack{n}"))
+                .replace("INVITE sip", "ACK sip")
+                .replace("1 INVITE", "1 ACK")
+                .replace("c1@test", &format!("c{n}@test"))
+                .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=t")
+        };
+        let calls = 2_000;
+        for n in 0..calls {
+            let text = invite(&format!("z9hG4bKpeak{n}")).replace("c1@test", &format!("c{n}@test"));
+            ep.handle_bytes(now, udp(6001), text.as_bytes());
+            let Some(Event::Request { tx: key, .. }) = ep.poll_event() else {
+                panic!()
+            };
+            let ok = ep.response_for(&key, 200, "OK", Some("t")).unwrap();
+            assert!(ep.send_response(now, &key, ok));
+            // The ACK and two retransmissions of it: the TU sees the first only.
+            for _ in 0..3 {
+                ep.handle_bytes(now, udp(6001), ack(n).as_bytes());
+            }
+            assert!(matches!(ep.poll_event(), Some(Event::Ack { .. })));
+            assert_eq!(ep.poll_event(), None);
+        }
+        drain_transmits(&mut ep);
+        // Each transaction re-armed its timer three times (2xx, ACKs): one queue entry each.
+        assert_eq!(ep.deadlines.len(), calls);
+        let peak = ep.server.capacity();
+        assert!(peak >= calls);
+        // A retransmitted INVITE is absorbed (the 2xx's bytes went with the ACK, RFC 6026 §8.7).
+        let text = invite("z9hG4bKpeak7").replace("c1@test", "c7@test");
+        ep.handle_bytes(now, udp(6001), text.as_bytes());
+        assert_eq!(ep.poll_event(), None);
+        assert!(drain_transmits(&mut ep).is_empty());
+        // The stale T1 entries are gone at 0.5 s without firing anything.
+        ep.handle_timeout(now + Duration::from_secs(1));
+        assert!(drain_transmits(&mut ep).is_empty());
+        assert_eq!(ep.deadlines.len(), calls);
+        // Timer L ends them all: the tables give their memory back.
+        ep.handle_timeout(now + Duration::from_secs(33));
+        assert_eq!(ep.poll_event(), None, "acknowledged: no AckTimeout");
+        assert_eq!(ep.transaction_count(), (0, 0));
+        assert!(ep.accepted.is_empty() && ep.deadlines.is_empty());
+        assert!(
+            ep.server.capacity() <= SHRINK_ABOVE,
+            "{} of {peak}",
+            ep.server.capacity()
+        );
+        assert!(ep.accepted.capacity() <= SHRINK_ABOVE);
+        assert!(ep.deadlines.capacity() <= SHRINK_ABOVE);
     }
 
     #[test]
