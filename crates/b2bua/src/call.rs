@@ -245,8 +245,12 @@ pub struct Call {
     pub outbound: Leg,
     /// The inbound INVITE's server transaction.
     pub inbound_tx: TxKey,
-    /// The inbound INVITE.
-    pub inbound_invite: Request,
+    /// The inbound INVITE, until the caller has the 2xx of a call stirgate forwarded: an
+    /// answered call keeps no copy of it (what its dialog needs is in the legs). A call stirgate
+    /// answers itself keeps it, since its flow may still forward it.
+    pub inbound_invite: Option<Box<Request>>,
+    /// The inbound INVITE carried no SDP offer (a late offer: the caller's ACK has the answer).
+    pub caller_offerless: bool,
     /// The outbound INVITE's client transaction.
     pub outbound_tx: Option<TxKey>,
     /// State.

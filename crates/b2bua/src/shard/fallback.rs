@@ -101,9 +101,7 @@ impl<R: RngCore> B2bua<R> {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        if fallback_for(&call.forward_policy, cause) == Fallback::Relay
-            || call.inbound_invite.body.is_empty()
-        {
+        if fallback_for(&call.forward_policy, cause) == Fallback::Relay || call.caller_offerless {
             return false;
         }
         call.fallback = Some(cause);

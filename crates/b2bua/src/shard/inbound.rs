@@ -174,7 +174,8 @@ impl<R: RngCore> B2bua<R> {
             inbound,
             outbound,
             inbound_tx: tx,
-            inbound_invite: invite,
+            caller_offerless: invite.body.is_empty(),
+            inbound_invite: Some(Box::new(invite)),
             outbound_tx: None,
             state: CallState::Verifying,
             outbound_provisional: false,
@@ -216,7 +217,7 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs
             .insert(call.inbound.call_id.clone(), (id, LegSide::Inbound));
         self.dialogs.insert(b_call_id, (id, LegSide::Outbound));
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.outputs.push_back(Output::CallStarted);
         self.outputs.push_back(Output::Verify(job));
     }
@@ -235,7 +236,10 @@ impl<R: RngCore> B2bua<R> {
         if c.state != CallState::Verifying {
             return;
         }
-        let identity_present = c.inbound_invite.headers.get("Identity").is_some();
+        let identity_present = c
+            .inbound_invite
+            .as_ref()
+            .is_some_and(|i| i.headers.get("Identity").is_some());
         let decision = decide(
             &c.routes,
             verdict,
@@ -330,6 +334,13 @@ impl<R: RngCore> B2bua<R> {
         body: Option<(String, Bytes)>,
         extra: &[(&str, &str)],
     ) {
+        if self
+            .calls
+            .get(&id)
+            .is_none_or(|c| c.inbound_invite.is_none())
+        {
+            return; // the caller has its 2xx: the INVITE takes no other response
+        }
         let timer = if (200..300).contains(&status) {
             self.grant_inbound_timer(now, id)
         } else {
@@ -338,19 +349,17 @@ impl<R: RngCore> B2bua<R> {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let mut resp = Response::for_request(
-            &call.inbound_invite,
-            status,
-            reason,
-            Some(&call.inbound.local_tag),
-        );
+        let Some(invite) = call.inbound_invite.as_deref() else {
+            return;
+        };
+        let mut resp = Response::for_request(invite, status, reason, Some(&call.inbound.local_tag));
         if (101..300).contains(&status) {
             let transport = call.inbound.peer.transport;
             resp.headers
                 .push("Contact", contact_for(&self.cfg, transport));
             // Record-Route of the INVITE is the inbound dialog's route set (UAS side), copied
             // into every response that makes the dialog, early ones too (RFC 3261 §12.1.1).
-            for rr in call.inbound_invite.headers.get_all("Record-Route") {
+            for rr in invite.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
             if status >= 200 {
@@ -374,7 +383,13 @@ impl<R: RngCore> B2bua<R> {
             call.final_status = status;
         }
         let tx = call.inbound_tx.clone();
-        self.endpoint.send_response(now, &tx, resp);
+        let answered = self.endpoint.send_response(now, &tx, resp) && (200..300).contains(&status);
+        if let Some(call) = self.calls.get_mut(&id) {
+            if answered && call.flow.is_none() {
+                // Forwarded and answered: no other destination, flow or response needs it.
+                call.inbound_invite = None;
+            }
+        }
     }
 }
 

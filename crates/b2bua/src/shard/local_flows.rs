@@ -26,7 +26,7 @@ impl<R: RngCore> B2bua<R> {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.inbound_invite.body.is_empty() {
+        if call.caller_offerless {
             // A late offer would need our SDP in the 200 and the caller's answer in the ACK;
             // trunks send an offer, so this is refused rather than half supported.
             self.answer_inbound(now, id, 488, "Not Acceptable Here", None);
@@ -48,7 +48,11 @@ impl<R: RngCore> B2bua<R> {
             },
         });
         call.state = CallState::LocalAnswering;
-        let offer = String::from_utf8_lossy(&call.inbound_invite.body).into_owned();
+        let offer = call
+            .inbound_invite
+            .as_deref()
+            .map(|invite| String::from_utf8_lossy(&invite.body).into_owned())
+            .unwrap_or_default();
         self.outputs
             .push_back(Output::MediaAnswer { call: id, offer });
     }

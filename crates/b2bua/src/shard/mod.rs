@@ -84,7 +84,9 @@ pub struct B2bua<R> {
     cfg: Config,
     endpoint: Endpoint,
     rng: R,
-    calls: FastMap<CallId, Call>,
+    /// Boxed: a `Call` is near 2 KiB, and the table has up to twice the slots of its calls (it
+    /// grows by doubling); a spare slot then costs 16 bytes, not a whole `Call`.
+    calls: FastMap<CallId, Box<Call>>,
     dialogs: FastMap<String, (CallId, LegSide)>,
     client_txs: FastMap<TxKey, (CallId, Purpose)>,
     outputs: VecDeque<Output>,
@@ -297,6 +299,9 @@ impl<R: RngCore> B2bua<R> {
         self.dialogs.remove(&call.inbound.call_id);
         self.dialogs.remove(&call.outbound.call_id);
         self.client_txs.retain(|_, (cid, _)| *cid != id);
+        shrink_after_peak(&mut self.calls);
+        shrink_after_peak(&mut self.dialogs);
+        shrink_after_peak(&mut self.client_txs);
         self.local_deadlines.retain(|(_, cid)| *cid != id);
         self.drop_session_deadlines(&call);
         if let Some(at) = call.ring_deadline {
@@ -343,6 +348,18 @@ impl<R: RngCore> B2bua<R> {
 
     fn tag(&mut self) -> String {
         format!("{:016x}", self.rng.next_u64())
+    }
+}
+
+/// Tables smaller than this are never shrunk (their spare room costs little).
+const SHRINK_ABOVE: usize = 256;
+
+/// Cuts `map` to twice its entries once they fell below a quarter of its capacity: memory
+/// taken at a peak goes back, and it takes another peak to grow the table again (so this is
+/// not done once per call).
+fn shrink_after_peak<K: Eq + std::hash::Hash, V>(map: &mut FastMap<K, V>) {
+    if map.capacity() > SHRINK_ABOVE && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 

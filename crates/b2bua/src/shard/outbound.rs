@@ -37,7 +37,9 @@ impl<R: RngCore> B2bua<R> {
         };
         let stamps = call.stamps.clone();
         let verstat = stamps.verstat;
-        let invite = &call.inbound_invite;
+        let Some(invite) = call.inbound_invite.as_deref() else {
+            return; // answered already: there is nothing to forward
+        };
         let mut from = NameAddr::parse(&call.outbound.local_header).ok();
         if let Some(f) = from.as_mut() {
             f.uri = set_uri_param(&f.uri, "verstat", verstat);
@@ -201,7 +203,7 @@ impl<R: RngCore> B2bua<R> {
                 .collect();
             routes.reverse();
             call.outbound.route_set = routes;
-            let late_offer = call.inbound_invite.body.is_empty() && !response.body.is_empty();
+            let late_offer = call.caller_offerless && !response.body.is_empty();
             let state = call.state;
             if state == CallState::Cancelling {
                 // The callee answered after the caller cancelled: ACK it, then hang it up.
@@ -221,6 +223,9 @@ impl<R: RngCore> B2bua<R> {
             self.answer_inbound(now, id, status, &response.reason, body);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.state = CallState::Answered;
+                // Answered: no other destination will be tried, so the INVITE kept for the
+                // next attempt (a whole request, Identity and all) can go.
+                call.outbound_request = None;
                 // The callee's answer; with a late offer the answer comes in the caller's ACK.
                 if !late_offer {
                     call.codec = sdp_codec(&response.body);

@@ -62,7 +62,10 @@ impl<R: RngCore> B2bua<R> {
         let Some(call) = self.calls.get(&id) else {
             return Vec::new();
         };
-        let invite = &call.inbound_invite.headers;
+        let Some(invite) = call.inbound_invite.as_deref() else {
+            return Vec::new();
+        };
+        let invite = &invite.headers;
         let UasChoice::Timer(agreed) = negotiate_uas(invite, &self.cfg.session_timer) else {
             return Vec::new();
         };

@@ -276,13 +276,28 @@ fn forwards_a_call_and_bye_ends_both_legs() {
     );
 
     reply(&mut b, now, inv, 180, "callee1", "");
+    assert!(b
+        .calls
+        .values()
+        .all(|c| c.outbound_request.is_some() && c.inbound_invite.is_some()));
     reply(&mut b, now, inv, 200, "callee1", SDP);
+    assert!(
+        b.calls
+            .values()
+            .all(|c| c.outbound_request.is_none() && c.inbound_invite.is_none()),
+        "an answered call keeps no copy of either INVITE"
+    );
     let out = sent(&mut b);
     assert_eq!(statuses_to(&out, CALLER), vec![180, 200]);
     let acks = requests_to(&out, CALLEE, &Method::Ack);
     assert_eq!(acks.len(), 1, "the outbound 2xx is ACKed by us");
     assert_eq!(acks[0].cseq().unwrap().seq, 1);
     assert_eq!(acks[0].header_to().unwrap().tag(), Some("callee1"));
+    // The callee's 2xx again (our ACK lost): ACKed again; the caller is not answered twice.
+    reply(&mut b, now, inv, 200, "callee1", SDP);
+    let out = sent(&mut b);
+    assert_eq!(requests_to(&out, CALLEE, &Method::Ack).len(), 1);
+    assert!(statuses_to(&out, CALLER).is_empty());
 
     // Caller ACKs, then hangs up.
     let ack = from_caller("ACK", 10, Some("z9hG4bKin2"), Some("x"));
@@ -1214,3 +1229,46 @@ mod reoffers;
 
 #[path = "tests_routing.rs"]
 mod routing;
+
+/// The call tables give their memory back after a peak of calls in progress.
+#[test]
+fn call_tables_shrink_after_a_peak() {
+    let mut b = b2bua();
+    let now = Instant::now();
+    let unsigned = Verdict::from_reason(stir::Reason::NoIdentity);
+    let calls = 1_000;
+    let mut outbound = Vec::new();
+    for n in 0..calls {
+        let text = invite()
+            .replace("in-call-1", &format!("in-call-{n}"))
+            .replace("branch=z9hG4bKin1", &format!("branch=z9hG4bKpeak{n}"));
+        start_call(&mut b, now, &text, &unsigned, Listing::Unlisted);
+        outbound.push(requests_to(&sent(&mut b), CALLEE, &Method::Invite).remove(0));
+    }
+    assert_eq!(b.active_calls(), calls);
+    let peak = (b.calls.capacity(), b.dialogs.capacity());
+    assert!(peak.0 >= calls && peak.1 >= 2 * calls);
+    for inv in &outbound {
+        reply(&mut b, now, inv, 486, "callee1", "");
+    }
+    let out = sent(&mut b);
+    assert_eq!(
+        statuses_to(&out, CALLER).len(),
+        calls,
+        "each caller got the 486"
+    );
+    assert_eq!(b.active_calls(), 0);
+    assert!(
+        b.calls.capacity() <= 256,
+        "{} of {}",
+        b.calls.capacity(),
+        peak.0
+    );
+    assert!(
+        b.dialogs.capacity() <= 256,
+        "{} of {}",
+        b.dialogs.capacity(),
+        peak.1
+    );
+    assert!(b.client_txs.capacity() <= 256);
+}
