@@ -65,7 +65,13 @@ impl<R: RngCore> B2bua<R> {
             let Some(dest) = call.destinations.pop_front() else {
                 return false;
             };
-            let Some(mut invite) = call.outbound_request.clone() else {
+            // The last destination takes the INVITE itself: no later attempt needs it.
+            let invite = if call.destinations.is_empty() {
+                call.outbound_request.take()
+            } else {
+                call.outbound_request.clone()
+            };
+            let Some(mut invite) = invite else {
                 return false;
             };
             invite.uri.clone_from(&dest.uri);

@@ -164,6 +164,10 @@ fn a_503_fails_over_to_the_next_target_and_retry_after_skips_it() {
     let mut b = b2bua_two_targets();
     let now = Instant::now();
     let first = forwarded_unsigned(&mut b, now);
+    assert!(
+        b.calls.values().all(|c| c.outbound_request.is_some()),
+        "kept for the second destination"
+    );
     let mut busy = Response::for_request(&first, 503, "Service Unavailable", None);
     busy.headers.push("Retry-After", "60");
     b.handle_bytes(now, udp(CALLEE), &busy.to_bytes());
@@ -173,6 +177,10 @@ fn a_503_fails_over_to_the_next_target_and_retry_after_skips_it() {
         "nothing to the caller yet"
     );
     let second = requests_to(&out, SECOND, &Method::Invite).remove(0);
+    assert!(
+        b.calls.values().all(|c| c.outbound_request.is_none()),
+        "the last destination took it"
+    );
     assert_eq!(second.uri, format!("sip:phone@{SECOND};transport=tcp"));
     assert_eq!(second.call_id(), first.call_id());
     assert_eq!(
