@@ -204,8 +204,9 @@ pub struct Endpoint {
     server: HashMap<TxKey, Box<ServerEntry>>,
     /// INVITE server transactions that sent a 2xx, by (Call-ID, CSeq number): the ACK for a
     /// 2xx is a new transaction with its own branch (RFC 3261 §17.1.1.3), so it is matched by
-    /// dialog to stop the 2xx retransmissions.
-    accepted: HashMap<(Arc<str>, u32), TxKey>,
+    /// dialog to stop the 2xx retransmissions. The value is the branch of the server INVITE
+    /// transaction's key (its side and method go without saying).
+    accepted: HashMap<(Arc<str>, u32), Arc<str>>,
     deadlines: Deadlines,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -289,7 +290,11 @@ impl Endpoint {
                     .zip(request.cseq())
                     .map(|(c, s)| (Arc::from(c), s.seq));
                 match dialog.and_then(|d| self.accepted.get(&d)) {
-                    Some(k) => k.clone(),
+                    Some(branch) => TxKey {
+                        side: Side::Server,
+                        branch: branch.clone(),
+                        method: Method::Invite,
+                    },
                     None => key,
                 }
             };
@@ -501,7 +506,7 @@ impl Endpoint {
             if let (Some(call_id), Some(cseq)) = (response.call_id(), response.cseq()) {
                 let dialog = (Arc::from(call_id), cseq.seq);
                 entry.accepted = Some(dialog.clone());
-                self.accepted.insert(dialog, tx.clone());
+                self.accepted.insert(dialog, tx.branch.clone());
             }
         }
         true
@@ -1116,6 +1121,67 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
         );
         assert!(ep.accepted.capacity() <= SHRINK_ABOVE);
         assert!(ep.deadlines.capacity() <= SHRINK_ABOVE);
+    }
+
+    #[test]
+    fn client_timers_fire_once_whether_a_deadline_moves_later_or_earlier() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        let Message::Request(req) = Message::parse(invite("z9hG4bKm1").as_bytes()).unwrap() else {
+            panic!()
+        };
+        // UDP INVITE: Timer A is queued at 0.5 s; the 2xx moves the deadline later (Timer M).
+        let key = ep.send_request(now, req.clone(), udp(7000)).unwrap();
+        let ok = Response::for_request(&req, 200, "OK", Some("callee")).to_bytes();
+        ep.handle_bytes(now + Duration::from_millis(100), udp(7000), &ok);
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        let ack = ack_for_error(
+            &req,
+            &Response::for_request(&req, 200, "OK", Some("callee")),
+        );
+        ep.send_ack(&key, &ack, udp(7000));
+        drain_transmits(&mut ep);
+        ep.handle_timeout(now + Duration::from_millis(600));
+        assert!(
+            drain_transmits(&mut ep).is_empty(),
+            "no INVITE retransmission"
+        );
+        assert_eq!(ep.deadlines.len(), 1, "Timer M queued in place of Timer A");
+        // The 2xx again: our ACK again, the TU is not told twice.
+        ep.handle_bytes(now + Duration::from_secs(1), udp(7000), &ok);
+        assert_eq!(drain_transmits(&mut ep).len(), 1);
+        assert_eq!(ep.poll_event(), None);
+        ep.handle_timeout(now + Duration::from_millis(32_099));
+        assert_eq!(ep.transaction_count(), (1, 0));
+        ep.handle_timeout(now + Duration::from_millis(32_100));
+        assert_eq!(ep.transaction_count(), (0, 0));
+        assert!(ep.deadlines.is_empty());
+
+        // TCP BYE: Timer F is queued at 32 s; the 200 moves the deadline earlier (Timer K = 0).
+        let tcp = Peer {
+            transport: Transport::Tcp,
+            ..udp(7000)
+        };
+        let Message::Request(bye) = Message::parse(
+            invite("z9hG4bKm2")
+                .replace("INVITE sip", "BYE sip")
+                .replace("1 INVITE", "2 BYE")
+                .as_bytes(),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        ep.send_request(now, bye.clone(), tcp).unwrap();
+        let ok = Response::for_request(&bye, 200, "OK", Some("callee")).to_bytes();
+        ep.handle_bytes(now, tcp, &ok);
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        assert_eq!(ep.poll_timeout(), Some(now));
+        ep.handle_timeout(now);
+        assert_eq!(ep.transaction_count(), (0, 0));
+        // The stale Timer F entry fires nothing.
+        ep.handle_timeout(now + Duration::from_secs(33));
+        assert_eq!(ep.poll_event(), None);
+        assert!(ep.deadlines.is_empty());
     }
 
     #[test]
