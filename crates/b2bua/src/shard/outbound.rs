@@ -107,6 +107,12 @@ impl<R: RngCore> B2bua<R> {
         let fixed = call.forward.fixed.clone();
         let targets = call.forward.uris.clone();
         if let Some(call) = self.calls.get_mut(&id) {
+            if call.flow.is_none() {
+                // Forwarded: from now on the caller's INVITE is only answered.
+                if let Some(invite) = call.inbound_invite.as_deref_mut() {
+                    *invite = answering_part(invite);
+                }
+            }
             call.outbound.local_header = from;
             call.outbound.local_sdp = out_invite.body.clone();
             call.state = CallState::Early;
@@ -345,5 +351,46 @@ impl<R: RngCore> B2bua<R> {
         if let Some(key) = self.endpoint.send_request(now, cancel, peer) {
             self.client_txs.insert(key, (id, Purpose::Fire));
         }
+    }
+}
+
+/// The header lines answering the caller's INVITE reads once it was forwarded: what a response
+/// copies (RFC 3261 §8.2.6), the Record-Route of the dialog it makes (§12.1.1), and what the
+/// session timer of the 2xx is negotiated from (RFC 4028: Session-Expires, Min-SE, Supported,
+/// Require, Allow); Content-Type goes with the body, the offer of a voicemail fallback.
+const ANSWERING_HEADERS: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Record-Route",
+    "Session-Expires",
+    "x",
+    "Min-SE",
+    "Supported",
+    "Require",
+    "Allow",
+    "Content-Type",
+];
+
+/// `invite` with only the [`ANSWERING_HEADERS`] and its body: what a forwarded call keeps of the
+/// caller's INVITE until the caller has its final response (the Identity header and the rest
+/// went out on the outbound INVITE).
+fn answering_part(invite: &Request) -> Request {
+    let mut headers = Headers::new();
+    for (name, value) in invite.headers.iter() {
+        if ANSWERING_HEADERS
+            .iter()
+            .any(|kept| kept.eq_ignore_ascii_case(name))
+        {
+            headers.push(name, value);
+        }
+    }
+    Request {
+        method: invite.method.clone(),
+        uri: invite.uri.clone(),
+        headers,
+        body: invite.body.clone(),
     }
 }

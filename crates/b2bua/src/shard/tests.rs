@@ -282,6 +282,21 @@ fn forwards_a_call_and_bye_ends_both_legs() {
             .all(|c| c.outbound_request.is_none() && c.inbound_invite.is_some()),
         "one destination: the INVITE went there, no copy is kept for a next attempt"
     );
+    let kept = b
+        .calls
+        .values()
+        .next()
+        .unwrap()
+        .inbound_invite
+        .clone()
+        .unwrap();
+    assert_eq!(kept.headers.get("P-Asserted-Identity"), None, "forwarded");
+    assert_eq!(kept.headers.get("CSeq"), Some("10 INVITE"), "answered");
+    assert_eq!(
+        &kept.body[..],
+        SDP.as_bytes(),
+        "a voicemail fallback's offer"
+    );
     reply(&mut b, now, inv, 200, "callee1", SDP);
     assert!(
         b.calls
