@@ -290,7 +290,7 @@ pub struct Call {
     /// The outbound INVITE as first built: each attempt sends it with its own Via, Contact and
     /// Request-URI (same Call-ID, tags and CSeq, RFC 3263 §4.3). Kept while a destination is
     /// left to try: the last attempt takes it, and an answer ends the need for it.
-    pub outbound_request: Option<Request>,
+    pub outbound_request: Option<Box<Request>>,
     /// The dialled number's own greeting prompt, if it has one.
     pub greeting: Option<String>,
     /// Where the INVITE came from.

@@ -71,7 +71,7 @@ impl<R: RngCore> B2bua<R> {
             } else {
                 call.outbound_request.clone()
             };
-            let Some(mut invite) = invite else {
+            let Some(mut invite) = invite.map(|invite| *invite) else {
                 return false;
             };
             invite.uri.clone_from(&dest.uri);

@@ -117,7 +117,7 @@ impl<R: RngCore> B2bua<R> {
             call.outbound.local_sdp = out_invite.body.clone();
             call.state = CallState::Early;
             call.outbound_sent = true;
-            call.outbound_request = Some(out_invite);
+            call.outbound_request = Some(Box::new(out_invite));
         }
         match fixed {
             Some(destinations) => self.start_attempts(now, id, destinations),
