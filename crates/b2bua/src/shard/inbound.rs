@@ -334,13 +334,21 @@ impl<R: RngCore> B2bua<R> {
         body: Option<(String, Bytes)>,
         extra: &[(&str, &str)],
     ) {
-        if self
-            .calls
-            .get(&id)
-            .is_none_or(|c| c.inbound_invite.is_none())
-        {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.inbound_invite.is_none() {
             return; // the caller has its 2xx: the INVITE takes no other response
         }
+        // The transaction keeps what a response copies from the INVITE, until the final one.
+        let Some(mut resp) = self.endpoint.response_for(
+            &call.inbound_tx,
+            status,
+            reason,
+            Some(&call.inbound.local_tag),
+        ) else {
+            return; // answered already (or gone): nothing more is sent, nothing changes
+        };
         let timer = if (200..300).contains(&status) {
             self.grant_inbound_timer(now, id)
         } else {
@@ -352,7 +360,6 @@ impl<R: RngCore> B2bua<R> {
         let Some(invite) = call.inbound_invite.as_deref() else {
             return;
         };
-        let mut resp = Response::for_request(invite, status, reason, Some(&call.inbound.local_tag));
         if (101..300).contains(&status) {
             let transport = call.inbound.peer.transport;
             resp.headers

@@ -354,16 +354,12 @@ impl<R: RngCore> B2bua<R> {
     }
 }
 
-/// The header lines answering the caller's INVITE reads once it was forwarded: what a response
-/// copies (RFC 3261 §8.2.6), the Record-Route of the dialog it makes (§12.1.1), and what the
-/// session timer of the 2xx is negotiated from (RFC 4028: Session-Expires, Min-SE, Supported,
-/// Require, Allow); Content-Type goes with the body, the offer of a voicemail fallback.
+/// The header lines answering the caller's INVITE reads once it was forwarded, besides those
+/// every response copies (RFC 3261 §8.2.6: the server transaction keeps those): the
+/// Record-Route of the dialog it makes (§12.1.1), and what the session timer of the 2xx is
+/// negotiated from (RFC 4028: Session-Expires, Min-SE, Supported, Require, Allow); Content-Type
+/// goes with the body, the offer of a voicemail fallback.
 const ANSWERING_HEADERS: &[&str] = &[
-    "Via",
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
     "Record-Route",
     "Session-Expires",
     "x",
