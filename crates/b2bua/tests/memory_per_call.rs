@@ -213,7 +213,7 @@ fn heap_per_call_ringing_answered_and_finished() {
          {transactions:?} (client, server) transactions lingering, {gone} once they ended \
          ({CALLS} calls)"
     );
-    assert!(ringing < 9_000, "{ringing} bytes per ringing call");
+    assert!(ringing < 8_000, "{ringing} bytes per ringing call");
     assert!(answered < 6_000, "{answered} bytes per answered call");
     assert!(finished < 3_000, "{finished} bytes per finished call");
     assert!(gone < 64, "{gone} bytes per call after all ended");
