@@ -11,6 +11,8 @@
 //!   (a counting global allocator: exact and repeatable, tables' spare capacity included) and
 //!   the RSS delta (what the OS sees, allocator overhead included).
 //!
+//! - heap allocations per parse and per A-leg call (stats_alloc's counting global allocator).
+//!
 //! No criterion: one fixed input, a warm-up, then wall-clock means of `N` runs (default 200,000
 //! parses). Run it on a quiet machine; the figures are for comparing before and after a change.
 
@@ -25,9 +27,9 @@ use std::time::{Duration, Instant};
 use sip_proto::endpoint::{Event, Peer, Transport};
 use sip_proto::transaction::TimerConfig;
 use sip_proto::{Endpoint, Message, Request, Response};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
-/// The system allocator, counting the bytes in use.
+/// The system allocator, counting the bytes in use and the allocations.
 #[global_allocator]
 static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -37,6 +39,16 @@ fn live_bytes() -> isize {
     // Reallocations are already counted in both (the growth as allocated, a shrink as
     // deallocated).
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize
+}
+
+/// Heap allocations (reallocations counted too) per iteration of `f`, run `iters` times.
+fn allocations_per(iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    let region = Region::new(ALLOC);
+    for n in 0..iters {
+        f(n);
+    }
+    let stats = region.change();
+    (stats.allocations + stats.reallocations) as f64 / iters as f64
 }
 
 const IDENTITY: &str = "eyJhbGciOiJFUzI1NiIsInBwdCI6InNoYWtlbiIsInR5cCI6InBhc3Nwb3J0IiwieDV1IjoiaHR0cHM6Ly9jZXJ0cy5leGFtcGxlLm9yZy9zaGFrZW4vY2VydC5wZW0ifQ.eyJhdHRlc3QiOiJBIiwiZGVzdCI6eyJ0biI6WyIxNTU1MTIzMDAwMiJdfSwiaWF0IjoxNzAwMDAwMDAwLCJvcmlnIjp7InRuIjoiMTU1NTEyMzAwMDEifSwib3JpZ2lkIjoiNGYzYjJjNWUtOWQ4YS00YjFmLWE2ZTctM2M5ZDhlN2YwYTFiIn0.Q2V4bVpqTmhZV1l6WldNeU5EWTVNR1V4TmpCaU5tSXlaVGsyTm1OaFlqWmtNalJsT1dZeVlUWmtOVFEzWXpVd01qQXhZV0ZpWlRGa1l6QTVNV0po";
@@ -307,6 +319,34 @@ fn b2b_ack(b: &Request, ok: &Response) -> Request {
     }
 }
 
+/// Allocations per parse of the INVITE, and per A-leg call (INVITE in, 100 and 200 out, ACK in;
+/// the inputs made beforehand).
+fn count_allocations(calls: u64) -> (f64, f64) {
+    let bytes = twilio_invite(1).into_bytes();
+    let parse = allocations_per(calls, |_| {
+        black_box(Message::parse(black_box(&bytes)).ok());
+    });
+    let source = Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
+        conn: None,
+    };
+    let inputs: Vec<(Vec<u8>, Vec<u8>)> = (0..calls)
+        .map(|n| {
+            let invite = twilio_invite(n);
+            let ack = ack_for(&invite);
+            (invite.into_bytes(), ack.into_bytes())
+        })
+        .collect();
+    let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
+    let now = Instant::now();
+    let call = allocations_per(calls, |n| {
+        let (invite, ack) = &inputs[n as usize];
+        a_leg(&mut ep, now, source, invite, ack);
+    });
+    (parse, call)
+}
+
 fn main() {
     let iters: u64 = std::env::args()
         .nth(1)
@@ -328,6 +368,8 @@ fn main() {
         "A leg through Endpoint (INVITE, 100, 200, ACK): {cpu:.0} ns CPU / {wall:.0} ns wall per \
          call ({calls} calls)"
     );
+    let (parse, call) = count_allocations(1_000);
+    println!("heap allocations: {parse:.1} per parse, {call:.1} per A-leg call");
     println!(
         "lingering transactions: {heap:.0} bytes live heap, {rss:.0} bytes RSS per finished call \
          ({calls} calls; {client} client + {server} server transactions alive)"
