@@ -21,7 +21,7 @@ impl Params {
     /// Parses `;a=1;b;c=2` (the leading `;` optional).
     pub fn parse(text: &str) -> Self {
         let mut params = Vec::new();
-        for part in split_outside_quotes(text, ';') {
+        for part in split_outside_quotes(text, b';') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
@@ -173,7 +173,7 @@ impl NameAddr {
         if text.is_empty() {
             return Err(HeaderError);
         }
-        if let Some(open) = find_outside_quotes(text, '<') {
+        if let Some(open) = find_outside_quotes(text, b'<') {
             let close = text[open..].find('>').ok_or(HeaderError)? + open;
             let display = text[..open].trim();
             let uri = text[open + 1..close].trim();
@@ -360,9 +360,7 @@ pub fn set_uri_param(uri: &str, name: &str, value: &str) -> String {
 
 /// Splits a header value at commas that are outside quotes and angle brackets (list headers).
 pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
-    split_comma_keeping_empty(value)
-        .into_iter()
-        .filter(|p| !p.is_empty())
+    CommaSplit::new(value).filter(|p| !p.is_empty())
 }
 
 /// True when a list header's value has an empty element (`a,,b`, a leading or trailing comma):
@@ -370,9 +368,7 @@ pub fn split_comma(value: &str) -> impl Iterator<Item = &str> {
 /// RFC 4475 §3.1.2.1 (badinv01) asks for a 400. [`split_comma`] skips empty elements, so a
 /// response can still be routed by such a Via; `Request::validate` rejects the request.
 pub fn has_empty_element(value: &str) -> bool {
-    split_comma_keeping_empty(value)
-        .iter()
-        .any(|p| p.is_empty())
+    CommaSplit::new(value).any(str::is_empty)
 }
 
 /// True when a Via element's or a (name-)address's header parameters include an empty one
@@ -381,12 +377,12 @@ pub fn has_empty_element(value: &str) -> bool {
 /// [`Params::parse`] skips such parameters, which keeps routing working; `Request::validate`
 /// rejects the request. Parameters inside `<...>` belong to the URI and are not looked at.
 pub fn has_empty_params(value: &str) -> bool {
-    let params = match find_outside_quotes(value, '<') {
+    let params = match find_outside_quotes(value, b'<') {
         Some(open) => match value[open..].find('>') {
             Some(close) => &value[open + close + 1..],
             None => return false,
         },
-        None => match find_outside_quotes(value, ';') {
+        None => match find_outside_quotes(value, b';') {
             Some(at) => &value[at..],
             None => return false,
         },
@@ -395,64 +391,86 @@ pub fn has_empty_params(value: &str) -> bool {
     let Some(params) = params.trim().strip_prefix(';') else {
         return false;
     };
-    split_outside_quotes(params, ';').iter().any(|p| {
+    split_outside_quotes(params, b';').any(|p| {
         let p = p.trim();
         p.is_empty() || p.starts_with('=')
     })
 }
 
-fn split_comma_keeping_empty(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0usize);
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                parts.push(value[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(value[start..].trim());
-    parts
+/// The comma-separated elements of a list header's value (trimmed, empty ones kept), commas
+/// inside quotes (with `\` escapes) and angle brackets not counted. The separators are ASCII,
+/// so bytes are scanned: a UTF-8 continuation byte never equals one.
+struct CommaSplit<'a> {
+    value: &'a str,
+    /// Where the next element starts; past the end when done.
+    at: usize,
 }
 
-fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut start) = (false, 0usize);
-    for (i, c) in text.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
+impl<'a> CommaSplit<'a> {
+    fn new(value: &'a str) -> Self {
+        Self { value, at: 0 }
     }
-    parts.push(&text[start..]);
-    parts
 }
 
-fn find_outside_quotes(text: &str, target: char) -> Option<usize> {
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.value.as_bytes();
+        let start = self.at;
+        if start > bytes.len() {
+            return None;
+        }
+        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        let mut i = start;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if escaped {
+                escaped = false;
+            } else {
+                match b {
+                    b'\\' if quoted => escaped = true,
+                    b'"' => quoted = !quoted,
+                    b'<' if !quoted => angle = true,
+                    b'>' if !quoted => angle = false,
+                    b',' if !quoted && !angle => {
+                        self.at = i + 1;
+                        return Some(self.value[start..i].trim());
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        self.at = bytes.len() + 1;
+        Some(self.value[start..].trim())
+    }
+}
+
+/// `text` split at `sep` outside double quotes (no escapes: as [`Params::parse`] reads them).
+fn split_outside_quotes(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    text.split(move |c: char| {
+        // Non-ASCII characters are never a separator nor a quote.
+        let b = u8::try_from(c).unwrap_or(0);
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        b == sep && !quoted
+    })
+}
+
+fn find_outside_quotes(text: &str, target: u8) -> Option<usize> {
     let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in text.char_indices() {
+    for (i, &b) in text.as_bytes().iter().enumerate() {
         if escaped {
             escaped = false;
             continue;
         }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == target && !quoted => return Some(i),
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b if b == target && !quoted => return Some(i),
             _ => {}
         }
     }

@@ -15,9 +15,9 @@
 //! routing reads ([`crate::headers::SipUri`]).
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -115,18 +115,55 @@ impl fmt::Display for Method {
 
 /// Header fields in order of arrival, names compared case-insensitively.
 ///
+/// The lines of a parsed message are byte ranges into one shared copy of its header block (no
+/// string per line, and a clone shares that copy); lines added or changed later own their text.
 /// The headers every layer reads (top Via, From, To, first Contact, CSeq) are decoded at most
 /// once per message and shared: [`Self::top_via`] and the others parse on first use and keep
 /// the result until a header line changes (any change drops every decoded view).
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// The received header block that [`Text::Span`]s index; `None` for headers built here.
+    source: Option<Arc<str>>,
+    entries: Vec<Entry>,
     views: OnceLock<Box<Views>>,
+}
+
+/// One header line.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: Text,
+    value: Text,
+}
+
+/// The text of a header name or value.
+#[derive(Debug, Clone)]
+enum Text {
+    /// A name this crate spells (expanded compact forms, common names).
+    Static(&'static str),
+    /// A byte range of [`Headers::source`].
+    Span(usize, usize),
+    /// Text given or changed after parsing.
+    Owned(String),
+}
+
+/// The `&str` of `text`, whose spans index `source`.
+fn resolve<'a>(source: Option<&'a str>, text: &'a Text) -> &'a str {
+    match text {
+        Text::Static(s) => s,
+        Text::Owned(s) => s,
+        Text::Span(start, end) => source.and_then(|s| s.get(*start..*end)).unwrap_or_default(),
+    }
+}
+
+/// A header name as given, kept as a static string when it is one of the common ones (so that
+/// adding `Contact` or `Server` allocates nothing for the name).
+fn name_text(name: &str) -> Text {
+    static_name(name).map_or_else(|| Text::Owned(name.to_owned()), Text::Static)
 }
 
 impl PartialEq for Headers {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+        self.entries.len() == other.entries.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -158,6 +195,17 @@ impl Headers {
         self.views = OnceLock::new();
     }
 
+    fn text<'a>(&'a self, text: &'a Text) -> &'a str {
+        resolve(self.source.as_deref(), text)
+    }
+
+    /// The index of the first line named `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| self.text(&e.name).eq_ignore_ascii_case(name))
+    }
+
     /// The top Via (the first element of the first Via line), decoded once.
     pub fn top_via(&self) -> Option<&Via> {
         self.views()
@@ -170,7 +218,7 @@ impl Headers {
     pub(crate) fn set_top_via(&mut self, via: Via) {
         // Only the Via changes: the other decoded views stay.
         let mut views = self.views.take().unwrap_or_default();
-        self.replace_first_element("Via", &via.to_string());
+        self.replace_first_with("Via", &via);
         views.top_via = OnceLock::from(Some(via));
         self.views = OnceLock::from(views);
     }
@@ -213,18 +261,15 @@ impl Headers {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.position(name)
+            .map(|at| self.text(&self.entries[at].value))
     }
 
     /// Every header line named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
+        self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every comma-separated element of every line named `name` (for list headers such as
@@ -234,37 +279,39 @@ impl Headers {
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
         self.changed();
-        self.entries.push((name.into(), value.into()));
+        self.entries.push(Entry {
+            name: name_text(name.as_ref()),
+            value: Text::Owned(value.into()),
+        });
     }
 
     /// Puts a header line in front of all others of the same name (or first overall).
-    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push_front(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
         self.changed();
-        let name = name.into();
-        let at = self
-            .entries
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(&name))
-            .unwrap_or(0);
-        self.entries.insert(at, (name, value.into()));
+        let name = name.as_ref();
+        let at = self.position(name).unwrap_or(0);
+        self.entries.insert(
+            at,
+            Entry {
+                name: name_text(name),
+                value: Text::Owned(value.into()),
+            },
+        );
     }
 
     /// Replaces every line named `name` with one line carrying `value` (at the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         self.changed();
-        let value = value.into();
-        match self
-            .entries
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        let value = Text::Owned(value.into());
+        match self.position(name) {
             Some(at) => {
-                self.entries[at].1 = value;
+                self.entries[at].value = value;
+                let source = self.source.as_deref();
                 let mut seen = 0usize;
-                self.entries.retain(|(n, _)| {
-                    if n.eq_ignore_ascii_case(name) {
+                self.entries.retain(|e| {
+                    if resolve(source, &e.name).eq_ignore_ascii_case(name) {
                         seen += 1;
                         seen == 1
                     } else {
@@ -272,55 +319,70 @@ impl Headers {
                     }
                 });
             }
-            None => self.entries.push((name.to_owned(), value)),
+            None => self.entries.push(Entry {
+                name: name_text(name),
+                value,
+            }),
         }
     }
 
     /// Removes every line named `name`.
     pub fn remove(&mut self, name: &str) {
         self.changed();
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let source = self.source.as_deref();
+        self.entries
+            .retain(|e| !resolve(source, &e.name).eq_ignore_ascii_case(name));
     }
 
     /// Removes the first comma-separated element of the first line named `name` (used to pop
     /// the top Via), dropping the line when it held only that element.
     pub fn pop_first_element(&mut self, name: &str) -> Option<String> {
         self.changed();
-        let at = self
-            .entries
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let parts: Vec<&str> = split_comma(&self.entries[at].1).collect();
-        let first = parts.first()?.to_string();
-        if parts.len() <= 1 {
+        let at = self.position(name)?;
+        let mut parts = split_comma(self.text(&self.entries[at].value));
+        let first = parts.next()?.to_owned();
+        let mut rest = String::new();
+        for part in parts {
+            if !rest.is_empty() {
+                rest.push_str(", ");
+            }
+            rest.push_str(part);
+        }
+        if rest.is_empty() {
             self.entries.remove(at);
         } else {
-            self.entries[at].1 = parts[1..].join(", ");
+            self.entries[at].value = Text::Owned(rest);
         }
         Some(first)
     }
 
     /// Replaces the first comma-separated element of the first line named `name`.
     pub fn replace_first_element(&mut self, name: &str, value: &str) {
+        self.replace_first_with(name, value);
+    }
+
+    /// Replaces the first comma-separated element of the first line named `name` with `first`
+    /// printed, and the other elements joined by `", "`, in one new string.
+    fn replace_first_with(&mut self, name: &str, first: &(impl fmt::Display + ?Sized)) {
         self.changed();
-        if let Some(at) = self
-            .entries
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            let mut parts: Vec<&str> = split_comma(&self.entries[at].1).collect();
-            if parts.is_empty() {
-                parts.push(value);
-            } else {
-                parts[0] = value;
+        if let Some(at) = self.position(name) {
+            let line = self.text(&self.entries[at].value);
+            let mut out = String::with_capacity(line.len() + 32);
+            let _ = write!(out, "{first}");
+            for part in split_comma(line).skip(1) {
+                out.push_str(", ");
+                out.push_str(part);
             }
-            self.entries[at].1 = parts.join(", ");
+            self.entries[at].value = Text::Owned(out);
         }
     }
 
     /// All lines as (name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        let source = self.source.as_deref();
+        self.entries
+            .iter()
+            .map(move |e| (resolve(source, &e.name), resolve(source, &e.value)))
     }
 
     /// How many header lines there are.
@@ -611,18 +673,28 @@ impl Response {
 const TIGHTENED: &[&str] = &["Via", "From", "To", "Contact", "Route", "Record-Route"];
 
 /// The header lines a response copies from its request (RFC 3261 §8.2.6): every Via line, From,
-/// To, Call-ID and CSeq, in that order.
+/// To, Call-ID and CSeq, in that order. The lines share the request's received text.
 pub(crate) fn answer_headers(request: &Headers) -> Headers {
-    let mut headers = Headers::new();
-    for via in request.get_all("Via") {
-        headers.push("Via", via);
-    }
-    for name in ["From", "To", "Call-ID", "CSeq"] {
-        if let Some(value) = request.get(name) {
-            headers.push(name, value);
+    let mut entries = Vec::with_capacity(8);
+    let copy = |e: &Entry, name: &'static str| Entry {
+        name: Text::Static(name),
+        value: e.value.clone(),
+    };
+    for e in &request.entries {
+        if request.text(&e.name).eq_ignore_ascii_case("Via") {
+            entries.push(copy(e, "Via"));
         }
     }
-    headers
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(at) = request.position(name) {
+            entries.push(copy(&request.entries[at], name));
+        }
+    }
+    Headers {
+        source: request.source.clone(),
+        entries,
+        views: OnceLock::new(),
+    }
 }
 
 /// Linear white space inside a line (RFC 3261 §25.1 `WSP`).
@@ -640,21 +712,28 @@ enum LineError {
 }
 
 /// Reads header lines `name: value` (names of compact form expanded, values trimmed, and the
-/// separators of the headers in [`TIGHTENED`] tightened).
+/// separators of the headers in [`TIGHTENED`] tightened) from one copy of `block` that the
+/// lines index.
 fn read_header_lines(block: &str) -> Result<Headers, LineError> {
-    let mut headers = Headers::new();
     if block.is_empty() {
-        return Ok(headers);
+        return Ok(Headers::new());
     }
-    for (index, line) in block.split("\r\n").enumerate() {
+    let bytes = block.as_bytes();
+    // One entry per line (a bare LF inside a value makes this an overestimate).
+    let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+    let mut start = 0;
+    loop {
+        let end = find_crlf(&bytes[start..]).map_or(bytes.len(), |n| start + n);
+        let line = &block[start..end];
         if line.starts_with(WSP) {
             // A continuation of the start line is no header to fold into.
-            return Err(match index {
+            return Err(match start {
                 0 => LineError::Syntax,
                 _ => LineError::NeedsNormalizing,
             });
         }
-        let (name, value) = line.split_once(':').ok_or(LineError::Syntax)?;
+        let colon = memchr::memchr(b':', line.as_bytes()).ok_or(LineError::Syntax)?;
+        let name = &line[..colon];
         // `header-name = token` (RFC 3261 §25.1), the colon right after it (or after
         // whitespace, which normalizing drops).
         let trimmed = name.trim_end_matches(WSP);
@@ -664,15 +743,68 @@ fn read_header_lines(block: &str) -> Result<Headers, LineError> {
         if trimmed.len() != name.len() {
             return Err(LineError::NeedsNormalizing);
         }
-        let name = expand_compact(name);
-        let value = value.trim();
-        if TIGHTENED.contains(&name.as_str()) {
-            headers.push(name, tighten_separators(value));
-        } else {
-            headers.push(name, value);
+        let value_at = start + colon + 1;
+        let (from, to) = trim_range(&block[value_at..end]);
+        let (value_start, value_end) = (value_at + from, value_at + to);
+        let name = match expand_compact(name) {
+            Some(known) => Text::Static(known),
+            None => Text::Span(start, start + colon),
+        };
+        let value = match &name {
+            Text::Static(known) if TIGHTENED.contains(known) => {
+                match tighten_separators(&block[value_start..value_end]) {
+                    Cow::Owned(tight) => Text::Owned(tight),
+                    Cow::Borrowed(_) => Text::Span(value_start, value_end),
+                }
+            }
+            _ => Text::Span(value_start, value_end),
+        };
+        entries.push(Entry { name, value });
+        if end == bytes.len() {
+            break;
         }
+        start = end + 2;
     }
-    Ok(headers)
+    Ok(Headers {
+        source: Some(Arc::from(block)),
+        entries,
+        views: OnceLock::new(),
+    })
+}
+
+/// The first CRLF in `bytes`.
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(n) = memchr::memchr(b'\r', &bytes[from..]) {
+        let at = from + n;
+        if bytes.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The byte range of `text.trim()` in `text`, without decoding characters unless an end is
+/// not ASCII (where `trim` would also drop Unicode white space).
+fn trim_range(text: &str) -> (usize, usize) {
+    // The ASCII characters of `char::is_whitespace`.
+    let ascii_space = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() && ascii_space(bytes[start]) {
+        start += 1;
+    }
+    let mut end = bytes.len();
+    while end > start && ascii_space(bytes[end - 1]) {
+        end -= 1;
+    }
+    if start < end && (!bytes[start].is_ascii() || !bytes[end - 1].is_ascii()) {
+        let inner = &text[start..end];
+        let lead = inner.len() - inner.trim_start().len();
+        return (start + lead, start + lead + inner.trim().len());
+    }
+    (start, end)
 }
 
 /// Unfolds continuation lines (each `*WSP CRLF 1*WSP` becomes one SP, RFC 3261 §7.3.1) and drops
@@ -774,7 +906,10 @@ fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
     let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::NotUtf8)?;
     let body = &bytes[head_end + 4..];
 
-    let (start_line, raw_block) = head.split_once("\r\n").unwrap_or((head, ""));
+    let (start_line, raw_block) = match find_crlf(head.as_bytes()) {
+        Some(at) => (&head[..at], &head[at + 2..]),
+        None => (head, ""),
+    };
     let request_line = (!start_line.starts_with("SIP/")).then(|| read_request_line(start_line));
     if let Some(Err(ParseError::Syntax)) = request_line {
         return Err(ParseError::Syntax);
@@ -1033,12 +1168,28 @@ fn uri_scheme(uri: &str) -> Option<&str> {
 
 /// RFC 3261 §25.1 `token` characters.
 fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN_CHARS[usize::from(b)]
 }
+
+/// [`is_token_char`] as a table: header names are checked byte by byte on every line.
+static TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Looks for a byte sequence.
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 fn validate_common(headers: &Headers) -> Result<(), ParseError> {
@@ -1152,46 +1303,79 @@ fn write_rest(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// Expands RFC 3261 §7.3.3 compact header names (and normalizes the case of the common ones,
-/// which makes lookups cheap and output conventional).
-fn expand_compact(name: &str) -> String {
-    let full = match name {
-        "v" | "V" => "Via",
-        "f" | "F" => "From",
-        "t" | "T" => "To",
-        "i" | "I" => "Call-ID",
-        "m" | "M" => "Contact",
-        "l" | "L" => "Content-Length",
-        "c" | "C" => "Content-Type",
-        "e" | "E" => "Content-Encoding",
-        "s" | "S" => "Subject",
-        "k" | "K" => "Supported",
-        "o" | "O" => "Event",
-        "r" | "R" => "Refer-To",
-        "y" | "Y" => "Identity",
-        _ => {
-            for known in [
-                "Via",
-                "From",
-                "To",
-                "Call-ID",
-                "CSeq",
-                "Contact",
-                "Content-Length",
-                "Content-Type",
-                "Max-Forwards",
-                "Record-Route",
-                "Route",
-                "Identity",
-            ] {
-                if name.eq_ignore_ascii_case(known) {
-                    return known.to_owned();
-                }
-            }
-            name
-        }
-    };
-    full.to_owned()
+/// Expands RFC 3261 §7.3.3 compact header names and normalizes the case of the common ones
+/// (which makes lookups cheap and output conventional); `None` for any other name, kept as sent.
+fn expand_compact(name: &str) -> Option<&'static str> {
+    if let &[letter] = name.as_bytes() {
+        return match letter.to_ascii_lowercase() {
+            b'v' => Some("Via"),
+            b'f' => Some("From"),
+            b't' => Some("To"),
+            b'i' => Some("Call-ID"),
+            b'm' => Some("Contact"),
+            b'l' => Some("Content-Length"),
+            b'c' => Some("Content-Type"),
+            b'e' => Some("Content-Encoding"),
+            b's' => Some("Subject"),
+            b'k' => Some("Supported"),
+            b'o' => Some("Event"),
+            b'r' => Some("Refer-To"),
+            b'y' => Some("Identity"),
+            _ => None,
+        };
+    }
+    NORMALIZED
+        .iter()
+        .copied()
+        .find(|known| name.eq_ignore_ascii_case(known))
+}
+
+/// The full header names whose case [`expand_compact`] normalizes.
+const NORMALIZED: [&str; 12] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Content-Length",
+    "Content-Type",
+    "Max-Forwards",
+    "Record-Route",
+    "Route",
+    "Identity",
+];
+
+/// `name` as a static string when it is spelled exactly as a common header name (the names a
+/// B2BUA adds), so that adding such a line allocates nothing for its name.
+fn static_name(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "Via" => "Via",
+        "From" => "From",
+        "To" => "To",
+        "Call-ID" => "Call-ID",
+        "CSeq" => "CSeq",
+        "Contact" => "Contact",
+        "Content-Length" => "Content-Length",
+        "Content-Type" => "Content-Type",
+        "Max-Forwards" => "Max-Forwards",
+        "Record-Route" => "Record-Route",
+        "Route" => "Route",
+        "Identity" => "Identity",
+        "Server" => "Server",
+        "User-Agent" => "User-Agent",
+        "Allow" => "Allow",
+        "Supported" => "Supported",
+        "Require" => "Require",
+        "Session-Expires" => "Session-Expires",
+        "Min-SE" => "Min-SE",
+        "Reason" => "Reason",
+        "P-Asserted-Identity" => "P-Asserted-Identity",
+        "Diversion" => "Diversion",
+        "Call-Info" => "Call-Info",
+        "Call-Reason" => "Call-Reason",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
