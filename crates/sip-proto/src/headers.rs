@@ -371,35 +371,57 @@ pub fn has_empty_element(value: &str) -> bool {
     CommaSplit::new(value).any(str::is_empty)
 }
 
+/// [`has_empty_element`] or [`has_empty_params`] of an element, in one pass over the list.
+pub(crate) fn has_empty_element_or_params(value: &str) -> bool {
+    CommaSplit::new(value).any(|p| p.is_empty() || has_empty_params(p))
+}
+
 /// True when a Via element's or a (name-)address's header parameters include an empty one
 /// (`;;`, a trailing `;`) or one without a name (`;=x`): RFC 3261 §25.1 makes every
 /// `generic-param` start with a token, and RFC 4475 §3.1.2.1 (badinv01) asks for a 400.
 /// [`Params::parse`] skips such parameters, which keeps routing working; `Request::validate`
 /// rejects the request. Parameters inside `<...>` belong to the URI and are not looked at.
 pub fn has_empty_params(value: &str) -> bool {
-    let params = match find_outside_quotes(value, b'<') {
-        Some(open) => match value[open..].find('>') {
+    // The first `<` outside quotes, else the first `;` outside quotes, in one pass.
+    let (mut quoted, mut escaped, mut semi) = (false, false, None);
+    let mut open = None;
+    for (i, &b) in value.as_bytes().iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                open = Some(i);
+                break;
+            }
+            b';' if !quoted && semi.is_none() => semi = Some(i),
+            _ => {}
+        }
+    }
+    let params = match (open, semi) {
+        (Some(open), _) => match memchr::memchr(b'>', &value.as_bytes()[open..]) {
             Some(close) => &value[open + close + 1..],
             None => return false,
         },
-        None => match find_outside_quotes(value, b';') {
-            Some(at) => &value[at..],
-            None => return false,
-        },
+        (None, Some(at)) => &value[at..],
+        (None, None) => return false,
     };
     // Whatever else may follow a name-addr is not this check's business.
     let Some(params) = params.trim().strip_prefix(';') else {
         return false;
     };
     split_outside_quotes(params, b';').any(|p| {
-        let p = p.trim();
+        let p = p.trim_start();
         p.is_empty() || p.starts_with('=')
     })
 }
 
 /// The comma-separated elements of a list header's value (trimmed, empty ones kept), commas
-/// inside quotes (with `\` escapes) and angle brackets not counted. The separators are ASCII,
-/// so bytes are scanned: a UTF-8 continuation byte never equals one.
+/// inside quotes (with `\\` escapes) and angle brackets not counted. The separators are ASCII,
+/// so bytes are searched: a UTF-8 continuation byte never equals one.
 struct CommaSplit<'a> {
     value: &'a str,
     /// Where the next element starts; past the end when done.
@@ -421,23 +443,43 @@ impl<'a> Iterator for CommaSplit<'a> {
         if start > bytes.len() {
             return None;
         }
-        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        let (mut quoted, mut angle) = (false, false);
         let mut i = start;
+        // Each state jumps to the next byte that can change it.
         while i < bytes.len() {
-            let b = bytes[i];
-            if escaped {
-                escaped = false;
+            let rest = &bytes[i..];
+            if quoted {
+                let Some(n) = memchr::memchr2(b'\\', b'"', rest) else {
+                    break;
+                };
+                i += n;
+                if bytes[i] == b'\\' {
+                    // The escaped byte (or a multi-byte character's first byte) is skipped.
+                    i += 2;
+                    continue;
+                }
+                quoted = false;
+            } else if angle {
+                let Some(n) = memchr::memchr2(b'"', b'>', rest) else {
+                    break;
+                };
+                i += n;
+                match bytes[i] {
+                    b'"' => quoted = true,
+                    _ => angle = false,
+                }
             } else {
-                match b {
-                    b'\\' if quoted => escaped = true,
-                    b'"' => quoted = !quoted,
-                    b'<' if !quoted => angle = true,
-                    b'>' if !quoted => angle = false,
-                    b',' if !quoted && !angle => {
+                let Some(n) = memchr::memchr3(b',', b'"', b'<', rest) else {
+                    break;
+                };
+                i += n;
+                match bytes[i] {
+                    b',' => {
                         self.at = i + 1;
                         return Some(self.value[start..i].trim());
                     }
-                    _ => {}
+                    b'"' => quoted = true,
+                    _ => angle = true,
                 }
             }
             i += 1;

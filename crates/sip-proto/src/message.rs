@@ -22,7 +22,9 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::error::{ParseError, RequestLineFault};
-use crate::headers::{has_empty_element, has_empty_params, split_comma, CSeq, NameAddr, Via};
+use crate::headers::{
+    has_empty_element_or_params, has_empty_params, split_comma, CSeq, NameAddr, Via,
+};
 
 /// The largest message accepted by default (UDP datagrams and TCP frames alike).
 pub const DEFAULT_MAX_MESSAGE: usize = 65_535;
@@ -146,6 +148,17 @@ enum Text {
     Owned(String),
 }
 
+impl Text {
+    /// The length in bytes (a name can be told from another by it without reading it).
+    fn len(&self) -> usize {
+        match self {
+            Self::Static(s) => s.len(),
+            Self::Owned(s) => s.len(),
+            Self::Span(start, end) => end - start,
+        }
+    }
+}
+
 /// The `&str` of `text`, whose spans index `source`.
 fn resolve<'a>(source: Option<&'a str>, text: &'a Text) -> &'a str {
     match text {
@@ -201,9 +214,9 @@ impl Headers {
 
     /// The index of the first line named `name`.
     fn position(&self, name: &str) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| self.text(&e.name).eq_ignore_ascii_case(name))
+        self.entries.iter().position(|e| {
+            e.name.len() == name.len() && self.text(&e.name).eq_ignore_ascii_case(name)
+        })
     }
 
     /// The top Via (the first element of the first Via line), decoded once.
@@ -1217,45 +1230,42 @@ fn validate_common(headers: &Headers) -> Result<(), ParseError> {
     headers
         .cseq()
         .ok_or(ParseError::BadHeader { name: "CSeq" })?;
-    for name in ["Call-ID", "CSeq", "From", "To", "Content-Length"] {
-        let mut values = headers.get_all(name);
-        if let Some(first) = values.next() {
-            if values.any(|v| v != first) {
-                return Err(ParseError::DuplicateHeader {
-                    name: canonical_static(name),
-                });
+    // One pass over the lines for the headers that must not repeat with another value.
+    let mut first: [Option<&str>; SINGLE.len()] = [None; SINGLE.len()];
+    let mut repeated = [false; SINGLE.len()];
+    for (name, value) in headers.iter() {
+        if let Some(k) = SINGLE.iter().position(|s| name.eq_ignore_ascii_case(s)) {
+            match first[k] {
+                None => first[k] = Some(value),
+                Some(seen) => repeated[k] |= seen != value,
             }
         }
     }
-    Ok(())
+    match SINGLE.iter().zip(repeated).find(|(_, r)| *r) {
+        Some((name, _)) => Err(ParseError::DuplicateHeader { name }),
+        None => Ok(()),
+    }
 }
+
+/// The headers whose lines must all carry one value, in the order their errors are reported.
+const SINGLE: [&str; 5] = ["Call-ID", "CSeq", "From", "To", "Content-Length"];
 
 /// Rejects the empty list elements and empty parameters of RFC 4475 §3.1.2.1 (badinv01) in the
 /// headers our views parse: the views skip them, so they are only seen here.
 fn separators_ok(headers: &Headers) -> Result<(), ParseError> {
-    for name in ["Via", "Contact"] {
-        if headers
-            .get_all(name)
-            .any(|line| has_empty_element(line) || split_comma(line).any(has_empty_params))
-        {
-            return Err(ParseError::BadHeader { name });
+    // One pass over the lines; the errors in the order Via, Contact, From, To.
+    const NAMES: [&str; 4] = ["Via", "Contact", "From", "To"];
+    let mut bad = [false; NAMES.len()];
+    for (name, value) in headers.iter() {
+        match NAMES.iter().position(|n| name.eq_ignore_ascii_case(n)) {
+            Some(k @ 0..=1) => bad[k] = bad[k] || has_empty_element_or_params(value),
+            Some(k) => bad[k] = bad[k] || has_empty_params(value),
+            None => {}
         }
     }
-    for name in ["From", "To"] {
-        if headers.get_all(name).any(has_empty_params) {
-            return Err(ParseError::BadHeader { name });
-        }
-    }
-    Ok(())
-}
-
-fn canonical_static(name: &str) -> &'static str {
-    match name {
-        "Call-ID" => "Call-ID",
-        "CSeq" => "CSeq",
-        "From" => "From",
-        "To" => "To",
-        _ => "Content-Length",
+    match NAMES.iter().zip(bad).find(|(_, b)| *b) {
+        Some((name, _)) => Err(ParseError::BadHeader { name }),
+        None => Ok(()),
     }
 }
 
@@ -1768,6 +1778,45 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
                 "Contact: \"a;;b\" <sip:alice@10.0.0.1:5070;lr>;expires=3",
             )
             .replace("tag=1928301774", "tag=1928301774;x=\";;\"");
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        req.validate().unwrap();
+    }
+
+    #[test]
+    fn the_first_header_in_check_order_names_the_error() {
+        // Two faults each: the one checked first (Via before To; Call-ID before To) is named,
+        // wherever the lines stand in the message.
+        let text = INVITE
+            .replace(
+                "To: <sip:+15551230002@127.0.0.1>",
+                "To: <sip:+15551230002@127.0.0.1>;;",
+            )
+            .replace(
+                "branch=z9hG4bK776asdhds;rport",
+                "branch=z9hG4bK776asdhds;;rport",
+            );
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(req.validate(), Err(ParseError::BadHeader { name: "Via" }));
+        let text = INVITE.replace(
+            "Content-Type: application/sdp\r\n",
+            "To: <sip:other@127.0.0.1>\r\nCall-ID: other\r\nContent-Type: application/sdp\r\n",
+        );
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(
+            req.validate(),
+            Err(ParseError::DuplicateHeader { name: "Call-ID" })
+        );
+        // Same values repeated are no conflict.
+        let text = INVITE.replace(
+            "Content-Type: application/sdp\r\n",
+            "call-id: a84b4c76e66710@pc33\r\nContent-Type: application/sdp\r\n",
+        );
         let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
             panic!("not a request");
         };
