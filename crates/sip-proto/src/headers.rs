@@ -68,10 +68,13 @@ impl Params {
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Pieces written as they are: no format arguments to interpret.
         for (name, value) in &self.0 {
-            match value {
-                Some(v) => write!(f, ";{name}={v}")?,
-                None => write!(f, ";{name}")?,
+            f.write_str(";")?;
+            f.write_str(name)?;
+            if let Some(v) = value {
+                f.write_str("=")?;
+                f.write_str(v)?;
             }
         }
         Ok(())
@@ -147,11 +150,14 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
+        for part in ["SIP/2.0/", &self.transport, " ", &self.host] {
+            f.write_str(part)?;
         }
-        write!(f, "{}", self.params)
+        if let Some(port) = self.port {
+            f.write_str(":")?;
+            write_decimal(f, port.into())?;
+        }
+        fmt::Display::fmt(&self.params, f)
     }
 }
 
@@ -219,9 +225,13 @@ impl NameAddr {
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(display) = &self.display {
-            write!(f, "{display} ")?;
+            f.write_str(display)?;
+            f.write_str(" ")?;
         }
-        write!(f, "<{}>{}", self.uri, self.params)
+        for part in ["<", &self.uri, ">"] {
+            f.write_str(part)?;
+        }
+        fmt::Display::fmt(&self.params, f)
     }
 }
 
@@ -254,8 +264,27 @@ impl CSeq {
 
 impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.seq, self.method)
+        write_decimal(f, self.seq)?;
+        f.write_str(" ")?;
+        f.write_str(self.method.as_str())
     }
+}
+
+/// Writes `n` in decimal without the formatting machinery (ports and sequence numbers are
+/// printed for every message).
+fn write_decimal(f: &mut fmt::Formatter<'_>, mut n: u32) -> fmt::Result {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    f.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
 }
 
 /// The parts of a SIP/SIPS/tel URI that routing needs, read by rsip's URI parser.

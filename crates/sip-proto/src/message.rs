@@ -16,7 +16,6 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -612,8 +611,9 @@ impl Request {
     /// Serializes the request (Content-Length recomputed).
     pub fn to_bytes(&self) -> Bytes {
         let method = self.method.as_str();
-        let line = method.len() + self.uri.len() + " SIP/2.0\r\n".len() + 1;
-        let mut out = Vec::with_capacity(line + head_len(&self.headers) + self.body.len());
+        let line = method.len() + self.uri.len() + "  SIP/2.0\r\n".len();
+        // Sized exactly: a full Vec becomes `Bytes` without a second allocation.
+        let mut out = Vec::with_capacity(line + head_len(&self.headers, self.body.len()));
         for part in [method, " ", &self.uri, " SIP/2.0\r\n"] {
             out.extend_from_slice(part.as_bytes());
         }
@@ -632,9 +632,13 @@ impl Response {
 
     /// Serializes the response (Content-Length recomputed).
     pub fn to_bytes(&self) -> Bytes {
-        let line = "SIP/2.0 000 \r\n".len() + self.reason.len();
-        let mut out = Vec::with_capacity(line + head_len(&self.headers) + self.body.len());
-        let _ = write!(out, "SIP/2.0 {} ", self.status);
+        let status = usize::from(self.status);
+        let line = "SIP/2.0  \r\n".len() + decimal_len(status) + self.reason.len();
+        // Sized exactly: a full Vec becomes `Bytes` without a second allocation.
+        let mut out = Vec::with_capacity(line + head_len(&self.headers, self.body.len()));
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_decimal(&mut out, status);
+        out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         write_rest(&mut out, &self.headers, &self.body);
@@ -644,7 +648,14 @@ impl Response {
     /// Builds a response to `req` per RFC 3261 §8.2.6: Via, From, To, Call-ID and CSeq copied;
     /// a To tag added when `to_tag` is given and the To header has none.
     pub fn for_request(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Self {
-        Self::from_answer_headers(answer_headers(&req.headers), status, reason, to_tag)
+        let mut headers = answer_headers(&req.headers);
+        // The request's decoded To (shared, see [`Headers`]) saves parsing the line again.
+        if let (Some(tag), Some(to)) = (to_tag, req.headers.get("To")) {
+            if let Some(tagged) = req.header_to().and_then(|addr| with_tag(addr, to, tag)) {
+                headers.set("To", tagged);
+            }
+        }
+        Self::from_headers(headers, status, reason)
     }
 
     /// A response whose header lines start as `headers` (those [`answer_headers`] copied from a
@@ -656,18 +667,18 @@ impl Response {
         to_tag: Option<&str>,
     ) -> Self {
         if let Some(tag) = to_tag {
-            let tagged = headers
-                .get("To")
-                .and_then(|to| NameAddr::parse(to).ok())
-                .filter(|addr| addr.tag().is_none())
-                .map(|mut addr| {
-                    addr.params.set("tag", Some(tag));
-                    addr.to_string()
-                });
+            let tagged = headers.get("To").and_then(|to| {
+                let addr = NameAddr::parse(to).ok()?;
+                with_tag(&addr, to, tag)
+            });
             if let Some(to) = tagged {
                 headers.set("To", to);
             }
         }
+        Self::from_headers(headers, status, reason)
+    }
+
+    fn from_headers(headers: Headers, status: u16, reason: &str) -> Self {
         Self {
             status,
             reason: reason.to_owned(),
@@ -680,6 +691,19 @@ impl Response {
     pub fn is_provisional(&self) -> bool {
         self.status < 200
     }
+}
+
+/// The To header `addr` (read from the line `line`) printed with the tag `tag`, unless it has one
+/// already.
+fn with_tag(addr: &NameAddr, line: &str, tag: &str) -> Option<String> {
+    if addr.tag().is_some() {
+        return None;
+    }
+    let mut addr = addr.clone();
+    addr.params.set("tag", Some(tag));
+    let mut out = String::with_capacity(line.len() + tag.len() + 8);
+    let _ = write!(out, "{addr}");
+    Some(out)
 }
 
 /// The headers whose values get [`tighten_separators`] (those parsed by the header views).
@@ -1288,14 +1312,34 @@ fn fit_body(headers: &Headers, body: &Bytes) -> Result<Bytes, ParseError> {
     }
 }
 
-/// The bytes [`write_rest`] writes for `headers` before the body (Content-Length's digits
-/// counted as 20, the most a `usize` has).
-fn head_len(headers: &Headers) -> usize {
+/// The bytes [`write_rest`] writes for `headers` and a body of `body` bytes.
+fn head_len(headers: &Headers, body: usize) -> usize {
     let lines: usize = headers
         .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("Content-Length"))
         .map(|(name, value)| name.len() + value.len() + 4)
         .sum();
-    lines + "Content-Length: \r\n\r\n".len() + 20
+    lines + "Content-Length: \r\n\r\n".len() + decimal_len(body) + body
+}
+
+/// The number of decimal digits of `n`.
+fn decimal_len(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// Appends `n` in decimal (without the formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Writes the header lines (Content-Length recomputed from `body`), the empty line and the body:
@@ -1309,7 +1353,9 @@ fn write_rest(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
             out.extend_from_slice(part.as_bytes());
         }
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body.len());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }
 
@@ -1821,6 +1867,34 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
             panic!("not a request");
         };
         req.validate().unwrap();
+    }
+
+    #[test]
+    fn numbers_are_printed_and_counted_in_decimal() {
+        for n in [0, 7, 9, 10, 99, 100, 65_535, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+            assert_eq!(decimal_len(n), out.len());
+        }
+        let mut resp = Response::for_request(
+            &match Message::parse(INVITE.as_bytes()).unwrap() {
+                Message::Request(r) => r,
+                Message::Response(_) => panic!("not a request"),
+            },
+            183,
+            "Session Progress",
+            None,
+        );
+        resp.body = Bytes::from_static(b"v=0\r\n");
+        resp.headers.push("Content-Length", "99");
+        let text = String::from_utf8(resp.to_bytes().to_vec()).unwrap();
+        assert!(text.starts_with("SIP/2.0 183 Session Progress\r\n"));
+        assert!(
+            text.ends_with("\r\nContent-Length: 5\r\n\r\nv=0\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Content-Length").count(), 1);
     }
 
     #[test]
