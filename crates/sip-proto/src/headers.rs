@@ -14,32 +14,73 @@ use crate::message::Method;
 pub struct HeaderError;
 
 /// `;name=value` parameters, in order, names compared case-insensitively.
+///
+/// Kept as their printed text and the places of each name and value in it: two allocations
+/// however many parameters there are, and printing is one copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(String, Option<String>)>);
+pub struct Params {
+    /// Each parameter as `;name` or `;name=value`.
+    text: String,
+    spans: Vec<ParamSpan>,
+}
+
+/// Where one parameter's name and value are in [`Params::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParamSpan {
+    name: (usize, usize),
+    value: Option<(usize, usize)>,
+}
 
 impl Params {
     /// Parses `;a=1;b;c=2` (the leading `;` optional).
     pub fn parse(text: &str) -> Self {
-        let mut params = Vec::new();
+        let mut params = Self::default();
+        if text.trim().is_empty() {
+            return params;
+        }
+        params.text.reserve(text.len() + 1);
         for part in split_outside_quotes(text, b';') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
             match part.split_once('=') {
-                Some((n, v)) => params.push((n.trim().to_owned(), Some(v.trim().to_owned()))),
-                None => params.push((part.to_owned(), None)),
+                Some((n, v)) => params.push(n.trim(), Some(v.trim())),
+                None => params.push(part, None),
             }
         }
-        Self(params)
+        params
+    }
+
+    /// Appends a parameter.
+    fn push(&mut self, name: &str, value: Option<&str>) {
+        self.text.push(';');
+        let start = self.text.len();
+        self.text.push_str(name);
+        let name = (start, self.text.len());
+        let value = value.map(|v| {
+            self.text.push('=');
+            let start = self.text.len();
+            self.text.push_str(v);
+            (start, self.text.len())
+        });
+        self.spans.push(ParamSpan { name, value });
+    }
+
+    /// The parameters as (name, value) in order.
+    fn pairs(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        let text = self.text.as_str();
+        let at = |(start, end): (usize, usize)| text.get(start..end).unwrap_or_default();
+        self.spans
+            .iter()
+            .map(move |span| (at(span.name), span.value.map(at)))
     }
 
     /// The value of `name`: `Some(Some(v))` for `name=v`, `Some(None)` for a bare `name`.
     pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0
-            .iter()
+        self.pairs()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+            .map(|(_, v)| v)
     }
 
     /// The value of `name` when it has one.
@@ -49,35 +90,44 @@ impl Params {
 
     /// Sets (or adds) `name`.
     pub fn set(&mut self, name: &str, value: Option<&str>) {
-        let value = value.map(str::to_owned);
-        match self
-            .0
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((name.to_owned(), value)),
+        let found = self.pairs().position(|(n, _)| n.eq_ignore_ascii_case(name));
+        let Some(at) = found else {
+            self.push(name, value);
+            return;
+        };
+        let mut out = self.empty_like(value.map_or(0, str::len));
+        for (i, (n, v)) in self.pairs().enumerate() {
+            out.push(n, if i == at { value } else { v });
         }
+        *self = out;
     }
 
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if self.get(name).is_none() {
+            return;
+        }
+        let mut out = self.empty_like(0);
+        for (n, v) in self.pairs() {
+            if !n.eq_ignore_ascii_case(name) {
+                out.push(n, v);
+            }
+        }
+        *self = out;
+    }
+
+    /// No parameters yet, with room for these and `more` bytes.
+    fn empty_like(&self, more: usize) -> Self {
+        Self {
+            text: String::with_capacity(self.text.len() + more + 1),
+            spans: Vec::with_capacity(self.spans.len()),
+        }
     }
 }
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Pieces written as they are: no format arguments to interpret.
-        for (name, value) in &self.0 {
-            f.write_str(";")?;
-            f.write_str(name)?;
-            if let Some(v) = value {
-                f.write_str("=")?;
-                f.write_str(v)?;
-            }
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -598,6 +648,35 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn params_keep_order_spelling_and_duplicates() {
+        let mut p = Params::parse(" ;Branch = z9hG4bK1 ;;rport; x=\"a;b\";x=2");
+        assert_eq!(p.to_string(), ";Branch=z9hG4bK1;rport;x=\"a;b\";x=2");
+        assert_eq!(p.get("branch"), Some(Some("z9hG4bK1")));
+        assert_eq!(p.get("RPORT"), Some(None));
+        assert_eq!(p.value("x"), Some("\"a;b\""));
+        p.set("rport", Some("5060"));
+        p.set("received", Some("192.0.2.1"));
+        assert_eq!(
+            p.to_string(),
+            ";Branch=z9hG4bK1;rport=5060;x=\"a;b\";x=2;received=192.0.2.1"
+        );
+        p.remove("X");
+        p.remove("absent");
+        assert_eq!(
+            p.to_string(),
+            ";Branch=z9hG4bK1;rport=5060;received=192.0.2.1"
+        );
+        let mut built = Params::default();
+        built.set("Branch", Some("z9hG4bK1"));
+        built.set("rport", None);
+        built.set("rport", Some("5060"));
+        built.set("received", Some("192.0.2.1"));
+        assert_eq!(built, p);
+        assert_eq!(Params::parse(""), Params::default());
+        assert_eq!(Params::parse(" ; ").to_string(), "");
+    }
 
     #[test]
     fn via_print_and_parse() {

@@ -881,10 +881,12 @@ fn tighten_separators(value: &str) -> Cow<'_, str> {
     let bytes = value.as_bytes();
     let is_wsp = |b: u8| b == b' ' || b == b'\t';
     let is_sep = |b: u8| b == b'/' || b == b';' || b == b'=';
-    if !bytes
-        .windows(2)
-        .any(|w| (is_sep(w[0]) && is_wsp(w[1])) || (is_wsp(w[0]) && is_sep(w[1])))
-    {
+    // Whitespace next to a separator: found from the separators (a few per value) rather than
+    // by looking at every pair of bytes.
+    let loose = memchr::memchr3_iter(b'/', b';', b'=', bytes).any(|at| {
+        (at > 0 && is_wsp(bytes[at - 1])) || bytes.get(at + 1).is_some_and(|&b| is_wsp(b))
+    });
+    if !loose {
         return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len());
