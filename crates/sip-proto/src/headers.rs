@@ -95,11 +95,28 @@ impl Params {
             self.push(name, value);
             return;
         };
-        let mut out = self.empty_like(value.map_or(0, str::len));
-        for (i, (n, v)) in self.pairs().enumerate() {
-            out.push(n, if i == at { value } else { v });
+        // Edited in place: the text from the old value on, and the later spans, move.
+        let span = self.spans[at];
+        let (from, old_end) = match span.value {
+            // `=value` is replaced, from its `=`.
+            Some((start, end)) => (start - 1, end),
+            None => (span.name.1, span.name.1),
+        };
+        let new_value = value.map(|v| {
+            self.text.replace_range(from..old_end, "=");
+            self.text.insert_str(from + 1, v);
+            (from + 1, from + 1 + v.len())
+        });
+        if new_value.is_none() {
+            self.text.replace_range(from..old_end, "");
         }
-        *self = out;
+        let new_end = new_value.map_or(from, |(_, end)| end);
+        self.spans[at].value = new_value;
+        for later in &mut self.spans[at + 1..] {
+            let shift = |p: usize| p + new_end - old_end;
+            later.name = (shift(later.name.0), shift(later.name.1));
+            later.value = later.value.map(|(s, e)| (shift(s), shift(e)));
+        }
     }
 
     /// Removes `name`.
@@ -107,7 +124,7 @@ impl Params {
         if self.get(name).is_none() {
             return;
         }
-        let mut out = self.empty_like(0);
+        let mut out = self.empty_like();
         for (n, v) in self.pairs() {
             if !n.eq_ignore_ascii_case(name) {
                 out.push(n, v);
@@ -116,10 +133,10 @@ impl Params {
         *self = out;
     }
 
-    /// No parameters yet, with room for these and `more` bytes.
-    fn empty_like(&self, more: usize) -> Self {
+    /// No parameters yet, with room for these.
+    fn empty_like(&self) -> Self {
         Self {
-            text: String::with_capacity(self.text.len() + more + 1),
+            text: String::with_capacity(self.text.len()),
             spans: Vec::with_capacity(self.spans.len()),
         }
     }
@@ -674,6 +691,23 @@ mod tests {
         built.set("rport", Some("5060"));
         built.set("received", Some("192.0.2.1"));
         assert_eq!(built, p);
+        // In-place edits move the later parameters: longer, shorter, removed values.
+        p.set("branch", Some("z9hG4bKlonger"));
+        p.set("RPORT", None);
+        assert_eq!(p.value("received"), Some("192.0.2.1"));
+        assert_eq!(p.get("rport"), Some(None));
+        p.set("branch", Some("b"));
+        assert_eq!(p.to_string(), ";Branch=b;rport;received=192.0.2.1");
+        assert_eq!(p.value("received"), Some("192.0.2.1"));
+        let mut again = Params::default();
+        for (n, v) in [
+            ("Branch", Some("b")),
+            ("rport", None),
+            ("received", Some("192.0.2.1")),
+        ] {
+            again.set(n, v);
+        }
+        assert_eq!(again, p, "same text, same spans");
         assert_eq!(Params::parse(""), Params::default());
         assert_eq!(Params::parse(" ; ").to_string(), "");
     }

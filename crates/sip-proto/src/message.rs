@@ -881,10 +881,10 @@ fn tighten_separators(value: &str) -> Cow<'_, str> {
     let bytes = value.as_bytes();
     let is_wsp = |b: u8| b == b' ' || b == b'\t';
     let is_sep = |b: u8| b == b'/' || b == b';' || b == b'=';
-    // Whitespace next to a separator: found from the separators (a few per value) rather than
-    // by looking at every pair of bytes.
-    let loose = memchr::memchr3_iter(b'/', b';', b'=', bytes).any(|at| {
-        (at > 0 && is_wsp(bytes[at - 1])) || bytes.get(at + 1).is_some_and(|&b| is_wsp(b))
+    // A separator next to whitespace: found from the whitespace (one or two runs in a typical
+    // value) rather than by looking at every pair of bytes.
+    let loose = memchr::memchr2_iter(b' ', b'\t', bytes).any(|at| {
+        (at > 0 && is_sep(bytes[at - 1])) || bytes.get(at + 1).is_some_and(|&b| is_sep(b))
     });
     if !loose {
         return Cow::Borrowed(value);
