@@ -586,15 +586,29 @@ impl<'a> Iterator for CommaSplit<'a> {
 }
 
 /// `text` split at `sep` outside double quotes (no escapes: as [`Params::parse`] reads them).
+/// Both are ASCII, so bytes are searched.
 fn split_outside_quotes(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut at = 0;
     let mut quoted = false;
-    text.split(move |c: char| {
-        // Non-ASCII characters are never a separator nor a quote.
-        let b = u8::try_from(c).unwrap_or(0);
-        if b == b'"' {
-            quoted = !quoted;
+    std::iter::from_fn(move || {
+        let bytes = text.as_bytes();
+        let start = at;
+        if start > bytes.len() {
+            return None;
         }
-        b == sep && !quoted
+        let mut i = start;
+        while let Some(n) = memchr::memchr2(sep, b'"', &bytes[i..]) {
+            i += n;
+            if bytes[i] == b'"' {
+                quoted = !quoted;
+            } else if !quoted {
+                at = i + 1;
+                return Some(&text[start..i]);
+            }
+            i += 1;
+        }
+        at = bytes.len() + 1;
+        Some(&text[start..])
     })
 }
 

@@ -143,8 +143,8 @@ enum Text {
     Static(&'static str),
     /// A byte range of [`Headers::source`].
     Span(usize, usize),
-    /// Text given or changed after parsing.
-    Owned(String),
+    /// Text given or changed after parsing (shared by clones of the headers).
+    Owned(Arc<str>),
 }
 
 impl Text {
@@ -170,7 +170,7 @@ fn resolve<'a>(source: Option<&'a str>, text: &'a Text) -> &'a str {
 /// A header name as given, kept as a static string when it is one of the common ones (so that
 /// adding `Contact` or `Server` allocates nothing for the name).
 fn name_text(name: &str) -> Text {
-    static_name(name).map_or_else(|| Text::Owned(name.to_owned()), Text::Static)
+    static_name(name).map_or_else(|| Text::Owned(Arc::from(name)), Text::Static)
 }
 
 impl PartialEq for Headers {
@@ -291,16 +291,16 @@ impl Headers {
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         self.changed();
         self.entries.push(Entry {
             name: name_text(name.as_ref()),
-            value: Text::Owned(value.into()),
+            value: Text::Owned(Arc::from(value.as_ref())),
         });
     }
 
     /// Puts a header line in front of all others of the same name (or first overall).
-    pub fn push_front(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
+    pub fn push_front(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         self.changed();
         let name = name.as_ref();
         let at = self.position(name).unwrap_or(0);
@@ -308,15 +308,20 @@ impl Headers {
             at,
             Entry {
                 name: name_text(name),
-                value: Text::Owned(value.into()),
+                value: Text::Owned(Arc::from(value.as_ref())),
             },
         );
     }
 
     /// Replaces every line named `name` with one line carrying `value` (at the first one's place).
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
+        self.set_shared(name, Arc::from(value.as_ref()));
+    }
+
+    /// [`Self::set`] with text already shared.
+    fn set_shared(&mut self, name: &str, value: Arc<str>) {
         self.changed();
-        let value = Text::Owned(value.into());
+        let value = Text::Owned(value);
         match self.position(name) {
             Some(at) => {
                 self.entries[at].value = value;
@@ -363,7 +368,7 @@ impl Headers {
         if rest.is_empty() {
             self.entries.remove(at);
         } else {
-            self.entries[at].value = Text::Owned(rest);
+            self.entries[at].value = Text::Owned(Arc::from(rest));
         }
         Some(first)
     }
@@ -379,13 +384,14 @@ impl Headers {
         self.changed();
         if let Some(at) = self.position(name) {
             let line = self.text(&self.entries[at].value);
-            let mut out = String::with_capacity(line.len() + 32);
-            let _ = write!(out, "{first}");
-            for part in split_comma(line).skip(1) {
-                out.push_str(", ");
-                out.push_str(part);
-            }
-            self.entries[at].value = Text::Owned(out);
+            let value = shared_text(|out| {
+                let _ = write!(out, "{first}");
+                for part in split_comma(line).skip(1) {
+                    out.push_str(", ");
+                    out.push_str(part);
+                }
+            });
+            self.entries[at].value = Text::Owned(value);
         }
     }
 
@@ -650,9 +656,9 @@ impl Response {
     pub fn for_request(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Self {
         let mut headers = answer_headers(&req.headers);
         // The request's decoded To (shared, see [`Headers`]) saves parsing the line again.
-        if let (Some(tag), Some(to)) = (to_tag, req.headers.get("To")) {
-            if let Some(tagged) = req.header_to().and_then(|addr| with_tag(addr, to, tag)) {
-                headers.set("To", tagged);
+        if let Some(tag) = to_tag {
+            if let Some(tagged) = req.header_to().and_then(|addr| with_tag(addr, tag)) {
+                headers.set_shared("To", tagged);
             }
         }
         Self::from_headers(headers, status, reason)
@@ -667,12 +673,12 @@ impl Response {
         to_tag: Option<&str>,
     ) -> Self {
         if let Some(tag) = to_tag {
-            let tagged = headers.get("To").and_then(|to| {
-                let addr = NameAddr::parse(to).ok()?;
-                with_tag(&addr, to, tag)
-            });
+            let tagged = headers
+                .get("To")
+                .and_then(|to| NameAddr::parse(to).ok())
+                .and_then(|addr| with_tag(&addr, tag));
             if let Some(to) = tagged {
-                headers.set("To", to);
+                headers.set_shared("To", to);
             }
         }
         Self::from_headers(headers, status, reason)
@@ -693,17 +699,49 @@ impl Response {
     }
 }
 
-/// The To header `addr` (read from the line `line`) printed with the tag `tag`, unless it has one
-/// already.
-fn with_tag(addr: &NameAddr, line: &str, tag: &str) -> Option<String> {
+/// The To header `addr` printed with the tag `tag`, unless it has one already.
+fn with_tag(addr: &NameAddr, tag: &str) -> Option<Arc<str>> {
     if addr.tag().is_some() {
         return None;
     }
-    let mut addr = addr.clone();
-    addr.params.set("tag", Some(tag));
-    let mut out = String::with_capacity(line.len() + tag.len() + 8);
-    let _ = write!(out, "{addr}");
-    Some(out)
+    Some(if addr.params.get("tag").is_none() {
+        // Setting an absent parameter appends it: print it after the rest.
+        shared_text(|out| {
+            let _ = write!(out, "{addr};tag={tag}");
+        })
+    } else {
+        let mut addr = addr.clone();
+        addr.params.set("tag", Some(tag));
+        shared_text(|out| {
+            let _ = write!(out, "{addr}");
+        })
+    })
+}
+
+/// Text that `build` writes, as shared text: written into a per-thread scratch buffer so that
+/// the only allocation is the shared copy's.
+fn shared_text(build: impl FnOnce(&mut String)) -> Arc<str> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            build(&mut scratch);
+            let text = Arc::from(scratch.as_str());
+            // A rare huge value does not keep its buffer.
+            if scratch.capacity() > 4096 {
+                *scratch = String::new();
+            }
+            text
+        }
+        // Only if `build` itself made shared text.
+        Err(_) => {
+            let mut own = String::new();
+            build(&mut own);
+            Arc::from(own)
+        }
+    })
 }
 
 /// The headers whose values get [`tighten_separators`] (those parsed by the header views).
@@ -790,7 +828,7 @@ fn read_header_lines(block: &str) -> Result<Headers, LineError> {
         let value = match &name {
             Text::Static(known) if TIGHTENED.contains(known) => {
                 match tighten_separators(&block[value_start..value_end]) {
-                    Cow::Owned(tight) => Text::Owned(tight),
+                    Cow::Owned(tight) => Text::Owned(Arc::from(tight)),
                     Cow::Borrowed(_) => Text::Span(value_start, value_end),
                 }
             }
@@ -1897,6 +1935,25 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
             "{text}"
         );
         assert_eq!(text.matches("Content-Length").count(), 1);
+    }
+
+    #[test]
+    fn a_to_tag_is_printed_as_the_view_would_print_it() {
+        for to in [
+            "<sip:a@b>",
+            "sip:a@b;x=1",
+            "\"B\" <sip:a@b;lr>;x",
+            "<sip:a@b>;TAG",
+            "<sip:a@b>;tag=t0",
+        ] {
+            let addr = NameAddr::parse(to).unwrap();
+            let old = addr.tag().is_none().then(|| {
+                let mut addr = addr.clone();
+                addr.params.set("tag", Some("t1"));
+                addr.to_string()
+            });
+            assert_eq!(with_tag(&addr, "t1").as_deref(), old.as_deref(), "{to}");
+        }
     }
 
     #[test]
