@@ -4,7 +4,7 @@
 //! a header block that never ends within the size cap, a missing or malformed Content-Length,
 //! or a declared body that would exceed the cap.
 
-use crate::message::find;
+use crate::message::find_head_end;
 
 /// What the front of a stream buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn frame(buf: &[u8], max_message: usize) -> Result<Frame, FramingError> {
             ping: buf[..crlf].windows(4).any(|w| w == b"\r\n\r\n"),
         });
     }
-    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+    let Some(head_end) = find_head_end(buf) else {
         if buf.len() > max_message {
             return Err(FramingError::TooLarge { limit: max_message });
         }

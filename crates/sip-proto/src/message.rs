@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
 
@@ -807,17 +807,24 @@ fn read_header_lines(block: &str) -> Result<Headers, LineError> {
                 _ => LineError::NeedsNormalizing,
             });
         }
-        let colon = memchr::memchr(b':', line.as_bytes()).ok_or(LineError::Syntax)?;
-        let name = &line[..colon];
         // `header-name = token` (RFC 3261 §25.1), the colon right after it (or after
-        // whitespace, which normalizing drops).
-        let trimmed = name.trim_end_matches(WSP);
-        if trimmed.is_empty() || !trimmed.bytes().all(is_token_char) {
+        // whitespace, which normalizing drops): read in one pass over the name.
+        let line_bytes = line.as_bytes();
+        let name_len = line_bytes
+            .iter()
+            .position(|&b| !is_token_char(b))
+            .unwrap_or(line_bytes.len());
+        let colon = line_bytes[name_len..]
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .map_or(line_bytes.len(), |n| name_len + n);
+        if name_len == 0 || line_bytes.get(colon) != Some(&b':') {
             return Err(LineError::Syntax);
         }
-        if trimmed.len() != name.len() {
+        if colon != name_len {
             return Err(LineError::NeedsNormalizing);
         }
+        let name = &line[..colon];
         let value_at = start + colon + 1;
         let (from, to) = trim_range(&block[value_at..end]);
         let (value_start, value_end) = (value_at + from, value_at + to);
@@ -979,7 +986,7 @@ fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
         .position(|&b| b != b'\r' && b != b'\n')
         .ok_or(ParseError::Syntax)?;
     let bytes = &bytes[start..];
-    let head_end = find(bytes, b"\r\n\r\n").ok_or(ParseError::Syntax)?;
+    let head_end = find_head_end(bytes).ok_or(ParseError::Syntax)?;
     let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::NotUtf8)?;
     let body = &bytes[head_end + 4..];
 
@@ -1264,9 +1271,12 @@ static TOKEN_CHARS: [bool; 256] = {
     table
 };
 
-/// Looks for a byte sequence.
-pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+/// Where the first CRLFCRLF (the end of a message head) starts.
+pub(crate) fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    // The searcher is built once, not per message.
+    static CRLFCRLF: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    CRLFCRLF.find(bytes)
 }
 
 fn validate_common(headers: &Headers) -> Result<(), ParseError> {
