@@ -478,24 +478,35 @@ pub(crate) fn has_empty_element_or_params(value: &str) -> bool {
 /// [`Params::parse`] skips such parameters, which keeps routing working; `Request::validate`
 /// rejects the request. Parameters inside `<...>` belong to the URI and are not looked at.
 pub fn has_empty_params(value: &str) -> bool {
-    // The first `<` outside quotes, else the first `;` outside quotes, in one pass.
-    let (mut quoted, mut escaped, mut semi) = (false, false, None);
-    let mut open = None;
-    for (i, &b) in value.as_bytes().iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if quoted => escaped = true,
+    // The first `<` outside quotes, else the first `;` outside quotes, in one pass that jumps
+    // between the bytes that matter.
+    let bytes = value.as_bytes();
+    let (mut quoted, mut semi, mut open) = (false, None, None);
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        let found = if quoted {
+            memchr::memchr2(b'\\', b'"', rest)
+        } else if semi.is_none() {
+            memchr::memchr3(b'<', b';', b'"', rest)
+        } else {
+            memchr::memchr2(b'<', b'"', rest)
+        };
+        let Some(n) = found else {
+            break;
+        };
+        i += n;
+        match bytes[i] {
+            // Inside quotes: the escaped byte is skipped.
+            b'\\' => i += 1,
             b'"' => quoted = !quoted,
-            b'<' if !quoted => {
+            b';' => semi = Some(i),
+            _ => {
                 open = Some(i);
                 break;
             }
-            b';' if !quoted && semi.is_none() => semi = Some(i),
-            _ => {}
         }
+        i += 1;
     }
     let params = match (open, semi) {
         (Some(open), _) => match memchr::memchr(b'>', &value.as_bytes()[open..]) {
@@ -799,6 +810,137 @@ mod tests {
             set_uri_param("sip:a@h?subject=x", "verstat", "v"),
             "sip:a@h;verstat=v?subject=x"
         );
+    }
+
+    #[test]
+    fn empty_params_are_found_outside_quotes_and_uris() {
+        for (value, want) in [
+            ("SIP/2.0/UDP h;branch=z9hG4bK1;rport", false),
+            ("SIP/2.0/UDP h;branch=z9hG4bK1;;rport", true),
+            ("SIP/2.0/UDP h;branch=z9hG4bK1;", true),
+            ("SIP/2.0/UDP h; =x", true),
+            ("<sip:a@b;;lr>;tag=1", false),
+            ("<sip:a@b>;tag=1;", true),
+            ("\"a;;b\" <sip:a@b>;tag=1", false),
+            ("\"a\\\";;<\" <sip:a@b>;;", true),
+            ("\"a\\\";;<\" <sip:a@b>;x", false),
+            ("sip:a@b;x=\";;\"", false),
+            ("sip:a@b", false),
+            ("<sip:a@b", false),
+        ] {
+            assert_eq!(has_empty_params(value), want, "{value}");
+        }
+    }
+
+    /// The char-by-char splitters these byte searches replaced, as references.
+    mod reference {
+        pub(super) fn split_comma_keeping_empty(value: &str) -> Vec<&str> {
+            let mut parts = Vec::new();
+            let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0usize);
+            for (i, c) in value.char_indices() {
+                if escaped {
+                    escaped = false;
+                    continue;
+                }
+                match c {
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    '<' if !quoted => angle = true,
+                    '>' if !quoted => angle = false,
+                    ',' if !quoted && !angle => {
+                        parts.push(value[start..i].trim());
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            parts.push(value[start..].trim());
+            parts
+        }
+
+        fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
+            let mut parts = Vec::new();
+            let (mut quoted, mut start) = (false, 0usize);
+            for (i, c) in text.char_indices() {
+                match c {
+                    '"' => quoted = !quoted,
+                    c if c == sep && !quoted => {
+                        parts.push(&text[start..i]);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            parts.push(&text[start..]);
+            parts
+        }
+
+        fn find_outside_quotes(text: &str, target: char) -> Option<usize> {
+            let (mut quoted, mut escaped) = (false, false);
+            for (i, c) in text.char_indices() {
+                if escaped {
+                    escaped = false;
+                    continue;
+                }
+                match c {
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    c if c == target && !quoted => return Some(i),
+                    _ => {}
+                }
+            }
+            None
+        }
+
+        pub(super) fn has_empty_params(value: &str) -> bool {
+            let params = match find_outside_quotes(value, '<') {
+                Some(open) => match value[open..].find('>') {
+                    Some(close) => &value[open + close + 1..],
+                    None => return false,
+                },
+                None => match find_outside_quotes(value, ';') {
+                    Some(at) => &value[at..],
+                    None => return false,
+                },
+            };
+            let Some(params) = params.trim().strip_prefix(';') else {
+                return false;
+            };
+            split_outside_quotes(params, ';').iter().any(|p| {
+                let p = p.trim();
+                p.is_empty() || p.starts_with('=')
+            })
+        }
+
+        pub(super) fn params(text: &str) -> Vec<(String, Option<String>)> {
+            let mut params = Vec::new();
+            for part in split_outside_quotes(text, ';') {
+                let part = part.trim();
+                if part.is_empty() {
+                    continue;
+                }
+                match part.split_once('=') {
+                    Some((n, v)) => params.push((n.trim().to_owned(), Some(v.trim().to_owned()))),
+                    None => params.push((part.to_owned(), None)),
+                }
+            }
+            params
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_searches_split_as_the_char_loops_did(value in "[a<>;,= \"\\\\\u{e9}\u{a0}]{0,24}") {
+            let got: Vec<&str> = CommaSplit::new(&value).collect();
+            proptest::prop_assert_eq!(got, reference::split_comma_keeping_empty(&value));
+            proptest::prop_assert_eq!(has_empty_params(&value), reference::has_empty_params(&value));
+            let params = Params::parse(&value);
+            let pairs: Vec<(String, Option<String>)> = params
+                .pairs()
+                .map(|(n, v)| (n.to_owned(), v.map(str::to_owned)))
+                .collect();
+            proptest::prop_assert_eq!(pairs, reference::params(&value));
+        }
     }
 
     #[test]

@@ -1966,6 +1966,34 @@ Call-ID: unkscm\r\nContent-Length: 0\r\n\r\n";
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn header_lines_read_as_the_char_loops_did(
+            line in "[aZ:; \t\u{b}\u{e9}\u{a0}\u{2003}@-]{0,12}",
+        ) {
+            let (start, end) = trim_range(&line);
+            proptest::prop_assert_eq!(&line[start..end], line.trim());
+            // The old reading of one header line (after the start line).
+            let old = match line.split_once(':') {
+                _ if line.starts_with(WSP) => Err(LineError::NeedsNormalizing),
+                None => Err(LineError::Syntax),
+                Some((name, _)) => {
+                    let trimmed = name.trim_end_matches(WSP);
+                    if trimmed.is_empty() || !trimmed.bytes().all(is_token_char) {
+                        Err(LineError::Syntax)
+                    } else if trimmed.len() != name.len() {
+                        Err(LineError::NeedsNormalizing)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            let block = format!("X: y\r\n{line}");
+            let new = read_header_lines(&block).map(|_| ());
+            proptest::prop_assert_eq!(new, old);
+        }
+    }
+
     #[test]
     fn sip_uris_are_judged_by_rfc_3261() {
         for good in [
