@@ -213,8 +213,12 @@ fn heap_per_call_ringing_answered_and_finished() {
          {transactions:?} (client, server) transactions lingering, {gone} once they ended \
          ({CALLS} calls)"
     );
-    assert!(ringing < 8_000, "{ringing} bytes per ringing call");
-    assert!(answered < 6_000, "{answered} bytes per answered call");
+    // A ringing or answered call holds parts of the caller's INVITE, and those share the one
+    // copy of its header block that the parser keeps (no String per header line: about 130
+    // fewer allocations per call), so the whole block stays until they go: 8,207 and 5,939
+    // bytes measured with it, 7,039 and 5,318 with a String per line.
+    assert!(ringing < 9_000, "{ringing} bytes per ringing call");
+    assert!(answered < 6_500, "{answered} bytes per answered call");
     assert!(finished < 3_000, "{finished} bytes per finished call");
     assert!(gone < 64, "{gone} bytes per call after all ended");
 }
