@@ -733,19 +733,21 @@ fn annotate_via(request: &mut Request, source: Peer) {
     let Some(mut via) = request.headers.top_via().cloned() else {
         return;
     };
-    let source_ip = source.addr.ip().to_string();
+    // Formatted only when a parameter is set (most trunks put their own address in sent-by
+    // and ask for no rport).
+    let source_ip = || source.addr.ip().to_string();
     let mut changed = false;
     if via.host.trim_matches(['[', ']']).parse::<IpAddr>().ok() != Some(source.addr.ip())
         || via.received().is_some()
     {
-        via.params.set("received", Some(&source_ip));
+        via.params.set("received", Some(&source_ip()));
         changed = true;
     }
     if via.rport() == Some(None) {
         let port = source.addr.port().to_string();
         via.params.set("rport", Some(&port));
         if via.received().is_none() {
-            via.params.set("received", Some(&source_ip));
+            via.params.set("received", Some(&source_ip()));
         }
         changed = true;
     }
@@ -786,9 +788,17 @@ fn server_key(request: &Request) -> Option<TxKey> {
         m => m.clone(),
     };
     let branch = if via.is_rfc3261() {
-        // Branch plus sent-by (RFC 3261 §17.2.3).
+        // Branch plus sent-by (RFC 3261 §17.2.3), written without the formatting machinery:
+        // this runs for every request received.
+        let branch = via.branch().unwrap_or_default();
         let port = via.port.unwrap_or(5060);
-        format!("{}|{}:{}", via.branch().unwrap_or_default(), via.host, port).into()
+        let mut key = Vec::with_capacity(branch.len() + via.host.len() + 8);
+        key.extend_from_slice(branch.as_bytes());
+        key.push(b'|');
+        key.extend_from_slice(via.host.as_bytes());
+        key.push(b':');
+        crate::message::push_decimal(&mut key, usize::from(port));
+        String::from_utf8(key).ok()?.into()
     } else {
         // RFC 2543 peers: Call-ID, CSeq number, From tag and sent-by identify the transaction.
         let cseq = request.cseq()?;

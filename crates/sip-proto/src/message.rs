@@ -1378,7 +1378,7 @@ fn decimal_len(n: usize) -> usize {
 }
 
 /// Appends `n` in decimal (without the formatting machinery).
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
