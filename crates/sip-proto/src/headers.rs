@@ -339,19 +339,11 @@ impl fmt::Display for CSeq {
 
 /// Writes `n` in decimal without the formatting machinery (ports and sequence numbers are
 /// printed for every message).
-fn write_decimal(f: &mut fmt::Formatter<'_>, mut n: u32) -> fmt::Result {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+fn write_decimal(f: &mut fmt::Formatter<'_>, n: u32) -> fmt::Result {
+    let mut buf = [0u8; 20];
+    let digits = crate::message::decimal(n as usize, &mut buf);
     // ASCII digits only.
-    f.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+    f.write_str(std::str::from_utf8(digits).map_err(|_| fmt::Error)?)
 }
 
 /// The parts of a SIP/SIPS/tel URI that routing needs, read by rsip's URI parser.
