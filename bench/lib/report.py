@@ -282,7 +282,7 @@ def render(res):
         md.append(f"## CPU profile of stirgate at {p['rate']} calls/s (about 70 % of its maximum)\n")
         md.append(f"`perf record -e cpu-clock -F 249 --call-graph dwarf,8192` on the stirgate process during a "
                   f"{p['seconds']:g} s step ({p['samples']} samples; software clock: this VM exposes no hardware "
-                  "counters). Self time per symbol:\n")
+                  "counters)." + ("\n" if p.get("groups") else " Self time per symbol:\n"))
         if p.get("groups"):
             cpu = p["step"].get("cpu_us_per_call")
             md.append("Self time by where it goes" + (f" (of {cpu:.0f} us CPU per call in that step)" if cpu else "")
