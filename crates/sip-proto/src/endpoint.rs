@@ -644,13 +644,11 @@ impl Endpoint {
             }
         }
         if ended {
-            shrink_map(&mut self.client);
-            shrink_map(&mut self.server);
-            shrink_map(&mut self.accepted);
-            if self.deadlines.capacity() > SHRINK_ABOVE
-                && self.deadlines.len() * 4 < self.deadlines.capacity()
-            {
-                self.deadlines.shrink_to(self.deadlines.len() * 2);
+            shrink_after_peak(&mut self.client);
+            shrink_after_peak(&mut self.server);
+            shrink_after_peak(&mut self.accepted);
+            if let Some(to) = shrunk_capacity(self.deadlines.len(), self.deadlines.capacity()) {
+                self.deadlines.shrink_to(to);
             }
         }
     }
@@ -693,11 +691,20 @@ fn schedule(
     }
 }
 
-/// Cuts `map` to twice its entries once they fell below a quarter of its capacity (after a
-/// peak): the memory goes back, and it takes another peak to grow it again.
-fn shrink_map<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
-    if map.capacity() > SHRINK_ABOVE && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
+/// The capacity a table gets when it is cut after a peak: twice its entries, once they fell
+/// below a quarter of a capacity above [`SHRINK_ABOVE`]. It then takes another peak to grow it
+/// again, so a table is not cut once per message. `None`: leave it.
+fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > SHRINK_ABOVE && len * 4 < capacity).then_some(len * 2)
+}
+
+/// Cuts `map` to twice its entries once they fell below a quarter of its capacity (tables of
+/// 256 slots or fewer are left): the memory a peak of transactions or calls took goes back,
+/// and it takes another peak to grow it again. The transaction tables and the B2BUA's call
+/// tables use it.
+pub fn shrink_after_peak<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
+    if let Some(to) = shrunk_capacity(map.len(), map.capacity()) {
+        map.shrink_to(to);
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rand::RngCore;
-use sip_proto::endpoint::{Event, Peer, Transmit, TxKey};
+use sip_proto::endpoint::{shrink_after_peak, Event, Peer, Transmit, TxKey};
 use sip_proto::message::SipHeaders;
 use sip_proto::{Endpoint, Method, Request, Response};
 
@@ -348,18 +348,6 @@ impl<R: RngCore> B2bua<R> {
 
     fn tag(&mut self) -> String {
         format!("{:016x}", self.rng.next_u64())
-    }
-}
-
-/// Tables smaller than this are never shrunk (their spare room costs little).
-const SHRINK_ABOVE: usize = 256;
-
-/// Cuts `map` to twice its entries once they fell below a quarter of its capacity: memory
-/// taken at a peak goes back, and it takes another peak to grow the table again (so this is
-/// not done once per call).
-fn shrink_after_peak<K: Eq + std::hash::Hash, V>(map: &mut FastMap<K, V>) {
-    if map.capacity() > SHRINK_ABOVE && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
     }
 }
 
