@@ -184,19 +184,29 @@ fn ack_for(invite: &str) -> String {
     out
 }
 
-fn bench_endpoint(iters: u64) -> (f64, f64) {
-    let source = Peer {
+/// The trunk's edge the INVITEs come from.
+fn trunk() -> Peer {
+    Peer {
         transport: Transport::Udp,
         addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
         conn: None,
-    };
-    let calls: Vec<(Vec<u8>, Vec<u8>)> = (0..iters)
+    }
+}
+
+/// `calls` Twilio-shaped INVITEs, each with the ACK of its 200, as received bytes.
+fn call_inputs(calls: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..calls)
         .map(|n| {
             let invite = twilio_invite(n);
             let ack = ack_for(&invite);
             (invite.into_bytes(), ack.into_bytes())
         })
-        .collect();
+        .collect()
+}
+
+fn bench_endpoint(iters: u64) -> (f64, f64) {
+    let source = trunk();
+    let calls = call_inputs(iters);
     let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
     let now = Instant::now();
     timed(iters, || {
@@ -218,24 +228,14 @@ struct Lingering {
 
 /// Live heap and RSS per finished call while its two INVITE transactions linger.
 fn bench_memory(calls: u64) -> Lingering {
-    let source = Peer {
-        transport: Transport::Udp,
-        addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
-        conn: None,
-    };
+    let source = trunk();
     let callee = Peer {
         transport: Transport::Udp,
         addr: SocketAddr::from(([192, 0, 2, 20], 5060)),
         conn: None,
     };
     // The inputs are made before the first measurement and kept until after the last.
-    let inputs: Vec<(Vec<u8>, Vec<u8>)> = (0..calls)
-        .map(|n| {
-            let invite = twilio_invite(n);
-            let ack = ack_for(&invite);
-            (invite.into_bytes(), ack.into_bytes())
-        })
-        .collect();
+    let inputs = call_inputs(calls);
     let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
     let now = Instant::now();
     let (before, heap_before) = (rss_bytes(), live_bytes());
@@ -326,18 +326,8 @@ fn count_allocations(calls: u64) -> (f64, f64) {
     let parse = allocations_per(calls, |_| {
         black_box(Message::parse(black_box(&bytes)).ok());
     });
-    let source = Peer {
-        transport: Transport::Udp,
-        addr: SocketAddr::from(([54, 172, 60, 2], 5060)),
-        conn: None,
-    };
-    let inputs: Vec<(Vec<u8>, Vec<u8>)> = (0..calls)
-        .map(|n| {
-            let invite = twilio_invite(n);
-            let ack = ack_for(&invite);
-            (invite.into_bytes(), ack.into_bytes())
-        })
-        .collect();
+    let source = trunk();
+    let inputs = call_inputs(calls);
     let mut ep = Endpoint::new(TimerConfig::default(), "stirgate");
     let now = Instant::now();
     let call = allocations_per(calls, |n| {
