@@ -167,24 +167,33 @@ class Procs:
 
 
 class RssSampler(threading.Thread):
-    """Samples the summed VmRSS every 100 ms; `peak` is the largest sample."""
+    """Samples the summed VmRSS every `interval` seconds: `peak` is the largest sample, and
+    `samples` holds each as (seconds since the sampler was made, KiB)."""
 
-    def __init__(self, procs):
+    def __init__(self, procs, interval=None):
         super().__init__(daemon=True)
         self.procs, self.peak, self.peak_pss, self.stop = procs, 0, 0, threading.Event()
+        self.interval = interval or (0.1 if not procs.with_children else 0.25)
+        self.t0, self.samples = time.time(), []
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, self.procs.rss_kib())
+            rss = self.procs.rss_kib()
+            self.samples.append((time.time() - self.t0, rss))
+            self.peak = max(self.peak, rss)
             if self.procs.with_children:
                 self.peak_pss = max(self.peak_pss, self.procs.pss_kib())
-            self.stop.wait(0.1 if not self.procs.with_children else 0.25)
+            self.stop.wait(self.interval)
 
     def done(self):
         self.stop.set()
         self.join()
         self.peak = max(self.peak, self.procs.rss_kib())
         return self.peak
+
+    def at(self, t):
+        """The sample closest to `t` seconds."""
+        return min(self.samples, key=lambda s: abs(s[0] - t))
 
 
 # ---------------------------------------------------------------- Identity values
@@ -661,23 +670,6 @@ GENERIC_FRAME = re.compile(
     r"spawn_thread|entry_SYSCALL|BlockingTask|Task::run|do_syscall_64")
 
 
-class RssSeries(threading.Thread):
-    """VmRSS every 0.5 s with its time since `t0`."""
-
-    def __init__(self, procs, t0):
-        super().__init__(daemon=True)
-        self.procs, self.t0, self.samples, self.stop = procs, t0, [], threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            self.samples.append((time.time() - self.t0, self.procs.rss_kib()))
-            self.stop.wait(0.5)
-
-    def at(self, t):
-        """The sample closest to `t` seconds."""
-        return min(self.samples, key=lambda s: abs(s[0] - t))
-
-
 def linger_slope(work, uas_port, signer, rate):
     """Memory per finished call under a steady load: a fresh stirgate takes `rate` calls/s for
     LINGER_S seconds. From a few seconds in, the calls in progress are as many as they will be;
@@ -691,11 +683,10 @@ def linger_slope(work, uas_port, signer, rate):
         row = Row("linger", sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
         row.step(10, seconds=1, label="warm-up", sampler_only=True)
         inf = row.inf(int(rate * LINGER_S))  # signed before the clock starts
-        series = RssSeries(sg.procs, time.time())
+        series = RssSampler(sg.procs, interval=0.5)
         series.start()
         step = row.step(rate, seconds=LINGER_S, label="linger", sampler_only=True, inf=inf)
-        series.stop.set()
-        series.join()
+        series.done()
         (t1, r1), (t2, r2) = series.at(LINGER_FROM), series.at(LINGER_TO)
         calls = rate * (t2 - t1)
         per_call = (r2 - r1) / calls if calls > 0 else None
