@@ -14,7 +14,7 @@
 # (rates to try instead of the built-in ladder), IDLE_S (seconds an idle stirgate is watched),
 # STIRGATE_BIN (use this binary instead of building), KEEP=1 (keep the work directory),
 # RESULTS (where to write the report). Needs: sipp, kamailio with secsipid, python3, openssl,
-# perf (for the profile); everything listens on 127.0.0.1 only and every step ends by itself.
+# perf (for the profile), tcpdump (for the added latency read on the wire); everything listens on 127.0.0.1 only and every step ends by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +33,9 @@ if [ "${PROFILE:-}" != 0 ] && [ "${QUICK:-}" != 1 ] && ! command -v perf >/dev/n
     echo "bench/run.sh: perf not found (apt-get install linux-perf); running without the profile" >&2
     export PROFILE=0
 fi
+
+command -v tcpdump >/dev/null \
+    || echo "bench/run.sh: tcpdump not found (apt-get install tcpdump); added latency from SIPp's own times only" >&2
 
 if [ -n "${STIRGATE_BIN:-}" ]; then
     export BENCH_BIN_GIVEN=1   # RESULTS.md then says the binary may not match the tree

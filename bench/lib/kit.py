@@ -33,6 +33,9 @@ import tempfile
 import threading
 import time
 
+import wire  # bench/lib/wire.py
+from report import PEAK_RATE  # bench/lib/report.py
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BENCH = os.path.join(ROOT, "bench")
 SCEN = os.path.join(BENCH, "scenarios")
@@ -714,6 +717,18 @@ PROFILE_GROUPS = [
 ]
 
 
+def added_on_wire(cap, port):
+    """Ends `cap` and summarises what stirgate added to each call's setup (bench/lib/wire.py), in ms."""
+    drops = cap.stop()
+    seen, calls = wire.added_latency(cap.path, port)
+    col = lambda i: [c[i] / 1000 for c in calls]
+    out = {"seen": seen, "paired": len(calls), "drops": drops, "max": max(col(2), default=None)}
+    for name, i in (("", 2), ("invite_", 0), ("answer_", 1)):
+        out[name + "p50"], out[name + "p99"] = pct(col(i), 50), pct(col(i), 99)
+    log(f"added on the wire: {len(calls)}/{seen} calls paired, p50 {out['p50']} ms, p99 {out['p99']} ms")
+    return out
+
+
 def profile_groups(flat):
     """Self-time shares by PROFILE_GROUPS from `perf report --sort dso,symbol` output."""
     shares = {name: 0.0 for name, _ in PROFILE_GROUPS}
@@ -830,6 +845,10 @@ def run(work, mach, cleanup):
     sg_row = Row("stirgate", sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
     res["sanity_stirgate"] = sanity(sg_row, work, http, "stirgate")
     sg_row.ladder()
+    if PEAK_RATE not in (s["rate"] for s in sg_row.steps):
+        # The peak-memory target is read at PEAK_RATE: offered to the same process even when the
+        # ladder stopped below it (kept out of the ladder's steps: it decides no maximum).
+        res["peak_offered"] = sg_row.step(PEAK_RATE, label="peak RSS", sampler_only=True)
     res["sg_hwm"] = sg.procs.hwm_kib()
     log(f"stirgate maximum {sg_row.max} calls/s")
     res["cold_stirgate"] = cold_burst(sg_row, work, http, http_log, "cold-stirgate")
@@ -900,14 +919,16 @@ def run(work, mach, cleanup):
     warm = Row("stirgate", fresh.port, "uac.xml", fresh.procs, signer, work, metrics_port=fresh.metrics, unique=True)
     warm.step(10, seconds=1, label="warm-up", sampler_only=True)  # the one certificate fetch
     idle_warm = fresh.procs.rss_kib()
+    cap = wire.Capture(fresh.port, os.path.join(work, "half.pcap")) if wire.available() else None
     half_sg = warm.step(half, seconds=lat_s, label="half", sampler_only=True, trace=True)
+    wire_added = added_on_wire(cap, fresh.port) if cap else None
     # Every call of the step has ended; their transactions linger (UDP: 32 s). What the process
     # holds now, over its warm baseline, is what finished calls cost.
     time.sleep(1.0)
     after_kib = fresh.procs.rss_kib()
     res["half"] = {"rate": half, "seconds": lat_s, "idle_kib": idle, "idle_warm_kib": idle_warm, "sg": half_sg,
                    "fresh_hwm": fresh.procs.hwm_kib(), "after_kib": after_kib, "idle_cpu": idle_cpu,
-                   "idle_s": IDLE_S}
+                   "idle_s": IDLE_S, "wire": wire_added}
     fresh.stop()
     res["linger"] = linger_slope(work, uas2.port, signer, half)
     # The harness's own p99 is the baseline of "added" latency; a stalled SIPp step (a scheduler
