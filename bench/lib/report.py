@@ -329,6 +329,13 @@ def render(res):
             md.append(table(["where", "share of samples", "us per call"],
                             [[name, f"{pct:.1f} %", f"{cpu * pct / 100:.0f}" if cpu else "-"]
                              for name, pct in p["groups"]]) + "\n")
+            if cpu:
+                # The CPU target's escape clause reads here: what is left once the kernel's share and
+                # the signature check are taken out is the cost of stirgate's own code.
+                fixed = sum(pct for name, pct in p["groups"] if name.startswith(("kernel", "ECDSA")))
+                md.append(f"Outside the kernel and the ECDSA verify: {cpu * (100 - fixed) / 100:.0f} us per call "
+                          f"({100 - fixed:.1f} % of the samples), against the {TARGET_CPU_US} us target for the "
+                          "whole call.\n")
             md.append("Per symbol:\n")
         md.append("```\n" + "\n".join(p["self"][:25]) + "\n```\n")
         md.append("Including callees (thread-start and tokio scheduler frames left out):\n")
