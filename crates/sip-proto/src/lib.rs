@@ -23,6 +23,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod text;
 pub mod transaction;
 
 pub use endpoint::{Endpoint, Event, Transmit};

@@ -8,6 +8,7 @@ use rand::RngCore;
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::headers::{NameAddr, SipUri};
 use sip_proto::message::SipHeaders;
+use sip_proto::text::{push_decimal, push_hex, push_socket_addr};
 use sip_proto::Request;
 
 use crate::call::Leg;
@@ -15,19 +16,28 @@ use crate::call::Leg;
 use super::*;
 
 impl<R: RngCore> B2bua<R> {
+    /// A new top Via of ours for `transport`, with a fresh branch.
     pub(super) fn via(&mut self, transport: Transport) -> String {
-        let addr = local_addr(&self.cfg, transport);
-        format!(
-            "SIP/2.0/{} {};branch=z9hG4bK{:016x}{:04x};rport",
+        let sent_by = self.local.sent_by(transport);
+        let mut via =
+            String::with_capacity("SIP/2.0/UDP ;branch=z9hG4bK;rport".len() + sent_by.len() + 20);
+        for part in [
+            "SIP/2.0/",
             transport.as_str(),
-            addr,
-            self.rng.next_u64(),
-            self.rng.next_u32() & 0xffff
-        )
+            " ",
+            sent_by,
+            ";branch=z9hG4bK",
+        ] {
+            via.push_str(part);
+        }
+        push_hex(&mut via, self.rng.next_u64(), 16);
+        push_hex(&mut via, u64::from(self.rng.next_u32() & 0xffff), 4);
+        via.push_str(";rport");
+        via
     }
 
-    pub(super) fn contact(&self, transport: Transport) -> String {
-        contact_for(&self.cfg, transport)
+    pub(super) fn contact(&self, transport: Transport) -> &str {
+        self.local.contact(transport)
     }
 }
 
@@ -40,15 +50,61 @@ pub(super) fn local_addr(cfg: &Config, transport: Transport) -> SocketAddr {
     addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
 }
 
-pub(super) fn contact_for(cfg: &Config, transport: Transport) -> String {
-    let addr = local_addr(cfg, transport);
-    match transport {
-        Transport::Udp => format!("<sip:stirgate@{addr}>"),
-        Transport::Tcp => format!("<sip:stirgate@{addr};transport=tcp>"),
-        // RFC 5630 §3.1.3: sip: with transport=tls says "TLS on this hop" without demanding
-        // TLS end to end, which is all a B2BUA leg can promise.
-        Transport::Tls => format!("<sip:stirgate@{addr};transport=tls>"),
+/// Our address (the sent-by of our Via) and our Contact per transport, as text: written once
+/// per config rather than formatted into every request and response.
+#[derive(Debug, Clone)]
+pub(super) struct LocalText {
+    /// UDP, TCP, TLS.
+    sent_by: [String; 3],
+    contact: [String; 3],
+}
+
+impl LocalText {
+    pub(super) fn new(cfg: &Config) -> Self {
+        let transports = [Transport::Udp, Transport::Tcp, Transport::Tls];
+        let sent_by = transports.map(|t| {
+            let mut text = String::new();
+            push_socket_addr(&mut text, local_addr(cfg, t));
+            text
+        });
+        let contact = transports.map(|t| {
+            let addr = &sent_by[Self::index(t)];
+            match t {
+                Transport::Udp => format!("<sip:stirgate@{addr}>"),
+                Transport::Tcp => format!("<sip:stirgate@{addr};transport=tcp>"),
+                // RFC 5630 §3.1.3: sip: with transport=tls says "TLS on this hop" without
+                // demanding TLS end to end, which is all a B2BUA leg can promise.
+                Transport::Tls => format!("<sip:stirgate@{addr};transport=tls>"),
+            }
+        });
+        Self { sent_by, contact }
     }
+
+    fn index(transport: Transport) -> usize {
+        match transport {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Tls => 2,
+        }
+    }
+
+    pub(super) fn sent_by(&self, transport: Transport) -> &str {
+        &self.sent_by[Self::index(transport)]
+    }
+
+    /// Our Contact header value for a leg on `transport`.
+    pub(super) fn contact(&self, transport: Transport) -> &str {
+        &self.contact[Self::index(transport)]
+    }
+}
+
+/// A CSeq header value: `seq method`.
+pub(super) fn cseq_text(seq: u32, method: &str) -> String {
+    let mut text = String::with_capacity(11 + method.len());
+    push_decimal(&mut text, seq.into());
+    text.push(' ');
+    text.push_str(method);
+    text
 }
 
 /// The transport of the top Via of a request, or of a response to it (which copies its Vias).

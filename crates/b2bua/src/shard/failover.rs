@@ -11,7 +11,7 @@ use sip_proto::endpoint::TxKey;
 use sip_proto::message::SipHeaders;
 use sip_proto::Response;
 
-use super::{contact_for, B2bua, Purpose};
+use super::{B2bua, Purpose};
 use crate::call::{CallId, CallState, FallbackCause, Outcome};
 use crate::config::Destination;
 use crate::error::CallError;
@@ -87,9 +87,7 @@ impl<R: RngCore> B2bua<R> {
             let transport = dest.peer.transport;
             let via = self.via(transport);
             invite.headers.set("Via", via);
-            invite
-                .headers
-                .set("Contact", contact_for(&self.cfg, transport));
+            invite.headers.set("Contact", self.local.contact(transport));
             let Some(key) = self.endpoint.send_request(now, invite, dest.peer) else {
                 continue;
             };

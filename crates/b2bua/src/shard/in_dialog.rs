@@ -269,7 +269,7 @@ impl<R: RngCore> B2bua<R> {
         let Some(mut ack) = self.in_dialog_request(id, side, Method::Ack, extra, body) else {
             return;
         };
-        ack.headers.set("CSeq", format!("{seq} ACK"));
+        ack.headers.set("CSeq", cseq_text(seq, "ACK"));
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -326,7 +326,6 @@ impl<R: RngCore> B2bua<R> {
         let hop = dialog_hop(self.calls.get(&id)?.leg(side));
         let transport = hop.peer.transport;
         let branch_via = self.via(transport);
-        let contact = contact_for(&self.cfg, transport);
         let call = self.calls.get_mut(&id)?;
         let leg = call.leg_mut(side);
         leg.local_cseq += 1;
@@ -339,9 +338,9 @@ impl<R: RngCore> B2bua<R> {
         headers.push("From", leg.local_header.as_str());
         headers.push("To", leg.remote_header.as_str());
         headers.push("Call-ID", leg.call_id.as_str());
-        headers.push("CSeq", format!("{} {}", leg.local_cseq, method));
+        headers.push("CSeq", cseq_text(leg.local_cseq, method.as_str()));
         if method != Method::Bye && method != Method::Ack {
-            headers.push("Contact", contact);
+            headers.push("Contact", self.local.contact(transport));
         }
         for (name, value) in extra.iter() {
             headers.push(name, value);

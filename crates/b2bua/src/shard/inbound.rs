@@ -114,12 +114,10 @@ impl<R: RngCore> B2bua<R> {
         let greeting = settings.and_then(|s| s.greeting);
 
         // The outbound leg: a new dialog of our own towards the forward target.
-        let b_call_id = format!(
-            "{}{:016x}{:08x}",
-            self.cfg.call_id_prefix,
-            self.rng.next_u64(),
-            self.rng.next_u32()
-        );
+        let mut b_call_id = String::with_capacity(self.cfg.call_id_prefix.len() + 24);
+        b_call_id.push_str(&self.cfg.call_id_prefix);
+        push_hex(&mut b_call_id, self.rng.next_u64(), 16);
+        push_hex(&mut b_call_id, self.rng.next_u32().into(), 8);
         let b_tag = self.tag();
         let from_hdr = invite.header_from();
         let local_header = match from_hdr {
@@ -362,8 +360,7 @@ impl<R: RngCore> B2bua<R> {
         };
         if (101..300).contains(&status) {
             let transport = call.inbound.peer.transport;
-            resp.headers
-                .push("Contact", contact_for(&self.cfg, transport));
+            resp.headers.push("Contact", self.local.contact(transport));
             // Record-Route of the INVITE is the inbound dialog's route set (UAS side), copied
             // into every response that makes the dialog, early ones too (RFC 3261 §12.1.1).
             for rr in invite.headers.get_all("Record-Route") {

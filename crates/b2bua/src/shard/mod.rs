@@ -26,6 +26,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use sip_proto::endpoint::{shrink_after_peak, Event, Peer, Transmit, TxKey};
 use sip_proto::message::SipHeaders;
+use sip_proto::text::push_hex;
 use sip_proto::{Endpoint, Method, Request, Response};
 
 use crate::call::{Call, CallId, CallRecord, CallState, EndReason, LegSide, Outcome};
@@ -33,7 +34,7 @@ use crate::error::CallError;
 
 pub use crate::config::{Config, NumberSettings};
 pub use crate::output::{Output, VerifyJob, VoicemailNote};
-use addressing::{contact_for, dialog_hop, inbound_leg, req_transport};
+use addressing::{cseq_text, dialog_hop, inbound_leg, req_transport, LocalText};
 use failover::retry_after;
 
 /// Methods we answer or relay; the Allow header of our responses.
@@ -82,6 +83,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The B2BUA of one shard.
 pub struct B2bua<R> {
     cfg: Config,
+    /// Our addresses from `cfg`, as text.
+    local: LocalText,
     endpoint: Endpoint,
     rng: R,
     /// Boxed: a `Call` is near 2 KiB, and the table has up to twice the slots of its calls (it
@@ -110,6 +113,7 @@ impl<R: RngCore> B2bua<R> {
     pub fn new(cfg: Config, rng: R) -> Self {
         let endpoint = Endpoint::new(cfg.timers, cfg.user_agent.clone());
         Self {
+            local: LocalText::new(&cfg),
             cfg,
             endpoint,
             rng,
@@ -131,6 +135,7 @@ impl<R: RngCore> B2bua<R> {
     /// Replaces the policy (routes, numbers, flows, forward target) for calls that start from
     /// now on; calls in progress keep what they started with. The transaction timers stay.
     pub fn set_config(&mut self, cfg: Config) {
+        self.local = LocalText::new(&cfg);
         self.cfg = cfg;
     }
 
@@ -347,7 +352,9 @@ impl<R: RngCore> B2bua<R> {
     }
 
     fn tag(&mut self) -> String {
-        format!("{:016x}", self.rng.next_u64())
+        let mut tag = String::with_capacity(16);
+        push_hex(&mut tag, self.rng.next_u64(), 16);
+        tag
     }
 }
 

@@ -304,7 +304,7 @@ impl<R: RngCore> B2bua<R> {
             return;
         };
         let seq = self.endpoint.client_cseq(tx).unwrap_or(1);
-        ack.headers.set("CSeq", format!("{seq} ACK"));
+        ack.headers.set("CSeq", cseq_text(seq, "ACK"));
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_cseq -= 1;
         }
@@ -341,7 +341,7 @@ impl<R: RngCore> B2bua<R> {
             }
         }
         let seq = invite.cseq().map_or(1, |c| c.seq);
-        headers.push("CSeq", format!("{seq} CANCEL"));
+        headers.push("CSeq", cseq_text(seq, "CANCEL"));
         let cancel = Request {
             method: Method::Cancel,
             uri: invite.uri.clone(),

@@ -314,7 +314,9 @@ fn a_destination_silent_past_failover_after_gives_way_and_its_late_answers_are_e
 #[test]
 fn our_contact_matches_the_transport_and_port_requests_arrive_on() {
     let mut b = b2bua();
-    b.cfg.local_tls = Some("127.0.0.1:5061".parse().unwrap());
+    let mut cfg = b.cfg.clone();
+    cfg.local_tls = Some("127.0.0.1:5061".parse().unwrap());
+    b.set_config(cfg);
     let now = Instant::now();
     let tls = Peer {
         transport: Transport::Tls,
