@@ -389,7 +389,11 @@ impl SipUri {
                 if user.is_empty() {
                     return Err(HeaderError);
                 }
-                let plain = format!("{scheme_text}:u@{}", &rest[at + 1..]);
+                let host_part = &rest[at + 1..];
+                let mut plain = String::with_capacity(scheme_text.len() + 3 + host_part.len());
+                for part in [scheme_text, ":u@", host_part] {
+                    plain.push_str(part);
+                }
                 let uri = rsip::Uri::try_from(plain.as_str()).map_err(|_| HeaderError)?;
                 (Some(user.to_owned()), uri)
             }
@@ -400,14 +404,15 @@ impl SipUri {
             Some(rsip::Scheme::Sip) => "sip",
             _ => return Err(HeaderError),
         };
-        let host = match &uri.host_with_port.host {
-            rsip::Host::Domain(d) => d.to_string(),
-            rsip::Host::IpAddr(ip) => ip.to_string(),
+        let port = uri.host_with_port.port.as_ref().map(|p| *p.value());
+        // Taken, not formatted: the URI is ours (`Display` of either would write the same).
+        let host = match uri.host_with_port.host {
+            rsip::Host::Domain(d) => String::from(d),
+            rsip::Host::IpAddr(ip) => crate::text::ip_text(ip),
         };
         if host.is_empty() {
             return Err(HeaderError);
         }
-        let port = uri.host_with_port.port.as_ref().map(|p| *p.value());
         let transport = uri.params.iter().find_map(|p| match p {
             rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
             _ => None,
