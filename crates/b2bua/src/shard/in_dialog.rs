@@ -164,16 +164,13 @@ impl<R: RngCore> B2bua<R> {
         if !request.body.is_empty() {
             self.note_local_sdp(id, to_side, &request.body);
         }
-        let Some(req) = self.in_dialog_request(
+        let Some((req, peer)) = self.in_dialog_request(
             id,
             to_side,
             request.method.clone(),
             &extra,
             request.body.clone(),
         ) else {
-            return;
-        };
-        let Some(peer) = self.dialog_peer(id, to_side) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, req, peer) {
@@ -266,7 +263,8 @@ impl<R: RngCore> B2bua<R> {
         body: Bytes,
     ) {
         let seq = self.endpoint.client_cseq(tx).unwrap_or(1);
-        let Some(mut ack) = self.in_dialog_request(id, side, Method::Ack, extra, body) else {
+        let Some((mut ack, peer)) = self.in_dialog_request(id, side, Method::Ack, extra, body)
+        else {
             return;
         };
         ack.headers.set("CSeq", cseq_text(seq, "ACK"));
@@ -274,7 +272,6 @@ impl<R: RngCore> B2bua<R> {
             return;
         };
         call.leg_mut(side).local_cseq -= 1; // ACK does not consume a CSeq
-        let peer = dialog_hop(call.leg(side)).peer;
         self.endpoint.send_ack(tx, &ack, peer);
     }
 
@@ -287,12 +284,9 @@ impl<R: RngCore> B2bua<R> {
         {
             return;
         }
-        let Some(bye) =
+        let Some((bye, peer)) =
             self.in_dialog_request(id, side, Method::Bye, &Headers::new(), Bytes::new())
         else {
-            return;
-        };
-        let Some(peer) = self.dialog_peer(id, side) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, bye, peer) {
@@ -307,14 +301,9 @@ impl<R: RngCore> B2bua<R> {
         }
     }
 
-    /// Where requests inside the dialog of leg `side` go ([`dialog_hop`]).
-    pub(super) fn dialog_peer(&self, id: CallId, side: LegSide) -> Option<Peer> {
-        self.calls.get(&id).map(|c| dialog_hop(c.leg(side)).peer)
-    }
-
     /// Builds a request inside the dialog of leg `side` (RFC 3261 §12.2.1.1): Request-URI and
-    /// Route from the route set and remote target ([`dialog_hop`]); send it to
-    /// [`Self::dialog_peer`].
+    /// Route from the route set and remote target ([`dialog_hop`]), with where to send it (the
+    /// hop's peer: one reading of the route set for both).
     pub(super) fn in_dialog_request(
         &mut self,
         id: CallId,
@@ -322,7 +311,7 @@ impl<R: RngCore> B2bua<R> {
         method: Method,
         extra: &Headers,
         body: Bytes,
-    ) -> Option<Request> {
+    ) -> Option<(Request, Peer)> {
         let hop = dialog_hop(self.calls.get(&id)?.leg(side));
         let transport = hop.peer.transport;
         let branch_via = self.via(transport);
@@ -345,11 +334,12 @@ impl<R: RngCore> B2bua<R> {
         for (name, value) in extra.iter() {
             headers.push(name, value);
         }
-        Some(Request {
+        let request = Request {
             method,
             uri: hop.uri,
             headers,
             body,
-        })
+        };
+        Some((request, hop.peer))
     }
 }

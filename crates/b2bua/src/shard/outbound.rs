@@ -298,7 +298,7 @@ impl<R: RngCore> B2bua<R> {
         if let Some(ct) = content_type {
             extra.push("Content-Type", ct);
         }
-        let Some(mut ack) =
+        let Some((mut ack, peer)) =
             self.in_dialog_request(id, LegSide::Outbound, Method::Ack, &extra, body)
         else {
             return;
@@ -308,9 +308,6 @@ impl<R: RngCore> B2bua<R> {
         if let Some(call) = self.calls.get_mut(&id) {
             call.outbound.local_cseq -= 1;
         }
-        let Some(peer) = self.dialog_peer(id, LegSide::Outbound) else {
-            return;
-        };
         self.endpoint.send_ack(tx, &ack, peer);
     }
 

@@ -275,10 +275,7 @@ impl<R: RngCore> B2bua<R> {
         if method == Method::Invite {
             extra.push("Allow", super::ALLOW);
         }
-        let Some(request) = self.in_dialog_request(id, side, method, &extra, body) else {
-            return;
-        };
-        let Some(peer) = self.dialog_peer(id, side) else {
+        let Some((request, peer)) = self.in_dialog_request(id, side, method, &extra, body) else {
             return;
         };
         if let Some(key) = self.endpoint.send_request(now, request, peer) {
