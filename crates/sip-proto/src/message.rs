@@ -172,6 +172,11 @@ fn resolve<'a>(source: Option<&'a str>, text: &'a Text) -> &'a str {
     }
 }
 
+/// True when `entry`, whose spans index `source`, is a line named `name`.
+fn named(source: Option<&str>, entry: &Entry, name: &str) -> bool {
+    entry.name.len() == name.len() && resolve(source, &entry.name).eq_ignore_ascii_case(name)
+}
+
 /// A header name as given, kept as a static string when it is one of the common ones (so that
 /// adding `Contact` or `Server` allocates nothing for the name).
 fn name_text(name: &str) -> Text {
@@ -216,11 +221,24 @@ impl Headers {
         resolve(self.source.as_deref(), text)
     }
 
+    /// An empty header list with room for `lines` lines (a message built here knows about how
+    /// many it will have: no regrowth on the way).
+    pub fn with_capacity(lines: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(lines),
+            ..Self::default()
+        }
+    }
+
+    /// True when `entry` is a line named `name` (its name's length is known without reading
+    /// the text: most lines are told apart by it alone).
+    fn named(&self, entry: &Entry, name: &str) -> bool {
+        named(self.source.as_deref(), entry, name)
+    }
+
     /// The index of the first line named `name`.
     fn position(&self, name: &str) -> Option<usize> {
-        self.entries.iter().position(|e| {
-            e.name.len() == name.len() && self.text(&e.name).eq_ignore_ascii_case(name)
-        })
+        self.entries.iter().position(|e| self.named(e, name))
     }
 
     /// The top Via (the first element of the first Via line), decoded once.
@@ -284,9 +302,11 @@ impl Headers {
 
     /// Every header line named `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // Only the values of matching lines are looked up.
+        self.entries
+            .iter()
+            .filter(move |e| self.named(e, name))
+            .map(|e| self.text(&e.value))
     }
 
     /// Every comma-separated element of every line named `name` (for list headers such as
@@ -333,7 +353,7 @@ impl Headers {
                 let source = self.source.as_deref();
                 let mut seen = 0usize;
                 self.entries.retain(|e| {
-                    if resolve(source, &e.name).eq_ignore_ascii_case(name) {
+                    if named(source, e, name) {
                         seen += 1;
                         seen == 1
                     } else {
@@ -352,8 +372,7 @@ impl Headers {
     pub fn remove(&mut self, name: &str) {
         self.changed();
         let source = self.source.as_deref();
-        self.entries
-            .retain(|e| !resolve(source, &e.name).eq_ignore_ascii_case(name));
+        self.entries.retain(|e| !named(source, e, name));
     }
 
     /// Removes the first comma-separated element of the first line named `name` (used to pop
@@ -761,7 +780,7 @@ pub(crate) fn answer_headers(request: &Headers) -> Headers {
         value: e.value.clone(),
     };
     for e in &request.entries {
-        if request.text(&e.name).eq_ignore_ascii_case("Via") {
+        if request.named(e, "Via") {
             entries.push(copy(e, "Via"));
         }
     }

@@ -318,7 +318,8 @@ impl<R: RngCore> B2bua<R> {
         let call = self.calls.get_mut(&id)?;
         let leg = call.leg_mut(side);
         leg.local_cseq += 1;
-        let mut headers = Headers::new();
+        // Via, Max-Forwards, From, To, Call-ID, CSeq, Contact.
+        let mut headers = Headers::with_capacity(7 + hop.routes.len() + extra.len());
         headers.push("Via", branch_via);
         for route in &hop.routes {
             headers.push("Route", route.as_str());
