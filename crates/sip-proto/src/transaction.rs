@@ -139,6 +139,51 @@ pub enum TimerAction {
     Terminated,
 }
 
+/// What a lingering transaction (see [`Lingering`]) still answers, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Nothing: it absorbs what comes (server INVITE Confirmed, or Accepted and acknowledged;
+    /// client non-INVITE Completed).
+    Nothing,
+    /// A retransmitted request gets the final response again (server non-INVITE Completed,
+    /// RFC 3261 §17.2.2).
+    Response,
+    /// A retransmitted 2xx gets the TU's ACK again, once the TU gave it (client INVITE
+    /// Accepted, RFC 3261 §13.2.2.4, RFC 6026).
+    AckOn2xx,
+    /// A retransmitted 300-699 gets the ACK again (client INVITE Completed, RFC 3261 §17.1.1.2).
+    AckOnError,
+}
+
+impl Echo {
+    /// True when a retransmitted request is answered with the stored response.
+    pub fn answers_request(self) -> bool {
+        self == Self::Response
+    }
+
+    /// True when a retransmitted response with `status` is answered with the stored ACK.
+    pub fn acks(self, status: u16) -> bool {
+        matches!(
+            (self, status),
+            (Self::AckOn2xx, 200..=299) | (Self::AckOnError, 300..)
+        )
+    }
+}
+
+/// A transaction with nothing left to do but absorb retransmissions (answering some with
+/// stored bytes) until it ends: no retransmission or timeout timer runs, nothing goes to the
+/// TU any more. The endpoint keeps this instead of the transaction for the rest of its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lingering {
+    /// When it ends (Timer D, I, J, K, L or M).
+    pub until: Instant,
+    /// What it answers.
+    pub echo: Echo,
+    /// The bytes [`Self::echo`] sends: the final response, or the ACK (a 2xx's ACK comes from
+    /// the TU later, see [`ClientTransaction::set_ack`]).
+    pub bytes: Option<Bytes>,
+}
+
 /// The three timer slots every transaction has: the retransmission timer with its current
 /// interval (A, E, G), the timeout (B, F, H, L/M) and the end of the lingering state (D, I, J, K).
 #[derive(Debug, Clone, Default)]
@@ -224,6 +269,34 @@ impl ClientTransaction {
     /// Stores the ACK to re-send when the final response is retransmitted.
     pub fn set_ack(&mut self, ack: Bytes) {
         self.ack = Some(ack);
+    }
+
+    /// The transaction in its compact form once only absorbing is left: Completed (Timers D,
+    /// K) or Accepted (Timer M), keeping no request for a retry. `None` while it may still
+    /// retransmit, time out, or hand its request to the TU.
+    pub fn lingering(&self) -> Option<Lingering> {
+        let echo = match self.state {
+            ClientState::Accepted => Echo::AckOn2xx,
+            ClientState::Completed if self.invite => Echo::AckOnError,
+            ClientState::Completed => Echo::Nothing,
+            _ => return None,
+        };
+        let Timers {
+            retransmit: None,
+            timeout: None,
+            end: Some(until),
+        } = self.timers
+        else {
+            return None;
+        };
+        if self.request.is_some() {
+            return None;
+        }
+        Some(Lingering {
+            until,
+            echo,
+            bytes: self.ack.clone().filter(|_| echo != Echo::Nothing),
+        })
     }
 
     /// Feeds a response with status `status`.
@@ -371,6 +444,47 @@ impl ServerTransaction {
     /// The state.
     pub fn state(&self) -> ServerState {
         self.state
+    }
+
+    /// The transaction in its compact form once only absorbing is left: non-INVITE Completed
+    /// (Timer J), INVITE Confirmed (Timer I) or Accepted and acknowledged (Timer L). `None`
+    /// while it may still send or retransmit a response, or wait for an ACK.
+    pub fn lingering(&self) -> Option<Lingering> {
+        let (echo, until) = match (self.state, &self.timers) {
+            (
+                ServerState::Completed,
+                Timers {
+                    retransmit: None,
+                    timeout: None,
+                    end: Some(until),
+                },
+            ) if !self.invite => (Echo::Response, *until),
+            (
+                ServerState::Confirmed,
+                Timers {
+                    retransmit: None,
+                    timeout: None,
+                    end: Some(until),
+                },
+            ) => (Echo::Nothing, *until),
+            (
+                ServerState::Accepted,
+                Timers {
+                    retransmit: None,
+                    timeout: Some(until),
+                    end: None,
+                },
+            ) if self.acked => (Echo::Nothing, *until),
+            _ => return None,
+        };
+        Some(Lingering {
+            until,
+            echo,
+            bytes: self
+                .last_response
+                .clone()
+                .filter(|_| echo.answers_request()),
+        })
     }
 
     /// The request was retransmitted: returns the response to send again, if any (none once an
@@ -714,6 +828,168 @@ mod tests {
             tx.handle_timeout(start + cfg.t1 * 64, &cfg),
             vec![TimerAction::Terminated]
         );
+    }
+
+    /// What a retransmitted response gets from `tx`: the bytes it re-sends (`None`: absorbed).
+    fn client_echo(
+        tx: &ClientTransaction,
+        cfg: &TimerConfig,
+        at: Instant,
+        status: u16,
+    ) -> Option<Bytes> {
+        match tx.clone().handle_response(at, cfg, status) {
+            ClientVerdict::ResendAck(b) | ClientVerdict::Absorb(Some(b)) => Some(b),
+            ClientVerdict::Absorb(None) => None,
+            other => panic!("a lingering transaction passed {status} up: {other:?}"),
+        }
+    }
+
+    /// The compact form of `tx` answers every response as `tx` does, and ends when it does,
+    /// with nothing else left to fire.
+    fn assert_client_lingers_alike(tx: &ClientTransaction, cfg: &TimerConfig, at: Instant) {
+        let lingering = tx.lingering().expect("lingering");
+        for status in [100, 180, 200, 202, 302, 401, 486, 503, 603] {
+            let compact = lingering
+                .echo
+                .acks(status)
+                .then(|| lingering.bytes.clone())
+                .flatten();
+            assert_eq!(client_echo(tx, cfg, at, status), compact, "{status}");
+        }
+        assert_eq!(tx.next_deadline(), Some(lingering.until));
+        let mut tx = tx.clone();
+        assert!(tx.handle_timeout(lingering.until - ms(1), cfg).is_empty());
+        assert_eq!(
+            tx.handle_timeout(lingering.until, cfg),
+            vec![TimerAction::Terminated]
+        );
+    }
+
+    /// As [`assert_client_lingers_alike`], for a server transaction: retransmitted requests and
+    /// ACKs.
+    fn assert_server_lingers_alike(tx: &ServerTransaction, cfg: &TimerConfig, at: Instant) {
+        let lingering = tx.lingering().expect("lingering");
+        let compact = lingering
+            .echo
+            .answers_request()
+            .then(|| lingering.bytes.clone())
+            .flatten();
+        assert_eq!(tx.handle_retransmission(), compact);
+        if tx.invite {
+            assert!(!tx.clone().handle_ack(at, cfg), "a further ACK is absorbed");
+        }
+        assert_eq!(tx.next_deadline(), Some(lingering.until));
+        let mut tx = tx.clone();
+        assert!(tx.handle_timeout(lingering.until - ms(1), cfg).is_empty());
+        assert_eq!(
+            tx.handle_timeout(lingering.until, cfg),
+            vec![TimerAction::Terminated]
+        );
+    }
+
+    #[test]
+    fn client_transactions_linger_compactly_once_only_absorbing_is_left() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        let invite =
+            || ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        let mut tx = invite();
+        assert_eq!(tx.lingering(), None, "Calling retransmits");
+        tx.handle_response(start, &cfg, 180);
+        assert_eq!(
+            tx.lingering(),
+            None,
+            "Proceeding waits for the final response"
+        );
+        // Accepted: lingers before the TU's ACK (re-sending nothing yet) and after it.
+        tx.handle_response(start + ms(10), &cfg, 200);
+        let lingering = tx.lingering().unwrap();
+        assert_eq!(
+            (lingering.until, lingering.echo, lingering.bytes),
+            (start + ms(10) + cfg.t1 * 64, Echo::AckOn2xx, None)
+        );
+        assert_client_lingers_alike(&tx, &cfg, start + ms(20));
+        tx.set_ack(Bytes::from_static(b"ACK"));
+        assert_eq!(
+            tx.lingering().unwrap().bytes,
+            Some(Bytes::from_static(b"ACK"))
+        );
+        assert_client_lingers_alike(&tx, &cfg, start + ms(20));
+
+        // Completed after an error: the ACK again on a retransmitted error (Timer D).
+        let mut tx = invite();
+        let ClientVerdict::DeliverAndAck(_) = tx.handle_response(start, &cfg, 486) else {
+            panic!()
+        };
+        tx.set_ack(Bytes::from_static(b"ACK"));
+        assert_eq!(tx.lingering().unwrap().echo, Echo::AckOnError);
+        assert_client_lingers_alike(&tx, &cfg, start);
+        // A 422 keeps the request for the retry the TU builds: not lingering yet.
+        let mut tx = invite();
+        tx.handle_response(start, &cfg, 422);
+        assert_eq!(tx.lingering(), None);
+
+        // Non-INVITE Completed absorbs (Timer K), unless a 401 keeps its request.
+        let bye = || ClientTransaction::new(start, &cfg, false, false, Bytes::from_static(b"BYE"));
+        let mut tx = bye();
+        assert_eq!(tx.lingering(), None, "Trying retransmits");
+        tx.handle_response(start, &cfg, 200);
+        assert_eq!(tx.lingering().unwrap().echo, Echo::Nothing);
+        assert_client_lingers_alike(&tx, &cfg, start);
+        let mut tx = bye();
+        tx.handle_response(start, &cfg, 401);
+        assert_eq!(tx.lingering(), None);
+    }
+
+    #[test]
+    fn server_transactions_linger_compactly_once_only_absorbing_is_left() {
+        let cfg = TimerConfig::default();
+        let start = Instant::now();
+        // Non-INVITE: the final response again on a retransmitted request (Timer J).
+        let mut tx = ServerTransaction::new(false, false);
+        assert_eq!(tx.lingering(), None);
+        tx.send_response(start, &cfg, 100, Bytes::from_static(b"100"));
+        assert_eq!(
+            tx.lingering(),
+            None,
+            "Proceeding waits for the final response"
+        );
+        tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        let lingering = tx.lingering().unwrap();
+        assert_eq!(
+            (lingering.until, lingering.echo, lingering.bytes),
+            (
+                start + cfg.t1 * 64,
+                Echo::Response,
+                Some(Bytes::from_static(b"200"))
+            )
+        );
+        assert_server_lingers_alike(&tx, &cfg, start);
+
+        // INVITE 2xx: retransmitted until the ACK, then absorbing until Timer L.
+        let mut tx = ServerTransaction::new(true, false);
+        assert_eq!(tx.lingering(), None);
+        tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        assert_eq!(
+            tx.lingering(),
+            None,
+            "the 2xx is retransmitted until the ACK"
+        );
+        assert!(tx.handle_ack(start + ms(100), &cfg));
+        let lingering = tx.lingering().unwrap();
+        assert_eq!(
+            (lingering.until, lingering.echo, lingering.bytes),
+            (start + cfg.t1 * 64, Echo::Nothing, None)
+        );
+        assert_server_lingers_alike(&tx, &cfg, start + ms(200));
+
+        // INVITE error: retransmitted until the ACK (Timer G), then Confirmed until Timer I.
+        let mut tx = ServerTransaction::new(true, false);
+        tx.send_response(start, &cfg, 486, Bytes::from_static(b"486"));
+        assert_eq!(tx.lingering(), None, "Completed retransmits the error");
+        assert!(!tx.handle_ack(start + ms(100), &cfg));
+        assert_eq!(tx.lingering().unwrap().until, start + ms(100) + cfg.t4);
+        assert_server_lingers_alike(&tx, &cfg, start + ms(200));
     }
 
     #[test]
