@@ -3,6 +3,8 @@
 //! malformed request, retransmissions), and hands the rest to the transaction user as
 //! [`Event`]s.
 
+mod lingering;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -17,8 +19,9 @@ use crate::error::ParseError;
 use crate::headers::Via;
 use crate::message::{answer_headers, Headers, Message, Method, Request, Response, SipHeaders};
 use crate::transaction::{
-    ClientTransaction, ClientVerdict, ServerTransaction, TimerAction, TimerConfig,
+    ClientTransaction, ClientVerdict, Echo, ServerTransaction, TimerAction, TimerConfig,
 };
+use lingering::{LingerTable, Resend, Then};
 
 /// Which transport a message uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,12 +180,14 @@ struct ClientEntry {
 
 /// A server transaction and what the endpoint needs besides. The request went to the TU in
 /// [`Event::Request`]; the entry keeps only what answering it takes, and only until the final
-/// response, so that a transaction lingering for 32 s keeps its key and that response's bytes.
+/// response (and the ACK of an INVITE's): the transaction then lingers in the compact table
+/// ([`lingering`]) with its key and, for a non-INVITE, that response's bytes.
 struct ServerEntry {
     tx: ServerTransaction,
     peer: Peer,
     /// The header lines every response copies from the request (Via, From, To, Call-ID, CSeq),
-    /// until the final response is sent (boxed: a lingering entry keeps only the pointer).
+    /// until the final response is sent (boxed: an entry that no longer needs them keeps
+    /// only the pointer).
     answer: Option<Box<Headers>>,
     /// For an INVITE answered 2xx: its key in [`Endpoint::accepted`] (the Call-ID shared).
     accepted: Option<(Arc<str>, u32)>,
@@ -201,7 +206,11 @@ const SHRINK_ABOVE: usize = 256;
 /// The tables hold their entries boxed, so that a slot is a key and a pointer: a table has up
 /// to twice the slots of its entries (it grows by doubling), and a spare slot then costs 56
 /// bytes instead of the entry's 200-odd. They shrink after a peak (see
-/// [`Endpoint::handle_timeout`]).
+/// [`Endpoint::handle_timeout`]). A transaction that has only retransmissions left to absorb
+/// (see [`crate::transaction::Lingering`]) moves to a compact table of its own until it ends:
+/// a finished call's four (both INVITEs and both BYEs) then take a slot of 32 bytes each, plus
+/// the response and ACK bytes they re-send, instead of an entry of about 210 bytes, a table
+/// slot of 56 and a timer queue entry of 64.
 pub struct Endpoint {
     timers: TimerConfig,
     user_agent: String,
@@ -213,6 +222,8 @@ pub struct Endpoint {
     /// transaction's key (its side and method go without saying).
     accepted: TxMap<(Arc<str>, u32), Arc<str>>,
     deadlines: Deadlines,
+    /// The transactions that only absorb retransmissions, with their ends.
+    lingering: LingerTable,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -228,6 +239,7 @@ impl Endpoint {
             server: TxMap::default(),
             accepted: TxMap::default(),
             deadlines: BinaryHeap::new(),
+            lingering: LingerTable::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -240,7 +252,10 @@ impl Endpoint {
 
     /// How many transactions are alive (client, server).
     pub fn transaction_count(&self) -> (usize, usize) {
-        (self.client.len(), self.server.len())
+        (
+            self.client.len() + self.lingering.count(Side::Client),
+            self.server.len() + self.lingering.count(Side::Server),
+        )
     }
 
     /// Feeds bytes received from `source` (one datagram or one framed stream message).
@@ -287,7 +302,7 @@ impl Endpoint {
 
         if request.method == Method::Ack {
             let cfg = self.timers;
-            let key = if self.server.contains_key(&key) {
+            let key = if self.server.contains_key(&key) || self.lingering.get(&key).is_some() {
                 key
             } else {
                 let dialog = request
@@ -308,9 +323,11 @@ impl Endpoint {
                     let to_tu = entry.tx.handle_ack(now, &cfg);
                     let next = entry.tx.next_deadline();
                     schedule(&mut self.deadlines, &mut entry.queued, next, &key);
+                    self.settle_server(&key);
                     to_tu
                 }
-                None => true,
+                // A lingering INVITE transaction was acknowledged already (or was an error's).
+                None => self.lingering.get(&key).is_none(),
             };
             if to_tu {
                 self.events.push_back(Event::Ack { request, source });
@@ -324,6 +341,17 @@ impl Endpoint {
                 self.transmits.push_back(Transmit {
                     peer: entry.peer,
                     bytes,
+                    tx: None,
+                });
+            }
+            return;
+        }
+        if let Some(then) = self.lingering.get(&key) {
+            // A retransmission of a request answered with a final response already.
+            if let Some(resend) = then.answer() {
+                self.transmits.push_back(Transmit {
+                    peer: resend.peer,
+                    bytes: Bytes::copy_from_slice(&resend.bytes),
                     tx: None,
                 });
             }
@@ -388,7 +416,20 @@ impl Endpoint {
         };
         let cfg = self.timers;
         let Some(entry) = self.client.get_mut(&key) else {
-            // A stray response (its transaction is gone): nothing to do (RFC 3261 §18.1.2).
+            // A retransmitted final response to a lingering transaction is re-ACKed when it
+            // says so, else absorbed; a stray response (its transaction is gone) is dropped
+            // (RFC 3261 §18.1.2).
+            if let Some(resend) = self
+                .lingering
+                .get(&key)
+                .and_then(|then| then.ack_for(response.status))
+            {
+                self.transmits.push_back(Transmit {
+                    peer: resend.peer,
+                    bytes: Bytes::copy_from_slice(&resend.bytes),
+                    tx: None,
+                });
+            }
             return;
         };
         match entry.tx.handle_response(now, &cfg, response.status) {
@@ -426,6 +467,79 @@ impl Endpoint {
         }
         let next = entry.tx.next_deadline();
         schedule(&mut self.deadlines, &mut entry.queued, next, &key);
+        self.settle_client(&key);
+    }
+
+    /// Moves client transaction `key` to the lingering table once only absorbing is left (its
+    /// queued deadline, if any, finds nothing when it comes).
+    fn settle_client(&mut self, key: &TxKey) {
+        let Some(lingering) = self.client.get(key).and_then(|e| e.tx.lingering()) else {
+            return;
+        };
+        let Some(code) = lingering::code(&key.method) else {
+            return;
+        };
+        let Some(entry) = self.client.remove(key) else {
+            return;
+        };
+        let then = if key.method == Method::Invite {
+            Then::ClientInvite {
+                echo: lingering.echo,
+                cseq: entry.cseq,
+                ack: lingering.bytes.map(|bytes| resend(entry.peer, &bytes)),
+            }
+        } else {
+            Then::Client(code, entry.cseq)
+        };
+        self.lingering
+            .insert(key.branch.clone(), then, lingering.until);
+        shrink_after_peak(&mut self.client);
+        self.purge_deadlines();
+    }
+
+    /// Moves server transaction `key` to the lingering table once only absorbing is left.
+    fn settle_server(&mut self, key: &TxKey) {
+        let Some(lingering) = self.server.get(key).and_then(|e| e.tx.lingering()) else {
+            return;
+        };
+        let Some(code) = lingering::code(&key.method) else {
+            return;
+        };
+        let Some(entry) = self.server.remove(key) else {
+            return;
+        };
+        let then = if key.method == Method::Invite {
+            Then::ServerInvite(entry.accepted.map(Box::new))
+        } else {
+            Then::Server(
+                code,
+                lingering.bytes.map(|bytes| resend(entry.peer, &bytes)),
+            )
+        };
+        self.lingering
+            .insert(key.branch.clone(), then, lingering.until);
+        shrink_after_peak(&mut self.server);
+        self.purge_deadlines();
+    }
+
+    /// Drops the timer queue's entries of transactions that moved to the lingering table, once
+    /// they outnumber the running transactions' (and [`SHRINK_ABOVE`]): each would find
+    /// nothing when it came (within T1 on UDP, but Timer B, F or L on a stream), and a burst of
+    /// answered or finished calls would otherwise hold them meanwhile. Rare: after a purge,
+    /// the stale entries must grow back past the live ones first.
+    fn purge_deadlines(&mut self) {
+        let live = self.client.len() + self.server.len();
+        if self.deadlines.len() <= 2 * live + SHRINK_ABOVE {
+            return;
+        }
+        let (client, server) = (&self.client, &self.server);
+        self.deadlines.retain(|Reverse((at, key))| match key.side {
+            Side::Client => client.get(key).is_some_and(|e| e.queued == Some(*at)),
+            Side::Server => server.get(key).is_some_and(|e| e.queued == Some(*at)),
+        });
+        if let Some(to) = shrunk_capacity(self.deadlines.len(), self.deadlines.capacity()) {
+            self.deadlines.shrink_to(to);
+        }
     }
 
     /// Sends a request in a new client transaction; the request must carry a top Via with a
@@ -466,12 +580,20 @@ impl Endpoint {
         Some(key)
     }
 
-    /// Sends the ACK for a 2xx that `tx` received; it is re-sent automatically when the 2xx is
-    /// retransmitted.
+    /// Sends the ACK for a 2xx that `tx` received to `peer`; it is re-sent there automatically
+    /// when the 2xx is retransmitted.
     pub fn send_ack(&mut self, tx: &TxKey, ack: &Request, peer: Peer) {
         let bytes = ack.to_bytes();
         if let Some(entry) = self.client.get_mut(tx) {
             entry.tx.set_ack(bytes.clone());
+            self.settle_client(tx);
+        } else if let Some(Then::ClientInvite {
+            echo: Echo::AckOn2xx,
+            ack,
+            ..
+        }) = self.lingering.get_mut(tx)
+        {
+            *ack = Some(resend(peer, &bytes));
         }
         self.transmits.push_back(Transmit {
             peer,
@@ -514,6 +636,7 @@ impl Endpoint {
                 self.accepted.insert(dialog, tx.branch.clone());
             }
         }
+        self.settle_server(tx);
         true
     }
 
@@ -540,7 +663,7 @@ impl Endpoint {
     pub fn cancel_target(&self, cancel: &Request) -> Option<TxKey> {
         let mut key = server_key(cancel)?;
         key.method = Method::Invite;
-        self.server.contains_key(&key).then_some(key)
+        (self.server.contains_key(&key) || self.lingering.get(&key).is_some()).then_some(key)
     }
 
     /// The request of client transaction `tx` with its destination (to build a CANCEL, or the
@@ -559,7 +682,11 @@ impl Endpoint {
     /// The CSeq number of client transaction `tx`'s request (the ACK for a 2xx repeats it,
     /// RFC 3261 §13.2.2.4), for as long as the transaction lives.
     pub fn client_cseq(&self, tx: &TxKey) -> Option<u32> {
-        self.client.get(tx).map(|e| e.cseq)
+        match self.lingering.get(tx) {
+            _ if self.client.contains_key(tx) => self.client.get(tx).map(|e| e.cseq),
+            Some(Then::ClientInvite { cseq, .. } | Then::Client(_, cseq)) => Some(*cseq),
+            _ => None,
+        }
     }
 
     /// The shell could not send the request of client transaction `tx`.
@@ -568,12 +695,19 @@ impl Endpoint {
             entry.tx.handle_transport_error();
             self.events
                 .push_back(Event::TransportError { tx: tx.clone() });
+        } else if tx.side == Side::Client && self.lingering.remove(tx) {
+            self.events
+                .push_back(Event::TransportError { tx: tx.clone() });
         }
     }
 
     /// The next instant at which [`Self::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let queued = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (queued, self.lingering.next_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`. Tables that emptied to a quarter of their capacity
@@ -643,6 +777,12 @@ impl Endpoint {
                 }
             }
         }
+        let accepted = &mut self.accepted;
+        ended |= self.lingering.expire(now, |then| {
+            if let Then::ServerInvite(Some(dialog)) = then {
+                accepted.remove(&*dialog);
+            }
+        });
         if ended {
             shrink_after_peak(&mut self.client);
             shrink_after_peak(&mut self.server);
@@ -671,6 +811,14 @@ impl Endpoint {
             tx: None,
         });
     }
+}
+
+/// What a lingering transaction keeps to send `bytes` to `peer` again.
+fn resend(peer: Peer, bytes: &[u8]) -> Box<Resend> {
+    Box::new(Resend {
+        peer,
+        bytes: Box::from(bytes),
+    })
 }
 
 /// Queues a transaction's `next` deadline unless one at or before it is queued already (its
@@ -1118,9 +1266,20 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
             assert_eq!(ep.poll_event(), None);
         }
         drain_transmits(&mut ep);
-        // Each transaction re-armed its timer three times (2xx, ACKs): one queue entry each.
-        assert_eq!(ep.deadlines.len(), calls);
-        let peak = ep.server.capacity();
+        // Each transaction re-armed its timer three times (2xx, ACKs), and acknowledged, it
+        // lingers in the compact table: its queue entry would find nothing, and such entries
+        // are purged once they outnumber the running transactions'.
+        assert!(
+            ep.deadlines.len() <= SHRINK_ABOVE + 1,
+            "{}",
+            ep.deadlines.len()
+        );
+        assert_eq!(
+            (ep.server.len(), ep.lingering.count(Side::Server)),
+            (0, calls)
+        );
+        assert_eq!(ep.transaction_count(), (0, calls));
+        let peak = ep.lingering.capacity();
         assert!(peak >= calls);
         // A retransmitted INVITE is absorbed (the 2xx's bytes went with the ACK, RFC 6026 §8.7).
         let text = invite("z9hG4bKpeak7").replace("c1@test", "c7@test");
@@ -1130,17 +1289,15 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
         // The stale T1 entries are gone at 0.5 s without firing anything.
         ep.handle_timeout(now + Duration::from_secs(1));
         assert!(drain_transmits(&mut ep).is_empty());
-        assert_eq!(ep.deadlines.len(), calls);
+        assert!(ep.deadlines.is_empty());
+        assert_eq!(ep.transaction_count(), (0, calls));
         // Timer L ends them all: the tables give their memory back.
         ep.handle_timeout(now + Duration::from_secs(33));
         assert_eq!(ep.poll_event(), None, "acknowledged: no AckTimeout");
         assert_eq!(ep.transaction_count(), (0, 0));
         assert!(ep.accepted.is_empty() && ep.deadlines.is_empty());
-        assert!(
-            ep.server.capacity() <= SHRINK_ABOVE,
-            "{} of {peak}",
-            ep.server.capacity()
-        );
+        assert!(ep.server.capacity() <= SHRINK_ABOVE);
+        assert_eq!(ep.lingering.capacity(), 0, "{peak} slots given back");
         assert!(ep.accepted.capacity() <= SHRINK_ABOVE);
         assert!(ep.deadlines.capacity() <= SHRINK_ABOVE);
     }
@@ -1168,7 +1325,12 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
             drain_transmits(&mut ep).is_empty(),
             "no INVITE retransmission"
         );
-        assert_eq!(ep.deadlines.len(), 1, "Timer M queued in place of Timer A");
+        assert!(ep.deadlines.is_empty(), "Timer A's entry found nothing");
+        assert_eq!(
+            ep.lingering.next_end(),
+            Some(now + Duration::from_millis(100) + Duration::from_secs(32)),
+            "accepted, the transaction lingers until Timer M"
+        );
         // The 2xx again: our ACK again, the TU is not told twice.
         ep.handle_bytes(now + Duration::from_secs(1), udp(7000), &ok);
         assert_eq!(drain_transmits(&mut ep).len(), 1);
@@ -1177,7 +1339,7 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
         assert_eq!(ep.transaction_count(), (1, 0));
         ep.handle_timeout(now + Duration::from_millis(32_100));
         assert_eq!(ep.transaction_count(), (0, 0));
-        assert!(ep.deadlines.is_empty());
+        assert!(ep.deadlines.is_empty() && ep.lingering.next_end().is_none());
 
         // TCP BYE: Timer F is queued at 32 s; the 200 moves the deadline earlier (Timer K = 0).
         let tcp = Peer {
@@ -1204,6 +1366,95 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
         ep.handle_timeout(now + Duration::from_secs(33));
         assert_eq!(ep.poll_event(), None);
         assert!(ep.deadlines.is_empty());
+    }
+
+    #[test]
+    fn a_lingering_bye_answers_its_retransmission_with_the_same_200() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        let bye = invite("z9hG4bKbye1")
+            .replace("INVITE sip", "BYE sip")
+            .replace("1 INVITE", "2 BYE")
+            .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=t");
+        ep.handle_bytes(now, udp(6001), bye.as_bytes());
+        let Some(Event::Request { tx: key, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        let ok = ep.response_for(&key, 200, "OK", None).unwrap();
+        assert!(ep.send_response(now, &key, ok));
+        let sent = drain_transmits(&mut ep);
+        assert!(matches!(ep.lingering.get(&key), Some(Then::Server(..))));
+        assert!(!ep.server.contains_key(&key), "kept compactly");
+        assert_eq!(ep.response_for(&key, 200, "OK", None), None);
+        let Message::Request(request) = Message::parse(bye.as_bytes()).unwrap() else {
+            panic!()
+        };
+        let late = Response::for_request(&request, 500, "Late", None);
+        assert!(
+            !ep.send_response(now, &key, late),
+            "no second final response"
+        );
+        // The retransmitted BYE gets the same bytes, to the same place; the TU hears nothing.
+        ep.handle_bytes(now + Duration::from_secs(31), udp(6001), bye.as_bytes());
+        assert_eq!(drain_transmits(&mut ep), sent);
+        assert_eq!(ep.poll_event(), None);
+        // Timer J ends it at 64·T1: the same BYE is then a new request.
+        ep.handle_timeout(now + Duration::from_secs(32));
+        assert_eq!(ep.transaction_count(), (0, 0));
+        ep.handle_bytes(now + Duration::from_secs(33), udp(6001), bye.as_bytes());
+        assert!(matches!(ep.poll_event(), Some(Event::Request { .. })));
+    }
+
+    #[test]
+    fn a_lingering_invite_re_acks_a_retransmitted_2xx_where_the_ack_went() {
+        let mut ep = Endpoint::new(TimerConfig::default(), "test");
+        let now = Instant::now();
+        let Message::Request(req) = Message::parse(invite("z9hG4bKa1").as_bytes()).unwrap() else {
+            panic!()
+        };
+        let key = ep.send_request(now, req.clone(), udp(7000)).unwrap();
+        let ok = Response::for_request(&req, 200, "OK", Some("callee")).to_bytes();
+        ep.handle_bytes(now, udp(7000), &ok);
+        assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+        assert!(matches!(
+            ep.lingering.get(&key),
+            Some(Then::ClientInvite { ack: None, .. })
+        ));
+        assert_eq!(ep.client_cseq(&key), Some(1), "the TU's ACK repeats it");
+        assert_eq!(ep.client_request(&key).map(|(r, _)| r.method), None);
+        drain_transmits(&mut ep);
+        // Before the TU's ACK, a retransmitted 2xx is absorbed.
+        ep.handle_bytes(now, udp(7000), &ok);
+        assert!(drain_transmits(&mut ep).is_empty());
+        // The ACK goes to the 2xx's Contact (another address than the INVITE's); so do the
+        // ACKs of the retransmitted 2xx (RFC 3261 §13.2.2.4).
+        let ack = ack_for_error(
+            &req,
+            &Response::for_request(&req, 200, "OK", Some("callee")),
+        );
+        ep.send_ack(&key, &ack, udp(7001));
+        let first = drain_transmits(&mut ep);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].peer, udp(7001));
+        ep.handle_bytes(now + Duration::from_secs(1), udp(7000), &ok);
+        assert_eq!(drain_transmits(&mut ep), first);
+        assert_eq!(ep.poll_event(), None, "the TU is told once");
+        // A retransmitted error or provisional response is absorbed.
+        let busy = Response::for_request(&req, 486, "Busy", Some("callee")).to_bytes();
+        ep.handle_bytes(now + Duration::from_secs(1), udp(7000), &busy);
+        assert!(drain_transmits(&mut ep).is_empty());
+        assert_eq!(ep.poll_event(), None);
+        // A late send failure of the INVITE still reaches the TU, and ends the transaction.
+        ep.handle_transport_error(&key);
+        assert_eq!(
+            ep.poll_event(),
+            Some(Event::TransportError { tx: key.clone() })
+        );
+        assert_eq!(ep.transaction_count(), (0, 0));
+        ep.handle_bytes(now + Duration::from_secs(2), udp(7000), &ok);
+        assert!(drain_transmits(&mut ep).is_empty(), "a stray 2xx now");
+        ep.handle_timeout(now + Duration::from_secs(33));
+        assert_eq!(ep.poll_timeout(), None);
     }
 
     #[test]
