@@ -216,10 +216,11 @@ pub struct Endpoint {
     user_agent: String,
     client: TxMap<TxKey, Box<ClientEntry>>,
     server: TxMap<TxKey, Box<ServerEntry>>,
-    /// INVITE server transactions that sent a 2xx, by (Call-ID, CSeq number): the ACK for a
-    /// 2xx is a new transaction with its own branch (RFC 3261 §17.1.1.3), so it is matched by
-    /// dialog to stop the 2xx retransmissions. The value is the branch of the server INVITE
-    /// transaction's key (its side and method go without saying).
+    /// INVITE server transactions that sent a 2xx and wait for its ACK, by (Call-ID, CSeq
+    /// number): the ACK for a 2xx is a new transaction with its own branch (RFC 3261
+    /// §17.1.1.3), so it is matched by dialog to stop the 2xx retransmissions. The value is the
+    /// branch of the server INVITE transaction's key (its side and method go without saying).
+    /// Acknowledged, the transaction lingers, and the lingering table matches repeated ACKs.
     accepted: TxMap<(Arc<str>, u32), Arc<str>>,
     deadlines: Deadlines,
     /// The transactions that only absorb retransmissions, with their ends.
@@ -305,16 +306,17 @@ impl Endpoint {
             let key = if self.server.contains_key(&key) || self.lingering.get(&key).is_some() {
                 key
             } else {
-                let dialog = request
-                    .call_id()
-                    .zip(request.cseq())
-                    .map(|(c, s)| (Arc::from(c), s.seq));
-                match dialog.and_then(|d| self.accepted.get(&d)) {
+                let dialog = request.call_id().zip(request.cseq().map(|c| c.seq));
+                match dialog.and_then(|(c, s)| self.accepted.get(&(Arc::from(c), s))) {
                     Some(branch) => TxKey {
                         side: Side::Server,
                         branch: branch.clone(),
                         method: Method::Invite,
                     },
+                    // A repeated ACK of a 2xx acknowledged already.
+                    None if dialog.is_some_and(|(c, s)| self.lingering.has_dialog(c, s)) => {
+                        return;
+                    }
                     None => key,
                 }
             };
@@ -509,7 +511,11 @@ impl Endpoint {
             return;
         };
         let then = if key.method == Method::Invite {
-            Then::ServerInvite(entry.accepted.map(Box::new))
+            // The lingering table matches the 2xx's repeated ACKs by dialog from now on.
+            Then::ServerInvite(entry.accepted.map(|dialog| {
+                self.accepted.remove(&dialog);
+                Box::new(dialog)
+            }))
         } else {
             Then::Server(
                 code,
@@ -519,6 +525,7 @@ impl Endpoint {
         self.lingering
             .insert(key.branch.clone(), then, lingering.until);
         shrink_after_peak(&mut self.server);
+        shrink_after_peak(&mut self.accepted);
         self.purge_deadlines();
     }
 
@@ -682,8 +689,10 @@ impl Endpoint {
     /// The CSeq number of client transaction `tx`'s request (the ACK for a 2xx repeats it,
     /// RFC 3261 §13.2.2.4), for as long as the transaction lives.
     pub fn client_cseq(&self, tx: &TxKey) -> Option<u32> {
+        if let Some(entry) = self.client.get(tx) {
+            return Some(entry.cseq);
+        }
         match self.lingering.get(tx) {
-            _ if self.client.contains_key(tx) => self.client.get(tx).map(|e| e.cseq),
             Some(Then::ClientInvite { cseq, .. } | Then::Client(_, cseq)) => Some(*cseq),
             _ => None,
         }
@@ -777,12 +786,7 @@ impl Endpoint {
                 }
             }
         }
-        let accepted = &mut self.accepted;
-        ended |= self.lingering.expire(now, |then| {
-            if let Then::ServerInvite(Some(dialog)) = then {
-                accepted.remove(&*dialog);
-            }
-        });
+        ended |= self.lingering.expire(now);
         if ended {
             shrink_after_peak(&mut self.client);
             shrink_after_peak(&mut self.server);

@@ -119,6 +119,10 @@ pub(super) struct LingerTable {
     free: Vec<u32>,
     /// Slot numbers by the hash of their key.
     index: HashTable<u32>,
+    /// The slot numbers of INVITE server transactions that sent a 2xx, by the hash of its
+    /// dialog key (Call-ID, CSeq number): a repeated ACK of the 2xx comes on a branch of its
+    /// own (RFC 3261 §17.1.1.3) and is absorbed by finding it here.
+    dialogs: HashTable<u32>,
     /// Slot numbers by end, earliest first.
     ends: BinaryHeap<Reverse<(Instant, u32)>>,
     hasher: foldhash::fast::RandomState,
@@ -176,6 +180,10 @@ impl LingerTable {
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.index
             .insert_unique(hash, i, |&j| slot_hash(hasher, slots, j));
+        if let Some(hash) = dialog_hash(hasher, slots, i) {
+            self.dialogs
+                .insert_unique(hash, i, |&j| dialog_hash(hasher, slots, j).unwrap_or(0));
+        }
         self.ends.push(Reverse((until, i)));
         self.count[side_index(side)] += 1;
     }
@@ -188,6 +196,21 @@ impl LingerTable {
                 matches(&self.slots, i, key.side, code, &key.branch)
             })
             .copied()
+    }
+
+    /// True when an INVITE server transaction that sent a 2xx of dialog `call_id` and CSeq
+    /// number `cseq` lingers.
+    pub(super) fn has_dialog(&self, call_id: &str, cseq: u32) -> bool {
+        let hash = self.hasher.hash_one((call_id, cseq));
+        self.dialogs
+            .find(hash, |&i| match self.slots.get(i as usize) {
+                Some(Some(Slot {
+                    then: Then::ServerInvite(Some(dialog)),
+                    ..
+                })) => *dialog.0 == *call_id && dialog.1 == cseq,
+                _ => false,
+            })
+            .is_some()
     }
 
     /// What the lingering transaction `key` does, if `key` lingers.
@@ -208,7 +231,7 @@ impl LingerTable {
             return false;
         };
         let hash = self.hash(key.side, code, &key.branch);
-        let slots = &mut self.slots;
+        let slots = &self.slots;
         let Ok(entry) = self
             .index
             .find_entry(hash, |&i| matches(slots, i, key.side, code, &key.branch))
@@ -216,11 +239,21 @@ impl LingerTable {
             return false;
         };
         let (i, _) = entry.remove();
-        if let Some(slot) = slots[i as usize].as_mut() {
+        self.forget_dialog(i);
+        if let Some(slot) = self.slots[i as usize].as_mut() {
             slot.then = Then::Gone;
         }
         self.count[side_index(key.side)] -= 1;
         true
+    }
+
+    /// Drops slot `i` from the dialog index, if it is there.
+    fn forget_dialog(&mut self, i: u32) {
+        if let Some(hash) = dialog_hash(&self.hasher, &self.slots, i) {
+            if let Ok(entry) = self.dialogs.find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
+        }
     }
 
     /// When the next transaction ends.
@@ -228,10 +261,9 @@ impl LingerTable {
         self.ends.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Ends every transaction whose end is at or before `now`, handing what each did to
-    /// `ended`; returns true when any ended. The table then gives back what a peak took: all
+    /// Ends every transaction whose end is at or before `now`; returns true when any ended. The table then gives back what a peak took: all
     /// of it once empty, else it is compacted once it fell below a quarter of its slots.
-    pub(super) fn expire(&mut self, now: Instant, mut ended: impl FnMut(Then)) -> bool {
+    pub(super) fn expire(&mut self, now: Instant) -> bool {
         let mut any = false;
         while let Some(Reverse((at, i))) = self.ends.peek().copied() {
             if at > now {
@@ -251,7 +283,12 @@ impl LingerTable {
                 entry.remove();
                 self.count[side_index(side)] -= 1;
             }
-            ended(slot.then);
+            if let Then::ServerInvite(Some(dialog)) = &slot.then {
+                let hash = self.hasher.hash_one((&*dialog.0, dialog.1));
+                if let Ok(entry) = self.dialogs.find_entry(hash, |&j| j == i) {
+                    entry.remove();
+                }
+            }
         }
         if any {
             self.shrink();
@@ -282,12 +319,15 @@ impl LingerTable {
         }
         self.slots = slots;
         self.free = Vec::new();
-        for i in self.index.iter_mut() {
+        for i in self.index.iter_mut().chain(self.dialogs.iter_mut()) {
             *i = renumber[*i as usize];
         }
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.index
             .shrink_to(used * 2, |&j| slot_hash(hasher, slots, j));
+        self.dialogs.shrink_to(self.dialogs.len() * 2, |&j| {
+            dialog_hash(hasher, slots, j).unwrap_or(0)
+        });
         let mut ends = std::mem::take(&mut self.ends).into_vec();
         for Reverse((_, i)) in &mut ends {
             *i = renumber[*i as usize];
@@ -305,6 +345,22 @@ fn slot_hash(hasher: &foldhash::fast::RandomState, slots: &[Option<Slot>], i: u3
             None => 0,
         },
         None => 0,
+    }
+}
+
+/// The hash of the dialog key of slot `i`, when it holds an INVITE server transaction that
+/// sent a 2xx.
+fn dialog_hash(
+    hasher: &foldhash::fast::RandomState,
+    slots: &[Option<Slot>],
+    i: u32,
+) -> Option<u64> {
+    match slots.get(i as usize) {
+        Some(Some(Slot {
+            then: Then::ServerInvite(Some(dialog)),
+            ..
+        })) => Some(hasher.hash_one((&*dialog.0, dialog.1))),
+        _ => None,
     }
 }
 
@@ -343,7 +399,8 @@ mod tests {
             let k = key(Side::Client, i, Method::Bye);
             table.insert(k.branch.clone(), Then::Client(2, i as u32), until);
             let k = key(Side::Server, i, Method::Invite);
-            table.insert(k.branch.clone(), Then::ServerInvite(None), until);
+            let dialog = Box::new((Arc::from(format!("call{i}")), 1));
+            table.insert(k.branch.clone(), Then::ServerInvite(Some(dialog)), until);
         }
         assert_eq!(
             (table.count(Side::Client), table.count(Side::Server)),
@@ -356,17 +413,18 @@ mod tests {
         assert!(table.get(&key(Side::Client, 5, Method::Cancel)).is_none());
         assert!(table.get(&key(Side::Server, 5, Method::Bye)).is_none());
         assert!(table.get(&key(Side::Server, n, Method::Invite)).is_none());
+        assert!(table.has_dialog("call5", 1));
+        assert!(!table.has_dialog("call5", 2) && !table.has_dialog("call", 1));
         assert!(table.remove(&key(Side::Client, 9, Method::Bye)));
         assert!(!table.remove(&key(Side::Client, 9, Method::Bye)));
         assert!(table.get(&key(Side::Client, 9, Method::Bye)).is_none());
         let peak = table.capacity();
         // All but the last 100 ms of ends pass: the table is compacted, the rest still found.
-        let mut ended = 0;
-        assert!(
-            table.expire(now + Duration::from_millis((n - 101) as u64), |_| ended +=
-                1)
+        assert!(table.expire(now + Duration::from_millis((n - 101) as u64)));
+        assert_eq!(
+            (table.count(Side::Client), table.count(Side::Server)),
+            (100, 100)
         );
-        assert_eq!(ended, 2 * (n - 100) - 1, "the removed one ends silently");
         assert_eq!(
             table.next_end(),
             Some(now + Duration::from_millis((n - 100) as u64))
@@ -382,8 +440,9 @@ mod tests {
                 table.get(&key(Side::Server, i, Method::Invite)).is_some(),
                 left
             );
+            assert_eq!(table.has_dialog(&format!("call{i}"), 1), left);
         }
-        assert!(table.expire(now + Duration::from_secs(5), |_| ()));
+        assert!(table.expire(now + Duration::from_secs(5)));
         assert_eq!(
             (table.count(Side::Client), table.count(Side::Server)),
             (0, 0)
