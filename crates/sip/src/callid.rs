@@ -43,7 +43,10 @@ pub fn scan_call_id(bytes: &[u8]) -> Scan<'_> {
         if std::mem::take(&mut first) {
             continue; // the start line
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        if !matches!(line.first(), Some(b'C' | b'c' | b'I' | b'i')) {
+            continue; // not `Call-ID` nor `i`: no need to find the colon
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let name = &line[..colon];
@@ -84,7 +87,7 @@ pub fn shard_of_bytes(bytes: &[u8], shards: usize) -> usize {
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\r') {
+    while let Some(at) = memchr::memchr(b'\r', &bytes[from..]) {
         let at = from + at;
         if bytes.get(at + 1) == Some(&b'\n') {
             return Some(at);

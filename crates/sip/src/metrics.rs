@@ -31,7 +31,7 @@ pub const FIRST_LINE_LABELS: [&str; 30] = [
 ];
 
 /// The index of `other` in [`FIRST_LINE_LABELS`].
-const OTHER: usize = 20;
+const OTHER: usize = label_index("other");
 
 /// The bounded label for a message's first line: the method for known methods, the status
 /// code for responses, `other` for anything else (method tokens are attacker-chosen).
@@ -39,53 +39,74 @@ pub fn first_line_label(bytes: &[u8]) -> &'static str {
     FIRST_LINE_LABELS[first_line_index(bytes)]
 }
 
-/// The index in [`FIRST_LINE_LABELS`] of [`first_line_label`].
+/// The position of `label` in [`FIRST_LINE_LABELS`] (evaluated at compile time by [`first_line_index`]).
+const fn label_index(label: &str) -> usize {
+    let mut i = 0;
+    while i < FIRST_LINE_LABELS.len() {
+        let (a, b) = (FIRST_LINE_LABELS[i].as_bytes(), label.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a first-line label")
+}
+
+/// The index in [`FIRST_LINE_LABELS`] of [`first_line_label`]. Each arm is the label's index,
+/// found at compile time (this runs for every message in and out).
 pub fn first_line_index(bytes: &[u8]) -> usize {
+    macro_rules! at {
+        ($label:literal) => {
+            const { label_index($label) }
+        };
+    }
     let end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
     let first = &bytes[..end];
-    let label = if first == b"SIP/2.0" {
+    if first == b"SIP/2.0" {
         let code = bytes.get(end + 1..end + 4).unwrap_or(b"");
         match code {
-            b"100" => "100",
-            b"180" => "180",
-            b"183" => "183",
-            b"200" => "200",
-            [b'1', ..] => "1xx",
-            [b'2', ..] => "2xx",
-            [b'3', ..] => "3xx",
-            b"400" => "400",
-            b"403" => "403",
-            b"404" => "404",
-            b"408" => "408",
-            b"481" => "481",
-            b"486" => "486",
-            b"487" => "487",
-            [b'4', ..] => "4xx",
-            b"500" => "500",
-            b"503" => "503",
-            [b'5', ..] => "5xx",
-            b"603" => "603",
-            [b'6', ..] => "6xx",
-            _ => "other",
+            b"100" => at!("100"),
+            b"180" => at!("180"),
+            b"183" => at!("183"),
+            b"200" => at!("200"),
+            [b'1', ..] => at!("1xx"),
+            [b'2', ..] => at!("2xx"),
+            [b'3', ..] => at!("3xx"),
+            b"400" => at!("400"),
+            b"403" => at!("403"),
+            b"404" => at!("404"),
+            b"408" => at!("408"),
+            b"481" => at!("481"),
+            b"486" => at!("486"),
+            b"487" => at!("487"),
+            [b'4', ..] => at!("4xx"),
+            b"500" => at!("500"),
+            b"503" => at!("503"),
+            [b'5', ..] => at!("5xx"),
+            b"603" => at!("603"),
+            [b'6', ..] => at!("6xx"),
+            _ => OTHER,
         }
     } else {
         match first {
-            b"INVITE" => "INVITE",
-            b"ACK" => "ACK",
-            b"BYE" => "BYE",
-            b"CANCEL" => "CANCEL",
-            b"OPTIONS" => "OPTIONS",
-            b"INFO" => "INFO",
-            b"UPDATE" => "UPDATE",
-            b"PRACK" => "PRACK",
-            b"REGISTER" => "REGISTER",
-            _ => "other",
+            b"INVITE" => at!("INVITE"),
+            b"ACK" => at!("ACK"),
+            b"BYE" => at!("BYE"),
+            b"CANCEL" => at!("CANCEL"),
+            b"OPTIONS" => at!("OPTIONS"),
+            b"INFO" => at!("INFO"),
+            b"UPDATE" => at!("UPDATE"),
+            b"PRACK" => at!("PRACK"),
+            b"REGISTER" => at!("REGISTER"),
+            _ => OTHER,
         }
-    };
-    FIRST_LINE_LABELS
-        .iter()
-        .position(|l| *l == label)
-        .unwrap_or(OTHER)
+    }
 }
 
 /// Which way a message went (`direction`).
@@ -208,6 +229,20 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_label_is_reached_by_its_first_line() {
+        let sample = |label: &str| match label {
+            "other" => "SIP/2.0 799 Odd".to_string(),
+            l if l.ends_with("xx") => format!("SIP/2.0 {}99 Some", &l[..1]),
+            l if l.as_bytes()[0].is_ascii_digit() => format!("SIP/2.0 {l} Some"),
+            method => format!("{method} sip:a@b SIP/2.0"),
+        };
+        for (i, label) in FIRST_LINE_LABELS.iter().enumerate() {
+            let line = sample(label) + "\r\n";
+            assert_eq!(first_line_index(line.as_bytes()), i, "{line}");
+        }
+    }
 
     #[test]
     fn labels_are_bounded() {
