@@ -184,7 +184,11 @@ def render(res):
             f"{ms(w['max'])} ms; INVITE in -> out p50 {ms(w['invite_p50'])} / p99 {ms(w['invite_p99'])} ms (the "
             f"PASSporT verify is in it); 200 in -> out p50 {ms(w['answer_p50'])} / p99 {ms(w['answer_p99'])} ms. "
             f"SIPp's own figures, which include SIPp's scheduling on the shared cores: stirgate p99 "
-            f"{ms(hs['p99'])} ms - direct p99 {ms(hd['p99'])} ms = {f(sipp_added, '{:.3f}')} ms.")
+            f"{ms(hs['p99'])} ms - direct p99 {ms(hd['p99'])} ms = {f(sipp_added, '{:.3f}')} ms."
+            + (f" For scale, one hop through a callee that does nothing but answer (SIPp's UAS in the direct "
+               f"step, INVITE in -> 200 out on the wire): p50 {ms(hd['uas_hop']['p50'])} / p99 "
+               f"{ms(hd['uas_hop']['p99'])} ms; stirgate's setup is two hops (the INVITE and the 200)."
+               if hd.get("uas_hop") else ""))
     else:
         md.append(
             f"- added setup p99 = stirgate p99 ({ms(hs['p99'])} ms) - direct p99 ({ms(hd['p99'])} ms), both at "

@@ -138,3 +138,17 @@ def added_latency(path, sg_port):
             inv, ans = (t_out - t_in) / 1000, (a_200[a_cid] - b_200[b_cid]) / 1000
             calls.append((inv, ans, inv + ans))
     return len(a_in), calls
+
+
+def turnaround(path, port):
+    """For scale: per call, INVITE reaching `port` -> its 200 leaving it (ms), for a UAS that does
+    nothing but answer (SIPp's), from a capture of that port: what one hop costs on this machine."""
+    invite, out = {}, []
+    for t, sport, dport, p in packets(path):
+        cid = header(p, b"call-id")
+        if dport == port and p.startswith(b"INVITE ") and cid not in invite:
+            invite[cid] = t
+        elif sport == port and p.startswith(b"SIP/2.0 200") and cid in invite:
+            if (header(p, b"cseq") or b"").upper().endswith(b"INVITE"):
+                out.append((t - invite.pop(cid)) / 1e6)
+    return out
