@@ -283,6 +283,18 @@ impl NameAddr {
         self.params.value("tag")
     }
 
+    /// The header value as [`fmt::Display`] writes it, in a string sized for it up front.
+    pub fn to_text(&self) -> String {
+        use fmt::Write as _;
+        let len = self.display.as_ref().map_or(0, |d| d.len() + 1)
+            + self.uri.len()
+            + 2
+            + self.params.text.len();
+        let mut text = String::with_capacity(len);
+        let _ = write!(text, "{self}");
+        text
+    }
+
     /// The URI, parsed.
     pub fn sip_uri(&self) -> Option<SipUri> {
         SipUri::parse(&self.uri).ok()
@@ -765,6 +777,11 @@ mod tests {
         assert_eq!(b.uri, "sip:alice@atlanta.com");
         assert_eq!(b.tag(), Some("88"));
         assert_eq!(b.to_string(), "<sip:alice@atlanta.com>;tag=88");
+        for n in [&a, &b] {
+            let text = n.to_text();
+            assert_eq!(text, n.to_string());
+            assert_eq!(text.capacity(), text.len(), "sized up front");
+        }
         assert!(NameAddr::parse("<>").is_err());
         assert!(NameAddr::parse("").is_err());
     }

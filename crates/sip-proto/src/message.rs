@@ -324,6 +324,26 @@ impl Headers {
         });
     }
 
+    /// [`Self::push`] of text that lives for the whole program (a constant): kept by
+    /// reference, not copied.
+    pub fn push_static(&mut self, name: &str, value: &'static str) {
+        self.changed();
+        self.entries.push(Entry {
+            name: name_text(name),
+            value: Text::Static(value),
+        });
+    }
+
+    /// [`Self::push`] of text already shared (written once, sent on many messages): the line
+    /// holds another reference to it instead of a copy.
+    pub fn push_shared(&mut self, name: &str, value: Arc<str>) {
+        self.changed();
+        self.entries.push(Entry {
+            name: name_text(name),
+            value: Text::Owned(value),
+        });
+    }
+
     /// Puts a header line in front of all others of the same name (or first overall).
     pub fn push_front(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         self.changed();
@@ -343,8 +363,8 @@ impl Headers {
         self.set_shared(name, Arc::from(value.as_ref()));
     }
 
-    /// [`Self::set`] with text already shared.
-    fn set_shared(&mut self, name: &str, value: Arc<str>) {
+    /// [`Self::set`] with text already shared (see [`Self::push_shared`]).
+    pub fn set_shared(&mut self, name: &str, value: Arc<str>) {
         self.changed();
         let value = Text::Owned(value);
         match self.position(name) {

@@ -2,6 +2,7 @@
 //! as the caller's INVITE describes it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::RngCore;
@@ -56,7 +57,8 @@ pub(super) fn local_addr(cfg: &Config, transport: Transport) -> SocketAddr {
 pub(super) struct LocalText {
     /// UDP, TCP, TLS.
     sent_by: [String; 3],
-    contact: [String; 3],
+    /// Shared by every message that carries it (no copy per message).
+    contact: [Arc<str>; 3],
 }
 
 impl LocalText {
@@ -70,11 +72,11 @@ impl LocalText {
         let contact = transports.map(|t| {
             let addr = &sent_by[Self::index(t)];
             match t {
-                Transport::Udp => format!("<sip:stirgate@{addr}>"),
-                Transport::Tcp => format!("<sip:stirgate@{addr};transport=tcp>"),
+                Transport::Udp => Arc::from(format!("<sip:stirgate@{addr}>")),
+                Transport::Tcp => Arc::from(format!("<sip:stirgate@{addr};transport=tcp>")),
                 // RFC 5630 §3.1.3: sip: with transport=tls says "TLS on this hop" without
                 // demanding TLS end to end, which is all a B2BUA leg can promise.
-                Transport::Tls => format!("<sip:stirgate@{addr};transport=tls>"),
+                Transport::Tls => Arc::from(format!("<sip:stirgate@{addr};transport=tls>")),
             }
         });
         Self { sent_by, contact }
@@ -93,7 +95,7 @@ impl LocalText {
     }
 
     /// Our Contact header value for a leg on `transport`.
-    pub(super) fn contact(&self, transport: Transport) -> &str {
+    pub(super) fn contact(&self, transport: Transport) -> &Arc<str> {
         &self.contact[Self::index(transport)]
     }
 }

@@ -87,7 +87,9 @@ impl<R: RngCore> B2bua<R> {
             let transport = dest.peer.transport;
             let via = self.via(transport);
             invite.headers.set("Via", via);
-            invite.headers.set("Contact", self.local.contact(transport));
+            invite
+                .headers
+                .set_shared("Contact", self.local.contact(transport).clone());
             let Some(key) = self.endpoint.send_request(now, invite, dest.peer) else {
                 continue;
             };

@@ -129,7 +129,7 @@ impl<R: RngCore> B2bua<R> {
             }
             _ => {
                 let mut resp = Response::for_request(request, 405, "Method Not Allowed", None);
-                resp.headers.push("Allow", ALLOW);
+                resp.headers.push_static("Allow", ALLOW);
                 self.endpoint.send_response(now, &tx, resp);
             }
         }
@@ -231,7 +231,8 @@ impl<R: RngCore> B2bua<R> {
                 || req_transport(&resp),
                 |c| c.leg(side.other()).peer.transport,
             );
-            resp.headers.push("Contact", self.contact(transport));
+            resp.headers
+                .push_shared("Contact", self.local.contact(transport).clone());
             if let (true, Some(request)) = (ok, relay.request.as_deref()) {
                 for (name, value) in self.peer_refreshed(now, id, side.other(), request) {
                     resp.headers.push(name, value);
@@ -324,13 +325,13 @@ impl<R: RngCore> B2bua<R> {
         for route in &hop.routes {
             headers.push("Route", route.as_str());
         }
-        headers.push("Max-Forwards", "70");
+        headers.push_static("Max-Forwards", "70");
         headers.push("From", leg.local_header.as_str());
         headers.push("To", leg.remote_header.as_str());
         headers.push("Call-ID", leg.call_id.as_str());
         headers.push("CSeq", cseq_text(leg.local_cseq, method.as_str()));
         if method != Method::Bye && method != Method::Ack {
-            headers.push("Contact", self.local.contact(transport));
+            headers.push_shared("Contact", self.local.contact(transport).clone());
         }
         for (name, value) in extra.iter() {
             headers.push(name, value);

@@ -59,7 +59,7 @@ impl<R: RngCore> B2bua<R> {
             // not 400 (the message is well formed).
             let mut resp =
                 Response::for_request(&invite, 415, "Unsupported Media Type", Some(&self.tag()));
-            resp.headers.push("Accept", "application/sdp");
+            resp.headers.push_static("Accept", "application/sdp");
             self.endpoint.send_response(now, &tx, resp);
             return;
         }
@@ -124,7 +124,7 @@ impl<R: RngCore> B2bua<R> {
             Some(f) => {
                 let mut f = f.clone();
                 f.params.set("tag", Some(&b_tag));
-                f.to_string()
+                f.to_text()
             }
             None => format!("<sip:anonymous@anonymous.invalid>;tag={b_tag}"),
         };
@@ -133,7 +133,7 @@ impl<R: RngCore> B2bua<R> {
             .map(|t| {
                 let mut t = t.clone();
                 t.params.remove("tag");
-                t.to_string()
+                t.to_text()
             })
             .unwrap_or_else(|| format!("<{forward_target}>"));
         let outbound = Leg {
@@ -360,14 +360,15 @@ impl<R: RngCore> B2bua<R> {
         };
         if (101..300).contains(&status) {
             let transport = call.inbound.peer.transport;
-            resp.headers.push("Contact", self.local.contact(transport));
+            resp.headers
+                .push_shared("Contact", self.local.contact(transport).clone());
             // Record-Route of the INVITE is the inbound dialog's route set (UAS side), copied
             // into every response that makes the dialog, early ones too (RFC 3261 §12.1.1).
             for rr in invite.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
             if status >= 200 {
-                resp.headers.push("Allow", ALLOW);
+                resp.headers.push_static("Allow", ALLOW);
             }
         }
         for (name, value) in extra {

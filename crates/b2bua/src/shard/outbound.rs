@@ -48,9 +48,10 @@ impl<R: RngCore> B2bua<R> {
                 f.display = Some(display.clone());
             }
         }
-        let from = from.map_or_else(|| call.outbound.local_header.clone(), |f| f.to_string());
-        let mut headers = Headers::new();
-        headers.push("Via", String::new()); // filled below (needs &mut self for the branch)
+        let from = from.map_or_else(|| call.outbound.local_header.clone(), |f| f.to_text());
+        // About the lines below with a few carried and session-timer ones: one allocation.
+        let mut headers = Headers::with_capacity(24);
+        headers.push_static("Via", ""); // filled below (needs &mut self for the branch)
         headers.push(
             "Max-Forwards",
             call.max_forwards.saturating_sub(1).min(70).to_string(),
@@ -58,8 +59,8 @@ impl<R: RngCore> B2bua<R> {
         headers.push("From", from.as_str());
         headers.push("To", call.outbound.remote_header.as_str());
         headers.push("Call-ID", call.outbound.call_id.as_str());
-        headers.push("CSeq", "1 INVITE");
-        headers.push("Contact", String::new()); // per attempt: the transport's own
+        headers.push_static("CSeq", "1 INVITE");
+        headers.push_static("Contact", ""); // per attempt: the transport's own
         headers.push("User-Agent", self.cfg.user_agent.as_str());
         for name in CARRIED_HEADERS {
             for value in invite.headers.get_all(name) {
@@ -67,7 +68,7 @@ impl<R: RngCore> B2bua<R> {
                     match NameAddr::parse(value) {
                         Ok(mut pai) => {
                             pai.uri = set_uri_param(&pai.uri, "verstat", verstat);
-                            headers.push(*name, pai.to_string());
+                            headers.push(*name, pai.to_text());
                         }
                         Err(_) => headers.push(*name, value),
                     }
@@ -88,7 +89,7 @@ impl<R: RngCore> B2bua<R> {
         }
         let body = match body {
             Some(sdp) => {
-                headers.push("Content-Type", "application/sdp");
+                headers.push_static("Content-Type", "application/sdp");
                 sdp
             }
             None => {
@@ -331,7 +332,7 @@ impl<R: RngCore> B2bua<R> {
                 headers.push(name, v);
             }
         }
-        headers.push("Max-Forwards", "70");
+        headers.push_static("Max-Forwards", "70");
         for name in ["From", "To", "Call-ID"] {
             if let Some(v) = invite.headers.get(name) {
                 headers.push(name, v);
