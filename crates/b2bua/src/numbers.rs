@@ -49,9 +49,9 @@ impl CallNumbers {
             .unwrap_or_else(|| from.clone());
         let uri_user = SipUri::parse(&invite.uri).ok().and_then(|u| u.user);
         let dialled = uri_user
-            .clone()
-            .or_else(|| to.clone())
-            .and_then(|n| stir::tn::canonicalize(&n));
+            .as_deref()
+            .or(to.as_deref())
+            .and_then(stir::tn::canonicalize);
         let dest = uri_user.or_else(|| to.clone()).unwrap_or_default();
         Self {
             orig,

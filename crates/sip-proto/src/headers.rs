@@ -362,7 +362,7 @@ fn write_decimal(f: &mut fmt::Formatter<'_>, n: u32) -> fmt::Result {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipUri {
     /// `sip`, `sips` or `tel`.
-    pub scheme: String,
+    pub scheme: &'static str,
     /// User part (the telephone number for trunk calls), unescaped as written.
     pub user: Option<String>,
     /// Host (IPv6 without brackets).
@@ -383,7 +383,7 @@ impl SipUri {
                 return Err(HeaderError);
             }
             return Ok(Self {
-                scheme: "tel".to_owned(),
+                scheme: "tel",
                 user: Some(number.to_owned()),
                 host: String::new(),
                 port: None,
@@ -402,11 +402,27 @@ impl SipUri {
                     return Err(HeaderError);
                 }
                 let host_part = &rest[at + 1..];
-                let mut plain = String::with_capacity(scheme_text.len() + 3 + host_part.len());
-                for part in [scheme_text, ":u@", host_part] {
-                    plain.push_str(part);
-                }
-                let uri = rsip::Uri::try_from(plain.as_str()).map_err(|_| HeaderError)?;
+                // Written on the stack when it fits (every URI of a call does), else on the heap.
+                let mut stack = [0u8; PLACEHOLDER_ROOM];
+                let heap;
+                let len = scheme_text.len() + 3 + host_part.len();
+                let plain = if len <= stack.len() {
+                    let mut at = 0;
+                    for part in [scheme_text, ":u@", host_part] {
+                        stack[at..at + part.len()].copy_from_slice(part.as_bytes());
+                        at += part.len();
+                    }
+                    // Whole `str`s put end to end: always UTF-8.
+                    std::str::from_utf8(&stack[..len]).map_err(|_| HeaderError)?
+                } else {
+                    let mut text = String::with_capacity(len);
+                    for part in [scheme_text, ":u@", host_part] {
+                        text.push_str(part);
+                    }
+                    heap = text;
+                    heap.as_str()
+                };
+                let uri = rsip::Uri::try_from(plain).map_err(|_| HeaderError)?;
                 (Some(user.to_owned()), uri)
             }
             None => (None, rsip::Uri::try_from(text).map_err(|_| HeaderError)?),
@@ -426,11 +442,15 @@ impl SipUri {
             return Err(HeaderError);
         }
         let transport = uri.params.iter().find_map(|p| match p {
-            rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
+            rsip::Param::Transport(t) => {
+                let mut text = t.to_string();
+                text.make_ascii_lowercase();
+                Some(text)
+            }
             _ => None,
         });
         Ok(Self {
-            scheme: scheme.to_owned(),
+            scheme,
             user,
             host,
             port,
@@ -438,6 +458,9 @@ impl SipUri {
         })
     }
 }
+
+/// The room on the stack for the URI handed to rsip behind a placeholder user.
+const PLACEHOLDER_ROOM: usize = 256;
 
 /// Sets a URI parameter in URI text (`sip:u@h;a=b?hdr` keeps its headers part), replacing an
 /// existing one of that name. Used to stamp `verstat` on From / P-Asserted-Identity.
@@ -812,6 +835,23 @@ mod tests {
         let t = SipUri::parse("tel:+1-555-123-0002;phone-context=x").unwrap();
         assert_eq!(t.user.as_deref(), Some("+1-555-123-0002"));
         assert!(SipUri::parse("http://example.com").is_err());
+        assert_eq!((u.scheme, t.scheme), ("sip", "tel"));
+    }
+
+    /// A URI too long for the stack room reads the same, through the heap.
+    #[test]
+    fn long_uri_parts() {
+        for len in [10, PLACEHOLDER_ROOM - 20, PLACEHOLDER_ROOM + 20] {
+            let host = format!("{}.example.com", "h".repeat(len));
+            let u = SipUri::parse(&format!("sips:+1555;tgrp=x@{host}:5061;transport=TCP")).unwrap();
+            assert_eq!(u.user.as_deref(), Some("+1555;tgrp=x"));
+            assert_eq!(
+                (u.scheme, u.host.as_str(), u.port),
+                ("sips", host.as_str(), Some(5061))
+            );
+            assert_eq!(u.transport.as_deref(), Some("tcp"));
+            assert!(SipUri::parse(&format!("sip:a@{host}:x")).is_err(), "{len}");
+        }
     }
 
     #[test]
