@@ -4,6 +4,7 @@
 //! These parsers are deliberately small: they read what RFC 3261 §25 allows for these headers
 //! and keep every parameter they do not interpret, so a re-printed header says the same thing.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::message::Method;
@@ -151,8 +152,9 @@ impl fmt::Display for Params {
 /// One Via element: `SIP/2.0/UDP host:port;branch=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
-    /// Transport token (UDP, TCP, TLS, ...), upper-cased.
-    pub transport: String,
+    /// Transport token (UDP, TCP, TLS, ...), upper-cased; the registered ones (RFC 3261,
+    /// RFC 4168, RFC 7118) are this crate's spelling, not a copy.
+    pub transport: Cow<'static, str>,
     /// sent-by host (IPv6 references keep their brackets).
     pub host: String,
     /// sent-by port.
@@ -185,7 +187,7 @@ impl Via {
         };
         let (host, port) = split_host_port(sent_by.trim())?;
         Ok(Self {
-            transport: transport.to_ascii_uppercase(),
+            transport: transport_token(transport),
             host,
             port,
             params: Params::parse(params),
@@ -226,6 +228,15 @@ impl fmt::Display for Via {
         }
         fmt::Display::fmt(&self.params, f)
     }
+}
+
+/// A Via transport token upper-cased: the registered ones borrowed, any other copied.
+fn transport_token(token: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = ["UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"];
+    KNOWN
+        .into_iter()
+        .find(|k| k.eq_ignore_ascii_case(token))
+        .map_or_else(|| Cow::Owned(token.to_ascii_uppercase()), Cow::Borrowed)
 }
 
 /// A name-addr or addr-spec with header parameters: From, To, Contact, Route, P-Asserted-Identity.
@@ -773,6 +784,12 @@ mod tests {
     fn via_print_and_parse() {
         let via = Via::parse("SIP/2.0/udp 10.0.0.1:5070;branch=z9hG4bKabc;rport").unwrap();
         assert_eq!(via.transport, "UDP");
+        assert!(matches!(via.transport, Cow::Borrowed(_)));
+        for (token, upper) in [("tls-sctp", "TLS-SCTP"), ("wSs", "WSS"), ("Foo-1", "FOO-1")] {
+            let v = Via::parse(&format!("SIP/2.0/{token} h;branch=z9hG4bKx")).unwrap();
+            assert_eq!(v.transport, upper);
+            assert!(v.to_string().starts_with(&format!("SIP/2.0/{upper} h;")));
+        }
         assert_eq!(via.host, "10.0.0.1");
         assert_eq!(via.port, Some(5070));
         assert_eq!(via.branch(), Some("z9hG4bKabc"));
