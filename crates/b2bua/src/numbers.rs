@@ -45,7 +45,7 @@ impl CallNumbers {
                     .and_then(|a| a.sip_uri())
                     .and_then(|u| u.user)
             })
-            .find(|user| stir::tn::canonicalize(user).is_some())
+            .find(|user| stir::tn::is_telephone_number(user))
             .unwrap_or_else(|| from.clone());
         let uri_user = SipUri::parse(&invite.uri).ok().and_then(|u| u.user);
         let dialled = uri_user

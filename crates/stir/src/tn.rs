@@ -11,26 +11,37 @@
 /// assert_eq!(stir::tn::canonicalize("alice"), None);
 /// ```
 pub fn canonicalize(tn: &str) -> Option<String> {
+    let mut out = String::with_capacity(tn.len());
+    digits(tn, |c| out.push(c)).then_some(out)
+}
+
+/// Whether [`canonicalize`] reads `tn` as a telephone number, without writing the number.
+pub fn is_telephone_number(tn: &str) -> bool {
+    digits(tn, |_| {})
+}
+
+/// Hands each digit of `tn` (as [`canonicalize`] reads it) to `push`; true when `tn` is a
+/// telephone number: only digits and visual separators, 1 to 32 digits.
+fn digits(tn: &str, mut push: impl FnMut(char)) -> bool {
     let tn = tn.split(';').next().unwrap_or_default().trim();
     let tn = tn.strip_prefix('+').unwrap_or(tn);
-    let mut out = String::with_capacity(tn.len());
+    let mut count = 0usize;
     for c in tn.chars() {
         match c {
-            '0'..='9' => out.push(c),
+            '0'..='9' => {
+                push(c);
+                count += 1;
+            }
             '-' | '.' | '(' | ')' | ' ' | '\t' => {}
-            _ => return None,
+            _ => return false,
         }
     }
-    if out.is_empty() || out.len() > 32 {
-        None
-    } else {
-        Some(out)
-    }
+    (1..=32).contains(&count)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::canonicalize;
+    use super::{canonicalize, is_telephone_number};
 
     #[test]
     fn canonical_forms() {
@@ -49,6 +60,11 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(canonicalize(input).as_deref(), want, "input {input:?}");
+            assert_eq!(
+                is_telephone_number(input),
+                want.is_some(),
+                "input {input:?}"
+            );
         }
     }
 }
