@@ -8,16 +8,11 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::alloc::System;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use b2bua::config::{Config, Fallback, ForwardPolicy, ForwardTargets, RichPresentation};
-use b2bua::{B2bua, FastPass, FlowConfig, Listing, Output, Routes, SessionTimerConfig};
+use b2bua::{B2bua, Listing, Output};
 use bytes::Bytes;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
-use sip_proto::endpoint::{Peer, Transport};
-use sip_proto::transaction::TimerConfig;
 use sip_proto::{Message, Request, Response};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -30,98 +25,17 @@ fn live() -> isize {
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
-const CALLER: &str = "54.172.60.2:5060";
-const CALLEE: &str = "192.0.2.20:5060";
+#[path = "support/trunk.rs"]
+mod trunk;
+use trunk::{b2bua, udp, CALLEE, CALLER, SDP};
+
 const CALLS: usize = 5_000;
 
-const SDP: &str = "v=0\r\no=root 1899283640 1899283640 IN IP4 54.172.60.1\r\n\
-s=Twilio Media Gateway\r\nc=IN IP4 54.172.60.1\r\nt=0 0\r\n\
-m=audio 12890 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
-
-fn udp(addr: &str) -> Peer {
-    Peer {
-        transport: Transport::Udp,
-        addr: addr.parse().unwrap(),
-        conn: None,
-    }
-}
-
-fn b2bua() -> B2bua<StdRng> {
-    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../media/prompts");
-    let flows = FlowConfig {
-        captcha: b2bua::CaptchaConfig {
-            mode: b2bua::CaptchaMode::Fixed {
-                answer: "10".into(),
-            },
-            attempts: 2,
-            timeout: Duration::from_secs(5),
-        },
-        voicemail: b2bua::VoicemailConfig {
-            dir: std::env::temp_dir(),
-            max_len: Duration::from_secs(30),
-        },
-        screen: b2bua::ScreenConfig::default(),
-        prompts: std::sync::Arc::new(
-            media::prompt::PromptSet::load(std::path::Path::new(prompts)).expect("prompts"),
-        ),
-    };
-    B2bua::new(
-        Config {
-            failover_after: None,
-            forward: ForwardTargets::fixed(format!("sip:+15551230002@{CALLEE}"), udp(CALLEE)),
-            local_udp: Some("203.0.113.10:5060".parse().unwrap()),
-            local_tcp: None,
-            local_tls: None,
-            user_agent: "stirgate".into(),
-            call_id_prefix: "sg0-".into(),
-            timers: TimerConfig::default(),
-            retry_after_s: 30,
-            max_call_duration: None,
-            session_timer: SessionTimerConfig::default(),
-            forward_policy: ForwardPolicy {
-                ring_timeout: None,
-                on_no_answer: Fallback::Relay,
-                on_busy: Fallback::Relay,
-                on_failure: Fallback::Relay,
-            },
-            routes: Routes::default(),
-            fast_pass: FastPass::default(),
-            flows,
-            numbers: HashMap::new(),
-            rich: RichPresentation::default(),
-        },
-        StdRng::seed_from_u64(7),
-    )
-}
-
-/// A Twilio-shaped request of call `n` from the caller: `method` with CSeq `seq` on branch
-/// `branch`, with our To tag once in the dialog.
+/// A request of call `n` from the caller (see [`trunk::from_caller`]), as Twilio marks one it
+/// did not verify.
 fn from_caller(n: usize, method: &str, seq: u32, branch: &str, to_tag: Option<&str>) -> String {
-    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
-    let (ctype, body) = if method == "INVITE" {
-        ("Content-Type: application/sdp\r\n", SDP)
-    } else {
-        ("", "")
-    };
-    format!(
-        "{method} sip:+15551230002@203.0.113.10:5060;transport=udp SIP/2.0\r\n\
-Record-Route: <sip:54.172.60.2:5060;r2=on;lr;ftag={n:08x}>\r\n\
-Via: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}{n:016x};rport\r\n\
-Max-Forwards: 68\r\n\
-From: <sip:+15551230001@twilio.example;pstn-params=808201008282>;tag={n:08x}_6772d868\r\n\
-To: <sip:+15551230002@customer.example>{to_tag}\r\n\
-Call-ID: {n:016x}b1d0a7c5e0c8d1f2@0.0.0.0\r\n\
-CSeq: {seq} {method}\r\n\
-Contact: <sip:+15551230001@{CALLER};transport=udp>\r\n\
-P-Asserted-Identity: <sip:+15551230001@twilio.example>\r\n\
-X-Twilio-VerStat: No-TN-Validation\r\n\
-User-Agent: Twilio Gateway\r\n\
-Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n\
-Supported: timer\r\n\
-{ctype}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    let verstat = "X-Twilio-VerStat: No-TN-Validation\r\n";
+    trunk::from_caller(n, method, seq, branch, to_tag, verstat)
 }
 
 /// The requests the B2BUA sent, parsed; everything else it had to say is dropped.

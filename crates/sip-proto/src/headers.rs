@@ -364,7 +364,7 @@ impl fmt::Display for CSeq {
 /// printed for every message).
 fn write_decimal(f: &mut fmt::Formatter<'_>, n: u32) -> fmt::Result {
     let mut buf = [0u8; 20];
-    let digits = crate::message::decimal(n as usize, &mut buf);
+    let digits = crate::text::decimal(n.into(), &mut buf);
     // ASCII digits only.
     f.write_str(std::str::from_utf8(digits).map_err(|_| fmt::Error)?)
 }

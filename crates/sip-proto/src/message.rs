@@ -914,25 +914,10 @@ fn decimal_len(n: usize) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// `n` in decimal, written into the end of `buf` (without the formatting machinery: numbers
-/// are printed for every message).
-pub(crate) fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
-}
-
 /// Appends `n` in decimal.
 pub(crate) fn push_decimal(out: &mut Vec<u8>, n: usize) {
     let mut buf = [0u8; 20];
-    out.extend_from_slice(decimal(n, &mut buf));
+    out.extend_from_slice(crate::text::decimal(n as u64, &mut buf));
 }
 
 /// Writes the header lines (Content-Length recomputed from `body`), the empty line and the body:

@@ -5,11 +5,9 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-/// Appends `n` in decimal (as `{n}`).
-pub fn push_decimal(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
+/// `n` in decimal, written into the end of `buf`; the digits are returned.
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
-    let mut n = n;
     loop {
         at -= 1;
         buf[at] = b'0' + (n % 10) as u8;
@@ -18,8 +16,14 @@ pub fn push_decimal(out: &mut String, n: u64) {
             break;
         }
     }
+    &buf[at..]
+}
+
+/// Appends `n` in decimal (as `{n}`).
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
     // ASCII digits only.
-    out.extend(buf[at..].iter().map(|&d| char::from(d)));
+    out.extend(decimal(n, &mut buf).iter().map(|&d| char::from(d)));
 }
 
 /// Appends the `width` lowest hex digits of `n`, lower case and zero-padded (as `{n:0width$x}`
