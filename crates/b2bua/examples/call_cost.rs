@@ -23,9 +23,8 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use b2bua::{B2bua, Listing, Output};
-use bytes::Bytes;
 use rand::rngs::StdRng;
-use sip_proto::{Message, Request, Response};
+use sip_proto::{Message, Request};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -100,17 +99,6 @@ fn drain(b: &mut B2bua<StdRng>) -> Sent {
     sent
 }
 
-fn answer(req: &Request, status: u16, body: &str) -> Vec<u8> {
-    let mut resp = Response::for_request(req, status, "X", Some("callee1"));
-    resp.headers
-        .push("Contact", format!("<sip:phone@{CALLEE}>"));
-    if !body.is_empty() {
-        resp.headers.push("Content-Type", "application/sdp");
-        resp.body = Bytes::from(body.to_owned());
-    }
-    resp.to_bytes().to_vec()
-}
-
 /// Runs the timers due by `now`, as a shard does.
 fn tick(b: &mut B2bua<StdRng>, now: Instant) {
     core(|| {
@@ -148,10 +136,10 @@ fn main() {
         });
         drop(job);
         let outbound = drain(&mut b).to_callee.remove(0);
-        let ringing = answer(&outbound, 180, "");
+        let ringing = trunk::from_callee(&outbound, 180, "");
         core(|| b.handle_bytes(now, callee, &ringing));
         drain(&mut b);
-        let ok = answer(&outbound, 200, SDP);
+        let ok = trunk::from_callee(&outbound, 200, SDP);
         core(|| b.handle_bytes(now, callee, &ok));
         let tag = drain(&mut b).caller_tag.expect("the 200 to the caller");
         let ack = from_caller(n, "ACK", 101, "ack", Some(&tag));
@@ -160,7 +148,7 @@ fn main() {
         let bye = from_caller(n, "BYE", 102, "bye", Some(&tag));
         core(|| b.handle_bytes(now, caller, bye.as_bytes()));
         for bye in drain(&mut b).to_callee {
-            let ok = answer(&bye, 200, "");
+            let ok = trunk::from_callee(&bye, 200, "");
             core(|| b.handle_bytes(now, callee, &ok));
         }
         drain(&mut b);

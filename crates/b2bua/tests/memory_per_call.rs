@@ -11,9 +11,8 @@ use std::alloc::System;
 use std::time::{Duration, Instant};
 
 use b2bua::{B2bua, Listing, Output};
-use bytes::Bytes;
 use rand::rngs::StdRng;
-use sip_proto::{Message, Request, Response};
+use sip_proto::{Message, Request};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -50,14 +49,7 @@ fn sent_requests(b: &mut B2bua<StdRng>) -> Vec<Request> {
 }
 
 fn reply(b: &mut B2bua<StdRng>, now: Instant, req: &Request, status: u16, body: &str) {
-    let mut resp = Response::for_request(req, status, "X", Some("callee1"));
-    resp.headers
-        .push("Contact", format!("<sip:phone@{CALLEE}>"));
-    if !body.is_empty() {
-        resp.headers.push("Content-Type", "application/sdp");
-        resp.body = Bytes::from(body.to_owned());
-    }
-    b.handle_bytes(now, udp(CALLEE), &resp.to_bytes());
+    b.handle_bytes(now, udp(CALLEE), &trunk::from_callee(req, status, body));
 }
 
 #[test]

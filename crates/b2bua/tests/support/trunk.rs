@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use b2bua::config::{Config, Fallback, ForwardPolicy, ForwardTargets, RichPresentation};
 use b2bua::{B2bua, FastPass, FlowConfig, Routes, SessionTimerConfig};
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sip_proto::endpoint::{Peer, Transport};
 use sip_proto::transaction::TimerConfig;
+use sip_proto::{Request, Response};
 
 pub(crate) const CALLER: &str = "54.172.60.2:5060";
 pub(crate) const CALLEE: &str = "192.0.2.20:5060";
@@ -109,4 +111,16 @@ Supported: timer\r\n\
 {extra}{ctype}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// The callee's answer to `req`: `status`, its Contact, and `body` as SDP when not empty.
+pub(crate) fn from_callee(req: &Request, status: u16, body: &str) -> Vec<u8> {
+    let mut resp = Response::for_request(req, status, "X", Some("callee1"));
+    resp.headers
+        .push("Contact", format!("<sip:phone@{CALLEE}>"));
+    if !body.is_empty() {
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = Bytes::from(body.to_owned());
+    }
+    resp.to_bytes().to_vec()
 }
