@@ -32,7 +32,7 @@ pub fn scan_call_id(bytes: &[u8]) -> Scan<'_> {
     let mut rest = &bytes[start..];
     let mut first = true;
     loop {
-        let Some(end) = find_crlf(rest) else {
+        let Some(end) = memchr::memmem::find(rest, b"\r\n") else {
             return Scan::Unsure; // no end of the header block: not a message we would parse
         };
         let line = &rest[..end];
@@ -83,18 +83,6 @@ pub fn shard_of_bytes(bytes: &[u8], shards: usize) -> usize {
             .and_then(|m| m.call_id().map(|c| shard_of(c, shards)))
             .unwrap_or(0),
     }
-}
-
-fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = memchr::memchr(b'\r', &bytes[from..]) {
-        let at = from + at;
-        if bytes.get(at + 1) == Some(&b'\n') {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 fn trim_wsp(bytes: &[u8]) -> &[u8] {

@@ -87,15 +87,7 @@ pub(super) fn read_header_lines(block: &str) -> Result<Headers, LineError> {
 
 /// The first CRLF in `bytes`.
 pub(super) fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(n) = memchr::memchr(b'\r', &bytes[from..]) {
-        let at = from + n;
-        if bytes.get(at + 1) == Some(&b'\n') {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    memchr::memmem::find(bytes, b"\r\n")
 }
 
 /// The byte range of `text.trim()` in `text`, without decoding characters unless an end is
