@@ -261,8 +261,9 @@ impl LingerTable {
         self.ends.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Ends every transaction whose end is at or before `now`; returns true when any ended. The table then gives back what a peak took: all
-    /// of it once empty, else it is compacted once it fell below a quarter of its slots.
+    /// Ends every transaction whose end is at or before `now`; returns true when any ended.
+    /// The table then gives back what a peak took: all of it once empty, else it is compacted
+    /// once it fell below a quarter of its slots.
     pub(super) fn expire(&mut self, now: Instant) -> bool {
         let mut any = false;
         while let Some(Reverse((at, i))) = self.ends.peek().copied() {
@@ -272,6 +273,7 @@ impl LingerTable {
             self.ends.pop();
             any = true;
             let hash = self.slot_hash(i);
+            self.forget_dialog(i);
             let Some(slot) = self.slots.get_mut(i as usize).and_then(Option::take) else {
                 continue;
             };
@@ -282,12 +284,6 @@ impl LingerTable {
             if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
                 entry.remove();
                 self.count[side_index(side)] -= 1;
-            }
-            if let Then::ServerInvite(Some(dialog)) = &slot.then {
-                let hash = self.hasher.hash_one((&*dialog.0, dialog.1));
-                if let Ok(entry) = self.dialogs.find_entry(hash, |&j| j == i) {
-                    entry.remove();
-                }
             }
         }
         if any {
