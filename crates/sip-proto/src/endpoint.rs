@@ -351,11 +351,7 @@ impl Endpoint {
         if let Some(then) = self.lingering.get(&key) {
             // A retransmission of a request answered with a final response already.
             if let Some(resend) = then.answer() {
-                self.transmits.push_back(Transmit {
-                    peer: resend.peer,
-                    bytes: Bytes::copy_from_slice(&resend.bytes),
-                    tx: None,
-                });
+                self.transmits.push_back(resend.transmit());
             }
             return;
         }
@@ -426,11 +422,7 @@ impl Endpoint {
                 .get(&key)
                 .and_then(|then| then.ack_for(response.status))
             {
-                self.transmits.push_back(Transmit {
-                    peer: resend.peer,
-                    bytes: Bytes::copy_from_slice(&resend.bytes),
-                    tx: None,
-                });
+                self.transmits.push_back(resend.transmit());
             }
             return;
         };

@@ -51,6 +51,17 @@ pub(super) struct Resend {
     pub(super) bytes: Box<[u8]>,
 }
 
+impl Resend {
+    /// The datagram (or stream write) that sends the bytes again, owned by no transaction.
+    pub(super) fn transmit(&self) -> super::Transmit {
+        super::Transmit {
+            peer: self.peer,
+            bytes: bytes::Bytes::copy_from_slice(&self.bytes),
+            tx: None,
+        }
+    }
+}
+
 /// What a lingering transaction still does (its side and method go with the variant).
 #[derive(Debug)]
 pub(super) enum Then {
