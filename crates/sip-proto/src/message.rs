@@ -317,30 +317,28 @@ impl Headers {
 
     /// Appends a header line.
     pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
-        self.changed();
-        self.entries.push(Entry {
-            name: name_text(name.as_ref()),
-            value: Text::Owned(Arc::from(value.as_ref())),
-        });
+        self.push_text(name.as_ref(), Text::Owned(Arc::from(value.as_ref())));
     }
 
     /// [`Self::push`] of text that lives for the whole program (a constant): kept by
     /// reference, not copied.
     pub fn push_static(&mut self, name: &str, value: &'static str) {
-        self.changed();
-        self.entries.push(Entry {
-            name: name_text(name),
-            value: Text::Static(value),
-        });
+        self.push_text(name, Text::Static(value));
     }
 
     /// [`Self::push`] of text already shared (written once, sent on many messages): the line
     /// holds another reference to it instead of a copy.
     pub fn push_shared(&mut self, name: &str, value: Arc<str>) {
+        self.push_text(name, Text::Owned(value));
+    }
+
+    /// Appends a line named `name` holding `value` (the pushes above differ only in how the
+    /// value is held).
+    fn push_text(&mut self, name: &str, value: Text) {
         self.changed();
         self.entries.push(Entry {
             name: name_text(name),
-            value: Text::Owned(value),
+            value,
         });
     }
 
