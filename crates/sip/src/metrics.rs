@@ -39,7 +39,8 @@ pub fn first_line_label(bytes: &[u8]) -> &'static str {
     FIRST_LINE_LABELS[first_line_index(bytes)]
 }
 
-/// The position of `label` in [`FIRST_LINE_LABELS`] (evaluated at compile time by [`first_line_index`]).
+/// The position of `label` in [`FIRST_LINE_LABELS`] (evaluated at compile time by
+/// [`first_line_index`]).
 const fn label_index(label: &str) -> usize {
     let mut i = 0;
     while i < FIRST_LINE_LABELS.len() {
