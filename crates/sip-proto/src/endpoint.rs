@@ -193,6 +193,9 @@ struct ServerEntry {
     accepted: Option<(Arc<str>, u32)>,
     /// The deadline of this transaction's entry in [`Endpoint::deadlines`], if one is queued.
     queued: Option<Instant>,
+    /// An INVITE's 100 Trying waits in [`Endpoint::trying`] until the TU has sent what it
+    /// sends at once; cleared when it is sent, or when the TU answers first.
+    trying_due: bool,
 }
 
 /// The timer queue: one entry per transaction with a timer running (see [`schedule`]).
@@ -226,6 +229,9 @@ pub struct Endpoint {
     /// The transactions that only absorb retransmissions, with their ends.
     lingering: LingerTable,
     transmits: VecDeque<Transmit>,
+    /// INVITE server transactions whose 100 Trying is still to go, sent after `transmits`
+    /// (see [`Endpoint::poll_transmit`]).
+    trying: VecDeque<TxKey>,
     events: VecDeque<Event>,
 }
 
@@ -242,6 +248,7 @@ impl Endpoint {
             deadlines: BinaryHeap::new(),
             lingering: LingerTable::default(),
             transmits: VecDeque::new(),
+            trying: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
@@ -361,16 +368,15 @@ impl Endpoint {
         let mut tx = ServerTransaction::new(invite, source.transport.is_reliable());
         let answer = answer_headers(&request.headers);
         if invite {
-            // 100 Trying at once (RFC 3261 §17.2.1), so the caller stops retransmitting.
+            // 100 Trying (RFC 3261 §17.2.1), so the caller stops retransmitting. It goes out
+            // after what the TU sends at once (a forwarded INVITE is not held behind it), and
+            // not at all when the TU answers at once (§17.2.1 asks for it only when the TU
+            // will not answer within 200 ms). The transaction holds it from now on, so a
+            // retransmitted INVITE is answered with it either way.
             let mut trying = Response::from_answer_headers(answer.clone(), 100, "Trying", None);
             trying.headers.push("Server", self.user_agent.as_str());
-            let bytes = trying.to_bytes();
-            tx.send_response(now, &self.timers, 100, bytes.clone());
-            self.transmits.push_back(Transmit {
-                peer,
-                bytes,
-                tx: None,
-            });
+            tx.send_response(now, &self.timers, 100, trying.to_bytes());
+            self.trying.push_back(key.clone());
         }
         self.server.insert(
             key.clone(),
@@ -380,6 +386,7 @@ impl Endpoint {
                 answer: Some(Box::new(answer)),
                 accepted: None,
                 queued: None,
+                trying_due: invite,
             }),
         );
         self.events.push_back(Event::Request {
@@ -618,6 +625,8 @@ impl Endpoint {
         {
             return false;
         }
+        // The TU answered: its response says what the 100 Trying would have said.
+        entry.trying_due = false;
         self.transmits.push_back(Transmit {
             peer: entry.peer,
             bytes,
@@ -789,9 +798,29 @@ impl Endpoint {
         }
     }
 
-    /// The next thing to send.
+    /// The next thing to send: what the transactions and the TU queued, in order, then the
+    /// 100 Trying of INVITEs the TU has not answered yet. A TU that reacts to an INVITE before
+    /// draining this (as the B2BUA does, forwarding it) sends its reaction first.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        if let Some(transmit) = self.transmits.pop_front() {
+            return Some(transmit);
+        }
+        while let Some(key) = self.trying.pop_front() {
+            let Some(entry) = self.server.get_mut(&key) else {
+                continue; // answered and lingering, or gone
+            };
+            if !std::mem::take(&mut entry.trying_due) {
+                continue;
+            }
+            if let Some(bytes) = entry.tx.handle_retransmission() {
+                return Some(Transmit {
+                    peer: entry.peer,
+                    bytes,
+                    tx: None,
+                });
+            }
+        }
+        None
     }
 
     /// The next event for the transaction user.
@@ -1012,6 +1041,10 @@ fn ack_for_error(invite: &Request, response: &Response) -> Request {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant, as in `tests`
+mod tests_trying;
+
+#[cfg(test)]
 // The virtual clock needs one base instant; time then only advances by addition.
 #[allow(clippy::disallowed_methods)]
 mod tests {
@@ -1019,7 +1052,7 @@ mod tests {
 
     use super::*;
 
-    fn udp(port: u16) -> Peer {
+    pub(super) fn udp(port: u16) -> Peer {
         Peer {
             transport: Transport::Udp,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -1027,7 +1060,7 @@ mod tests {
         }
     }
 
-    fn invite(branch: &str) -> String {
+    pub(super) fn invite(branch: &str) -> String {
         format!(
             "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:6000;branch={branch};rport\r\n\
@@ -1036,7 +1069,7 @@ Call-ID: c1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6000>\r\nCon
         )
     }
 
-    fn drain_transmits(ep: &mut Endpoint) -> Vec<Transmit> {
+    pub(super) fn drain_transmits(ep: &mut Endpoint) -> Vec<Transmit> {
         std::iter::from_fn(|| ep.poll_transmit()).collect()
     }
 

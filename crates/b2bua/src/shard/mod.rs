@@ -211,6 +211,11 @@ impl<R: RngCore> B2bua<R> {
         self.outputs.pop_front()
     }
 
+    /// True when an output waits for [`Self::poll_output`].
+    pub fn has_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     /// Ends every call now (drain grace expired): BYE on answered legs, CANCEL on pending
     /// outbound INVITEs and 503 to their callers.
     pub fn hangup_all(&mut self, now: Instant) {

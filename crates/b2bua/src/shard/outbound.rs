@@ -219,6 +219,10 @@ impl<R: RngCore> B2bua<R> {
                 self.finish(now, id, Outcome::Cancelled);
                 return;
             }
+            // The caller's 2xx first, then the callee's ACK: the ACK only stops the callee's
+            // 2xx retransmissions (T1 away), while the caller is waiting for its answer.
+            let body = body_of(response);
+            self.answer_inbound(now, id, status, &response.reason, body);
             if late_offer {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.deferred_ack = Some(tx.clone());
@@ -226,8 +230,6 @@ impl<R: RngCore> B2bua<R> {
             } else {
                 self.send_outbound_ack(now, id, tx, Bytes::new(), None);
             }
-            let body = body_of(response);
-            self.answer_inbound(now, id, status, &response.reason, body);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.state = CallState::Answered;
                 // Answered: no other destination will be tried, so the INVITE kept for the

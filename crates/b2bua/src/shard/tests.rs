@@ -439,8 +439,9 @@ fn error_from_callee_is_relayed_and_draining_refuses_new_calls() {
         .replace("z9hG4bKin1", "z9hG4bKin9");
     b.handle_bytes(now, udp(CALLER), second.as_bytes());
     let out = sent(&mut b);
-    assert_eq!(statuses_to(&out, CALLER), vec![100, 503]);
-    let Message::Response(resp) = &out[1].1 else {
+    // Answered at once: no 100 Trying before the 503 (RFC 3261 §17.2.1).
+    assert_eq!(statuses_to(&out, CALLER), vec![503]);
+    let Message::Response(resp) = &out[0].1 else {
         panic!()
     };
     assert_eq!(resp.headers.get("Retry-After"), Some("30"));
@@ -498,7 +499,8 @@ fn blocklisted_callers_get_603_whatever_the_verdict() {
         Listing::Blocked,
     );
     let out = sent(&mut b);
-    assert_eq!(statuses_to(&out, CALLER), vec![100, 603]);
+    // The verdict came before anything was sent: the 603 goes alone, no 100 Trying.
+    assert_eq!(statuses_to(&out, CALLER), vec![603]);
     assert!(requests_to(&out, CALLEE, &Method::Invite).is_empty());
     let Some(Output::CallEnded(record)) = b.poll_output() else {
         panic!()
@@ -517,7 +519,8 @@ fn cancel_during_verification_ends_the_call_and_the_late_verdict_is_ignored() {
     };
     let cancel = from_caller("CANCEL", 10, None, None);
     b.handle_bytes(now, udp(CALLER), cancel.as_bytes());
-    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![100, 200, 487]);
+    // The CANCEL's 200 and the INVITE's 487 came before anything was sent: no 100 Trying.
+    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![200, 487]);
     b.handle_verdict(now, job.call, &verified(stir::Attest::A), Listing::Unlisted);
     assert!(
         sent(&mut b).is_empty(),
@@ -1190,7 +1193,11 @@ fn a_reinvite_on_a_locally_answered_call_is_answered_here_not_relayed() {
         .replace("z9hG4bKre1", "z9hG4bKre2")
         .replace("11 INVITE", "12 INVITE");
     b.handle_bytes(now, udp(CALLER), again.as_bytes());
-    assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![100, 491]);
+    assert_eq!(
+        statuses_to(&sent(&mut b), CALLER),
+        vec![491],
+        "answered at once: no 100"
+    );
     b.handle_media_reanswer(now, id, Err(488));
     assert_eq!(statuses_to(&sent(&mut b), CALLER), vec![488]);
     assert_eq!(b.active_calls(), 1, "the call goes on");

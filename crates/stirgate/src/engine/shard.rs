@@ -191,13 +191,17 @@ impl Shard {
     }
 
     fn flush(&mut self) {
+        // Outputs first: a verdict reached on the spot forwards the INVITE, which then goes
+        // out ahead of its 100 Trying (the endpoint sends a 100 after what the core queued).
         // Outputs may feed the core again (media answers), which may produce more of both.
         loop {
+            while let Some(output) = self.core.poll_output() {
+                self.output(output);
+            }
             self.flush_transmits();
-            let Some(output) = self.core.poll_output() else {
+            if !self.core.has_output() {
                 break;
-            };
-            self.output(output);
+            }
         }
     }
 
