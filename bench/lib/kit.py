@@ -46,6 +46,10 @@ KAMAILIO = os.environ.get("KAMAILIO", "/usr/sbin/kamailio")
 RESULTS = os.environ.get("RESULTS", os.path.join(BENCH, "RESULTS.md"))
 PROFILE = os.environ.get("PROFILE", "0" if QUICK else "1") == "1"
 MEDIA = os.environ.get("MEDIA", "1") == "1"
+# stirgate runs as the Debian package configures it: `sip.realtime_priority` 10 (SCHED_RR for its
+# SIP threads; the unit allows it with LimitRTPRIO=10). The latency step is also run at normal
+# priority (REALTIME=0 makes every stirgate of the kit run so).
+REALTIME = int(os.environ.get("REALTIME", "10"))
 
 # One step: STEP_S seconds of new calls, each held HOLD_MS after the 200 then hung up by the
 # caller; the step ends when every call has ended (or failed), so nothing carries over.
@@ -136,6 +140,19 @@ class Procs:
             except OSError:
                 pass
         return total / TICK
+
+    def round_robin_threads(self):
+        """(threads under SCHED_RR, all threads) of the main process: did sip.realtime_priority take?"""
+        rr = total = 0
+        for tid in os.listdir(f"/proc/{self.main}/task"):
+            try:
+                with open(f"/proc/{self.main}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += 1
+            rr += fields[38] == "2"  # policy (field 41): 2 = SCHED_RR
+        return rr, total
 
     def status_kib(self, key):
         total = 0
@@ -398,12 +415,15 @@ def metric_sum(port, name):
 
 
 class Stirgate:
-    def __init__(self, work, uas_port, tag, shards=None, redirect=False):
+    def __init__(self, work, uas_port, tag, shards=None, redirect=False, realtime=None):
         self.port, self.metrics = free_port(), free_tcp_port()
         d = os.path.join(work, f"stirgate-{tag}")
         os.makedirs(d)
         self.dir = d
         shards_line = f"shards = {shards}\n" if shards else ""
+        # The Debian package's setting unless told otherwise (see REALTIME).
+        self.realtime = REALTIME if realtime is None else realtime
+        shards_line += f"realtime_priority = {self.realtime}\n"
         # Redirect mode (docs/redirect-mode.md): a verdict in a 302 on its own listener.
         self.redirect = free_port() if redirect else None
         base = f"""[sip]
@@ -928,8 +948,20 @@ def run(work, mach, cleanup):
     after_kib = fresh.procs.rss_kib()
     res["half"] = {"rate": half, "seconds": lat_s, "idle_kib": idle, "idle_warm_kib": idle_warm, "sg": half_sg,
                    "fresh_hwm": fresh.procs.hwm_kib(), "after_kib": after_kib, "idle_cpu": idle_cpu,
-                   "idle_s": IDLE_S, "wire": wire_added}
+                   "idle_s": IDLE_S, "wire": wire_added, "realtime": fresh.realtime,
+                   "rr_threads": fresh.procs.round_robin_threads()}
     fresh.stop()
+    if fresh.realtime and cap:
+        # The same step with a stirgate at normal priority: what SCHED_RR takes off the added time.
+        plain = Stirgate(work, uas2.port, "half-normal", realtime=0)
+        cleanup.append(plain.stop)
+        p_row = Row("stirgate", plain.port, "uac.xml", plain.procs, signer, work, metrics_port=plain.metrics,
+                    unique=True)
+        p_row.step(10, seconds=1, label="warm-up", sampler_only=True)
+        p_cap = wire.Capture(plain.port, os.path.join(work, "half-normal.pcap"))
+        p_step = p_row.step(half, seconds=lat_s, label="half, normal priority", sampler_only=True, trace=True)
+        res["half"]["normal"] = {"sg": p_step, "wire": added_on_wire(p_cap, plain.port)}
+        plain.stop()
     res["linger"] = linger_slope(work, uas2.port, signer, half)
     # The harness's own p99 is the baseline of "added" latency; a stalled SIPp step (a scheduler
     # hiccup on this shared machine) would make it look as if stirgate added nothing, so the

@@ -103,7 +103,8 @@ def render(res):
          f(added, "{:.3f} ms"),
          # A direct path slower than the target itself means the machine stalled SIPp during the
          # step: the difference then says nothing about stirgate.
-         verdict(added < TARGET_ADDED_P99_MS) + " (loopback timestamps)" if on_wire
+         verdict(added < TARGET_ADDED_P99_MS) + (f" (loopback timestamps; sip.realtime_priority {half['realtime']})"
+                                                 if half.get("realtime") else " (loopback timestamps)") if on_wire
          else "NO VERDICT (direct p99 itself over target: machine noise)"
          if hd["p99"] is not None and hd["p99"] >= TARGET_ADDED_P99_MS
          else verdict(added is not None and added < TARGET_ADDED_P99_MS)],
@@ -182,8 +183,9 @@ def render(res):
             f"{half['rate']} calls/s step of the fresh stirgate: {w['paired']} of {w['seen']} calls paired, "
             f"{w['drops']} packets dropped by the capture. Added p50 {ms(w['p50'])} ms, p99 {ms(w['p99'])} ms, max "
             f"{ms(w['max'])} ms; INVITE in -> out p50 {ms(w['invite_p50'])} / p99 {ms(w['invite_p99'])} ms (the "
-            f"PASSporT verify is in it); 200 in -> out p50 {ms(w['answer_p50'])} / p99 {ms(w['answer_p99'])} ms. "
-            f"SIPp's own figures, which include SIPp's scheduling on the shared cores: stirgate p99 "
+            f"PASSporT verify is in it); 200 in -> out p50 {ms(w['answer_p50'])} / p99 {ms(w['answer_p99'])} ms."
+            + realtime_note(half) +
+            f" SIPp's own figures, which include SIPp's scheduling on the shared cores: stirgate p99 "
             f"{ms(hs['p99'])} ms - direct p99 {ms(hd['p99'])} ms = {f(sipp_added, '{:.3f}')} ms."
             + (f" For scale, one hop through a callee that does nothing but answer (SIPp's UAS in the direct "
                f"step, INVITE in -> 200 out on the wire): p50 {ms(hd['uas_hop']['p50'])} / p99 "
@@ -353,3 +355,19 @@ def render(res):
         else:
             md.append(f"Failed (exit {media['exit']}):\n\n```\n{media['stdout'][-2000:]}\n{media['stderr_tail']}\n```\n")
     return stdout, "\n".join(md) + "\n"
+
+
+def realtime_note(half):
+    """How the latency step's stirgate was scheduled, and the same step at normal priority."""
+    rt = half.get("realtime")
+    if not rt:
+        return " stirgate ran at normal priority (`sip.realtime_priority` = 0)."
+    rr, total = half.get("rr_threads") or (0, 0)
+    note = (f" stirgate ran as the Debian package configures it, `sip.realtime_priority` = {rt}: {rr} of its "
+            f"{total} threads were under SCHED_RR, so a woken SIP thread did not wait for the SIPps' time slices.")
+    n = half.get("normal")
+    w = n and n.get("wire")
+    if w:
+        note += (f" The same step with a stirgate at normal priority: added p50 {ms(w['p50'])} / p99 {ms(w['p99'])} "
+                 f"ms (INVITE in -> out p99 {ms(w['invite_p99'])}, 200 in -> out p99 {ms(w['answer_p99'])} ms).")
+    return note

@@ -16,6 +16,7 @@ mod lists_redis;
 mod lists_snapshot;
 pub mod metrics;
 pub mod notify;
+pub mod realtime;
 pub mod redirect;
 pub mod run;
 pub mod status;

@@ -26,8 +26,10 @@ pub fn main(args: &RunArgs) -> u8 {
         }
     };
     init_tracing(cfg.log_format);
+    let priority = cfg.realtime_priority;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || crate::realtime::on_thread_start(priority))
         .build()
     {
         Ok(rt) => rt,

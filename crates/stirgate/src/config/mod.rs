@@ -147,6 +147,8 @@ pub struct Config {
     pub max_calls: usize,
     /// Number of call shards (one task each).
     pub shards: usize,
+    /// `sip.realtime_priority`: SCHED_RR priority of the runtime's threads (0: normal).
+    pub realtime_priority: u8,
     /// Where forwarded calls go (`forward.targets`, else `forward.target`).
     pub forward: b2bua::ForwardTargets,
     /// The DNS servers for target names (`forward.dns_servers`; empty: the system's).
@@ -308,6 +310,7 @@ impl TryFrom<RawConfig> for Config {
             admission,
             max_calls: raw.limits.max_calls,
             shards: sip.shards,
+            realtime_priority: sip.realtime_priority,
             forward,
             dns_servers,
             failover_after,

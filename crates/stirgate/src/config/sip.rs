@@ -50,6 +50,9 @@ pub struct RawSip {
     pub session_expires_s: u32,
     /// `sip.min_se_s`: the smallest session interval accepted (422 below it).
     pub min_se_s: u32,
+    /// `sip.realtime_priority`: SCHED_RR priority of the threads that carry SIP (0 = normal
+    /// scheduling; see `crate::realtime`).
+    pub realtime_priority: u8,
 }
 
 impl Default for RawSip {
@@ -75,6 +78,7 @@ impl Default for RawSip {
             max_call_duration_s: 14_400,
             session_expires_s: 1800,
             min_se_s: 90,
+            realtime_priority: 0,
         }
     }
 }
@@ -90,6 +94,7 @@ pub(super) struct SipSection {
     pub(super) shards: usize,
     pub(super) max_call_duration: Option<Duration>,
     pub(super) session_timer: b2bua::SessionTimerConfig,
+    pub(super) realtime_priority: u8,
 }
 
 impl RawSip {
@@ -177,7 +182,17 @@ impl RawSip {
                 "must be 0 (ask for no session timer) or between sip.min_se_s and 86400",
             ));
         }
+        if self.realtime_priority > crate::realtime::MAX_PRIORITY {
+            errors.push(ConfigError::new(
+                "sip.realtime_priority",
+                format!(
+                    "must be between 0 (normal scheduling) and {}",
+                    crate::realtime::MAX_PRIORITY
+                ),
+            ));
+        }
         SipSection {
+            realtime_priority: self.realtime_priority,
             session_timer: b2bua::SessionTimerConfig {
                 expires: (self.session_expires_s > 0).then_some(self.session_expires_s),
                 min_se: self.min_se_s.max(1),

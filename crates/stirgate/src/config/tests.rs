@@ -255,7 +255,7 @@ fn admin_listeners_and_log_keys_validate_with_their_keys() {
 #[test]
 fn every_error_is_reported_with_its_key() {
     let err = Config::from_toml_at(
-        "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"block\"\nC = \"teleport\"\n",
+        "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nt1_ms = 0\nrealtime_priority = 91\n[forward]\ntarget = \"mailto:x\"\n[metrics]\nlisten = \"nowhere\"\n[routes]\nB = \"block\"\nC = \"teleport\"\n",
         &repo(),
     )
     .unwrap_err();
@@ -265,6 +265,7 @@ fn every_error_is_reported_with_its_key() {
         vec![
             "sip.listen",
             "sip.t1_ms",
+            "sip.realtime_priority",
             "forward.target",
             "metrics.listen",
             "routes.B",
@@ -513,6 +514,18 @@ fn the_packaged_service_config_is_valid_and_keeps_state_in_the_service_folders()
         cfg.cdr_path.as_deref(),
         Some(Path::new("/var/log/stirgate/cdr.jsonl"))
     );
+    // The unit lets the service use the SCHED_RR priority its config asks for.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/debian/stirgate.service"
+    ))
+    .unwrap();
+    assert!(cfg.realtime_priority > 0);
+    assert!(
+        unit.contains(&format!("LimitRTPRIO={}\n", cfg.realtime_priority)),
+        "LimitRTPRIO must allow sip.realtime_priority"
+    );
+    assert!(!unit.contains("RestrictRealtime=yes"));
 }
 
 #[test]
