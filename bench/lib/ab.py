@@ -5,6 +5,9 @@ slower machine or a noisy minute moves both. Prints CPU us per call, SIPp's p99 
 peak RSS (KiB) per step. Loopback only.
 
     python3 bench/lib/ab.py OLD_BINARY NEW_BINARY 1000,2000,3000
+
+OLD_REALTIME / NEW_REALTIME set each side's `sip.realtime_priority` (default: the kit's REALTIME),
+so one binary can be compared with itself at two scheduling settings.
 """
 import os, shutil, subprocess, sys, tempfile, time
 
@@ -26,7 +29,8 @@ res = []
 for rnd in range(2):
     for name, binp in (("old", OLD), ("new", NEW)):
         kit.BIN = binp
-        sg = kit.Stirgate(work, uas.port, f"{name}{rnd}")
+        rt = int(os.environ.get(f"{name.upper()}_REALTIME", kit.REALTIME))
+        sg = kit.Stirgate(work, uas.port, f"{name}{rnd}", realtime=rt)
         row = kit.Row(name, sg.port, "uac.xml", sg.procs, signer, work, metrics_port=sg.metrics, unique=True)
         row.step(10, seconds=1, label="warm-up", sampler_only=True)
         for r in rates:

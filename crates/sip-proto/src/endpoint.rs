@@ -828,6 +828,11 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// True when an event waits for [`Self::poll_event`].
+    pub fn has_event(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Sends a message outside any transaction (stateless responses, ACK without a transaction).
     pub fn send_stateless(&mut self, bytes: Bytes, peer: Peer) {
         self.transmits.push_back(Transmit {

@@ -166,9 +166,21 @@ impl Shard {
         }
     }
 
-    /// Sends what the endpoint queued and handles its events until both are drained.
+    /// Handles the endpoint's events, then sends what it queued, until both are drained. Events
+    /// first: an INVITE verified on the spot is answered with its 302 before anything is sent,
+    /// so it needs no 100 Trying (the endpoint sends one only for an INVITE not yet answered).
     fn flush(&mut self) {
         loop {
+            while let Some(event) = self.endpoint.poll_event() {
+                if let Event::Request {
+                    tx,
+                    request,
+                    source,
+                } = event
+                {
+                    self.on_request(Instant::now(), tx, request, source);
+                }
+            }
             while let Some(transmit) = self.endpoint.poll_transmit() {
                 if let Err(failure) = self.transports.send(transmit) {
                     tracing::debug!(error = %failure, "redirect: send failed");
@@ -177,16 +189,9 @@ impl Shard {
                     }
                 }
             }
-            let Some(event) = self.endpoint.poll_event() else {
+            // A transport error may have raised an event (a failed transaction).
+            if !self.endpoint.has_event() {
                 break;
-            };
-            if let Event::Request {
-                tx,
-                request,
-                source,
-            } = event
-            {
-                self.on_request(Instant::now(), tx, request, source);
             }
         }
     }

@@ -63,6 +63,20 @@ fn invites_get_a_302_with_the_verdict_or_the_rejection_the_routes_ask_for() {
     let replies = udp_exchange(to, &invite("sip:15551230002@gw.example", &bad, "r2"), wait);
     let answer = final_response(&replies);
     assert!(answer.starts_with("SIP/2.0 438 "), "{answer}");
+    // The certificate is cached now: the INVITE is answered on the spot, so no 100 Trying
+    // goes before the answer (RFC 3261 §17.2.1); only the 438 and its retransmissions come.
+    assert!(
+        replies.iter().all(|r| r.starts_with(b"SIP/2.0 438 ")),
+        "{:?}",
+        replies
+            .iter()
+            .map(|r| String::from_utf8_lossy(r)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned())
+            .collect::<Vec<_>>()
+    );
     assert!(answer.contains("Reason: STIR;cause=438;"), "{answer}");
     assert!(!answer.contains("Contact:"), "{answer}");
 
