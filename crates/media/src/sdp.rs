@@ -14,6 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::srtp::{self, CryptoError, MasterKey, SrtpKeys, SrtpSuite};
 
+mod codec_name;
+pub use codec_name::answer_codec;
+
 /// An audio codec stirgate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -425,35 +428,6 @@ fn parse_answer_inner(
     })
 }
 
-/// The codec of an SDP answer as a person reads it (`PCMU`, `PCMA`, `G722`, `opus`, ...): the
-/// encoding name of the first format of the first active audio stream, from its `a=rtpmap` or,
-/// for a static payload type, from RFC 3551. For call records of calls whose media stirgate only
-/// relays (any codec the two ends agreed on), hence not limited to [`Codec`]. `None` when the
-/// text is no SDP or has no active audio stream.
-#[must_use]
-pub fn answer_codec(answer: &str) -> Option<String> {
-    let session = parse(answer).ok()?;
-    let md = session.media_descriptions.iter().find(|md| {
-        md.media_name.media.eq_ignore_ascii_case("audio") && md.media_name.port.value != 0
-    })?;
-    let fmt = md.media_name.formats.first()?;
-    let pt: u8 = fmt.parse().ok()?;
-    if let Some((_, name, _)) = rtpmaps(md).into_iter().find(|(p, _, _)| *p == pt) {
-        return Some(name);
-    }
-    // RFC 3551 §6, the static audio payload types still met in the field.
-    let name = match pt {
-        0 => "PCMU",
-        3 => "GSM",
-        4 => "G723",
-        8 => "PCMA",
-        9 => "G722",
-        18 => "G729",
-        _ => return None,
-    };
-    Some(name.to_owned())
-}
-
 struct Choice {
     codec: Codec,
     payload_type: u8,
@@ -815,17 +789,6 @@ fn push_audio(sdp: &mut String, local: &LocalMedia, n: &Negotiated) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answer_codec_names_the_first_audio_format() {
-        let pcma = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
-                    m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
-        assert_eq!(answer_codec(pcma).as_deref(), Some("PCMA"));
-        let opus = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
-                    m=video 0 RTP/AVP 96\r\nm=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
-        assert_eq!(answer_codec(opus).as_deref(), Some("opus"));
-        assert_eq!(answer_codec("not sdp"), None);
-    }
 
     const LOCAL: LocalMedia = LocalMedia {
         address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
