@@ -55,6 +55,19 @@ pub struct Leg {
     pub peer_timer_support: bool,
     /// The last SDP stirgate sent on this leg (what a refresh re-INVITE offers again).
     pub local_sdp: bytes::Bytes,
+    /// Where the next hop of this leg's last in-dialog request was resolved to, so that the
+    /// requests of one dialog (ACK, BYE, refreshes) parse the same URI once.
+    pub(crate) next_hop: Option<ResolvedHop>,
+}
+
+/// A next-hop URI of a leg resolved to an address: valid while the URI text and the leg's
+/// peer it was resolved from are the same (either may change in the dialog: a target refresh,
+/// a failover to another destination).
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedHop {
+    pub(crate) uri: String,
+    pub(crate) from: Peer,
+    pub(crate) peer: Peer,
 }
 
 /// Where a call stands.

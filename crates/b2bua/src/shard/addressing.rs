@@ -12,7 +12,7 @@ use sip_proto::message::SipHeaders;
 use sip_proto::text::{push_decimal, push_hex, push_socket_addr};
 use sip_proto::Request;
 
-use crate::call::Leg;
+use crate::call::{Leg, ResolvedHop};
 
 use super::*;
 
@@ -152,6 +152,7 @@ pub(super) fn inbound_leg(invite: &Request, source: Peer, local_tag: &str) -> Op
         timer: None,
         peer_timer_support: false,
         local_sdp: Bytes::new(),
+        next_hop: None,
     })
 }
 
@@ -171,30 +172,55 @@ pub(super) struct DialogHop {
 /// set as Route; a strict router becomes the Request-URI and the remote target goes last in
 /// Route. Without a route set, to the remote target. The address is the URI's when its host is
 /// an IP address; a host name keeps the leg's current address (no lookup on this path).
-pub(super) fn dialog_hop(leg: &Leg) -> DialogHop {
+pub(super) fn dialog_hop(leg: &mut Leg) -> DialogHop {
     let first = leg.route_set.first().and_then(|r| NameAddr::parse(r).ok());
-    let (uri, routes, next) = match first {
-        None => (
-            leg.remote_target.clone(),
-            Vec::new(),
-            leg.remote_target.clone(),
-        ),
-        Some(route) if uri_has_param(&route.uri, "lr") => {
-            (leg.remote_target.clone(), leg.route_set.clone(), route.uri)
-        }
+    let loose = first.as_ref().is_some_and(|r| uri_has_param(&r.uri, "lr"));
+    let next = first
+        .as_ref()
+        .map_or(leg.remote_target.as_str(), |r| r.uri.as_str());
+    let mut peer = resolve(&mut leg.next_hop, next, leg.peer);
+    let (uri, routes) = match first {
+        None => (leg.remote_target.clone(), Vec::new()),
+        Some(_) if loose => (leg.remote_target.clone(), leg.route_set.clone()),
         Some(route) => {
             let mut routes: Vec<String> = leg.route_set[1..].to_vec();
             routes.push(format!("<{}>", leg.remote_target));
-            (route.uri.clone(), routes, route.uri)
+            (route.uri, routes)
         }
     };
-    let mut peer = peer_for_uri(&next, leg.peer);
     if routes.is_empty() && is_private(peer.addr.ip()) && !is_private(leg.peer.addr.ip()) {
         // A private Contact seen from a public address, with no proxy in between: the peer is
         // behind NAT and reachable only where it sent from.
         peer = leg.peer;
     }
     DialogHop { uri, routes, peer }
+}
+
+/// [`peer_for_uri`] of `uri` from `current`, kept in `memo`: a dialog's requests mostly go to
+/// the same URI, whose parse is the dearest part of building them.
+fn resolve(memo: &mut Option<ResolvedHop>, uri: &str, current: Peer) -> Peer {
+    if let Some(hop) = memo {
+        if hop.uri == uri && hop.from == current {
+            return hop.peer;
+        }
+    }
+    let peer = peer_for_uri(uri, current);
+    match memo {
+        Some(hop) => {
+            hop.uri.clear();
+            hop.uri.push_str(uri);
+            hop.from = current;
+            hop.peer = peer;
+        }
+        None => {
+            *memo = Some(ResolvedHop {
+                uri: uri.to_owned(),
+                from: current,
+                peer,
+            });
+        }
+    }
+    peer
 }
 
 /// RFC 1918 / RFC 6598 / RFC 4193 addresses: not reachable from elsewhere.

@@ -313,7 +313,7 @@ impl<R: RngCore> B2bua<R> {
         extra: &Headers,
         body: Bytes,
     ) -> Option<(Request, Peer)> {
-        let hop = dialog_hop(self.calls.get(&id)?.leg(side));
+        let hop = dialog_hop(self.calls.get_mut(&id)?.leg_mut(side));
         let transport = hop.peer.transport;
         let branch_via = self.via(transport);
         let call = self.calls.get_mut(&id)?;

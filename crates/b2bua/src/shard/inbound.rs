@@ -149,6 +149,7 @@ impl<R: RngCore> B2bua<R> {
             timer: None,
             peer_timer_support: false,
             local_sdp: Bytes::new(),
+            next_hop: None,
         };
 
         let identity: Vec<String> = invite

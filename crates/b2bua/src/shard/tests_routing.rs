@@ -96,17 +96,42 @@ fn without_a_route_set_requests_go_to_the_contact() {
         timer: None,
         peer_timer_support: false,
         local_sdp: Bytes::new(),
+        next_hop: None,
     };
-    let hop = dialog_hop(&leg("sip:alice@127.0.0.7:5099", CALLER));
+    let hop = dialog_hop(&mut leg("sip:alice@127.0.0.7:5099", CALLER));
     assert_eq!(hop.peer.addr.to_string(), "127.0.0.7:5099");
     assert_eq!(hop.uri, "sip:alice@127.0.0.7:5099");
-    let hop = dialog_hop(&leg("sip:alice@192.168.1.20:5060", "203.0.113.9:5060"));
+    let hop = dialog_hop(&mut leg("sip:alice@192.168.1.20:5060", "203.0.113.9:5060"));
     assert_eq!(
         hop.peer.addr.to_string(),
         "203.0.113.9:5060",
         "NAT: back to the source"
     );
-    let hop = dialog_hop(&leg("sip:alice@pbx.example.com", CALLER));
+    // The address a dialog's requests go to is worked out once per target and source: a
+    // target refresh or a new source is resolved again.
+    let mut refreshed = leg("sip:alice@127.0.0.7:5099", CALLER);
+    assert_eq!(
+        dialog_hop(&mut refreshed).peer.addr.to_string(),
+        "127.0.0.7:5099"
+    );
+    assert_eq!(
+        dialog_hop(&mut refreshed).peer.addr.to_string(),
+        "127.0.0.7:5099"
+    );
+    refreshed.remote_target = "sip:alice@127.0.0.8:5098".into();
+    assert_eq!(
+        dialog_hop(&mut refreshed).peer.addr.to_string(),
+        "127.0.0.8:5098"
+    );
+    refreshed.remote_target = "sip:alice@pbx.example.com".into();
+    assert_eq!(dialog_hop(&mut refreshed).peer.addr.to_string(), CALLER);
+    refreshed.peer = udp("127.0.0.3:5060");
+    assert_eq!(
+        dialog_hop(&mut refreshed).peer.addr.to_string(),
+        "127.0.0.3:5060",
+        "a host name keeps the leg's new address"
+    );
+    let hop = dialog_hop(&mut leg("sip:alice@pbx.example.com", CALLER));
     assert_eq!(
         hop.peer.addr.to_string(),
         CALLER,
