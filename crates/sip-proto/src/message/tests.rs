@@ -480,6 +480,14 @@ fn a_to_tag_is_printed_as_the_view_would_print_it() {
 
 proptest::proptest! {
     #[test]
+    fn find_crlf_finds_what_memmem_finds(text in "[a\r\n]{0,16}") {
+        proptest::prop_assert_eq!(
+            find_crlf(text.as_bytes()),
+            memchr::memmem::find(text.as_bytes(), b"\r\n")
+        );
+    }
+
+    #[test]
     fn header_lines_read_as_the_char_loops_did(
         line in "[aZ:; \t\u{b}\u{e9}\u{a0}\u{2003}@-]{0,12}",
     ) {
