@@ -815,17 +815,24 @@ pub(crate) fn answer_headers(request: &Headers) -> Headers {
 }
 
 fn validate_common(headers: &Headers) -> Result<(), ParseError> {
-    // The views decoded here are the ones every later reader shares.
-    headers
-        .get_list("Via")
-        .next()
-        .ok_or(ParseError::MissingHeader("Via"))?;
-    headers
-        .top_via()
-        .ok_or(ParseError::BadHeader { name: "Via" })?;
-    for (name, view) in [("From", headers.header_from()), ("To", headers.header_to())] {
-        headers.get(name).ok_or(ParseError::MissingHeader(name))?;
-        view.ok_or(ParseError::BadHeader { name })?;
+    // The views decoded here are the ones every later reader shares. A view is `None` both when
+    // its header is absent and when it is malformed: only then is the header looked up again to
+    // tell which.
+    let error = |name: &'static str, present: bool| match present {
+        true => ParseError::BadHeader { name },
+        false => ParseError::MissingHeader(name),
+    };
+    if headers.top_via().is_none() {
+        return Err(error("Via", headers.get_list("Via").next().is_some()));
+    }
+    let decoded = [
+        ("From", headers.header_from().is_some()),
+        ("To", headers.header_to().is_some()),
+    ];
+    for (name, decoded) in decoded {
+        if !decoded {
+            return Err(error(name, headers.get(name).is_some()));
+        }
     }
     let call_id = headers
         .get("Call-ID")
@@ -833,12 +840,9 @@ fn validate_common(headers: &Headers) -> Result<(), ParseError> {
     if call_id.is_empty() {
         return Err(ParseError::BadHeader { name: "Call-ID" });
     }
-    headers
-        .get("CSeq")
-        .ok_or(ParseError::MissingHeader("CSeq"))?;
-    headers
-        .cseq()
-        .ok_or(ParseError::BadHeader { name: "CSeq" })?;
+    if headers.cseq().is_none() {
+        return Err(error("CSeq", headers.get("CSeq").is_some()));
+    }
     // One pass over the lines for the headers that must not repeat with another value.
     let mut first: [Option<&str>; SINGLE.len()] = [None; SINGLE.len()];
     let mut repeated = [false; SINGLE.len()];

@@ -392,6 +392,46 @@ fn empty_parameters_and_list_elements_are_a_400() {
     req.validate().unwrap();
 }
 
+/// Each header every message needs, absent, empty or malformed: a missing line is a missing
+/// header (a Via line without an element too), a line that does not decode a bad one.
+#[test]
+fn required_headers_are_told_missing_from_malformed() {
+    let via = "v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n";
+    let from = "f: \"Alice\" <sip:+15551230001@10.0.0.1>;tag=1928301774\r\n";
+    let to = "To: <sip:+15551230002@127.0.0.1>\r\n";
+    let cseq = "CSeq: 314159 INVITE\r\n";
+    for (line, by, want) in [
+        (via, "", ParseError::MissingHeader("Via")),
+        (via, "Via: ,\r\n", ParseError::MissingHeader("Via")),
+        (
+            via,
+            "Via: SIP/2.0/UDP\r\n",
+            ParseError::BadHeader { name: "Via" },
+        ),
+        (from, "", ParseError::MissingHeader("From")),
+        (from, "From: \r\n", ParseError::BadHeader { name: "From" }),
+        (
+            from,
+            "From: <sip:a@b\r\n",
+            ParseError::BadHeader { name: "From" },
+        ),
+        (to, "", ParseError::MissingHeader("To")),
+        (to, "To: \"x\r\n", ParseError::BadHeader { name: "To" }),
+        (cseq, "", ParseError::MissingHeader("CSeq")),
+        (
+            cseq,
+            "CSeq: x INVITE\r\n",
+            ParseError::BadHeader { name: "CSeq" },
+        ),
+    ] {
+        let text = INVITE.replace(line, by);
+        let Message::Request(mut req) = Message::parse(text.as_bytes()).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(req.validate(), Err(want), "{by:?}");
+    }
+}
+
 #[test]
 fn the_first_header_in_check_order_names_the_error() {
     // Two faults each: the one checked first (Via before To; Call-ID before To) is named,
