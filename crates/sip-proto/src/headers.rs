@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::message::Method;
+use crate::scan;
 
 /// A header value that did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +46,7 @@ impl Params {
             if part.is_empty() {
                 continue;
             }
-            match part.split_once('=') {
+            match scan::split_once(part, b'=') {
                 Some((n, v)) => params.push(n.trim(), Some(v.trim())),
                 None => params.push(part, None),
             }
@@ -181,7 +182,7 @@ impl Via {
             return Err(HeaderError);
         }
         let rest = rest.trim_start();
-        let (sent_by, params) = match rest.find(';') {
+        let (sent_by, params) = match scan::find(rest, b';') {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, ""),
         };
@@ -258,7 +259,7 @@ impl NameAddr {
             return Err(HeaderError);
         }
         if let Some(open) = find_outside_quotes(text, b'<') {
-            let close = text[open..].find('>').ok_or(HeaderError)? + open;
+            let close = scan::find(&text[open..], b'>').ok_or(HeaderError)? + open;
             let display = text[..open].trim();
             let uri = text[open + 1..close].trim();
             if uri.is_empty() {
@@ -274,7 +275,7 @@ impl NameAddr {
             })
         } else {
             // addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10).
-            let (uri, params) = match text.find(';') {
+            let (uri, params) = match scan::find(text, b';') {
                 Some(at) => (&text[..at], &text[at..]),
                 None => (text, ""),
             };
@@ -405,8 +406,8 @@ impl SipUri {
         // `+15551230001;tgrp=TG-1;trunk-context=example.com`), which rsip reads as the host and
         // its parameters, dropping the real host. Userinfo ends at the first `@` (an `@` inside
         // it must be escaped); rsip then parses the rest behind a plain placeholder user.
-        let (scheme_text, rest) = text.split_once(':').ok_or(HeaderError)?;
-        let (user, uri) = match rest.find('@') {
+        let (scheme_text, rest) = scan::split_once(text, b':').ok_or(HeaderError)?;
+        let (user, uri) = match scan::find(rest, b'@') {
             Some(at) => {
                 let user = rest[..at].split(':').next().unwrap_or_default();
                 if user.is_empty() {

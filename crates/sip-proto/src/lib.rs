@@ -23,6 +23,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod message;
+mod scan;
 pub mod text;
 pub mod transaction;
 

@@ -2,6 +2,7 @@
 //! the grammar checks of the request line and its URI (RFC 3261 §25).
 
 use super::*;
+use crate::scan;
 
 /// Linear white space inside a line (RFC 3261 §25.1 `WSP`).
 pub(super) const WSP: [char; 2] = [' ', '\t'];
@@ -259,7 +260,7 @@ pub(super) fn read_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
 /// version other than SIP/2.0 gives [`ParseError::Version`], anything else that is not such a
 /// line, or a status outside 100–699, [`ParseError::Syntax`]. The reason phrase is kept as sent.
 pub(super) fn read_status_line(line: &str) -> Result<(u16, &str), ParseError> {
-    let (version, rest) = line.split_once(' ').ok_or(ParseError::Syntax)?;
+    let (version, rest) = scan::split_once(line, b' ').ok_or(ParseError::Syntax)?;
     if !version_ok(version) {
         return Err(ParseError::Syntax);
     }
@@ -347,8 +348,7 @@ pub(super) fn version_ok(version: &str) -> bool {
         return false;
     };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    number
-        .split_once('.')
+    scan::split_once(number, b'.')
         .is_some_and(|(major, minor)| all_digits(major) && all_digits(minor))
 }
 
@@ -387,23 +387,23 @@ pub(super) fn uri_chars_ok(text: &str, extra: &[u8]) -> bool {
 pub(super) fn sip_uri_ok(rest: &str) -> bool {
     // userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"; neither may hold a bare
     // "@", so the first one ends it.
-    let (userinfo, rest) = match rest.split_once('@') {
+    let (userinfo, rest) = match scan::split_once(rest, b'@') {
         Some((userinfo, rest)) => (Some(userinfo), rest),
         None => (None, rest),
     };
     if let Some(userinfo) = userinfo {
-        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let (user, password) = scan::split_once(userinfo, b':').unwrap_or((userinfo, ""));
         if user.is_empty() || !uri_chars_ok(user, b"&=+$,;?/") || !uri_chars_ok(password, b"&=+$,")
         {
             return false;
         }
     }
-    let (rest, headers) = rest.split_once('?').unwrap_or((rest, ""));
+    let (rest, headers) = scan::split_once(rest, b'?').unwrap_or((rest, ""));
     let mut params = rest.split(';');
     let hostport = params.next().unwrap_or_default();
     hostport_ok(hostport)
         && params.all(|param| {
-            let (name, value) = param.split_once('=').unwrap_or((param, "x"));
+            let (name, value) = scan::split_once(param, b'=').unwrap_or((param, "x"));
             let paramchar = b"[]/:&+$";
             !name.is_empty()
                 && !value.is_empty()
@@ -413,7 +413,7 @@ pub(super) fn sip_uri_ok(rest: &str) -> bool {
         && (headers.is_empty()
             || headers.split('&').all(|header| {
                 let hnv = b"[]/?:+$";
-                header.split_once('=').is_some_and(|(name, value)| {
+                scan::split_once(header, b'=').is_some_and(|(name, value)| {
                     !name.is_empty() && uri_chars_ok(name, hnv) && uri_chars_ok(value, hnv)
                 })
             }))
@@ -422,7 +422,7 @@ pub(super) fn sip_uri_ok(rest: &str) -> bool {
 /// `hostport = host [ ":" port ]` with host a hostname, IPv4 address or `[` IPv6 `]`.
 pub(super) fn hostport_ok(hostport: &str) -> bool {
     let (host_ok, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
+        let Some((addr, after)) = scan::split_once(v6, b']') else {
             return false;
         };
         let port = match after.strip_prefix(':') {
@@ -436,7 +436,7 @@ pub(super) fn hostport_ok(hostport: &str) -> bool {
                 .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         (addr_ok, port)
     } else {
-        match hostport.split_once(':') {
+        match scan::split_once(hostport, b':') {
             Some((host, port)) => (hostname_ok(host), Some(port)),
             None => (hostname_ok(hostport), None),
         }
@@ -461,7 +461,7 @@ pub(super) fn hostname_ok(host: &str) -> bool {
 /// True for a Request-URI we serve: a SIP or SIPS URI valid per RFC 3261 (checked by
 /// [`sip_uri_ok`], scheme case-insensitive) or a `tel` URI.
 pub(super) fn request_uri_ok(uri: &str) -> bool {
-    match uri.split_once(':') {
+    match scan::split_once(uri, b':') {
         Some((scheme, rest))
             if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
         {
@@ -476,7 +476,7 @@ pub(super) fn request_uri_ok(uri: &str) -> bool {
 
 /// The scheme of an absolute URI (RFC 3986 §3.1), if it has one.
 pub(super) fn uri_scheme(uri: &str) -> Option<&str> {
-    let (scheme, _) = uri.split_once(':')?;
+    let (scheme, _) = scan::split_once(uri, b':')?;
     let mut chars = scheme.chars();
     let first = chars.next()?;
     (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
