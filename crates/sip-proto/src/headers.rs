@@ -37,17 +37,17 @@ impl Params {
     /// Parses `;a=1;b;c=2` (the leading `;` optional).
     pub fn parse(text: &str) -> Self {
         let mut params = Self::default();
-        if text.trim().is_empty() {
+        if scan::trim(text).is_empty() {
             return params;
         }
         params.text.reserve(text.len() + 1);
         for part in split_outside_quotes(text, b';') {
-            let part = part.trim();
+            let part = scan::trim(part);
             if part.is_empty() {
                 continue;
             }
             match scan::split_once(part, b'=') {
-                Some((n, v)) => params.push(n.trim(), Some(v.trim())),
+                Some((n, v)) => params.push(scan::trim(n), Some(scan::trim(v))),
                 None => params.push(part, None),
             }
         }
@@ -167,9 +167,9 @@ pub struct Via {
 impl Via {
     /// Parses one Via element.
     pub fn parse(text: &str) -> Result<Self, HeaderError> {
-        let text = text.trim();
+        let text = scan::trim(text);
         let (proto, rest) = text.split_once(char::is_whitespace).ok_or(HeaderError)?;
-        let mut proto_parts = proto.split('/').map(str::trim);
+        let mut proto_parts = proto.split('/').map(scan::trim);
         let (Some(name), Some(version), Some(transport), None) = (
             proto_parts.next(),
             proto_parts.next(),
@@ -186,7 +186,7 @@ impl Via {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, ""),
         };
-        let (host, port) = split_host_port(sent_by.trim())?;
+        let (host, port) = split_host_port(scan::trim(sent_by))?;
         Ok(Self {
             transport: transport_token(transport),
             host,
@@ -254,14 +254,14 @@ pub struct NameAddr {
 impl NameAddr {
     /// Parses `"Name" <uri>;params`, `<uri>;params` or `uri;params`.
     pub fn parse(text: &str) -> Result<Self, HeaderError> {
-        let text = text.trim();
+        let text = scan::trim(text);
         if text.is_empty() {
             return Err(HeaderError);
         }
         if let Some(open) = find_outside_quotes(text, b'<') {
             let close = scan::find(&text[open..], b'>').ok_or(HeaderError)? + open;
-            let display = text[..open].trim();
-            let uri = text[open + 1..close].trim();
+            let display = scan::trim(&text[..open]);
+            let uri = scan::trim(&text[open + 1..close]);
             if uri.is_empty() {
                 return Err(HeaderError);
             }
@@ -388,7 +388,7 @@ pub struct SipUri {
 impl SipUri {
     /// Parses a URI.
     pub fn parse(text: &str) -> Result<Self, HeaderError> {
-        let text = text.trim();
+        let text = scan::trim(text);
         if let Some(number) = text.strip_prefix("tel:") {
             let number = number.split(';').next().unwrap_or("");
             if number.is_empty() {
@@ -561,7 +561,7 @@ pub fn has_empty_params(value: &str) -> bool {
         (None, None) => return false,
     };
     // Whatever else may follow a name-addr is not this check's business.
-    let Some(params) = params.trim().strip_prefix(';') else {
+    let Some(params) = scan::trim(params).strip_prefix(';') else {
         return false;
     };
     split_outside_quotes(params, b';').any(|p| {
@@ -627,7 +627,7 @@ impl<'a> Iterator for CommaSplit<'a> {
                 match bytes[i] {
                     b',' => {
                         self.at = i + 1;
-                        return Some(self.value[start..i].trim());
+                        return Some(scan::trim(&self.value[start..i]));
                     }
                     b'"' => quoted = true,
                     _ => angle = true,
@@ -636,7 +636,7 @@ impl<'a> Iterator for CommaSplit<'a> {
             i += 1;
         }
         self.at = bytes.len() + 1;
-        Some(self.value[start..].trim())
+        Some(scan::trim(&self.value[start..]))
     }
 }
 

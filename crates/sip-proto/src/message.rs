@@ -886,9 +886,12 @@ fn fit_body(headers: &Headers, body: &Bytes) -> Result<Bytes, ParseError> {
     match headers.get("Content-Length") {
         None => Ok(body.clone()),
         Some(value) => {
-            let declared: usize = value.trim().parse().map_err(|_| ParseError::BadHeader {
-                name: "Content-Length",
-            })?;
+            let declared: usize =
+                crate::scan::trim(value)
+                    .parse()
+                    .map_err(|_| ParseError::BadHeader {
+                        name: "Content-Length",
+                    })?;
             if declared > body.len() {
                 Err(ParseError::ContentLengthTooLarge {
                     declared,
