@@ -295,7 +295,7 @@ pub struct Call {
     /// The policy table for this call (the dialled number's, else the default).
     pub routes: crate::router::Routes,
     /// Where this call is forwarded (the dialled number's targets, else the default).
-    pub forward: crate::config::ForwardTargets,
+    pub forward: std::sync::Arc<crate::config::ForwardTargets>,
     /// The forward destinations not tried yet (RFC 3263 failover).
     pub destinations: std::collections::VecDeque<crate::config::Destination>,
     /// The shell is resolving the forward targets.

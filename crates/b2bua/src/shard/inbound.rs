@@ -1,5 +1,6 @@
 //! The caller's side of a new call: the INVITE taken in, routed by its verdict, answered, cancelled.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -99,7 +100,7 @@ impl<R: RngCore> B2bua<R> {
         let forward = settings
             .as_ref()
             .and_then(|s| s.forward.clone())
-            .unwrap_or_else(|| self.cfg.forward.clone());
+            .map_or_else(|| Arc::clone(&self.forward), Arc::new);
         let forward_target = forward.first_uri().to_owned();
         // Until a destination is chosen (the INVITE is sent), the leg points at the first one.
         let forward_peer = forward

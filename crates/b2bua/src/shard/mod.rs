@@ -20,6 +20,7 @@ mod reinvite;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -49,7 +50,7 @@ struct Relay {
     /// A relayed re-INVITE or UPDATE as received, until its final response: its session-timer
     /// headers decide what the 2xx relayed back says (RFC 4028). The transaction layer keeps
     /// no copy of a request; the TU keeps what it needs.
-    request: Option<std::sync::Arc<Request>>,
+    request: Option<Arc<Request>>,
 }
 
 /// Why a client transaction exists.
@@ -85,6 +86,8 @@ pub struct B2bua<R> {
     cfg: Config,
     /// Our addresses from `cfg`, as text.
     local: LocalText,
+    /// `cfg.forward`, shared by the calls that start with it rather than copied into each.
+    forward: Arc<crate::config::ForwardTargets>,
     endpoint: Endpoint,
     rng: R,
     /// Boxed: a `Call` is near 2 KiB, and the table has up to twice the slots of its calls (it
@@ -114,6 +117,7 @@ impl<R: RngCore> B2bua<R> {
         let endpoint = Endpoint::new(cfg.timers, cfg.user_agent.clone());
         Self {
             local: LocalText::new(&cfg),
+            forward: Arc::new(cfg.forward.clone()),
             cfg,
             endpoint,
             rng,
@@ -136,6 +140,7 @@ impl<R: RngCore> B2bua<R> {
     /// now on; calls in progress keep what they started with. The transaction timers stay.
     pub fn set_config(&mut self, cfg: Config) {
         self.local = LocalText::new(&cfg);
+        self.forward = Arc::new(cfg.forward.clone());
         self.cfg = cfg;
     }
 

@@ -92,7 +92,7 @@ fn test_flows() -> FlowConfig {
             max_len: Duration::from_secs(30),
         },
         screen: crate::flows::ScreenConfig::default(),
-        prompts: std::sync::Arc::new(
+        prompts: Arc::new(
             media::prompt::PromptSet::load(std::path::Path::new(prompts)).expect("prompts"),
         ),
     }

@@ -173,10 +173,12 @@ fn b2bua_two_targets() -> B2bua<StdRng> {
             peer: second,
         },
     ];
-    b.cfg.forward = crate::config::ForwardTargets {
+    let mut cfg = b.cfg.clone();
+    cfg.forward = crate::config::ForwardTargets {
         uris: dests.iter().map(|d| d.uri.clone()).collect(),
         fixed: Some(dests),
     };
+    b.set_config(cfg);
     b
 }
 
