@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sip_proto::message::Headers;
+use sip_proto::text::push_decimal;
 
 /// Session-timer settings (`sip.session_expires_s`, `sip.min_se_s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +189,7 @@ pub fn response_headers(agreed: &Agreed) -> Vec<(&'static str, String)> {
     let mut out = vec![
         (
             "Session-Expires",
-            format!("{};refresher={}", agreed.interval, refresher.as_str()),
+            session_expires_text(agreed.interval, refresher),
         ),
         ("Supported", "timer".to_owned()),
     ];
@@ -198,6 +199,16 @@ pub fn response_headers(agreed: &Agreed) -> Vec<(&'static str, String)> {
         out.push(("Require", "timer".to_owned()));
     }
     out
+}
+
+/// A `Session-Expires` value, `interval;refresher=uac|uas`, written without the formatting
+/// machinery (one goes with every answered call).
+fn session_expires_text(interval: u32, refresher: Refresher) -> String {
+    let mut text = String::with_capacity(24);
+    push_decimal(&mut text, interval.into());
+    text.push_str(";refresher=");
+    text.push_str(refresher.as_str());
+    text
 }
 
 /// The headers of a request stirgate sends inside a leg with a session timer (its own refresh
@@ -211,7 +222,7 @@ pub fn request_headers(timer: &SessionTimer, min_se: u32) -> Vec<(&'static str, 
     vec![
         (
             "Session-Expires",
-            format!("{};refresher={}", timer.interval, refresher.as_str()),
+            session_expires_text(timer.interval, refresher),
         ),
         ("Min-SE", min_se.min(timer.interval).to_string()),
         ("Supported", "timer".to_owned()),
