@@ -46,10 +46,10 @@ KAMAILIO = os.environ.get("KAMAILIO", "/usr/sbin/kamailio")
 RESULTS = os.environ.get("RESULTS", os.path.join(BENCH, "RESULTS.md"))
 PROFILE = os.environ.get("PROFILE", "0" if QUICK else "1") == "1"
 MEDIA = os.environ.get("MEDIA", "1") == "1"
-# stirgate runs as the Debian package configures it: `sip.realtime_priority` 10 (SCHED_RR for its
-# SIP threads; the unit allows it with LimitRTPRIO=10). The latency step is also run at normal
-# priority (REALTIME=0 makes every stirgate of the kit run so).
-REALTIME = int(os.environ.get("REALTIME", "10"))
+# stirgate's `sip.realtime_priority` in every step (0, the default: normal scheduling), and the
+# one the latency step is run at a second time, for comparison (0: not run).
+REALTIME = int(os.environ.get("REALTIME", "0"))
+LATENCY_REALTIME = int(os.environ.get("LATENCY_REALTIME", "10"))
 
 # One step: STEP_S seconds of new calls, each held HOLD_MS after the 200 then hung up by the
 # caller; the step ends when every call has ended (or failed), so nothing carries over.
@@ -421,7 +421,7 @@ class Stirgate:
         os.makedirs(d)
         self.dir = d
         shards_line = f"shards = {shards}\n" if shards else ""
-        # The Debian package's setting unless told otherwise (see REALTIME).
+        # REALTIME unless told otherwise.
         self.realtime = REALTIME if realtime is None else realtime
         shards_line += f"realtime_priority = {self.realtime}\n"
         # Redirect mode (docs/redirect-mode.md): a verdict in a 302 on its own listener.
@@ -951,17 +951,20 @@ def run(work, mach, cleanup):
                    "idle_s": IDLE_S, "wire": wire_added, "realtime": fresh.realtime,
                    "rr_threads": fresh.procs.round_robin_threads()}
     fresh.stop()
-    if fresh.realtime and cap:
-        # The same step with a stirgate at normal priority: what SCHED_RR takes off the added time.
-        plain = Stirgate(work, uas2.port, "half-normal", realtime=0)
-        cleanup.append(plain.stop)
-        p_row = Row("stirgate", plain.port, "uac.xml", plain.procs, signer, work, metrics_port=plain.metrics,
+    if LATENCY_REALTIME != fresh.realtime and cap:
+        # The same step with the other scheduling: what SCHED_RR takes off the added time, and
+        # what it costs in CPU per call.
+        other = Stirgate(work, uas2.port, "half-other", realtime=LATENCY_REALTIME)
+        cleanup.append(other.stop)
+        o_row = Row("stirgate", other.port, "uac.xml", other.procs, signer, work, metrics_port=other.metrics,
                     unique=True)
-        p_row.step(10, seconds=1, label="warm-up", sampler_only=True)
-        p_cap = wire.Capture(plain.port, os.path.join(work, "half-normal.pcap"))
-        p_step = p_row.step(half, seconds=lat_s, label="half, normal priority", sampler_only=True, trace=True)
-        res["half"]["normal"] = {"sg": p_step, "wire": added_on_wire(p_cap, plain.port)}
-        plain.stop()
+        o_row.step(10, seconds=1, label="warm-up", sampler_only=True)
+        o_cap = wire.Capture(other.port, os.path.join(work, "half-other.pcap"))
+        o_step = o_row.step(half, seconds=lat_s, label=f"half, realtime {LATENCY_REALTIME}", sampler_only=True,
+                            trace=True)
+        res["half"]["other"] = {"sg": o_step, "wire": added_on_wire(o_cap, other.port), "realtime": LATENCY_REALTIME,
+                                "rr_threads": other.procs.round_robin_threads()}
+        other.stop()
     res["linger"] = linger_slope(work, uas2.port, signer, half)
     # The harness's own p99 is the baseline of "added" latency; a stalled SIPp step (a scheduler
     # hiccup on this shared machine) would make it look as if stirgate added nothing, so the
