@@ -105,8 +105,7 @@ impl<R: RngCore> B2bua<R> {
             headers,
             body,
         };
-        let fixed = call.forward.fixed.clone();
-        let targets = call.forward.uris.clone();
+        let forward = Arc::clone(&call.forward);
         if let Some(call) = self.calls.get_mut(&id) {
             if call.flow.is_none() {
                 // Forwarded: from now on the caller's INVITE is only answered.
@@ -120,15 +119,17 @@ impl<R: RngCore> B2bua<R> {
             call.outbound_sent = true;
             call.outbound_request = Some(Box::new(out_invite));
         }
-        match fixed {
-            Some(destinations) => self.start_attempts(now, id, destinations),
+        match &forward.fixed {
+            Some(destinations) => self.start_attempts(now, id, destinations.clone()),
             None => {
                 // Names to resolve: the shell answers from its cache, or off the shard.
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.resolving = true;
                 }
-                self.outputs
-                    .push_back(Output::Resolve { call: id, targets });
+                self.outputs.push_back(Output::Resolve {
+                    call: id,
+                    targets: forward.uris.clone(),
+                });
             }
         }
     }
