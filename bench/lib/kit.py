@@ -423,7 +423,8 @@ class Stirgate:
         shards_line = f"shards = {shards}\n" if shards else ""
         # REALTIME unless told otherwise.
         self.realtime = REALTIME if realtime is None else realtime
-        shards_line += f"realtime_priority = {self.realtime}\n"
+        if self.realtime:  # only when set: ab.py also runs binaries older than the key
+            shards_line += f"realtime_priority = {self.realtime}\n"
         # Redirect mode (docs/redirect-mode.md): a verdict in a 302 on its own listener.
         self.redirect = free_port() if redirect else None
         base = f"""[sip]

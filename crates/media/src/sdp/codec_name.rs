@@ -30,8 +30,12 @@ pub fn answer_codec(answer: &str) -> Option<String> {
     if let Some(name) = name {
         return Some(name.to_owned());
     }
-    // RFC 3551 §6, the static audio payload types still met in the field.
-    let name = match pt {
+    static_audio_name(pt).map(str::to_owned)
+}
+
+/// RFC 3551 §6: the name of a static audio payload type still met in the field.
+fn static_audio_name(pt: u8) -> Option<&'static str> {
+    Some(match pt {
         0 => "PCMU",
         3 => "GSM",
         4 => "G723",
@@ -39,8 +43,7 @@ pub fn answer_codec(answer: &str) -> Option<String> {
         9 => "G722",
         18 => "G729",
         _ => return None,
-    };
-    Some(name.to_owned())
+    })
 }
 
 /// The first format of an active audio `m=` line (`audio <port>[/<n>] <proto> <fmt> ...`, the
@@ -90,16 +93,7 @@ mod tests {
         {
             return Some(name);
         }
-        let name = match pt {
-            0 => "PCMU",
-            3 => "GSM",
-            4 => "G723",
-            8 => "PCMA",
-            9 => "G722",
-            18 => "G729",
-            _ => return None,
-        };
-        Some(name.to_owned())
+        static_audio_name(pt).map(str::to_owned)
     }
 
     fn check(media: &str, want: Option<&str>) {

@@ -11,6 +11,14 @@ fn first_line(t: &Transmit) -> &str {
     text.split("\r\n").next().unwrap()
 }
 
+/// The first lines of what the endpoint sends now, in order.
+fn sent_lines(ep: &mut Endpoint) -> Vec<String> {
+    drain_transmits(ep)
+        .iter()
+        .map(|t| first_line(t).to_owned())
+        .collect()
+}
+
 fn new_invite(ep: &mut Endpoint, now: Instant, branch: &str) -> TxKey {
     ep.handle_bytes(now, udp(6001), invite(branch).as_bytes());
     let Some(Event::Request { tx, .. }) = ep.poll_event() else {
@@ -51,18 +59,12 @@ fn an_invite_answered_at_once_gets_no_100_trying() {
     let key = new_invite(&mut ep, now, "z9hG4bKa1");
     let busy = ep.response_for(&key, 486, "Busy Here", Some("t")).unwrap();
     assert!(ep.send_response(now, &key, busy));
-    let sent = drain_transmits(&mut ep);
-    let lines: Vec<_> = sent.iter().map(first_line).collect();
-    assert_eq!(lines, ["SIP/2.0 486 Busy Here"]);
+    assert_eq!(sent_lines(&mut ep), ["SIP/2.0 486 Busy Here"]);
     // A provisional answer says the same as the 100 would.
     let key = new_invite(&mut ep, now, "z9hG4bKa2");
     let ringing = ep.response_for(&key, 180, "Ringing", Some("t")).unwrap();
     assert!(ep.send_response(now, &key, ringing));
-    let lines: Vec<_> = drain_transmits(&mut ep)
-        .iter()
-        .map(|t| first_line(t).to_owned())
-        .collect();
-    assert_eq!(lines, ["SIP/2.0 180 Ringing"]);
+    assert_eq!(sent_lines(&mut ep), ["SIP/2.0 180 Ringing"]);
 }
 
 #[test]
@@ -70,22 +72,14 @@ fn an_invite_the_tu_has_not_answered_gets_its_100_when_drained() {
     let mut ep = Endpoint::new(TimerConfig::default(), "test");
     let now = Instant::now();
     let key = new_invite(&mut ep, now, "z9hG4bKw1");
-    let sent = drain_transmits(&mut ep);
-    assert_eq!(sent.len(), 1);
-    assert_eq!(first_line(&sent[0]), "SIP/2.0 100 Trying");
+    assert_eq!(sent_lines(&mut ep), ["SIP/2.0 100 Trying"]);
     // A retransmitted INVITE is answered with the 100 again, then the final response goes.
     ep.handle_bytes(now, udp(6001), invite("z9hG4bKw1").as_bytes());
     assert_eq!(ep.poll_event(), None);
-    let again = drain_transmits(&mut ep);
-    assert_eq!(again.len(), 1);
-    assert_eq!(first_line(&again[0]), "SIP/2.0 100 Trying");
+    assert_eq!(sent_lines(&mut ep), ["SIP/2.0 100 Trying"]);
     let ok = ep.response_for(&key, 200, "OK", Some("t")).unwrap();
     assert!(ep.send_response(now, &key, ok));
-    let lines: Vec<_> = drain_transmits(&mut ep)
-        .iter()
-        .map(|t| first_line(t).to_owned())
-        .collect();
-    assert_eq!(lines, ["SIP/2.0 200 OK"]);
+    assert_eq!(sent_lines(&mut ep), ["SIP/2.0 200 OK"]);
 }
 
 #[test]
@@ -95,9 +89,8 @@ fn a_retransmitted_invite_before_the_drain_is_answered_with_the_100() {
     new_invite(&mut ep, now, "z9hG4bKr1");
     // The caller's retransmission arrives before the first 100 went out: each is answered.
     ep.handle_bytes(now, udp(6001), invite("z9hG4bKr1").as_bytes());
-    let lines: Vec<_> = drain_transmits(&mut ep)
-        .iter()
-        .map(|t| first_line(t).to_owned())
-        .collect();
-    assert_eq!(lines, ["SIP/2.0 100 Trying", "SIP/2.0 100 Trying"]);
+    assert_eq!(
+        sent_lines(&mut ep),
+        ["SIP/2.0 100 Trying", "SIP/2.0 100 Trying"]
+    );
 }

@@ -521,7 +521,10 @@ fn the_packaged_service_config_is_valid_and_keeps_state_in_the_service_folders()
     ))
     .unwrap();
     assert!(text.contains("#   realtime_priority = 10\n"));
-    assert!(unit.contains("LimitRTPRIO=10\n"), "LimitRTPRIO must allow it");
+    assert!(
+        unit.contains("LimitRTPRIO=10\n"),
+        "LimitRTPRIO must allow it"
+    );
     assert!(!unit.contains("RestrictRealtime=yes"));
     assert!(cfg.realtime_priority <= 10);
 }
