@@ -1,12 +1,13 @@
-//! `sip.realtime_priority`: the runtime's threads under SCHED_RR, as telephony servers run their
-//! signalling (a SIP message then waits for no batch job's time slice: on a busy host the
-//! scheduler otherwise holds a woken thread for milliseconds, which is the whole of a call's
-//! added setup time).
+//! `sip.realtime_priority`: the runtime's threads under SCHED_RR, as some telephony servers run
+//! their signalling. A SIP message then waits for no other process's time slice: on a busy host
+//! the scheduler otherwise holds a woken thread for milliseconds, most of a call's added setup
+//! time in bench/RESULTS.md. The price, measured there too: more CPU per call (fewer datagrams
+//! per wake-up) and every other process on the host preempted at each message. Off by default.
 //!
 //! Linux needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority (the Debian package's
-//! unit sets `LimitRTPRIO`). Without either the threads stay as they are and one warning says
-//! why; the service runs either way. The kernel's RT throttling (by default 95 % of each second)
-//! still leaves the rest of the host its share under a flood.
+//! unit allows 10 with `LimitRTPRIO`). Without either the threads stay as they are and one
+//! warning says why; the service runs either way. The kernel's RT throttling (by default 95 % of
+//! each second) still leaves the rest of the host its share under a flood.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
