@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process, Pid, Signal};
 use test_support::certserver::{CertServer, Response};
 use test_support::net::{free_port, udp_exchange};
 use test_support::pki::{LeafSpec, TestPki};
@@ -435,9 +436,11 @@ impl CacheRig {
 }
 
 /// Fills the cache with many distinct x5u while polling for a persistence write in progress that
-/// replaces an earlier file (its temporary file beside the cache file), and kills stirgate the
-/// moment it is seen (or at the end of the load). Returns whether the kill landed during that
-/// write: the temporary file is still there, so the writer never reached its rename.
+/// replaces an earlier file (its temporary file beside the cache file). When one is seen,
+/// stirgate is stopped (SIGSTOP, sent by a syscall: spawning `kill` took longer than a write);
+/// once every thread has stopped, a temporary file still there means the writer has not reached
+/// its rename, and SIGKILL lands inside that write. Otherwise it is continued and the next write
+/// is waited for. Returns whether a kill landed during a write.
 fn load_and_kill_mid_write(rig: &mut CacheRig) -> bool {
     let identities: Vec<String> = (0..X5US).map(|i| rig.identity(i)).collect();
     let file = rig.path().join(CACHE_FILE);
@@ -451,9 +454,15 @@ fn load_and_kill_mid_write(rig: &mut CacheRig) -> bool {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 if tmp.exists() && file.exists() {
-                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                    *seen.lock().expect("lock") = true;
-                    return;
+                    signal(pid, Signal::STOP);
+                    wait_stopped(pid);
+                    if tmp.exists() {
+                        signal(pid, Signal::KILL);
+                        *seen.lock().expect("lock") = true;
+                        return;
+                    }
+                    // The rename came first: let it go on to its next write.
+                    signal(pid, Signal::CONT);
                 }
                 std::thread::yield_now();
             }
@@ -475,14 +484,41 @@ fn load_and_kill_mid_write(rig: &mut CacheRig) -> bool {
     seen && tmp.exists()
 }
 
+fn signal(pid: i32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = kill_process(pid, signal);
+    }
+}
+
+/// Waits (at most 2 s) until every thread of `pid` is stopped (state `T` in /proc).
+fn wait_stopped(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        let stopped = tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .map(|stat| {
+                    stat.rsplit_once(") ")
+                        .is_none_or(|(_, rest)| rest.starts_with('T'))
+                })
+                .unwrap_or(true)
+        });
+        if stopped {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// stirgate's pid, read from `/proc` by its work directory (the runner does not expose it).
-fn rig_pid(rig: &CacheRig) -> String {
+fn rig_pid(rig: &CacheRig) -> i32 {
     let want = rig.path().canonicalize().expect("dir");
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
-        }
+        };
         let exe = std::fs::read_link(entry.path().join("exe")).ok();
         let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
         if cwd.as_deref() == Some(want.as_path())
