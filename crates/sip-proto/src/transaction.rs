@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+/// 64 × RFC 3261's default T1 (500 ms): how long a peer on default timers retransmits a request.
+const PEER_RETRANSMIT_SPAN: Duration = Duration::from_secs(32);
+
 /// The RFC 3261 timer base values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerConfig {
@@ -49,14 +52,23 @@ impl TimerConfig {
         }
     }
 
-    /// Timer D: at least 32 s on unreliable transports (64·T1, which scales with a test T1),
-    /// 0 on reliable ones.
+    /// Timer D: at least 32 s on unreliable transports (RFC 3261 §17.1.1.2: the peer's 64·T1
+    /// at its own T1), 0 on reliable ones.
     fn timer_d(&self, reliable: bool) -> Duration {
         if reliable {
             Duration::ZERO
         } else {
-            self.t1 * 64
+            self.peer_window()
         }
+    }
+
+    /// How long a peer may retransmit one request: 64·T1 at the peer's T1, which we cannot
+    /// know. A lowered local T1 speeds up our retransmissions but must not shorten the
+    /// absorbing windows below the span of a peer on RFC 3261's default T1 (32 s): a peer's
+    /// retransmitted BYE 7 s after the first would otherwise meet a forgotten transaction and
+    /// get 481 instead of the 200 it lost.
+    fn peer_window(&self) -> Duration {
+        (self.t1 * 64).max(PEER_RETRANSMIT_SPAN)
     }
 
     /// Timers I and K: T4 on unreliable transports, 0 on reliable.
@@ -68,12 +80,13 @@ impl TimerConfig {
         }
     }
 
-    /// Timer J: 64·T1 on unreliable transports, 0 on reliable.
+    /// Timer J: 64·T1 on unreliable transports (at least the peer's span, see
+    /// [`Self::peer_window`]), 0 on reliable.
     fn timer_j(&self, reliable: bool) -> Duration {
         if reliable {
             Duration::ZERO
         } else {
-            self.t1 * 64
+            self.peer_window()
         }
     }
 }
@@ -990,6 +1003,23 @@ mod tests {
         assert!(!tx.handle_ack(start + ms(100), &cfg));
         assert_eq!(tx.lingering().unwrap().until, start + ms(100) + cfg.t4);
         assert_server_lingers_alike(&tx, &cfg, start + ms(200));
+    }
+
+    #[test]
+    fn a_lowered_t1_keeps_absorbing_a_default_peers_retransmissions() {
+        // Our T1 at 100 ms: our own retransmissions speed up (Timer F 6.4 s), but a peer on
+        // the default T1 retransmits its BYE for 32 s, and each must meet the 200 again.
+        let cfg = TimerConfig::from_t1(Duration::from_millis(100));
+        let start = Instant::now();
+        let mut tx = ServerTransaction::new(false, false);
+        tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
+        assert_eq!(tx.next_deadline(), Some(start + Duration::from_secs(32)));
+        assert_eq!(cfg.timer_d(false), Duration::from_secs(32));
+        assert_eq!(
+            cfg.timeout,
+            Duration::from_millis(6400),
+            "our own timeouts still scale"
+        );
     }
 
     #[test]
