@@ -344,7 +344,8 @@ impl ClientTransaction {
                 self.request = None;
                 self.timers.retransmit = None;
                 self.timers.timeout = None;
-                self.timers.end = Some(now + cfg.t1 * 64); // Timer M
+                // Timer M: the callee retransmits its 2xx over its own 64*T1.
+                self.timers.end = Some(now + cfg.peer_window());
                 ClientVerdict::Deliver
             }
             (Calling | Proceeding, _) if self.invite => {
@@ -1015,6 +1016,14 @@ mod tests {
         tx.send_response(start, &cfg, 200, Bytes::from_static(b"200"));
         assert_eq!(tx.next_deadline(), Some(start + Duration::from_secs(32)));
         assert_eq!(cfg.timer_d(false), Duration::from_secs(32));
+        // Timer M: a callee's 2xx retransmissions still meet the transaction (and get the ACK).
+        let mut invite =
+            ClientTransaction::new(start, &cfg, true, false, Bytes::from_static(b"INVITE"));
+        invite.handle_response(start, &cfg, 200);
+        assert_eq!(
+            invite.next_deadline(),
+            Some(start + Duration::from_secs(32))
+        );
         assert_eq!(
             cfg.timeout,
             Duration::from_millis(6400),
