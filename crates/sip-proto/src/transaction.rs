@@ -31,7 +31,8 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// Longest time a message stays in the network (5 s).
     pub t4: Duration,
-    /// Timer B / F / H / L / M (64·T1 unless overridden, e.g. to answer 408 sooner).
+    /// Timers B and F (64·T1 unless overridden, e.g. to answer 408 sooner). Timers H and L are
+    /// always 64·T1; the absorbing Timers D, J and M at least the peer's span (`peer_window`).
     pub timeout: Duration,
 }
 
