@@ -744,7 +744,7 @@ def added_on_wire(cap, port):
     seen, calls = wire.added_latency(cap.path, port)
     col = lambda i: [c[i] / 1000 for c in calls]
     out = {"seen": seen, "paired": len(calls), "drops": drops, "max": max(col(2), default=None)}
-    for name, i in (("", 2), ("invite_", 0), ("answer_", 1)):
+    for name, i in (("", 2), ("invite_", 0), ("answer_", 1), ("callee_", 3)):
         out[name + "p50"], out[name + "p99"] = pct(col(i), 50), pct(col(i), 99)
     log(f"added on the wire: {len(calls)}/{seen} calls paired, p50 {out['p50']} ms, p99 {out['p99']} ms")
     return out

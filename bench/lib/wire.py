@@ -107,7 +107,9 @@ def header(payload, name):
 
 def added_latency(path, sg_port):
     """Per-call time inside stirgate during setup, from a capture of its SIP port (see module doc):
-    (initial INVITEs seen, [(invite us, answer us, added us) per paired call])."""
+    (initial INVITEs seen, [(invite us, answer us, added us, callee us) per paired call]).
+    *callee* is the callee's own hop in the same step (stirgate's INVITE out -> the callee's 200
+    in): what a UA that does nothing but answer takes on this machine under the same load."""
     a_in, b_out = {}, {}  # Identity -> (t, Call-ID)
     b_200, a_200 = {}, {}  # Call-ID -> t
     for t, sport, dport, p in packets(path):
@@ -127,7 +129,8 @@ def added_latency(path, sg_port):
             cid = header(p, b"call-id")
             if side is not None and cid not in side:
                 side[cid] = t
-    # Per paired call, microseconds: INVITE in -> INVITE out, 200 in -> 200 out, and their sum.
+    # Per paired call, microseconds: INVITE in -> INVITE out, 200 in -> 200 out, their sum, and
+    # the callee's hop between them.
     calls = []
     for ident, (t_in, a_cid) in a_in.items():
         out = b_out.get(ident)
@@ -136,7 +139,7 @@ def added_latency(path, sg_port):
         t_out, b_cid = out
         if b_cid in b_200 and a_cid in a_200:
             inv, ans = (t_out - t_in) / 1000, (a_200[a_cid] - b_200[b_cid]) / 1000
-            calls.append((inv, ans, inv + ans))
+            calls.append((inv, ans, inv + ans, (b_200[b_cid] - t_out) / 1000))
     return len(a_in), calls
 
 
