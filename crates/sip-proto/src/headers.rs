@@ -475,20 +475,23 @@ impl SipUri {
 const PLACEHOLDER_ROOM: usize = 256;
 
 /// Sets a URI parameter in URI text (`sip:u@h;a=b?hdr` keeps its headers part), replacing an
-/// existing one of that name. Used to stamp `verstat` on From / P-Asserted-Identity.
+/// existing one of that name. Used to stamp `verstat` on From / P-Asserted-Identity. A `sip:`
+/// userinfo may carry telephone-number parameters of its own (`sip:+1555;verstat=x@h;user=phone`,
+/// RFC 3261 §19.1.6, where 3GPP TS 24.229 writes verstat): one of that name there is removed too,
+/// so the URI says only what is set here.
 pub fn set_uri_param(uri: &str, name: &str, value: &str) -> String {
     let (base, headers) = match uri.find('?') {
         Some(at) => (&uri[..at], &uri[at..]),
         None => (uri, ""),
     };
-    let mut parts = base.split(';');
-    let mut out = parts.next().unwrap_or("").to_owned();
-    for part in parts {
-        let pname = part.split('=').next().unwrap_or("");
-        if !pname.eq_ignore_ascii_case(name) {
-            out.push(';');
-            out.push_str(part);
+    let mut out = String::with_capacity(uri.len() + name.len() + value.len() + 2);
+    match base.find('@') {
+        Some(at) => {
+            push_params_without(&mut out, &base[..at], name);
+            out.push('@');
+            push_params_without(&mut out, &base[at + 1..], name);
         }
+        None => push_params_without(&mut out, base, name),
     }
     out.push(';');
     out.push_str(name);
@@ -496,6 +499,19 @@ pub fn set_uri_param(uri: &str, name: &str, value: &str) -> String {
     out.push_str(value);
     out.push_str(headers);
     out
+}
+
+/// Appends `text` (`head;p=v;...`) to `out` without its parameters named `name`.
+fn push_params_without(out: &mut String, text: &str, name: &str) {
+    let mut parts = text.split(';');
+    out.push_str(parts.next().unwrap_or(""));
+    for part in parts {
+        let pname = part.split('=').next().unwrap_or("");
+        if !pname.trim().eq_ignore_ascii_case(name) {
+            out.push(';');
+            out.push_str(part);
+        }
+    }
 }
 
 /// Splits a header value at commas that are outside quotes and angle brackets (list headers).
@@ -881,6 +897,22 @@ mod tests {
         assert_eq!(
             set_uri_param("sip:a@h?subject=x", "verstat", "v"),
             "sip:a@h;verstat=v?subject=x"
+        );
+    }
+
+    #[test]
+    fn a_verstat_hidden_in_the_user_part_is_replaced_not_kept() {
+        // The caller's own claim sits among the number's parameters (where 3GPP TS 24.229
+        // writes verstat for a user=phone URI): it must not survive beside ours.
+        let s = set_uri_param(
+            "sip:+1555;verstat=TN-Validation-Passed;npdi@h;user=phone",
+            "verstat",
+            "No-TN-Validation",
+        );
+        assert_eq!(s, "sip:+1555;npdi@h;user=phone;verstat=No-TN-Validation");
+        assert_eq!(
+            set_uri_param("tel:+1555;VERSTAT=TN-Validation-Passed", "verstat", "v"),
+            "tel:+1555;verstat=v"
         );
     }
 

@@ -26,6 +26,35 @@ const CARRIED_HEADERS: &[&str] = &[
     "Subject",
 ];
 
+/// The carried headers that name the caller: each of their URIs gets a verstat of ours.
+const IDENTITY_HEADERS: &[&str] = &["P-Asserted-Identity", "P-Preferred-Identity"];
+
+/// The verstat of a URI whose number is not the one verified: verstat is a parameter of the
+/// number it speaks of (3GPP TS 24.229 §7.2A.20), not of whatever else the INVITE names.
+const NOT_VERIFIED: &str = "No-TN-Validation";
+
+/// Whether `uri` holds the telephone number `orig` (canonical), by the reading the verification
+/// used (`stir::tn::canonicalize`: visual separators and user parameters do not count).
+fn holds_number(uri: &str, orig: Option<&str>) -> bool {
+    let Some(orig) = orig else {
+        return false;
+    };
+    sip_proto::headers::SipUri::parse(uri)
+        .ok()
+        .and_then(|u| u.user)
+        .and_then(|user| stir::tn::canonicalize(&user))
+        .is_some_and(|n| n == orig)
+}
+
+/// Whether `uri` is an anonymous one (RFC 3323 §4.1.1.3: `sip:anonymous@anonymous.invalid`).
+fn is_anonymous(uri: &str) -> bool {
+    sip_proto::headers::SipUri::parse(uri).is_ok_and(|u| {
+        u.host.eq_ignore_ascii_case("anonymous.invalid")
+            || u.user
+                .is_some_and(|user| user.eq_ignore_ascii_case("anonymous"))
+    })
+}
+
 impl<R: RngCore> B2bua<R> {
     /// Sends the outbound INVITE of a call, stamped with the verification result (docs/interface.md:
     /// `verstat` on the From and P-Asserted-Identity URIs, `X-Stirgate-Verstat`).
@@ -40,11 +69,22 @@ impl<R: RngCore> B2bua<R> {
         let Some(invite) = call.inbound_invite.as_deref() else {
             return; // answered already: there is nothing to forward
         };
+        // The number the verification was about: only a URI that holds it gets its verstat.
+        let orig = stir::tn::canonicalize(&call.caller_number);
         let mut from = NameAddr::parse(&call.outbound.local_header).ok();
         if let Some(f) = from.as_mut() {
-            f.uri = set_uri_param(&f.uri, "verstat", verstat);
-            if let Some(display) = &stamps.display {
-                // The verified name (RFC 9795 `nam`), never an unverified one.
+            let verified = holds_number(&f.uri, orig.as_deref());
+            // An anonymous From (RFC 3323) stands for the asserted identity it hides, so it
+            // carries that identity's verstat (and no name).
+            let stamp = if verified || is_anonymous(&f.uri) {
+                verstat
+            } else {
+                NOT_VERIFIED
+            };
+            f.uri = set_uri_param(&f.uri, "verstat", stamp);
+            if let (true, Some(display)) = (verified, &stamps.display) {
+                // The verified name (RFC 9795 `nam`), never an unverified one, and only beside
+                // the number it was verified with.
                 f.display = Some(display.clone());
             }
         }
@@ -63,16 +103,27 @@ impl<R: RngCore> B2bua<R> {
         headers.push_static("Contact", ""); // per attempt: the transport's own
         headers.push("User-Agent", self.cfg.user_agent.as_str());
         for name in CARRIED_HEADERS {
-            for value in invite.headers.get_all(name) {
-                if name.eq_ignore_ascii_case("P-Asserted-Identity") {
-                    match NameAddr::parse(value) {
-                        Ok(mut pai) => {
-                            pai.uri = set_uri_param(&pai.uri, "verstat", verstat);
-                            headers.push(*name, pai.to_text());
-                        }
-                        Err(_) => headers.push(*name, value),
+            if IDENTITY_HEADERS
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            {
+                // One identity per line (a comma list is split), each stamped on its own: the
+                // verification's verstat on the number it verified, "No-TN-Validation" on any
+                // other, whatever verstat the caller wrote. One that does not parse is dropped
+                // rather than passed on with the caller's claims in it.
+                for value in invite.headers.get_list(name) {
+                    if let Ok(mut id) = NameAddr::parse(value) {
+                        let stamp = if holds_number(&id.uri, orig.as_deref()) {
+                            verstat
+                        } else {
+                            NOT_VERIFIED
+                        };
+                        id.uri = set_uri_param(&id.uri, "verstat", stamp);
+                        headers.push(*name, id.to_text());
                     }
-                } else {
+                }
+            } else {
+                for value in invite.headers.get_all(name) {
                     headers.push(*name, value);
                 }
             }

@@ -1255,6 +1255,9 @@ mod reoffers;
 #[path = "tests_routing.rs"]
 mod routing;
 
+#[path = "tests_stamps.rs"]
+mod stamps;
+
 /// The call tables give their memory back after a peak of calls in progress.
 #[test]
 fn call_tables_shrink_after_a_peak() {
