@@ -471,13 +471,18 @@ impl CertCache {
                     Err(reason) => {
                         let until = now + settings.policy.negative_ttl;
                         match slots.get_mut(x5u.as_str()) {
-                            // A failed refresh keeps serving the stale entry; retry later.
+                            // A refresh that could not reach the x5u keeps serving the stale
+                            // entry; retry later. One that got an answer the chain checks
+                            // refuse (revoked, expired, leading to no anchor) drops it at once:
+                            // stale serving bridges an outage, not a withdrawn certificate.
                             Some(Slot::Ready {
                                 fresh_until,
                                 refreshing,
                                 stale_until,
                                 ..
-                            }) if now < *stale_until => {
+                            }) if now < *stale_until
+                                && !matches!(reason, Reason::Certificate(_)) =>
+                            {
                                 *refreshing = false;
                                 *fresh_until = until.min(*stale_until);
                             }

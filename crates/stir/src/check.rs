@@ -130,11 +130,20 @@ struct Candidate {
     passport: Passport,
 }
 
+/// The most Identity values one request gets read (RFC 8224 sets no limit). A call carries one
+/// SHAKEN PASSporT, one `div` per retargeting and maybe an `rcd`; ten leave room for that, and
+/// bound what a hostile INVITE costs: at most 10 + 5 x 5 signature checks (a few ms), not
+/// hundreds.
+pub const MAX_IDENTITIES: usize = 10;
+
 impl Parsed {
     /// Parses every Identity value. `Err` is the verdict's reason when nothing usable remains:
     /// [`Reason::NoIdentity`] when there is no value, else the first parse error or
     /// [`Reason::NoShakenPassport`].
     pub fn parse(values: &[String]) -> Result<Self, Reason> {
+        // Each candidate may cost an ECDSA verify (and each SHAKEN one a pass over the `div`
+        // ones), on the thread that carries the call: values past the first MAX_IDENTITIES
+        // are not read.
         let mut parsed = Self {
             shaken: Vec::new(),
             divs: Vec::new(),
@@ -142,7 +151,11 @@ impl Parsed {
             first_error: None,
         };
         let mut any = false;
-        for value in values.iter().flat_map(|v| identity::split_values(v)) {
+        for value in values
+            .iter()
+            .flat_map(|v| identity::split_values(v))
+            .take(MAX_IDENTITIES)
+        {
             any = true;
             let candidate = IdentityHeader::parse(value)
                 .map_err(Reason::InvalidIdentityHeader)

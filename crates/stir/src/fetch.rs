@@ -236,7 +236,9 @@ pub fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
 
 /// Whether an address is one x5u fetches must never reach: loopback, private (RFC 1918, ULA),
 /// link-local (cloud metadata 169.254.169.254 included), CGNAT, multicast, unspecified,
-/// broadcast, documentation and IPv4-mapped forms of those.
+/// broadcast, documentation, benchmarking (198.18.0.0/15), and the IPv6 forms that carry an
+/// IPv4 address (mapped, NAT64 64:ff9b::/96, 6to4 2002::/16) of those; the local-use NAT64
+/// prefix 64:ff9b:1::/48 (RFC 8215) always.
 pub fn is_refused(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {
@@ -250,6 +252,7 @@ pub fn is_refused(addr: IpAddr) -> bool {
                 || a.is_documentation()
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (18..20).contains(&o[1]))
                 || o[0] >= 240
         }
         IpAddr::V6(a) => {
@@ -257,7 +260,18 @@ pub fn is_refused(addr: IpAddr) -> bool {
                 return is_refused(IpAddr::V4(v4));
             }
             let s = a.segments();
+            // The IPv4 address a translator or tunnel would reach.
+            let embedded = match s {
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some((hi, lo)),
+                [0x2002, hi, lo, ..] => Some((hi, lo)),
+                _ => None,
+            };
+            if let Some((hi, lo)) = embedded {
+                let v4 = std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+                return is_refused(IpAddr::V4(v4));
+            }
             a.is_loopback()
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
                 || a.is_unspecified()
                 || a.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
@@ -396,10 +410,23 @@ mod tests {
             "fc00::1",
             "::ffff:127.0.0.1",
             "ff02::1",
+            "198.18.0.1",
+            "198.19.255.254",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:101::1",
+            "64:ff9b:1::808:808",
         ] {
             assert!(is_refused(a.parse().unwrap()), "{a}");
         }
-        for a in ["8.8.8.8", "203.0.114.1", "2606:4700::1111"] {
+        for a in [
+            "8.8.8.8",
+            "203.0.114.1",
+            "2606:4700::1111",
+            "198.20.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_refused(a.parse().unwrap()), "{a}");
         }
     }

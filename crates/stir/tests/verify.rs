@@ -989,6 +989,61 @@ async fn stale_entry_serves_while_one_refresh_runs() {
     assert_eq!(env.server.hits("/short.pem"), 2);
 }
 
+/// A hostile INVITE cannot make one call cost hundreds of signature checks: past the first
+/// `MAX_IDENTITIES` values the Identity headers are not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_values_past_the_limit_are_not_read() {
+    let env = Env::new().await;
+    let many = vec![env.good(); 50];
+    let parsed = stir::check::Parsed::parse(&many).unwrap();
+    assert_eq!(parsed.shaken_len(), stir::check::MAX_IDENTITIES);
+    // One header line holding them all, comma-separated, is read the same way.
+    let parsed = stir::check::Parsed::parse(&[many.join(",")]).unwrap();
+    assert_eq!(parsed.shaken_len(), stir::check::MAX_IDENTITIES);
+    assert!(env
+        .verifier(&env.config())
+        .verify(&req(many))
+        .await
+        .passed());
+}
+
+/// A refresh that finds the x5u now serving a chain the checks refuse (here one that leads to
+/// no anchor; a revoked or expired one alike) ends the stale serving at once: `cache_stale_s`
+/// bridges an x5u that cannot be reached, not one that no longer vouches for the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_finds_an_unacceptable_chain_ends_stale_serving() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    cfg.cache_min_ttl_s = 0;
+    env.server.set(
+        "/short.pem",
+        Response::ok(env.pki.chain_pem(&env.leaf)).header("Cache-Control", "max-age=0"),
+    );
+    let verifier = env.verifier(&cfg);
+    let id = env.identity_at(&env.server.url("/short.pem"), &env.leaf.key_pem);
+    assert!(verifier.verify(&req(vec![id.clone()])).await.passed());
+    let other = TestPki::new();
+    let stranger = other.leaf(&LeafSpec::default());
+    env.server.set(
+        "/short.pem",
+        Response::ok(other.chain_pem(&stranger)).header("Cache-Control", "max-age=0"),
+    );
+    // Served stale while the refresh runs behind.
+    let _ = verifier.verify(&req(vec![id.clone()])).await;
+    let mut last = None;
+    for _ in 0..100 {
+        let v = verifier.verify(&req(vec![id.clone()])).await;
+        if !v.passed() {
+            last = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = last.expect("still passing on the withdrawn chain after 2 s");
+    assert_eq!(v.verstat, Verstat::Failed, "{:?}", v.reason);
+    assert!(env.server.hits("/short.pem") >= 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_persists_across_restart() {
     let env = Env::new().await;
