@@ -272,6 +272,15 @@ class Signer:
 # ---------------------------------------------------------------- SIPp
 
 
+# SIPp's own socket buffers (send and receive), as large as stirgate's `sip.udp_recv_buffer_bytes`
+# default (the kernel caps them at net.core.rmem_max / wmem_max). SIPp's default, 65,535 bytes,
+# holds some 28 datagrams: any middle that forwards a burst (stirgate after a verify, Kamailio
+# after a worker's wake-up) made SIPp's own sockets drop datagrams and the step fail on their
+# 500 ms retransmissions, while the middle's socket had dropped nothing. Every row gets the
+# same buffers, the direct one included.
+SIPP_BUFFERS = ["-buff_size", str(4 << 20)]
+
+
 class Uas:
     def __init__(self, work, scenario):
         self.port = free_port()
@@ -279,7 +288,7 @@ class Uas:
         os.makedirs(self.dir)
         self.proc = subprocess.Popen(
             ["sipp", "-sf", os.path.join(SCEN, f"uas_{scenario}.xml"), "-i", "127.0.0.1", "-p", str(self.port),
-             "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+             "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000", *SIPP_BUFFERS],
             cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         time.sleep(0.5)
@@ -341,7 +350,7 @@ def sipp_call(work, target_port, scenario, inf, rate, calls, label, limit=None, 
         "-nostdin", "-recv_timeout", "5000", "-timeout", f"{int(calls / rate + HOLD_MS / 1000 + 25)}s",
         "-timeout_error", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
         "-trace_stat", "-stf", "stat.csv", "-fd", "3600", "-trace_rtt", "-rtt_freq", "1",
-        "-trace_err", "-error_file", "errors.log", *(["-trace_shortmsg"] if trace else []), *extra,
+        "-trace_err", "-error_file", "errors.log", *SIPP_BUFFERS, *(["-trace_shortmsg"] if trace else []), *extra,
     ]
     t = time.time()
     drops0 = udp_rcvbuf_errors()
@@ -576,10 +585,16 @@ class Row:
             + (f", {r['cpu_us_per_call']:.0f} us CPU/call" if sampler else "") + ")")
         return r
 
+    def passes(self, rate, label="ladder"):
+        """A rate passes when one of two runs of it passes: a single stall of this shared machine
+        (or a spurious SIPp failure) must not set a row's maximum, nor the direct ceiling the
+        ratios are read against. Every row is judged the same way."""
+        return self.step(rate, label=label)["ok"] or self.step(rate, label=f"{label} again")["ok"]
+
     def ladder(self):
         best, hi = None, None
         for rate in LADDER:
-            if self.step(rate)["ok"]:
+            if self.passes(rate):
                 best = rate
             else:
                 hi = rate
@@ -590,7 +605,7 @@ class Row:
                 mid = int(round((lo + hi) / 2 / 50) * 50)
                 if mid <= lo or mid >= hi:
                     break
-                if self.step(mid, label="bisect")["ok"]:
+                if self.passes(mid, label="bisect"):
                     lo = mid
                 else:
                     hi = mid
