@@ -193,6 +193,9 @@ def render(res):
               "the sum of the processes' `VmHWM` (which counts the shared memory once per process).\n")
     md.append("## Targets\n")
     md.append(targets_table + "\n")
+    bound = ratio_bound(res, cpu_us)
+    if bound:
+        md.append(bound)
     if on_wire:
         md.append(
             f"- added setup p99 = per call, (stirgate's forwarded INVITE - the caller's INVITE reaching it) + (the 200 "
@@ -378,6 +381,29 @@ def render(res):
         else:
             md.append(f"Failed (exit {media['exit']}):\n\n```\n{media['stdout'][-2000:]}\n{media['stderr_tail']}\n```\n")
     return stdout, "\n".join(md) + "\n"
+
+
+def ratio_bound(res, cpu_us):
+    """What the CPU shares allow the ratio to reach: SIPp's caller and callee run on the same cores
+    as the middle, so at the direct ceiling they cost at most cores / ceiling per call, and a
+    middle that adds X us per call can reach at most S / (S + X) of that ceiling."""
+    d = res["rows"]["direct"]
+    cores = (res.get("shards") or {}).get("per_core")
+    if not cores or not d.get("max") or not cpu_us or d.get("first_fail") is None:
+        return None
+    s_us = cores * 1e6 / d["max"]
+    need = s_us * (1 / TARGET_RATIO - 1)
+    text = (f"- **what bounds the ratio**: SIPp's caller and callee share the {cores} cores with the middle. At the "
+            f"direct ceiling they spend at most {cores} cores / {d['max']} calls/s = {s_us:.0f} us of CPU per call "
+            f"together, so a middle that spends X us per call on the same cores reaches at most S / (S + X) of that "
+            f"ceiling: {s_us / (s_us + cpu_us):.2f} at stirgate's {cpu_us:.0f} us. A ratio of {TARGET_RATIO} needs "
+            f"X <= {need:.0f} us per call")
+    p = res.get("profile")
+    if p and p.get("groups") and p["step"].get("cpu_us_per_call"):
+        fixed = sum(pct for name, pct in p["groups"] if name.startswith(("kernel", "ECDSA")))
+        text += (f"; the kernel's share (the UDP datagrams of both legs) and the one ECDSA P-256 verify alone take "
+                 f"{p['step']['cpu_us_per_call'] * fixed / 100:.0f} us per call in the profile below")
+    return text + ".\n"
 
 
 def realtime_note(half):
