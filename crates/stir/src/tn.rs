@@ -20,6 +20,19 @@ pub fn is_telephone_number(tn: &str) -> bool {
     digits(tn, |_| {})
 }
 
+/// Whether `tn` reads as the number `canonical` (a [`canonicalize`] result), without writing it.
+///
+/// ```
+/// assert!(stir::tn::is_number("+1 (215) 555-1212;npdi", "12155551212"));
+/// assert!(!stir::tn::is_number("+1215555121", "12155551212"));
+/// ```
+pub fn is_number(tn: &str, canonical: &str) -> bool {
+    let mut want = canonical.bytes();
+    let mut same = true;
+    let number = digits(tn, |c| same &= want.next() == u8::try_from(c).ok());
+    number && same && want.next().is_none()
+}
+
 /// Hands each digit of `tn` (as [`canonicalize`] reads it) to `push`; true when `tn` is a
 /// telephone number: only digits and visual separators, 1 to 32 digits.
 fn digits(tn: &str, mut push: impl FnMut(char)) -> bool {

@@ -34,25 +34,37 @@ const IDENTITY_HEADERS: &[&str] = &["P-Asserted-Identity", "P-Preferred-Identity
 const NOT_VERIFIED: &str = "No-TN-Validation";
 
 /// Whether `uri` holds the telephone number `orig` (canonical), by the reading the verification
-/// used (`stir::tn::canonicalize`: visual separators and user parameters do not count).
+/// used (`stir::tn`: visual separators and user parameters do not count). Read in place: this
+/// runs for every identity URI of every forwarded call.
 fn holds_number(uri: &str, orig: Option<&str>) -> bool {
     let Some(orig) = orig else {
         return false;
     };
-    sip_proto::headers::SipUri::parse(uri)
-        .ok()
-        .and_then(|u| u.user)
-        .and_then(|user| stir::tn::canonicalize(&user))
-        .is_some_and(|n| n == orig)
+    uri_parts(uri).is_some_and(|(user, _)| stir::tn::is_number(user, orig))
 }
 
 /// Whether `uri` is an anonymous one (RFC 3323 §4.1.1.3: `sip:anonymous@anonymous.invalid`).
 fn is_anonymous(uri: &str) -> bool {
-    sip_proto::headers::SipUri::parse(uri).is_ok_and(|u| {
-        u.host.eq_ignore_ascii_case("anonymous.invalid")
-            || u.user
-                .is_some_and(|user| user.eq_ignore_ascii_case("anonymous"))
+    uri_parts(uri).is_some_and(|(user, host)| {
+        user.eq_ignore_ascii_case("anonymous") || host.eq_ignore_ascii_case("anonymous.invalid")
     })
+}
+
+/// The user (a `tel:` URI's number) and host of a `sip:`, `sips:` or `tel:` URI, as
+/// `SipUri::parse` splits them (the userinfo up to the `@`, without a password); `None` for
+/// another scheme or a `sip:` URI without a user.
+fn uri_parts(uri: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = uri.trim().split_once(':')?;
+    if scheme.eq_ignore_ascii_case("tel") {
+        return Some((rest, ""));
+    }
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    let (userinfo, hostport) = rest.split_once('@')?;
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let host = hostport.split([';', '?', ':']).next().unwrap_or_default();
+    Some((user, host))
 }
 
 impl<R: RngCore> B2bua<R> {
