@@ -465,8 +465,9 @@ pub enum CertError {
     /// The leaf's keyUsage lacks digitalSignature.
     #[error("leaf certificate keyUsage lacks digitalSignature")]
     LeafKeyUsage,
-    /// An issuing certificate is not a CA (basicConstraints / keyUsage keyCertSign).
-    #[error("issuing certificate at depth {depth} is not a CA (basicConstraints/keyUsage)")]
+    /// An issuing certificate is not a CA (basicConstraints cA / keyUsage keyCertSign), or its
+    /// basicConstraints pathLenConstraint does not allow the CAs below it.
+    #[error("issuing certificate at depth {depth} is not a CA that may issue this path (basicConstraints/keyUsage)")]
     IssuerNotCa {
         /// Depth in the path (1 = the leaf's issuer).
         depth: usize,
@@ -675,10 +676,19 @@ fn check_scope(
     }
 }
 
+/// An issuing certificate at `depth` (1 = the leaf's issuer) must be a CA that may sign
+/// certificates, and its pathLenConstraint must allow the `depth - 1` intermediate CAs already
+/// below it (RFC 5280 §4.2.1.9: the leaf does not count).
 fn check_ca(cert: &X509Certificate<'_>, depth: usize) -> Result<(), CertError> {
     let err = CertError::IssuerNotCa { depth };
     match cert.basic_constraints() {
-        Ok(Some(bc)) if bc.value.ca => {}
+        Ok(Some(bc)) if bc.value.ca => {
+            if let Some(max) = bc.value.path_len_constraint {
+                if depth - 1 > usize::try_from(max).unwrap_or(usize::MAX) {
+                    return Err(err);
+                }
+            }
+        }
         _ => return Err(err),
     }
     match cert.key_usage() {
@@ -720,6 +730,35 @@ fn tn_auth_list(cert: &X509Certificate<'_>) -> Result<Option<TnAuthList>, CertEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An intermediate whose pathLenConstraint is 0 may issue leaves only: a CA it signed
+    /// cannot issue a leaf that chains through it. With room for one CA below, it can.
+    #[test]
+    fn path_length_constraints_bound_the_cas_below() {
+        use test_support::pki::{LeafSpec, TestPki};
+        let pki = TestPki::new();
+        let anchors = TrustAnchors::from_pem(pki.root.pem().as_bytes()).unwrap();
+        for (path_len, ok) in [(0, false), (1, true)] {
+            let capped = pki.root.intermediate_with_path_len("capped CA", path_len);
+            let sub = capped.intermediate("sub CA");
+            let leaf = sub.issue(&LeafSpec::default());
+            let bundle =
+                parse_bundle(format!("{}{}{}", leaf.cert_pem, sub.pem(), capped.pem()).as_bytes())
+                    .unwrap();
+            let result = validate_chain(&bundle, &[], &anchors).map(|_| ());
+            let want = if ok {
+                Ok(())
+            } else {
+                Err(CertError::IssuerNotCa { depth: 2 })
+            };
+            assert_eq!(result, want, "pathLenConstraint {path_len}");
+            // The capped CA issuing the leaf itself is within any pathLenConstraint.
+            let direct = capped.issue(&LeafSpec::default());
+            let bundle =
+                parse_bundle(format!("{}{}", direct.cert_pem, capped.pem()).as_bytes()).unwrap();
+            assert!(validate_chain(&bundle, &[], &anchors).is_ok());
+        }
+    }
 
     #[test]
     fn bundle_without_certificates_is_refused() {

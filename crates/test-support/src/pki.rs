@@ -38,6 +38,18 @@ impl Ca {
         self.delegate_ca(name, &[])
     }
 
+    /// An intermediate CA signed by `self` whose basicConstraints allow at most `path_len`
+    /// intermediate CAs below it (RFC 5280 §4.2.1.9 pathLenConstraint).
+    pub fn intermediate_with_path_len(&self, name: &str, path_len: u8) -> Self {
+        let key = p256();
+        let mut params = ca_params(name, 1_577_836_800, 2_366_755_200);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("intermediate");
+        Self { cert, key }
+    }
+
     /// An intermediate CA signed by `self` that carries a TNAuthList of `scope` (none when
     /// empty): a delegate CA of ATIS-1000092, which bounds the numbers it may issue for.
     pub fn delegate_ca(&self, name: &str, scope: &[TnSpec]) -> Self {
