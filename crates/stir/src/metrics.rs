@@ -20,6 +20,10 @@ use crate::verdict::Verdict;
 
 /// Counter `{verstat, attest, reason}`.
 pub const VERIFICATIONS_TOTAL: &str = "stirgate_verifications_total";
+/// Counter of verifications whose PASSporT had been seen within the freshness window: under
+/// `stir.replay = "flag"` they pass and are counted only here; under `fail` they also count as
+/// `reason="replay"` in [`VERIFICATIONS_TOTAL`].
+pub const REPLAYED_TOTAL: &str = "stirgate_replayed_passports_total";
 /// Histogram of verification time in seconds.
 pub const VERIFY_DURATION_SECONDS: &str = "stirgate_verify_duration_seconds";
 /// Counter of certificate cache hits (fresh, stale-while-refresh and negative entries).
@@ -132,6 +136,7 @@ impl<const N: usize> CounterFamily<N> {
 #[derive(Debug)]
 pub struct VerifyMetrics {
     verifications: CounterFamily<3>,
+    replayed: Handle<Counter>,
     duration: Handle<Histogram>,
 }
 
@@ -139,6 +144,7 @@ impl Default for VerifyMetrics {
     fn default() -> Self {
         Self {
             verifications: CounterFamily::new(VERIFICATIONS_TOTAL, ["verstat", "attest", "reason"]),
+            replayed: Handle::<Counter>::new(REPLAYED_TOTAL),
             duration: Handle::<Histogram>::new(VERIFY_DURATION_SECONDS),
         }
     }
@@ -157,6 +163,9 @@ impl VerifyMetrics {
             ],
             1,
         );
+        if v.replayed {
+            self.replayed.counter().increment(1);
+        }
         self.duration.histogram().record(v.elapsed.as_secs_f64());
     }
 }
@@ -166,6 +175,7 @@ fn log_finished(v: &Verdict) {
         verstat = v.verstat.as_str(),
         attest = v.attest.map_or("none", |a| a.as_str()),
         reason = %v.reason,
+        replayed = v.replayed,
         x5u = v.x5u.as_deref().unwrap_or("-"),
         elapsed_us = u64::try_from(v.elapsed.as_micros()).unwrap_or(u64::MAX),
         "STIR verification finished"
@@ -184,6 +194,9 @@ pub fn verification_finished(v: &Verdict) {
         "reason" => v.reason.label(),
     )
     .increment(1);
+    if v.replayed {
+        metrics::counter!(REPLAYED_TOTAL).increment(1);
+    }
     metrics::histogram!(VERIFY_DURATION_SECONDS).record(v.elapsed.as_secs_f64());
 }
 

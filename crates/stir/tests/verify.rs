@@ -1549,6 +1549,8 @@ fn metrics_use_contract_names_and_bounded_labels() {
     );
     assert_eq!(counter(stir::metrics::CERT_CACHE_MISSES_TOTAL, &[]), 1);
     assert_eq!(counter(stir::metrics::CERT_CACHE_HITS_TOTAL, &[]), 2);
+    // The same claims twice: the second passes under the default `flag` policy, and is counted.
+    assert_eq!(counter(stir::metrics::REPLAYED_TOTAL, &[]), 1);
     assert!(snapshot
         .iter()
         .any(|(k, _, _, _)| k.key().name() == stir::metrics::VERIFY_DURATION_SECONDS));

@@ -164,6 +164,11 @@ fn describe() {
         stir::metrics::VERIFICATIONS_TOTAL,
         "STIR/SHAKEN verifications by verstat, attestation and reason."
     );
+    describe_counter!(
+        stir::metrics::REPLAYED_TOTAL,
+        "Verifications whose PASSporT was seen before within the freshness window (passed under \
+         stir.replay = flag, failed as reason replay under fail)."
+    );
     describe_histogram!(
         stir::metrics::VERIFY_DURATION_SECONDS,
         "Time to verify an INVITE's Identity headers in seconds, certificate fetch included."
