@@ -965,9 +965,9 @@ async fn single_flight_and_negative_cache() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_entry_serves_while_one_refresh_runs() {
-    let env = Env::new().await;
+/// A verifier whose chain at `/short.pem` expires at once (max-age=0, no minimum lifetime) but
+/// may be served stale, and an identity signed for it that has passed once (one fetch).
+async fn short_lived(env: &Env) -> (Verifier, String) {
     let mut cfg = env.config();
     cfg.cache_min_ttl_s = 0;
     env.server.set(
@@ -977,6 +977,13 @@ async fn stale_entry_serves_while_one_refresh_runs() {
     let verifier = env.verifier(&cfg);
     let id = env.identity_at(&env.server.url("/short.pem"), &env.leaf.key_pem);
     assert!(verifier.verify(&req(vec![id.clone()])).await.passed());
+    (verifier, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entry_serves_while_one_refresh_runs() {
+    let env = Env::new().await;
+    let (verifier, id) = short_lived(&env).await;
     assert_eq!(env.server.hits("/short.pem"), 1);
     // Expired at once (max-age=0) but inside cache_stale_s: served, and refreshed behind.
     assert!(verifier.verify(&req(vec![id.clone()])).await.passed());
@@ -1013,15 +1020,7 @@ async fn identity_values_past_the_limit_are_not_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_that_finds_an_unacceptable_chain_ends_stale_serving() {
     let env = Env::new().await;
-    let mut cfg = env.config();
-    cfg.cache_min_ttl_s = 0;
-    env.server.set(
-        "/short.pem",
-        Response::ok(env.pki.chain_pem(&env.leaf)).header("Cache-Control", "max-age=0"),
-    );
-    let verifier = env.verifier(&cfg);
-    let id = env.identity_at(&env.server.url("/short.pem"), &env.leaf.key_pem);
-    assert!(verifier.verify(&req(vec![id.clone()])).await.passed());
+    let (verifier, id) = short_lived(&env).await;
     let other = TestPki::new();
     let stranger = other.leaf(&LeafSpec::default());
     env.server.set(
