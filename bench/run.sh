@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stirgate load kit (issue 7): one command, loopback only, bounded in time.
 #
-#   bench/run.sh             # full run, about 15-25 minutes on 2 cores
+#   bench/run.sh             # full run, about 14 minutes on 2 cores
 #   QUICK=1 bench/run.sh     # about 3-4 minutes: shorter steps, coarser ladder, no profile
 #
 # Prints one table and writes bench/RESULTS.md (generated: never edit it by hand). Rows: SIPp
