@@ -41,19 +41,14 @@ impl Ca {
     /// An intermediate CA signed by `self` whose basicConstraints allow at most `path_len`
     /// intermediate CAs below it (RFC 5280 §4.2.1.9 pathLenConstraint).
     pub fn intermediate_with_path_len(&self, name: &str, path_len: u8) -> Self {
-        let key = p256();
         let mut params = ca_params(name, 1_577_836_800, 2_366_755_200);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("intermediate");
-        Self { cert, key }
+        self.sign_ca(params)
     }
 
     /// An intermediate CA signed by `self` that carries a TNAuthList of `scope` (none when
     /// empty): a delegate CA of ATIS-1000092, which bounds the numbers it may issue for.
     pub fn delegate_ca(&self, name: &str, scope: &[TnSpec]) -> Self {
-        let key = p256();
         let mut params = ca_params(name, 1_577_836_800, 2_366_755_200);
         if !scope.is_empty() {
             params
@@ -63,6 +58,12 @@ impl Ca {
                     tn_auth_list_of(scope),
                 ));
         }
+        self.sign_ca(params)
+    }
+
+    /// A CA of `params` with a fresh P-256 key, signed by `self`.
+    fn sign_ca(&self, params: CertificateParams) -> Self {
+        let key = p256();
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .expect("intermediate");
